@@ -1,0 +1,280 @@
+"""The data model: the only contract between measuring and reporting.
+
+Everything a run measures ends up in a :class:`Results` object and, from there, in one JSON
+file with its own ``schema_version``. Reports, gates and findings are computed from that file
+alone, so this module imports nothing heavier than the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+STATUS_NOT_APPLICABLE = "not_applicable"
+STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_NOT_APPLICABLE)
+
+PHASE_COLD_START = "cold_start"
+PHASE_WARMUP = "warmup"
+PHASE_ROUND = "round"
+PHASE_BETWEEN = "between"
+
+
+class ResultsFileError(ValueError):
+    """A results file that cannot be used (unreadable, corrupt, unknown version)."""
+
+
+@dataclass(frozen=True)
+class ClientTiming:
+    """One client's local training in one round.
+
+    ``start_s``/``end_s`` are seconds since the round started in the parent (one monotonic
+    clock is shared by every process on the machine); the phase times come from the worker.
+    """
+
+    client: int
+    device: str
+    worker: int
+    samples: int
+    load_s: float
+    train_s: float
+    write_s: float
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    index: int
+    warmup: bool
+    time_s: float
+    clients: tuple[ClientTiming, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkerMemory:
+    """A worker's view of its own memory (torch's CUDA allocator, or RSS on CPU)."""
+
+    worker: int
+    device: str
+    pid: int | None
+    max_allocated_bytes: int | None = None
+    max_reserved_bytes: int | None = None
+    rss_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class DeviceStats:
+    """What one device did while one mode's measured rounds ran (from the monitor)."""
+
+    device: str
+    busy: bool | None
+    util_mean_pct: float | None
+    util_p95_pct: float | None
+    mem_peak_bytes: int | None
+    samples: int = 0
+    process_mem_peak_bytes: dict[str, int] = field(default_factory=dict)
+    energy_per_round_j: float | None = None
+    power_mean_w: float | None = None
+    sm_active_mean_pct: float | None = None
+
+
+@dataclass(frozen=True)
+class ModeResult:
+    name: str
+    status: str
+    error: str | None = None
+    devices: tuple[str, ...] = ()
+    workers: int = 1
+    cold_start_s: float | None = None
+    warmup_times_s: tuple[float, ...] = ()
+    round_times_s: tuple[float, ...] = ()
+    speedup_vs_serial: float | None = None
+    max_abs_diff_vs_serial: float | None = None
+    same_result: bool | None = None
+    rounds: tuple[RoundRecord, ...] = ()
+    device_stats: tuple[DeviceStats, ...] = ()
+    worker_memory: tuple[WorkerMemory, ...] = ()
+    notes: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+    @property
+    def median_round_s(self) -> float | None:
+        return median(self.round_times_s) if self.round_times_s else None
+
+
+@dataclass(frozen=True)
+class Results:
+    environment: dict[str, Any]
+    config: dict[str, Any]
+    modes: tuple[ModeResult, ...]
+    devices: tuple[dict[str, Any], ...] = ()
+    monitor: dict[str, Any] | None = None
+    command: str = ""
+    created_utc: str = ""
+    interrupted: bool = False
+    tool_version: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    def mode(self, name: str) -> ModeResult | None:
+        for m in self.modes:
+            if m.name == name:
+                return m
+        return None
+
+    def with_modes(self, modes: tuple[ModeResult, ...]) -> Results:
+        return replace(self, modes=modes)
+
+
+def median(values: tuple[float, ...] | list[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    if n == 0:
+        raise ValueError("median of no values")
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+# --- JSON ---------------------------------------------------------------------------------
+
+
+def _clean(value: Any) -> Any:
+    """Make a value JSON-safe: tuples to lists, NaN/inf to null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def to_dict(results: Results) -> dict[str, Any]:
+    d = asdict(results)
+    return _clean(d)
+
+
+def to_json(results: Results) -> str:
+    return json.dumps(to_dict(results), sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+
+
+def _build(cls: type, data: Mapping[str, Any]) -> Any:
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _mode_from_dict(d: Mapping[str, Any]) -> ModeResult:
+    d = dict(d)
+    rounds = tuple(
+        RoundRecord(
+            index=int(r["index"]),
+            warmup=bool(r["warmup"]),
+            time_s=float(r["time_s"]),
+            clients=tuple(_build(ClientTiming, c) for c in r.get("clients", ())),
+        )
+        for r in d.get("rounds", ())
+    )
+    d["rounds"] = rounds
+    d["device_stats"] = tuple(_build(DeviceStats, s) for s in d.get("device_stats", ()))
+    d["worker_memory"] = tuple(_build(WorkerMemory, w) for w in d.get("worker_memory", ()))
+    for key in ("devices", "warmup_times_s", "round_times_s", "notes"):
+        d[key] = tuple(d.get(key) or ())
+    d["extra"] = dict(d.get("extra") or {})
+    if d.get("status") not in STATUSES:
+        raise ResultsFileError(f"mode {d.get('name')!r} has unknown status {d.get('status')!r}")
+    return _build(ModeResult, d)
+
+
+# Upgrades from an older schema version to the next one; keyed by the old version.
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def from_dict(data: Mapping[str, Any]) -> Results:
+    if not isinstance(data, Mapping):
+        raise ResultsFileError("not a gpubench results object")
+    version = data.get("schema_version")
+    if not isinstance(version, int):
+        raise ResultsFileError("missing schema_version: not a gpubench results file")
+    if version > SCHEMA_VERSION:
+        raise ResultsFileError(
+            f"schema_version {version} is newer than this gpubench understands "
+            f"({SCHEMA_VERSION}); upgrade gpubench"
+        )
+    if version < 1:
+        raise ResultsFileError(f"unknown schema_version {version}")
+    d = dict(data)
+    while d["schema_version"] < SCHEMA_VERSION:
+        d = _UPGRADES[d["schema_version"]](d)
+    try:
+        modes = tuple(_mode_from_dict(m) for m in d.get("modes", ()))
+        return Results(
+            environment=dict(d.get("environment") or {}),
+            config=dict(d.get("config") or {}),
+            modes=modes,
+            devices=tuple(d.get("devices") or ()),
+            monitor=d.get("monitor"),
+            command=str(d.get("command") or ""),
+            created_utc=str(d.get("created_utc") or ""),
+            interrupted=bool(d.get("interrupted", False)),
+            tool_version=str(d.get("tool_version") or ""),
+            schema_version=SCHEMA_VERSION,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ResultsFileError):
+            raise
+        raise ResultsFileError(f"malformed results file: {exc}") from None
+
+
+def read_results(path: str | os.PathLike[str]) -> Results:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ResultsFileError(f"cannot read {p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ResultsFileError(f"{p} is not a text file") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultsFileError(f"{p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    try:
+        return from_dict(data)
+    except ResultsFileError as exc:
+        raise ResultsFileError(f"{p}: {exc}") from None
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write a file so that readers see either the old or the whole new content."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return p
+
+
+def write_results(results: Results, path: str | os.PathLike[str]) -> Path:
+    return write_text_atomic(path, to_json(results))
