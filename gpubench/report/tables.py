@@ -1,0 +1,216 @@
+"""Tables from a :class:`Results`: the terminal summary after a run and the FAQ performance table.
+
+Both render as plain text (``tablefmt="simple"``) or markdown (``"github"``) through tabulate.
+Column widths count East Asian wide characters as two cells, the same on every machine.
+"""
+
+from __future__ import annotations
+
+import types
+import unicodedata
+from collections.abc import Sequence
+
+import tabulate as _tabulate_module
+
+from gpubench.report import measures
+from gpubench.report.i18n import check_lang, device_label, mode_label, text
+from gpubench.results import ModeResult, Results
+
+TABLE_FORMATS = ("simple", "github")
+_NOTE_WIDTH = 60
+
+
+def display_width(s: str) -> int:
+    """Terminal cells a string takes: wide/fullwidth characters count 2, combining ones 0."""
+    width = 0
+    for ch in s:
+        if unicodedata.combining(ch) or ch in "\u200b\u200d\ufe0e\ufe0f":
+            continue
+        width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return width
+
+
+# tabulate measures wide characters with the optional ``wcwidth`` package when installed; give
+# it this stdlib-based measure instead, so tables (and golden files) do not depend on it.
+_WIDTH_SHIM = types.SimpleNamespace(wcswidth=display_width)
+
+
+def render(rows: Sequence[Sequence[str]], headers: Sequence[str], tablefmt: str) -> str:
+    if tablefmt not in TABLE_FORMATS:
+        raise ValueError(f"tablefmt must be one of {', '.join(TABLE_FORMATS)}, got {tablefmt!r}")
+    saved = (getattr(_tabulate_module, "wcwidth", None), _tabulate_module.WIDE_CHARS_MODE)
+    setattr(_tabulate_module, "wcwidth", _WIDTH_SHIM)  # noqa: B010 (not a typed attribute)
+    _tabulate_module.WIDE_CHARS_MODE = True
+    try:
+        return _tabulate_module.tabulate(
+            [list(r) for r in rows],
+            headers=list(headers),
+            tablefmt=tablefmt,
+            disable_numparse=True,
+        )
+    finally:
+        setattr(_tabulate_module, "wcwidth", saved[0])  # noqa: B010
+        _tabulate_module.WIDE_CHARS_MODE = saved[1]
+
+
+def short_reason(mode: ModeResult) -> str:
+    """One line of at most 60 characters: why a mode did not run."""
+    lines = (mode.error or "").strip().splitlines()
+    reason = lines[0].strip() if lines else ""
+    if len(reason) > _NOTE_WIDTH:
+        reason = reason[: _NOTE_WIDTH - 1].rstrip() + "…"
+    return reason
+
+
+def status_cell(mode: ModeResult, lang: str) -> str:
+    label = text(f"status.{mode.status}", lang)
+    reason = short_reason(mode)
+    return f"{label}: {reason}" if reason else label
+
+
+def speed_cell(results: Results, mode: ModeResult) -> str:
+    """``1.00x`` for serial, ``1.93x ±2% ✅`` / ``0.41x ±3% ❌`` for the others."""
+    value = measures.speedup(results, mode)
+    if value is None:
+        return "—"
+    if mode.name == "serial":
+        return f"{value:.2f}x"
+    spread = measures.speedup_spread(results, mode)
+    cell = f"{value:.2f}x"
+    if spread is not None:
+        cell += f" ±{spread * 100:.0f}%" if spread >= 0.005 else " ±<1%"
+    return cell + (" ✅" if measures.clearly_faster(value, spread) else " ❌")
+
+
+def same_result_cell(results: Results, mode: ModeResult, lang: str) -> str:
+    if results.mode("serial") is None:
+        return "—"
+    if mode.name == "serial":
+        return text("baseline", lang)
+    diff = mode.max_abs_diff_vs_serial
+    diff_text = f"{diff:.1e}" if diff is not None else ""
+    if mode.same_result is None:
+        return diff_text or "—"
+    mark = "✓" if mode.same_result else "✗"
+    return f"{mark} {diff_text}".rstrip()
+
+
+def busy_cell(mode: ModeResult, device: str, lang: str, *, monitored: bool) -> str:
+    """``busy 97%`` / ``idle 3%``; without monitoring, whether the mode used the device."""
+    if not mode.ok:
+        return "—"
+    stat = measures.device_stat(mode, device)
+    if stat is None:
+        if not monitored and device in mode.devices:
+            return text("used", lang)
+        return "—"
+    util = f"{stat.util_mean_pct:.0f}%" if stat.util_mean_pct is not None else ""
+    if stat.busy is None:
+        return util or "—"
+    word = text("busy" if stat.busy else "idle", lang)
+    return f"{word} {util}".rstrip()
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _speedup_cell(results: Results, mode: ModeResult) -> str:
+    value = measures.speedup(results, mode) if mode.ok else None
+    return "—" if value is None else f"{value:.2f}x"
+
+
+def _monitored(results: Results) -> bool:
+    return any(m.device_stats for m in results.modes)
+
+
+def format_summary_table(results: Results, *, tablefmt: str = "simple", lang: str = "en") -> str:
+    """The table ``gpubench compare`` prints: one row per mode, device columns when monitored."""
+    check_lang(lang)
+    monitored = _monitored(results)
+    devices = measures.device_ids(results) if monitored else []
+    cpu = measures.cpu_slots_only(measures.device_ids(results))
+    mem_key = "col.mem_of_cpu" if cpu else "col.mem_of"
+    with_note = any(not m.ok for m in results.modes)
+    headers = [text(k, lang) for k in ("col.mode", "col.devices", "col.round", "col.spread")]
+    headers += [text(k, lang) for k in ("col.speedup", "col.cold", "col.same")]
+    headers += [device_label(d, lang) for d in devices]
+    headers += [text(mem_key, lang, device=device_label(d, lang)) for d in devices]
+    if with_note:
+        headers.append(text("col.note", lang))
+    rows = []
+    for mode in results.modes:
+        spread = measures.relative_spread(mode.round_times_s)
+        row = [
+            mode_label(mode.name, lang, cpu_slots=cpu),
+            ",".join(mode.devices) or "—",
+            _fmt(mode.median_round_s, ".3f") if mode.ok else text(f"status.{mode.status}", lang),
+            "—" if spread is None or not mode.ok else f"{spread * 100:.1f}%",
+            _speedup_cell(results, mode),
+            _fmt(mode.cold_start_s, ".2f"),
+            same_result_cell(results, mode, lang) if mode.ok else "—",
+        ]
+        row += [busy_cell(mode, d, lang, monitored=True) for d in devices]
+        row += [
+            measures.format_bytes(measures.device_memory(mode, d)) if mode.ok else "—"
+            for d in devices
+        ]
+        if with_note:
+            row.append(short_reason(mode) if not mode.ok else "")
+        rows.append(row)
+    return render(rows, headers, tablefmt)
+
+
+def _memory_header(devices: Sequence[str], lang: str) -> str:
+    if measures.cpu_slots_only(devices):
+        return text("col.memory_cpu", lang)
+    return text("col.memory", lang)
+
+
+def _memory_cell(mode: ModeResult) -> str:
+    if not mode.ok:
+        return "—"
+    used = mode.devices or tuple(s.device for s in mode.device_stats)
+    values = [measures.device_memory(mode, d) for d in used]
+    known = [measures.format_bytes(v) for v in values if v is not None]
+    return " / ".join(known) if known else "—"
+
+
+def _performance_rows(results: Results, devices: Sequence[str], lang: str) -> list[list[str]]:
+    monitored = _monitored(results)
+    own = measures.device_ids(results)
+    cpu = measures.cpu_slots_only(own)
+    rows = []
+    for mode in results.modes:
+        row = [mode_label(mode.name, lang, cpu_slots=cpu)]
+        row += [busy_cell(mode, d, lang, monitored=monitored) if d in own else "—" for d in devices]
+        row.append(speed_cell(results, mode) if mode.ok else status_cell(mode, lang))
+        row.append(_memory_cell(mode))
+        rows.append(row)
+    return rows
+
+
+def format_performance_table(results: Results, lang: str = "en", tablefmt: str = "github") -> str:
+    """The FAQ layout: Configuration | <device>… | Speed | Memory (per device)."""
+    check_lang(lang)
+    devices = measures.device_ids(results)
+    headers = [text("col.config", lang)] + [device_label(d, lang) for d in devices]
+    headers += [text("col.speed", lang), _memory_header(devices, lang)]
+    return render(_performance_rows(results, devices, lang), headers, tablefmt)
+
+
+def format_combined_table(
+    runs: Sequence[tuple[str, Results]], lang: str = "en", tablefmt: str = "github"
+) -> str:
+    """Several runs in one performance table: a leading run column, every run's devices."""
+    check_lang(lang)
+    devices = sorted(
+        {d for _, r in runs for d in measures.device_ids(r)}, key=measures.device_sort_key
+    )
+    headers = [text("col.run", lang), text("col.config", lang)]
+    headers += [device_label(d, lang) for d in devices]
+    headers += [text("col.speed", lang), _memory_header(devices, lang)]
+    rows = []
+    for label, results in runs:
+        rows += [[label, *row] for row in _performance_rows(results, devices, lang)]
+    return render(rows, headers, tablefmt)
