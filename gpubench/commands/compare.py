@@ -1,0 +1,226 @@
+"""``gpubench compare``: the same federated round under each mode, side by side."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from gpubench.config import (
+    DEFAULT_MODES,
+    ConfigError,
+    Partition,
+    RunConfig,
+    SampleSizes,
+    TrainConfig,
+    parse_modes,
+)
+from gpubench.errors import UsageError
+from gpubench.results import STATUS_FAILED, Results, write_results
+
+HELP = "run the same federated round under each execution mode and compare them"
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments that describe a run (shared with ``sweep``)."""
+    g = p.add_argument_group("the round")
+    g.add_argument("--case", default="cnn", help="cnn (default), resnet18, mlp, "
+                   "package.module:NAME or path/to/file.py:NAME")
+    g.add_argument("--clients", type=int, default=10, help="clients per round (default 10)")
+    g.add_argument("--batch-size", type=int, default=128, help="local batch size (default 128)")
+    g.add_argument("--local-epochs", type=int, default=1, help="local epochs (default 1)")
+    g.add_argument("--samples-per-client", default="512",
+                   help="N, or LOW..HIGH drawn per client from the seed (default 512)")
+    g.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default 0.05)")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    g.add_argument("--partition", default="iid", help="iid (default) or dirichlet:ALPHA")
+    g.add_argument("--seed", type=int, default=0)
+    d = p.add_argument_group("devices and modes")
+    d.add_argument("--devices", default="auto",
+                   help="auto (every GPU, else 2 CPU slots), cpu:K, cuda, cuda:0,1")
+    d.add_argument("--assign", default="round-robin", choices=("round-robin", "balanced"),
+                   help="client to device assignment (default round-robin: client %% k)")
+    d.add_argument("--modes", default=",".join(DEFAULT_MODES),
+                   help=f"comma-separated (default {','.join(DEFAULT_MODES)})")
+    d.add_argument("--workers", type=int, default=2,
+                   help="threads (threaded) or processes (multiprocess) on device 0 (default 2)")
+    d.add_argument("--workers-per-device", type=int, default=1,
+                   help="worker processes per device in multi-gpu (default 1)")
+    m = p.add_argument_group("measuring")
+    m.add_argument("--warmup", type=int, default=1, help="warm-up rounds, not counted (default 1)")
+    m.add_argument("--rounds", type=int, default=3, help="measured rounds (default 3)")
+    m.add_argument("--tolerance", type=float, default=None,
+                   help="max abs difference from serial's result (default 1e-5 CPU, 1e-4 CUDA)")
+    m.add_argument("--timeout", type=float, default=None, help="seconds a round may take")
+    m.add_argument("--interleave", action="store_true",
+                   help="run the modes round by round (A B C A B C ...) so drift hits all alike")
+    m.add_argument("--sample-interval", type=float, default=0.1,
+                   help="seconds between monitor samples; 0 turns monitoring off (default 0.1)")
+    m.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_run_arguments(p)
+    o = p.add_argument_group("output")
+    o.add_argument("--out", default=None,
+                   help="results JSON (default results/<UTC time>-<case>.json)")
+    o.add_argument("--report", default=None, help="also write a markdown report to this path")
+    o.add_argument("--lang", default="en", choices=("en", "zh"), help="report language")
+    o.add_argument("--gate", default=None, metavar="BASELINE",
+                   help="gate the run against a results or expectations file")
+    o.add_argument("--max-drop", type=float, default=0.10,
+                   help="with --gate: tolerated speedup drop (default 0.10)")
+    o.add_argument("--strict", action="store_true", help="with --gate: inconclusive fails")
+    o.add_argument("--junit", default=None, help="with --gate: write JUnit XML here")
+
+
+def config_from_args(args: argparse.Namespace, **override: Any) -> RunConfig:
+    values = {
+        "case": args.case,
+        "clients": args.clients,
+        "batch_size": args.batch_size,
+        "samples": args.samples_per_client,
+        **override,
+    }
+    train = TrainConfig(
+        batch_size=values["batch_size"],
+        local_epochs=args.local_epochs,
+        samples=SampleSizes.parse(values["samples"]),
+        lr=args.lr,
+        momentum=args.momentum,
+        partition=Partition.parse(args.partition),
+        seed=args.seed,
+    )
+    interval = args.sample_interval
+    if interval is not None and interval < 0:
+        raise ConfigError(f"--sample-interval must be >= 0, got {interval}")
+    options = {k: v for k, v in vars(args).items() if k.startswith("ray_") or k.endswith("_per_worker")}
+    config = RunConfig(
+        case=values["case"],
+        clients=values["clients"],
+        train=train,
+        devices=args.devices,
+        assign=args.assign,
+        modes=parse_modes(args.modes),
+        workers=args.workers,
+        workers_per_device=args.workers_per_device,
+        warmup=args.warmup,
+        rounds=args.rounds,
+        tolerance=args.tolerance,
+        timeout_s=args.timeout,
+        interleave=args.interleave,
+        sample_interval_s=interval or None,
+        options=options,
+    )
+    config.validate()
+    return config
+
+
+def default_out(case: str) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in case)[:40]
+    return Path("results") / f"{stamp}-{safe}.json"
+
+
+def check_writable(path: Path, flag: str = "--out") -> None:
+    """Fail before measuring, not after, when the results cannot be written."""
+    if path.exists() and path.is_dir():
+        raise UsageError(f"{flag} {path} is a directory")
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write {flag} {path}: {exc.strerror or exc}") from None
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"cannot write {flag} {path}: {parent} is not writable")
+
+
+class ProgressLine:
+    """One self-overwriting line on stderr; silent when stderr is not a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.width = 0
+
+    def __call__(self, mode: str, phase: str, index: int, total: int) -> None:
+        if not self.enabled:
+            return
+        label = {"cold_start": "starting", "warmup": f"warm-up {index}/{total}",
+                 "round": f"round {index}/{total}", "done": "done",
+                 "failed": "FAILED"}.get(phase, phase)
+        text = f"gpubench: {mode}: {label}"
+        sys.stderr.write("\r" + text.ljust(self.width))
+        sys.stderr.flush()
+        self.width = len(text)
+        if phase in ("done", "failed"):
+            sys.stderr.write("\n")
+            self.width = 0
+
+
+def sampler_factory_or_none() -> Any:
+    try:
+        from gpubench.monitor import create_sampler
+    except ImportError:
+        return None
+    return create_sampler
+
+
+def format_table(results: Results) -> str:
+    try:
+        from gpubench.report.tables import format_summary_table
+    except ImportError:
+        from tabulate import tabulate
+
+        rows = [[m.name, m.status, m.median_round_s, m.speedup_vs_serial, m.cold_start_s,
+                 m.max_abs_diff_vs_serial, m.error] for m in results.modes]
+        return tabulate(rows, headers=["mode", "status", "round", "speedup", "cold", "diff", "error"])
+    return format_summary_table(results)
+
+
+def write_outputs(results: Results, args: argparse.Namespace, out: Path) -> int:
+    path = write_results(results, out)
+    print(format_table(results))
+    print(f"\nresults: {path}")
+    code = 1 if any(m.status == STATUS_FAILED for m in results.modes) else 0
+    if args.report:
+        from gpubench.report.page import write_report
+
+        print(f"report: {write_report([results], args.report, lang=args.lang)}")
+    if args.gate:
+        from gpubench.gate import format_gate_report, run_gate
+
+        report = run_gate(results, args.gate, max_drop=args.max_drop, strict=args.strict,
+                          junit_path=args.junit)
+        print(format_gate_report(report))
+        code = max(code, report.exit_code)
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    from gpubench.harness import compare, prepare
+
+    config = config_from_args(args)
+    out = Path(args.out) if args.out else default_out(config.case)
+    check_writable(out)
+    if args.report:
+        check_writable(Path(args.report), "--report")
+    if args.gate and not Path(args.gate).is_file():
+        raise UsageError(f"--gate {args.gate}: no such file")
+    prepared = prepare(config)
+    command = "gpubench " + shlex.join(getattr(args, "argv", []))
+    results = compare(
+        config,
+        progress=ProgressLine(not args.quiet),
+        sampler_factory=sampler_factory_or_none(),
+        command=command,
+        prepared=prepared,
+    )
+    code = write_outputs(results, args, out)
+    if results.interrupted:
+        print("gpubench: interrupted; what was measured is in the results file", file=sys.stderr)
+        return 130
+    return code

@@ -1,0 +1,93 @@
+"""What changes speed: versions, devices, flags, CPU. Recorded with every run."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gpubench import __version__
+from gpubench.devices import Device, usable_cores
+
+
+def cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def git_commit(cwd: str | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def torch_info() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "torch_threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
+        "cudnn": None,
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+    }
+    try:
+        info["cudnn"] = torch.backends.cudnn.version()
+    except Exception:  # no cuDNN in this build
+        pass
+    try:
+        import torchvision
+
+        info["torchvision"] = torchvision.__version__
+    except Exception:
+        info["torchvision"] = None
+    return info
+
+
+def collect_environment(devices: Sequence[Device]) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "gpubench": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": usable_cores(),
+        "git_commit": git_commit(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "cuda_device_order": os.environ.get("CUDA_DEVICE_ORDER"),
+        "gpus": [d.to_dict() for d in devices if d.is_cuda],
+    }
+    env.update(torch_info())
+    try:
+        from gpubench.monitor import nvml
+
+        env["nvml"] = nvml.environment_info()
+    except Exception:  # monitoring is optional; the report says what is missing
+        env["nvml"] = None
+    driver = (env.get("nvml") or {}).get("driver_version")
+    env["driver"] = driver
+    return env

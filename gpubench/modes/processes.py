@@ -1,0 +1,79 @@
+"""What the process modes share: a persistent worker pool and its client plan."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from gpubench.devices import Device, assign_clients
+from gpubench.modes.base import Plan, RoundOutput
+from gpubench.modes.pool import WorkerPool, WorkerSetup, WorkerSpec
+
+
+def plan_workers(
+    plan: Plan, devices: tuple[Device, ...], per_device: int
+) -> list[WorkerSpec]:
+    """Clients onto devices by the assignment policy, then round-robin onto each device's
+    workers. Workers without clients are not started."""
+    on_device = assign_clients(plan.work, len(devices), plan.config.assign)
+    specs: list[WorkerSpec] = []
+    for d, device in enumerate(devices):
+        mine = [c for c in range(plan.clients) if on_device[c] == d]
+        if per_device > 1:
+            # Within a device the same policy spreads the clients over its workers.
+            sub = assign_clients([plan.work[c] for c in mine], per_device, plan.config.assign)
+            groups = [[c for c, w in zip(mine, sub, strict=True) if w == k] for k in range(per_device)]
+        else:
+            groups = [mine]
+        for group in groups:
+            if group:
+                specs.append(WorkerSpec(len(specs), device, tuple(group)))
+    return specs
+
+
+class ProcessModeBase:
+    trainer = "gpubench.modes.pool:make_client_loop"
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.specs = self.make_specs()
+        self.pool: WorkerPool | None = None
+
+    def make_specs(self) -> list[WorkerSpec]:
+        raise NotImplementedError
+
+    @property
+    def device_ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.device.id for s in self.specs))
+
+    @property
+    def workers(self) -> int:
+        return len(self.specs)
+
+    def pids(self) -> Mapping[int, str]:
+        return dict(self.pool.worker_pids) if self.pool else {}
+
+    def start(self) -> None:
+        cfg = self.plan.config
+        setup = WorkerSetup(
+            case=cfg.case,
+            train=cfg.train,
+            sizes=self.plan.sizes,
+            trainer=self.trainer,
+            options=dict(cfg.options),
+        )
+        self.pool = WorkerPool(
+            self.specs, setup, self.plan.clients, self.plan.state_size, cfg.timeout_s
+        )
+        self.pool.start()
+
+    def run_round(self, global_state: torch.Tensor) -> RoundOutput:
+        assert self.pool is not None, "start() first"
+        states, timings, memory = self.pool.run_round(global_state)
+        return RoundOutput(states, timings, memory)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
