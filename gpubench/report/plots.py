@@ -1,0 +1,402 @@
+"""PNG plots of a :class:`Results`: speedup, utilisation over time, peak memory, client Gantt.
+
+Figures are built with matplotlib's object API on the Agg canvas (no pyplot, no global
+backend switch, no display needed), at a fixed dpi and a size that depends only on the data's
+shape. Every plot is optional: missing or malformed data gives a :class:`Plot` with the reason
+it was skipped, never an exception, so a report is always written. A drawer returns the path it
+wrote, or the i18n key of the reason it drew nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from gpubench.report import measures
+from gpubench.report.i18n import check_lang, device_label, mode_label, text
+from gpubench.results import ModeResult, Results
+
+DPI = 100
+WIDTH_IN = 10.0
+PLOT_KINDS = ("speedup", "utilisation", "memory", "gantt")
+
+# Families known to carry Chinese glyphs; the first one installed wins. Any other installed font
+# that has the glyphs is found by the slower coverage check below.
+_CJK_FAMILIES = (
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "Noto Sans SC",
+    "Source Han Sans SC",
+    "WenQuanYi Zen Hei",
+    "WenQuanYi Micro Hei",
+    "Microsoft YaHei",
+    "PingFang SC",
+    "Heiti SC",
+    "SimHei",
+    "Droid Sans Fallback",
+    "AR PL UMing CN",
+)
+_PROBE = "配置速度显存工作闲置"
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One plot of a report: written to ``path`` (labelled in ``lang``), or skipped for ``reason``."""
+
+    kind: str
+    title: str
+    path: Path | None = None
+    reason: str | None = None
+    lang: str = "en"
+
+
+def _has_glyphs(fname: str) -> bool:
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        charmap = FT2Font(fname).get_charmap()
+    except (OSError, RuntimeError, ValueError):
+        return False
+    return all(ord(ch) in charmap for ch in _PROBE)
+
+
+@functools.lru_cache(maxsize=1)
+def find_cjk_font() -> str | None:
+    """The family name of an installed font that renders Chinese, or None."""
+    from matplotlib import font_manager
+
+    bundled = Path(__file__).parent
+    for extra in sorted([*bundled.glob("*.ttf"), *bundled.glob("*.otf")]):
+        font_manager.fontManager.addfont(str(extra))
+    entries = font_manager.fontManager.ttflist
+    by_name = {e.name: e.fname for e in entries}
+    for family in _CJK_FAMILIES:
+        if family in by_name and _has_glyphs(by_name[family]):
+            return family
+    hinted = ("CJK", "Han", "Hei", "WenQuanYi", "Ming", "Song", "Kai", "Gothic")
+    for entry in sorted(entries, key=lambda e: e.name):
+        if any(h in entry.name for h in hinted) and _has_glyphs(entry.fname):
+            return str(entry.name)
+    return None
+
+
+def plot_language(lang: str) -> tuple[str, str | None]:
+    """The language plots can be labelled in here, and the font family to use for it."""
+    if check_lang(lang) == "zh":
+        family = find_cjk_font()
+        if family is None:
+            return "en", None
+        return "zh", family
+    return "en", None
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=DPI, format="png", metadata={"Software": None})
+    tmp.replace(path)
+    return path
+
+
+def _colours(names: list[str]) -> dict[str, Any]:
+    cmap = matplotlib.colormaps["tab10"]
+    return {n: cmap(i % 10) for i, n in enumerate(names)}
+
+
+def _cpu(results: Results) -> bool:
+    return measures.cpu_slots_only(measures.device_ids(results))
+
+
+# --- speedup ------------------------------------------------------------------------------
+
+
+def draw_speedup(results: Results, path: Path, lang: str) -> Path | str:
+    """Bars of speedup vs serial with spread error bars; the ideal is the devices used."""
+    cpu = _cpu(results)
+    rows = []
+    for mode in results.modes:
+        value = measures.speedup(results, mode) if mode.ok else None
+        if value is not None:
+            spread = measures.speedup_spread(results, mode) or 0.0
+            rows.append((mode, value, value * spread))
+    if not rows:
+        return "skip.no_speedup"
+    fig = Figure(figsize=(WIDTH_IN, 5.0))
+    ax = fig.add_subplot()
+    xs = list(range(len(rows)))
+    colours = [
+        "tab:green" if measures.clearly_faster(v, e / v if v else None) else "tab:gray"
+        for _, v, e in rows
+    ]
+    ax.bar(
+        xs,
+        [v for _, v, _ in rows],
+        yerr=[e for _, _, e in rows],
+        capsize=6,
+        color=colours,
+        alpha=0.85,
+    )
+    for x, (mode, value, _) in zip(xs, rows, strict=True):
+        ideal = max(len(mode.devices), 1)
+        ax.hlines(
+            ideal,
+            x - 0.4,
+            x + 0.4,
+            colors="tab:red",
+            linestyles="dashed",
+            label=text("plot.ideal", lang) if x == 0 else "_nolegend_",
+        )
+        ax.annotate(
+            f"{value:.2f}x", (x, value), textcoords="offset points", xytext=(0, 8), ha="center"
+        )
+    ax.axhline(1.0, color="black", linewidth=0.8, label=text("plot.serial_line", lang))
+    ax.set_xticks(xs, [mode_label(m.name, lang, cpu_slots=cpu) for m, _, _ in rows])
+    top = max(max(v + e for _, v, e in rows), max(max(len(m.devices), 1) for m, _, _ in rows))
+    ax.set_ylim(0, top * 1.2)
+    ax.set_ylabel(text("plot.speedup.y", lang))
+    ax.set_title(f"{text('plot.speedup', lang)} — {results.config.get('case', '')}".rstrip(" —"))
+    ax.legend(loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# --- utilisation over time -------------------------------------------------------------------
+
+
+def _timeline(monitor: Any) -> tuple[list[float], dict[str, list[float]]] | None:
+    """Times and per-device utilisation (None → NaN) when the monitor holds a usable timeline."""
+    if not isinstance(monitor, dict):
+        return None
+    timeline = monitor.get("timeline")
+    if not isinstance(timeline, dict):
+        return None
+    t, util = timeline.get("t"), timeline.get("util")
+    if not isinstance(t, list) or not t or not isinstance(util, dict):
+        return None
+    if not all(isinstance(x, (int, float)) for x in t):
+        return None
+    series: dict[str, list[float]] = {}
+    for device, values in util.items():
+        if isinstance(values, list) and len(values) == len(t):
+            series[str(device)] = [
+                float(v) if isinstance(v, (int, float)) else math.nan for v in values
+            ]
+    if not series:
+        return None
+    return [float(x) for x in t], series
+
+
+def draw_utilisation(results: Results, path: Path, lang: str) -> Path | str:
+    """One strip per device: utilisation over the run, each mode's span shaded."""
+    if results.monitor is None:
+        return "skip.no_monitor"
+    parsed = _timeline(results.monitor)
+    if parsed is None:
+        return "skip.bad_timeline"
+    t, series = parsed
+    devices = sorted(series, key=measures.device_sort_key)
+    extents = measures.mode_extents(results.monitor)
+    cpu = _cpu(results)
+    colours = _colours([m.name for m in results.modes])
+    fig = Figure(figsize=(WIDTH_IN, 1.2 + 1.6 * len(devices)))
+    axes = fig.subplots(len(devices), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, device in zip(axes, devices, strict=True):
+        for name, (start, end) in extents.items():
+            ax.axvspan(
+                start,
+                end,
+                color=colours.get(name, "lightgray"),
+                alpha=0.18,
+                label=mode_label(name, lang, cpu_slots=cpu) if ax is axes[0] else None,
+            )
+        ax.plot(t, series[device], color="black", linewidth=0.9)
+        ax.set_ylim(0, 105)
+        ax.set_ylabel(f"{device_label(device, lang)}\n{text('plot.util.y', lang)}")
+        ax.grid(axis="y", alpha=0.3)
+    axes[-1].set_xlabel(text("plot.time", lang))
+    axes[0].set_title(text("plot.util", lang))
+    if extents:
+        axes[0].legend(
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.02),
+            ncol=min(len(extents), 6),
+            fontsize="small",
+            framealpha=0.9,
+        )
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# --- peak memory ---------------------------------------------------------------------------
+
+
+def draw_memory(results: Results, path: Path, lang: str) -> Path | str:
+    """Grouped bars: for each mode, each device's peak; stacked by kind where known."""
+    modes = [m for m in results.modes if m.ok]
+    devices = measures.device_ids(results)
+    values = {(m.name, d): measures.device_memory(m, d) for m in modes for d in devices}
+    if not any(v for v in values.values()):
+        return "skip.no_memory"
+    cpu = _cpu(results)
+    fig = Figure(figsize=(WIDTH_IN, 5.0))
+    ax = fig.add_subplot()
+    width = 0.8 / max(len(devices), 1)
+    parts = ("tensors", "cache", "context")
+    part_colours = {"tensors": "tab:blue", "cache": "tab:orange", "context": "tab:gray"}
+    labelled: set[str] = set()
+    for i, mode in enumerate(modes):
+        for j, device in enumerate(devices):
+            x = i - 0.4 + width * (j + 0.5)
+            split = measures.memory_split(mode, device)
+            total = values[(mode.name, device)]
+            if not total:  # unknown, or nothing on an idle device
+                continue
+            segments = [(p, split[p]) for p in parts] if split else [("peak", total)]
+            bottom = 0.0
+            for part, size in segments:
+                gib = size / 2**30
+                label = text(f"plot.mem.{part}", lang) if part not in labelled else None
+                labelled.add(part)
+                ax.bar(
+                    x,
+                    gib,
+                    width * 0.9,
+                    bottom=bottom,
+                    label=label,
+                    color=part_colours.get(part, "tab:purple"),
+                    edgecolor="white",
+                )
+                bottom += gib
+            if len(devices) > 1:
+                ax.annotate(
+                    device_label(device, lang),
+                    (x, bottom),
+                    textcoords="offset points",
+                    xytext=(0, 3),
+                    ha="center",
+                    fontsize=7,
+                    rotation=90,
+                )
+    ax.set_xticks(range(len(modes)), [mode_label(m.name, lang, cpu_slots=cpu) for m in modes])
+    ax.set_ylabel(text("plot.memory.y", lang))
+    ax.set_title(text("plot.memory", lang))
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.25)
+    ax.legend(loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# --- Gantt of client training ----------------------------------------------------------------
+
+
+def draw_gantt(results: Results, path: Path, lang: str) -> Path | str:
+    """For each mode, one measured round: each client's training as a bar on its lane."""
+    picked: list[tuple[ModeResult, Any]] = []
+    for mode in results.modes:
+        record = measures.representative_round(mode) if mode.ok else None
+        if record is not None:
+            picked.append((mode, record))
+    if not picked:
+        return "skip.no_clients"
+    cpu = _cpu(results)
+    devices = measures.device_ids(results)
+    colours = _colours(devices)
+    lanes_of = [
+        sorted(
+            {(c.device, c.worker) for c in r.clients},
+            key=lambda lane: (measures.device_sort_key(lane[0]), lane[1]),
+        )
+        for _, r in picked
+    ]
+    heights = [0.6 + 0.35 * len(lanes) for lanes in lanes_of]
+    fig = Figure(figsize=(WIDTH_IN, 1.0 + sum(heights)))
+    axes = fig.subplots(
+        len(picked), 1, sharex=True, squeeze=False, gridspec_kw={"height_ratios": heights}
+    )[:, 0]
+    end = max(max(c.end_s for c in r.clients) for _, r in picked)
+    for ax, (mode, record), lanes in zip(axes, picked, lanes_of, strict=True):
+        for row, lane in enumerate(lanes):
+            for c in (c for c in record.clients if (c.device, c.worker) == lane):
+                ax.broken_barh(
+                    [(c.start_s, c.end_s - c.start_s)],
+                    (row - 0.4, 0.8),
+                    facecolors=colours.get(c.device, "tab:gray"),
+                    edgecolor="white",
+                )
+                if c.end_s - c.start_s > end * 0.025:
+                    ax.text(
+                        (c.start_s + c.end_s) / 2,
+                        row,
+                        str(c.client),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white",
+                    )
+        ax.set_yticks(
+            range(len(lanes)),
+            [f"{device_label(d, lang)} · {text('plot.worker', lang)} {w}" for d, w in lanes],
+            fontsize=8,
+        )
+        ax.set_ylim(len(lanes) - 0.5, -0.5)
+        ax.set_title(
+            f"{mode_label(mode.name, lang, cpu_slots=cpu)} — {record.time_s:.2f} s",
+            fontsize=9,
+            loc="left",
+        )
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].set_xlim(0, end * 1.02)
+    axes[-1].set_xlabel(text("plot.gantt.x", lang))
+    fig.suptitle(text("plot.gantt", lang))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+_DRAWERS: dict[str, tuple[str, Callable[[Results, Path, str], Path | str]]] = {
+    "speedup": ("plot.speedup", draw_speedup),
+    "utilisation": ("plot.util", draw_utilisation),
+    "memory": ("plot.memory", draw_memory),
+    "gantt": ("plot.gantt", draw_gantt),
+}
+
+
+def write_plots(results: Results, out_dir: str | Path, stem: str, lang: str = "en") -> list[Plot]:
+    """Write ``<stem>-<kind>.png`` for every plot the data allows; say why for the others.
+
+    With ``lang="zh"`` and no font with Chinese glyphs, the plots are labelled in English
+    (each :class:`Plot` says which language it is labelled in).
+    """
+    plot_lang, family = plot_language(lang)
+    rc: dict[str, Any] = {"figure.dpi": DPI, "savefig.dpi": DPI}
+    if family is not None:
+        rc["font.family"] = "sans-serif"
+        rc["font.sans-serif"] = [family, "DejaVu Sans"]
+        rc["axes.unicode_minus"] = False
+    plots = []
+    for kind in PLOT_KINDS:
+        title_key, draw = _DRAWERS[kind]
+        title = text(title_key, lang)
+        path = Path(out_dir) / f"{stem}-{kind}.png"
+        try:
+            with matplotlib.rc_context(cast(Any, rc)):
+                outcome = draw(results, path, plot_lang)
+        except Exception as exc:  # a plot must never cost the report
+            reason = text("skip.error", lang, error=f"{type(exc).__name__}: {exc}")
+            plots.append(Plot(kind, title, reason=reason))
+            continue
+        if isinstance(outcome, Path):
+            plots.append(Plot(kind, title, path=outcome, lang=plot_lang))
+        else:
+            plots.append(Plot(kind, title, reason=text(outcome, lang)))
+    return plots
