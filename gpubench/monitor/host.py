@@ -1,0 +1,116 @@
+"""The host backend (psutil): CPU slots, and the resident memory of worker processes.
+
+Used when the run has no GPU, or NVML cannot be loaded. A slot's utilisation is the mean over
+its cores of the share of time each core was not idle since the previous sample (from
+``/proc/stat`` through ``psutil.cpu_times(percpu=True)``), so a slot of two cores with one of
+them saturated reads 50%. A slot's memory is the sum of the RSS of the processes watched on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import psutil
+
+from gpubench.devices import Device
+from gpubench.monitor.probe import Reading
+
+log = logging.getLogger(__name__)
+
+HOST_FIELDS = {
+    "util": "mean over the slot's cores of the % of time each core was not idle since the "
+    "previous sample (psutil.cpu_times per core); null for a GPU",
+    "mem": "sum of the resident memory (RSS) of the processes watched on the device, bytes",
+    "process_mem": "resident memory (RSS) of each watched pid, bytes",
+}
+
+
+def core_busy_pct(before: Sequence[Any], after: Sequence[Any]) -> list[float | None]:
+    """Per core: % of the time between two ``cpu_times(percpu=True)`` readings not idle."""
+    out: list[float | None] = []
+    for a, b in zip(before, after, strict=False):  # a core may go offline
+        total = _total(b) - _total(a)
+        idle = _idle(b) - _idle(a)
+        out.append(None if total <= 0 else min(100.0, max(0.0, 100.0 * (total - idle) / total)))
+    return out
+
+
+def _total(t: Any) -> float:
+    # On Linux guest time is already counted in user/nice: do not count it twice.
+    return float(sum(t)) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+
+
+def _idle(t: Any) -> float:
+    return float(t.idle + getattr(t, "iowait", 0.0))
+
+
+def slot_util_pct(per_core: Sequence[float | None], cores: Sequence[int]) -> float | None:
+    """Mean busy % over a slot's cores (cores the kernel did not report are left out)."""
+    values = [v for c in cores if c < len(per_core) and (v := per_core[c]) is not None]
+    return sum(values) / len(values) if values else None
+
+
+class HostProbe:
+    backend = "host"
+    fields = HOST_FIELDS
+
+    def __init__(
+        self,
+        devices: Sequence[Device],
+        *,
+        cpu_times: Callable[[], Sequence[Any]] | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self._cores = {d.id: tuple(d.cores) for d in devices}
+        self._cpu_times = cpu_times or (lambda: psutil.cpu_times(percpu=True))
+        self._before = self._cpu_times()
+        self._procs: dict[int, psutil.Process] = {}
+        self._gone: set[int] = set()
+        self._reason = reason
+
+    def _rss(self, pid: int) -> int | None:
+        if pid in self._gone:
+            return None
+        proc = self._procs.get(pid)
+        try:
+            if proc is None:
+                proc = self._procs[pid] = psutil.Process(pid)
+            return int(proc.memory_info().rss)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            self._gone.add(pid)
+            self._procs.pop(pid, None)
+        except psutil.AccessDenied:
+            log.warning("no permission to read the memory of pid %d", pid)
+            self._gone.add(pid)
+        return None
+
+    def read(self, pids_by_device: Mapping[str, Sequence[int]]) -> dict[str, Reading]:
+        after = self._cpu_times()
+        per_core = core_busy_pct(self._before, after)
+        self._before = after
+        out: dict[str, Reading] = {}
+        for dev_id, cores in self._cores.items():
+            r = Reading(util_pct=slot_util_pct(per_core, cores))
+            for pid in pids_by_device.get(dev_id, ()):
+                rss = self._rss(pid)
+                if rss is not None:
+                    r.process_mem_bytes[pid] = rss
+            if r.process_mem_bytes:
+                r.mem_bytes = sum(r.process_mem_bytes.values())
+            out[dev_id] = r
+        return out
+
+    def notes(self) -> list[str]:
+        notes = [self._reason] if self._reason else []
+        gpus = [d for d, cores in self._cores.items() if not cores]
+        if gpus:
+            notes.append(
+                f"{', '.join(gpus)}: GPU utilisation not measured without NVML; "
+                "memory is the RSS of the watched processes"
+            )
+        return notes
+
+    def close(self) -> None:
+        self._procs.clear()

@@ -1,0 +1,310 @@
+"""The sampler: a background thread that samples every device on a drift-free schedule.
+
+Tick ``k`` is due at ``t0 + k * interval``, whatever the previous samples cost; a tick that is
+already past when the thread wakes (a slow sample, a busy machine) is skipped and counted, not
+made up. The harness thread only ever takes the sampler's lock for a few list operations
+(``mark``, ``watch_pids``); every backend query runs on the sampler thread.
+
+Samples are stored as columns (one list per field and device), which is also how they go into
+the results file: ten minutes at 10 Hz is 6000 numbers per column.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from gpubench.monitor.probe import Probe, Reading
+from gpubench.results import PHASE_BETWEEN, PHASE_ROUND, DeviceStats
+
+log = logging.getLogger(__name__)
+
+BUSY_THRESHOLD_PCT = 50.0
+
+# Reading attribute -> timeline column, with the rounding it is stored with.
+_COLUMNS: dict[str, tuple[str, int | None]] = {
+    "util_pct": ("util", 1),
+    "mem_bytes": ("mem", None),
+    "mem_reserved_bytes": ("mem_reserved", None),
+    "power_w": ("power_w", 1),
+    "energy_j": ("energy_j", 3),
+    "sm_active_pct": ("sm_active", 1),
+}
+_ALWAYS = ("util", "mem")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("percentile of no values")
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def next_tick(t0: float, interval: float, now: float, last: int) -> int:
+    """The first tick index after ``last`` that is not yet past at ``now``."""
+    return max(last + 1, math.floor((now - t0) / interval) + 1)
+
+
+class Sampler:
+    """Samples ``devices`` every ``interval_s`` through ``probe``.
+
+    ``clock`` and ``wait`` are injectable for tests: ``wait(timeout)`` sleeps at most
+    ``timeout`` seconds and returns ``True`` when the sampler must stop.
+    """
+
+    def __init__(
+        self,
+        devices: Sequence[str],
+        interval_s: float,
+        probe: Probe,
+        *,
+        clock: Callable[[], float],
+        note: str | None = None,
+        busy_threshold_pct: float = BUSY_THRESHOLD_PCT,
+        wait: Callable[[float], bool] | None = None,
+    ) -> None:
+        if not interval_s > 0:
+            raise ValueError(f"sample interval must be > 0 s, got {interval_s!r}")
+        self.devices = tuple(devices)
+        self.interval_s = float(interval_s)
+        self.busy_threshold_pct = busy_threshold_pct
+        self.t0: float | None = None
+        self.missed_ticks = 0
+        self._probe = probe
+        self._clock = clock
+        self._note = note
+        self._stop_event = threading.Event()
+        self._wait = wait or self._stop_event.wait
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopped_at: float | None = None
+        self._spans: list[dict[str, Any]] = []
+        self._pids: dict[int, str] = {}
+        self._mode_pids: dict[str, dict[int, str]] = {}
+        self._t: list[float] = []
+        self._span: list[int] = []
+        self._cols: dict[str, dict[str, list[Any]]] = {
+            col: {d: [] for d in self.devices} for col, _ in _COLUMNS.values()
+        }
+        self._proc: list[dict[str, dict[int, int]]] = []
+        self._failures = 0
+
+    # --- the harness's side (short locks only) -------------------------------------------
+
+    def start(self, *, background: bool = True) -> None:
+        """Set ``t0`` and start the thread (``background=False``: the caller drives
+        :meth:`sample` or :meth:`run` itself, as tests do)."""
+        if self.t0 is not None:
+            raise RuntimeError("sampler already started")
+        self.t0 = self._clock()
+        self._spans.append(_span(None, PHASE_BETWEEN, None, 0.0))
+        if background:
+            self._thread = threading.Thread(target=self.run, name="gpubench-sampler", daemon=True)
+            self._thread.start()
+
+    def mark(self, mode: str | None, phase: str, round_index: int | None) -> None:
+        """Close the current span and open one for (mode, phase, round) now."""
+        if self.t0 is None:
+            raise RuntimeError("start() the sampler before mark()")
+        with self._lock:
+            now = self._clock() - self.t0
+            self._spans[-1]["end_s"] = now
+            self._spans.append(_span(mode, phase, round_index, now))
+
+    def watch_pids(self, mode: str, pids: Mapping[int, str]) -> None:
+        """From now on, per-process memory of ``pids`` (pid -> device id)."""
+        with self._lock:
+            self._pids = dict(pids)
+            self._mode_pids.setdefault(mode, {}).update(pids)
+
+    def stop(self) -> None:
+        if self.t0 is None or self._stopped_at is not None:
+            return
+        self._stop_event.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._lock:
+            self._stopped_at = self._clock() - self.t0
+            self._spans[-1]["end_s"] = self._stopped_at
+        self._probe.close()
+
+    # --- the sampler thread ---------------------------------------------------------------
+
+    def run(self) -> None:
+        """The loop: a sample now, then one at every tick until stopped."""
+        assert self.t0 is not None
+        tick = 0
+        self.sample()
+        while True:
+            now = self._clock()
+            nxt = next_tick(self.t0, self.interval_s, now, tick)
+            self.missed_ticks += nxt - tick - 1
+            tick = nxt
+            if self._wait(max(0.0, self.t0 + tick * self.interval_s - now)):
+                return
+            self.sample()
+
+    def sample(self) -> None:
+        assert self.t0 is not None
+        with self._lock:
+            t = self._clock() - self.t0
+            span = len(self._spans) - 1
+            by_device: dict[str, list[int]] = {}
+            for pid, dev in self._pids.items():
+                by_device.setdefault(dev, []).append(pid)
+        try:
+            readings = self._probe.read(by_device)
+        except Exception:  # a backend bug must not end the monitoring of a long run
+            self._failures += 1
+            if self._failures == 1:
+                log.exception(
+                    "monitor backend %s failed; sample recorded as null", self._probe.backend
+                )
+            readings = {}
+        with self._lock:
+            self._t.append(t)
+            self._span.append(span)
+            procs: dict[str, dict[int, int]] = {}
+            for d in self.devices:
+                r = readings.get(d) or Reading()
+                for attr, (col, _) in _COLUMNS.items():
+                    self._cols[col][d].append(getattr(r, attr))
+                if r.process_mem_bytes:
+                    procs[d] = dict(r.process_mem_bytes)
+            self._proc.append(procs)
+
+    # --- results --------------------------------------------------------------------------
+
+    def _spans_now(self) -> list[dict[str, Any]]:
+        spans = [dict(s) for s in self._spans]
+        if spans and spans[-1]["end_s"] is None and self.t0 is not None:
+            spans[-1]["end_s"] = self._clock() - self.t0
+        return spans
+
+    def results_section(self) -> dict[str, Any]:
+        """The ``monitor`` object of the results file (see the module docstring)."""
+        with self._lock:
+            spans = self._spans_now()
+            timeline: dict[str, Any] = {
+                "t": [round(t, 3) for t in self._t],
+                "span": list(self._span),
+            }
+            measured = []
+            for col, digits in _COLUMNS.values():
+                per_dev = self._cols[col]
+                if col not in _ALWAYS and all(v is None for vs in per_dev.values() for v in vs):
+                    continue
+                measured.append(col)
+                timeline[col] = {d: [_round(v, digits) for v in vs] for d, vs in per_dev.items()}
+        notes = list(self._probe.notes())
+        if self._note:
+            notes.insert(0, self._note)
+        if self.missed_ticks:
+            notes.append(f"{self.missed_ticks} tick(s) skipped: sampling fell behind")
+        if self._failures:
+            notes.append(f"{self._failures} sample(s) failed in the backend (recorded as null)")
+        fields = {
+            k: v for k, v in self._probe.fields.items() if k in measured or k == "process_mem"
+        }
+        return {
+            "backend": self._probe.backend,
+            "interval_s": self.interval_s,
+            "note": "; ".join(notes) if notes else None,
+            "busy_threshold_pct": self.busy_threshold_pct,
+            "devices": list(self.devices),
+            "fields": fields,
+            "missed_ticks": self.missed_ticks,
+            "timeline": timeline,
+            "spans": [
+                {**s, "start_s": round(s["start_s"], 3), "end_s": round(s["end_s"], 3)}
+                for s in spans
+            ],
+        }
+
+    def device_stats(self, mode: str) -> tuple[DeviceStats, ...]:
+        """Per device, what it did during ``mode``'s measured rounds (phase ``round``)."""
+        with self._lock:
+            spans = self._spans_now()
+            rounds = {
+                i for i, s in enumerate(spans) if s["mode"] == mode and s["phase"] == PHASE_ROUND
+            }
+            idx = [i for i, s in enumerate(self._span) if s in rounds]
+            pids = dict(self._mode_pids.get(mode, {}))
+            t = self._t
+            cols = {col: {d: list(vs) for d, vs in per.items()} for col, per in self._cols.items()}
+            procs = [self._proc[i] for i in idx]
+            span_of = self._span
+        out = []
+        for d in self.devices:
+            util = [v for i in idx if (v := cols["util"][d][i]) is not None]
+            mem = [v for i in idx if (v := cols["mem"][d][i]) is not None]
+            power = [v for i in idx if (v := cols["power_w"][d][i]) is not None]
+            sm = [v for i in idx if (v := cols["sm_active"][d][i]) is not None]
+            peaks: dict[str, int] = {}
+            for p in procs:
+                for pid, b in p.get(d, {}).items():
+                    if pids.get(pid) == d:
+                        peaks[str(pid)] = max(b, peaks.get(str(pid), 0))
+            energies = []
+            for s in sorted(rounds):
+                in_span = [i for i in idx if span_of[i] == s]
+                e = _span_energy(
+                    spans[s],
+                    [t[i] for i in in_span],
+                    [cols["energy_j"][d][i] for i in in_span],
+                    [cols["power_w"][d][i] for i in in_span],
+                )
+                if e is not None:
+                    energies.append(e)
+            mean = sum(util) / len(util) if util else None
+            out.append(
+                DeviceStats(
+                    device=d,
+                    busy=None if mean is None else mean >= self.busy_threshold_pct,
+                    util_mean_pct=_round(mean, 1),
+                    util_p95_pct=_round(percentile(util, 95), 1) if util else None,
+                    mem_peak_bytes=max(mem) if mem else None,
+                    samples=len(idx),
+                    process_mem_peak_bytes=peaks,
+                    energy_per_round_j=_round(sum(energies) / len(energies), 3)
+                    if energies
+                    else None,
+                    power_mean_w=_round(sum(power) / len(power), 1) if power else None,
+                    sm_active_mean_pct=_round(sum(sm) / len(sm), 1) if sm else None,
+                )
+            )
+        return tuple(out)
+
+
+def _span(mode: str | None, phase: str, round_index: int | None, start: float) -> dict[str, Any]:
+    return {"mode": mode, "phase": phase, "round": round_index, "start_s": start, "end_s": None}
+
+
+def _round(v: Any, digits: int | None) -> Any:
+    if v is None or digits is None:
+        return v
+    return round(float(v), digits)
+
+
+def _span_energy(
+    span: Mapping[str, Any],
+    t: Sequence[float],
+    energy: Sequence[float | None],
+    power: Sequence[float | None],
+) -> float | None:
+    """Energy of one span: the counter's rate between the span's first and last samples
+    times the span's length; else mean power times length."""
+    length = span["end_s"] - span["start_s"]
+    pairs = [(ti, e) for ti, e in zip(t, energy, strict=True) if e is not None]
+    if len(pairs) >= 2 and pairs[-1][0] > pairs[0][0]:
+        rate = (pairs[-1][1] - pairs[0][1]) / (pairs[-1][0] - pairs[0][0])
+        return rate * length
+    watts = [p for p in power if p is not None]
+    return sum(watts) / len(watts) * length if watts else None
