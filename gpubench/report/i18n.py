@@ -86,10 +86,11 @@ _TEXT: dict[str, tuple[str, str]] = {
         "监控：后端 `{backend}`，每 {interval} 秒采样一次。",
     ),
     "page.no_monitor": (
-        "No monitoring data in this run (sampling was off): busy/idle, utilisation and "
-        "device memory are not shown; the device columns only say which devices a mode used.",
-        "本次运行没有监控数据（未开启采样）：不显示工作/闲置、利用率和设备显存；"
-        "设备列只表示该模式使用了哪些设备。",
+        "No monitoring data in this run (sampling was off): busy/idle and utilisation are not "
+        "shown; the device columns only say which devices a mode used, and memory comes from "
+        "the workers' own reports.",
+        "本次运行没有监控数据（未开启采样）：不显示工作/闲置和利用率；"
+        "设备列只表示该模式使用了哪些设备，内存来自工作进程自身的统计。",
     ),
     "page.no_failed": ("Every mode ran.", "所有模式均已运行。"),
     "page.no_findings": ("No findings.", "没有诊断结论。"),
