@@ -1,0 +1,206 @@
+"""Behaviour of the report tables and the numbers behind them (goldens are elsewhere)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import tabulate
+
+from gpubench.report import measures
+from gpubench.report.i18n import device_label, mode_label, text
+from gpubench.report.tables import (
+    display_width,
+    format_combined_table,
+    format_performance_table,
+    format_summary_table,
+    render,
+    speed_cell,
+)
+from gpubench.results import DeviceStats, ModeResult, Results, read_results
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def load(name: str) -> Results:
+    return read_results(FIXTURES / f"{name}.json")
+
+
+def ok_mode(
+    name: str, times: tuple[float, ...], devices: tuple[str, ...] = ("cpu:0",)
+) -> ModeResult:
+    return ModeResult(name=name, status="ok", devices=devices, round_times_s=times)
+
+
+def row_of(table: str, first_cell: str) -> str:
+    rows = [line for line in table.splitlines() if line.strip("| ").startswith(first_cell)]
+    assert rows, f"no row {first_cell!r} in\n{table}"
+    return rows[0]
+
+
+def test_speed_marks_follow_the_measured_speedup() -> None:
+    serial = ok_mode("serial", (1.0, 1.02, 0.98))
+    results = Results(
+        environment={},
+        config={},
+        modes=(
+            serial,
+            ok_mode("threaded", (2.4, 2.5, 2.45)),
+            ok_mode("multiprocess", (0.99, 1.0, 1.01)),
+            ok_mode("multi-gpu", (0.52, 0.51, 0.53), ("cpu:0", "cpu:1")),
+        ),
+    )
+    cells = {m.name: speed_cell(results, m) for m in results.modes}
+    assert cells["serial"] == "1.00x"
+    assert cells["threaded"].startswith("0.41x") and cells["threaded"].endswith("❌")
+    # ~1x within the noise is not a gain
+    assert cells["multiprocess"].startswith("1.00x") and cells["multiprocess"].endswith("❌")
+    assert cells["multi-gpu"].startswith("1.92x ±") and cells["multi-gpu"].endswith("✅")
+
+
+def test_wide_spread_keeps_a_modest_gain_unmarked() -> None:
+    results = Results(
+        environment={},
+        config={},
+        modes=(ok_mode("serial", (1.0, 1.0, 1.0, 1.0)), ok_mode("threaded", (0.7, 0.9, 1.0, 1.3))),
+    )
+    cell = speed_cell(results, results.modes[1])
+    assert cell.endswith("❌"), cell  # 1.05x ±15%: not clearly faster
+
+
+def test_speedup_is_derived_when_not_recorded() -> None:
+    results = Results(
+        environment={},
+        config={},
+        modes=(ok_mode("serial", (2.0, 2.0)), ok_mode("multi-gpu", (1.0, 1.0))),
+    )
+    assert measures.speedup(results, results.modes[1]) == pytest.approx(2.0)
+    recorded = replace(results.modes[1], speedup_vs_serial=1.5)
+    assert measures.speedup(results, recorded) == 1.5
+
+
+def test_relative_spread_is_iqr_over_median() -> None:
+    assert measures.relative_spread([1.0, 2.0, 3.0, 4.0]) == pytest.approx((3.25 - 1.75) / 2.5)
+    assert measures.relative_spread([1.0]) is None
+    assert measures.quantile([3.0, 1.0, 2.0], 0.5) == 2.0
+
+
+def test_cpu_slots_are_never_called_gpus() -> None:
+    results = load("report_2slots")
+    for lang in ("en", "zh"):
+        perf = format_performance_table(results, lang, "github")
+        summary = format_summary_table(results, lang=lang)
+        assert "GPU" not in perf and "GPU" not in summary
+        assert device_label("cpu:1", lang) in perf
+    assert device_label("cuda:1", "zh") == "GPU 1"
+    assert device_label("cpu:0", "en") == "CPU slot 0"
+    assert device_label("cpu:0", "zh") == "CPU 槽 0"
+
+
+def test_performance_table_layout_matches_the_faq() -> None:
+    table = format_performance_table(load("report_1gpu"), "zh", "github")
+    header = table.splitlines()[0]
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    assert cells == ["配置", "GPU 0", "速度", "显存（每个GPU）"]
+    assert row_of(table, "单GPU 串行").count("工作") == 1
+    assert "1.00x" in row_of(table, "单GPU 串行")
+    assert row_of(table, "单GPU 多线程").rstrip(" |").split("|")[-2].strip().endswith("❌")
+
+
+def test_busy_and_idle_come_from_device_stats() -> None:
+    table = format_performance_table(load("report_2slots"), "en", "github")
+    serial = [c.strip() for c in row_of(table, "serial").strip("|").split("|")]
+    multi = [c.strip() for c in row_of(table, "multi-gpu").strip("|").split("|")]
+    assert serial[1].startswith("busy ") and serial[2].startswith("idle ")
+    assert multi[1].startswith("busy ") and multi[2].startswith("busy ")
+    assert serial[1].endswith("%")
+
+
+def test_summary_has_device_columns_only_with_monitoring() -> None:
+    with_monitor = format_summary_table(load("report_2slots")).splitlines()[0]
+    without = format_summary_table(load("report_nomonitor")).splitlines()[0]
+    assert "CPU slot 1" in with_monitor and "CPU slot 1 peak mem" in with_monitor
+    assert "CPU slot" not in without
+    perf = format_performance_table(load("report_nomonitor"), "en", "github")
+    assert "busy" not in perf and "idle" not in perf
+    assert row_of(perf, "multi-gpu").count("used") == 2
+
+
+def test_failed_and_not_applicable_modes_show_status_and_reason() -> None:
+    results = load("report_failed")
+    perf = format_performance_table(results, "en", "github")
+    assert "failed: worker 1 on cpu:0 died" in row_of(perf, "multiprocess")
+    assert "not applicable: CUDA streams need a GPU" in row_of(perf, "streams")
+    summary = format_summary_table(results)
+    line = row_of(summary, "multiprocess")
+    assert "failed" in line and "…" in line  # the reason is cut to one short line
+    assert "last output" not in summary
+
+
+def test_same_result_marks_a_differing_mode() -> None:
+    results = load("report_2slots")
+    bad = replace(results.modes[1], same_result=False, max_abs_diff_vs_serial=0.0123)
+    table = format_summary_table(results.with_modes((results.modes[0], bad)))
+    assert "✗ 1.2e-02" in table
+    no_serial = results.with_modes(results.modes[1:])
+    assert "baseline" not in format_summary_table(no_serial)
+
+
+def test_future_modes_have_names() -> None:
+    assert mode_label("vectorized", "zh") == "单GPU 向量化 (vmap)"
+    assert mode_label("streams", "zh") == "单GPU 多流"
+    assert mode_label("flower", "zh") == "Flower 模拟"
+    assert mode_label("ray", "zh") == "Ray"
+    assert mode_label("multi-gpu", "zh", cpu_slots=True) == "多CPU 槽 并行"
+    assert mode_label("some-new-mode", "zh") == "some-new-mode"
+    table = format_performance_table(load("report_4gpus"), "zh", "github")
+    assert "单GPU 向量化 (vmap)" in table and "Flower 模拟" in table
+
+
+def test_wide_characters_keep_columns_aligned() -> None:
+    assert display_width("配置") == 4
+    assert display_width("✅") == 2
+    assert display_width("1.00x ✓") == 7
+    table = format_performance_table(load("report_failed"), "zh", "github")
+    widths = {display_width(line) for line in table.splitlines()}
+    assert len(widths) == 1, widths
+
+
+def test_render_leaves_tabulate_as_it_was() -> None:
+    before = (getattr(tabulate, "wcwidth", None), tabulate.WIDE_CHARS_MODE)
+    render([["配置"]], ["h"], "simple")
+    assert (getattr(tabulate, "wcwidth", None), tabulate.WIDE_CHARS_MODE) == before
+    with pytest.raises(ValueError, match="tablefmt"):
+        render([["x"]], ["h"], "latex")
+
+
+def test_combined_table_has_every_runs_devices() -> None:
+    table = format_combined_table(
+        [("a", load("report_2slots")), ("b", load("report_4gpus"))], "en", "github"
+    )
+    header = table.splitlines()[0]
+    assert "GPU 3" in header and "CPU slot 1" in header
+    line = row_of(table, "a")
+    assert line.count("—") >= 4  # run a has no GPUs
+
+
+def test_device_columns_include_idle_devices() -> None:
+    results = load("report_4gpus")
+    assert measures.device_ids(results) == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
+    serial = results.mode("serial")
+    assert serial is not None
+    assert measures.device_stat(serial, "cuda:3") == DeviceStats(
+        device="cuda:3",
+        busy=False,
+        util_mean_pct=serial.device_stats[3].util_mean_pct,
+        util_p95_pct=6.0,
+        mem_peak_bytes=0,
+        samples=40,
+    )
+    assert text("idle", "zh") in format_performance_table(results, "zh")
+
+
+def test_unknown_language_is_refused() -> None:
+    with pytest.raises(ValueError, match="language"):
+        format_performance_table(load("report_1gpu"), "fr")
