@@ -7,11 +7,11 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from fake_nvml import FakeGpu, FakeNvmlLib, install
 
 from gpubench.devices import Device
 from gpubench.monitor import create_sampler, environment_info, nvml
 from gpubench.results import PHASE_ROUND
+from tests.fake_nvml import FakeGpu, FakeNvmlLib, install
 
 UUID_A = "GPU-aaaaaaaa-1111-2222-3333-444444444444"
 UUID_B = "GPU-bbbbbbbb-5555-6666-7777-888888888888"
@@ -105,6 +105,13 @@ def test_process_memory_matched_by_pid(lib: FakeNvmlLib, clock: FakeClock) -> No
     stats = sampler.device_stats("multiprocess")
     assert stats[0].process_mem_peak_bytes == {"4242": GIB}  # 777 is not ours; 5151 not seen
     assert stats[1].process_mem_peak_bytes == {}
+    assert "none with a watched pid" not in (sampler.results_section()["note"] or "")
+    sampler.watch_pids("multiprocess", {31337: "cuda:0"})  # pids of another namespace
+    run_round(sampler, clock, "multiprocess", 1)
+    assert (
+        "cuda:0: NVML listed processes but none with a watched pid"
+        in (sampler.results_section()["note"])
+    )
 
 
 def test_not_supported_field_is_null_logged_once_and_not_asked_again(

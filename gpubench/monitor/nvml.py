@@ -131,6 +131,7 @@ class NvmlGpu:
         self.lost = False
         self.off: dict[str, str] = {}  # field -> why it is not measured
         self.mem_total_bytes: int | None = None
+        self.foreign_pids = False  # NVML listed processes, none of them ours
         self._once = once
         self._memory_v2 = True
         self._processes_v3 = True
@@ -223,6 +224,8 @@ class NvmlGpu:
         for p in procs or ():
             if p.pid in wanted and p.usedGpuMemory is not None:
                 r.process_mem_bytes[int(p.pid)] = int(p.usedGpuMemory)
+        if procs and not r.process_mem_bytes:
+            self.foreign_pids = True
 
     def _sm_active(self, r: Reading) -> None:
         if self._gpm is None or self.lost:
@@ -417,6 +420,11 @@ class NvmlProbe:
         for dev_id, gpu in self.gpus.items():
             if gpu.lost:
                 notes.append(f"{dev_id}: GPU lost during the run; later samples are null")
+            if gpu.foreign_pids:
+                notes.append(
+                    f"{dev_id}: NVML listed processes but none with a watched pid (another pid "
+                    "namespace, e.g. a container?): per-process memory unknown there"
+                )
             for name, why in sorted(gpu.off.items()):
                 notes.append(f"{dev_id}: {name} null ({why})")
         return notes
