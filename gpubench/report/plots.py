@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -208,7 +208,7 @@ def draw_utilisation(results: Results, path: Path, lang: str) -> Path | str:
     extents = measures.mode_extents(results.monitor)
     cpu = _cpu(results)
     colours = _colours([m.name for m in results.modes])
-    fig = Figure(figsize=(WIDTH_IN, 1.2 + 1.6 * len(devices)))
+    fig = Figure(figsize=(WIDTH_IN, max(3.5, 1.2 + 1.6 * len(devices))))
     axes = fig.subplots(len(devices), 1, sharex=True, squeeze=False)[:, 0]
     for ax, device in zip(axes, devices, strict=True):
         for name, (start, end) in extents.items():
@@ -371,7 +371,13 @@ _DRAWERS: dict[str, tuple[str, Callable[[Results, Path, str], Path | str]]] = {
 }
 
 
-def write_plots(results: Results, out_dir: str | Path, stem: str, lang: str = "en") -> list[Plot]:
+def write_plots(
+    results: Results,
+    out_dir: str | Path,
+    stem: str,
+    lang: str = "en",
+    kinds: Sequence[str] = PLOT_KINDS,
+) -> list[Plot]:
     """Write ``<stem>-<kind>.png`` for every plot the data allows; say why for the others.
 
     With ``lang="zh"`` and no font with Chinese glyphs, the plots are labelled in English
@@ -384,7 +390,7 @@ def write_plots(results: Results, out_dir: str | Path, stem: str, lang: str = "e
         rc["font.sans-serif"] = [family, "DejaVu Sans"]
         rc["axes.unicode_minus"] = False
     plots = []
-    for kind in PLOT_KINDS:
+    for kind in kinds:
         title_key, draw = _DRAWERS[kind]
         title = text(title_key, lang)
         path = Path(out_dir) / f"{stem}-{kind}.png"
