@@ -184,6 +184,12 @@ def format_table(results: Results) -> str:
 def write_outputs(results: Results, args: argparse.Namespace, out: Path) -> int:
     path = write_results(results, out)
     print(format_table(results))
+    try:
+        from gpubench.findings import compute_findings, format_findings
+    except ImportError:
+        pass
+    else:
+        print("\n" + format_findings(compute_findings(results), lang=args.lang))
     print(f"\nresults: {path}")
     code = 1 if any(m.status == STATUS_FAILED for m in results.modes) else 0
     if args.report:
