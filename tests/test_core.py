@@ -1,0 +1,194 @@
+"""The round under every mode on real CPU slots: same result, assignment, failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import replace
+
+import psutil
+import pytest
+import torch
+
+from gpubench.cases import load_case
+from gpubench.config import RunConfig, SampleSizes, TrainConfig
+from gpubench.devices import assign_clients
+from gpubench.fl import fedavg, initial_global_state
+from gpubench.harness import compare, open_mode
+from gpubench.results import from_dict, to_dict
+from tests.conftest import CASES
+
+
+def small(**kw) -> RunConfig:
+    train = TrainConfig(batch_size=32, samples=SampleSizes(64, 64), seed=3)
+    base = RunConfig(
+        case="mlp",
+        clients=5,
+        train=train,
+        devices="cpu:2",
+        warmup=0,
+        rounds=1,
+        sample_interval_s=None,
+    )
+    return replace(base, **kw)
+
+
+def test_every_mode_computes_serials_result_on_cpu_slots():
+    results = compare(small(rounds=2))
+    by_name = {m.name: m for m in results.modes}
+    assert set(by_name) == {"serial", "threaded", "multiprocess", "multi-gpu"}
+    for m in results.modes:
+        assert m.status == "ok", m.error
+        assert m.same_result is True
+        assert m.max_abs_diff_vs_serial is not None and m.max_abs_diff_vs_serial <= 1e-5
+        assert len(m.round_times_s) == 2
+        for r in m.rounds:
+            assert sorted(c.client for c in r.clients) == list(range(5))
+    assert by_name["multi-gpu"].devices == ("cpu:0", "cpu:1")
+    assert by_name["multiprocess"].devices == ("cpu:0",)
+    assert by_name["multiprocess"].workers == 2
+    # round-robin: client c on cpu:(c % 2)
+    for c in by_name["multi-gpu"].rounds[0].clients:
+        assert c.device == f"cpu:{c.client % 2}"
+    # every single-device mode kept to device 0
+    for name in ("serial", "threaded", "multiprocess"):
+        assert {c.device for c in by_name[name].rounds[0].clients} == {"cpu:0"}
+    # the JSON round trip keeps everything
+    again = from_dict(to_dict(results))
+    assert again.modes == results.modes
+
+
+def test_the_round_trains_and_every_client_counts():
+    """Equivalence means something only if training changed the model and FedAvg used
+    every client: dropping one client's row must change the aggregate."""
+    config = small(modes=("serial",))
+    with open_mode(config, "serial") as session:
+        _, aggregate, clients = session.run_round()
+        initial = initial_global_state(load_case("mlp"), 3)
+        assert (aggregate - initial).abs().max().item() > 1e-3
+        states = session.mode.run_round(session.prep.global_state).states.clone()
+    w = [64.0] * 5
+    assert torch.allclose(fedavg(states, w), aggregate)
+    assert (fedavg(states[:4], w[:4]) - aggregate).abs().max().item() > 1e-5
+    assert len(clients) == 5
+
+
+def test_fedavg_is_weighted_by_samples():
+    states = torch.tensor([[0.0, 10.0], [3.0, 4.0]])
+    assert torch.allclose(fedavg(states, [1.0, 2.0]), torch.tensor([2.0, 6.0]))
+    with pytest.raises(ValueError):
+        fedavg(states, [1.0])
+
+
+def test_balanced_assignment_is_longest_first_onto_least_loaded():
+    work = [5.0, 1.0, 1.0, 4.0, 3.0, 2.0]
+    assert assign_clients(work, 2, "round-robin") == [0, 1, 0, 1, 0, 1]
+    balanced = assign_clients(work, 2, "balanced")
+    loads = [sum(w for w, d in zip(work, balanced) if d == k) for k in range(2)]
+    assert sorted(loads) == [8.0, 8.0]
+    rr = assign_clients(work, 2, "round-robin")
+    rr_loads = [sum(w for w, d in zip(work, rr) if d == k) for k in range(2)]
+    assert max(loads) < max(rr_loads)
+
+
+def test_balanced_policy_drives_multi_gpu_placement():
+    config = small(
+        modes=("serial", "multi-gpu"),
+        assign="balanced",
+        train=TrainConfig(batch_size=32, samples=SampleSizes(32, 256), seed=5),
+        clients=6,
+    )
+    results = compare(config)
+    sizes = results.config["samples"]
+    expected = assign_clients([float(s) for s in sizes], 2, "balanced")
+    mg = results.mode("multi-gpu")
+    assert mg is not None and mg.status == "ok", mg and mg.error
+    placed = {c.client: int(c.device.split(":")[1]) for c in mg.rounds[0].clients}
+    assert [placed[c] for c in range(6)] == expected
+    assert mg.same_result is True
+    assert [c.samples for c in mg.rounds[0].clients] == sizes
+
+
+def test_a_killed_worker_fails_only_its_mode_within_seconds():
+    config = small(
+        case=f"{CASES}:slow_case",
+        modes=("multi-gpu", "serial"),
+        clients=4,
+        train=TrainConfig(batch_size=8, samples=SampleSizes(64, 64)),
+    )
+    seen: dict[str, float] = {}
+
+    def kill_soon() -> None:
+        time.sleep(0.5)
+        victims = [
+            p for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())
+        ]
+        assert victims, "no worker to kill"
+        os.kill(victims[0].pid, signal.SIGKILL)
+        seen["killed"] = time.monotonic()
+
+    def progress(mode: str, phase: str, index: int, total: int) -> None:
+        if mode == "multi-gpu" and phase == "round" and "thread" not in seen:
+            seen["thread"] = 1.0
+            threading.Thread(target=kill_soon, daemon=True).start()
+        if mode == "multi-gpu" and phase == "failed":
+            seen["failed"] = time.monotonic()
+
+    results = compare(config, progress=progress)
+    mg, serial = results.mode("multi-gpu"), results.mode("serial")
+    assert mg is not None and serial is not None
+    assert mg.status == "failed"
+    assert "died with signal SIGKILL" in (mg.error or "")
+    assert seen["failed"] - seen["killed"] < 10
+    assert serial.status == "ok"
+
+
+def test_an_exception_in_a_users_case_is_reported_with_its_message():
+    config = small(case=f"{CASES}:failing_case", modes=("serial", "multi-gpu", "threaded"))
+    results = compare(config)
+    for m in results.modes:
+        assert m.status == "failed"
+        assert "bad batch: every label is 3" in (m.error or "")
+        assert "client 2" in (m.error or "")
+
+
+def test_a_case_loaded_from_a_factory_in_a_file():
+    results = compare(small(case=f"{CASES}:make_tiny_case", modes=("serial", "multiprocess")))
+    assert [m.status for m in results.modes] == ["ok", "ok"]
+    assert results.mode("multiprocess").same_result is True  # type: ignore[union-attr]
+
+
+def test_interleaved_rounds_alternate_modes():
+    stamps: list[tuple[str, str]] = []
+    config = small(modes=("serial", "multi-gpu"), interleave=True, rounds=2, warmup=1)
+    results = compare(config, progress=lambda m, ph, i, t: stamps.append((m, ph)))
+    rounds = [s for s in stamps if s[1] in ("warmup", "round")]
+    assert rounds == [("serial", "warmup"), ("multi-gpu", "warmup"),
+                      ("serial", "round"), ("multi-gpu", "round"),
+                      ("serial", "round"), ("multi-gpu", "round")]
+    assert all(m.status == "ok" for m in results.modes)
+    assert results.mode("multi-gpu").same_result is True  # type: ignore[union-attr]
+
+
+def test_injected_clock_times_rounds_and_cold_start():
+    ticks = iter(range(1000))
+
+    def clock() -> float:
+        return float(next(ticks))
+
+    results = compare(small(modes=("serial",), rounds=2, warmup=1), clock=clock)
+    m = results.modes[0]
+    assert m.cold_start_s == 1.0
+    assert m.warmup_times_s == (1.0,)
+    assert m.round_times_s == (1.0, 1.0)
+    assert m.speedup_vs_serial == 1.0
+
+
+@pytest.mark.gpu
+def test_every_mode_matches_serial_on_cuda():
+    results = compare(small(devices="cuda", case="cnn", clients=4))
+    for m in results.modes:
+        assert m.status == "ok", m.error
+        assert m.same_result is True, (m.name, m.max_abs_diff_vs_serial)
