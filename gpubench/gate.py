@@ -67,6 +67,7 @@ SKIP = "SKIP"
 REFERENCE_MODE = "serial"
 DEFAULT_MAX_DROP = 0.10
 NOISY_HINT = "run more rounds, or compare with --interleave on a shared machine"
+POINT_HINT = "one round per mode gives no interval: run 5 or more rounds"
 
 # --- what a run is ------------------------------------------------------------------------
 
@@ -241,17 +242,24 @@ def _noise_notes(label: str, rounds: Sequence[float]) -> tuple[str, ...]:
 
 def _decide(interval: Interval, low: float | None, high: float | None) -> str:
     """FAIL when the whole interval is beyond a limit, INCONCLUSIVE when it straddles one."""
-    if (low is not None and interval.below(low)) or (high is not None and interval.above(high)):
-        return FAIL
     if not interval.estimated:
         # One round cannot show noise: a point inside the limits passes, one outside is unproven.
         inside = (low is None or interval.estimate >= low) and (
             high is None or interval.estimate <= high
         )
         return PASS if inside else INCONCLUSIVE
+    if (low is not None and interval.below(low)) or (high is not None and interval.above(high)):
+        return FAIL
     if (low is None or interval.low >= low) and (high is None or interval.high <= high):
         return PASS
     return INCONCLUSIVE
+
+
+def _unproven(measured: str, interval: Interval, limit: str) -> str:
+    """The message of an INCONCLUSIVE verdict, with the remedy that fits its cause."""
+    if not interval.estimated:
+        return f"{measured} misses {limit}, but {POINT_HINT}"
+    return f"{measured} straddles {limit}: {NOISY_HINT}"
 
 
 def _pct(level: float) -> str:
@@ -329,7 +337,7 @@ class SpeedupDropCheck:
                 f"(--max-drop {self.max_drop:.0%})"
             )
         elif verdict == INCONCLUSIVE:
-            message = f"{summary}{interval} straddles the allowed {limit:.2f}x: {NOISY_HINT}"
+            message = _unproven(summary + interval, change, f"the allowed {limit:.2f}x")
         return Verdict(
             case,
             name,
@@ -404,10 +412,7 @@ class Expectation:
         if verdict == FAIL:
             message = f"{name}: speedup {cur.estimate:.2f}x{interval}, expected {expected}{why}"
         elif verdict == INCONCLUSIVE:
-            message = (
-                f"{name}: speedup {cur.estimate:.2f}x{interval} straddles the expected "
-                f"{expected}: {NOISY_HINT}"
-            )
+            message = _unproven(f"{name}: speedup {cur.estimate:.2f}x{interval}", cur, expected)
         return Verdict(case, name, verdict, cur, expected, None, expected, message, notes)
 
 
