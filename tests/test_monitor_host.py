@@ -48,7 +48,7 @@ def test_probe_reads_slots_and_sums_rss_of_watched_pids() -> None:
         child.wait()
     assert got["cpu:0"].util_pct == 100.0 and got["cpu:1"].util_pct == 10.0
     rss = got["cpu:0"].process_mem_bytes
-    assert set(rss) == {os.getpid(), child.pid} and all(v > 1_000_000 for v in rss.values())
+    assert set(rss) == {os.getpid(), child.pid} and all(v > 0 for v in rss.values())
     assert got["cpu:0"].mem_bytes == sum(rss.values())
     assert got["cpu:1"].mem_bytes is None and got["cpu:1"].process_mem_bytes == {}
 
@@ -90,6 +90,15 @@ def test_pinned_burn_shows_one_slot_busy_and_the_other_idle() -> None:
         assert busy.busy is True
         assert str(pid) in busy.process_mem_peak_bytes
         section = sampler.results_section()
+        timeline = section["timeline"]
+        own = [
+            v
+            for v, span in zip(timeline["own_util"]["cpu:0"], timeline["span"], strict=True)
+            if section["spans"][span]["phase"] == PHASE_ROUND and v is not None
+        ]
+        # the burner's own CPU time: a full core on a quiet machine, less when others compete
+        assert len(own) >= 5 and sum(own) / len(own) >= 25.0
+        assert set(timeline["own_util"]["cpu:1"]) == {None}  # nothing of ours ran there
         assert section["backend"] == "host" and "no GPU" in section["note"]
         assert other.util_mean_pct is not None
         if other.util_mean_pct <= 50.0:

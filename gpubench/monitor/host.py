@@ -9,6 +9,7 @@ them saturated reads 50%. A slot's memory is the sum of the RSS of the processes
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -24,6 +25,8 @@ HOST_FIELDS = {
     "previous sample (psutil.cpu_times per core); null for a GPU",
     "mem": "sum of the resident memory (RSS) of the processes watched on the device, bytes",
     "process_mem": "resident memory (RSS) of each watched pid, bytes",
+    "own_util": "CPU time of the watched processes on the slot since the previous sample, "
+    "% of the slot's cores (the rest of util is other programs' load)",
 }
 
 
@@ -66,39 +69,51 @@ class HostProbe:
         self._cores = {d.id: tuple(d.cores) for d in devices}
         self._cpu_times = cpu_times or (lambda: psutil.cpu_times(percpu=True))
         self._before = self._cpu_times()
+        self._clock = time.monotonic
+        self._at = self._clock()
+        self._cpu_s: dict[int, float] = {}  # pid -> its CPU seconds at the previous read
         self._procs: dict[int, psutil.Process] = {}
         self._gone: set[int] = set()
         self._reason = reason
 
-    def _rss(self, pid: int) -> int | None:
+    def _process(self, pid: int) -> tuple[int, float] | None:
+        """(RSS bytes, CPU seconds so far) of a watched process, or None once it is gone."""
         if pid in self._gone:
             return None
         proc = self._procs.get(pid)
         try:
             if proc is None:
                 proc = self._procs[pid] = psutil.Process(pid)
-            return int(proc.memory_info().rss)
+            with proc.oneshot():
+                cpu = proc.cpu_times()
+                return int(proc.memory_info().rss), float(cpu.user + cpu.system)
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            self._gone.add(pid)
             self._procs.pop(pid, None)
         except psutil.AccessDenied:
-            log.warning("no permission to read the memory of pid %d", pid)
-            self._gone.add(pid)
+            log.warning("no permission to read pid %d", pid)
+        self._gone.add(pid)
         return None
 
     def read(self, pids_by_device: Mapping[str, Sequence[int]]) -> dict[str, Reading]:
-        after = self._cpu_times()
+        after, at = self._cpu_times(), self._clock()
         per_core = core_busy_pct(self._before, after)
-        self._before = after
+        elapsed, self._before, self._at = at - self._at, after, at
         out: dict[str, Reading] = {}
         for dev_id, cores in self._cores.items():
             r = Reading(util_pct=slot_util_pct(per_core, cores))
+            own, known = 0.0, False
             for pid in pids_by_device.get(dev_id, ()):
-                rss = self._rss(pid)
-                if rss is not None:
-                    r.process_mem_bytes[pid] = rss
+                got = self._process(pid)
+                if got is None:
+                    continue
+                r.process_mem_bytes[pid], cpu_s = got
+                if pid in self._cpu_s:
+                    own, known = own + cpu_s - self._cpu_s[pid], True
+                self._cpu_s[pid] = cpu_s
             if r.process_mem_bytes:
                 r.mem_bytes = sum(r.process_mem_bytes.values())
+            if known and cores and elapsed > 0:
+                r.own_util_pct = min(100.0, 100.0 * own / (elapsed * len(cores)))
             out[dev_id] = r
         return out
 

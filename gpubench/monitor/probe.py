@@ -17,6 +17,9 @@ class Reading:
     power_w: float | None = None
     energy_j: float | None = None  # a counter: only differences mean anything
     sm_active_pct: float | None = None
+    # Share of the device's capacity used by the watched processes themselves (host: their
+    # CPU time over the slot's cores), so that another program's load on a slot shows as such.
+    own_util_pct: float | None = None
     process_mem_bytes: dict[int, int] = field(default_factory=dict)  # watched pids only
 
 

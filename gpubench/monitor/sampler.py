@@ -32,6 +32,7 @@ _COLUMNS: dict[str, tuple[str, int | None]] = {
     "power_w": ("power_w", 1),
     "energy_j": ("energy_j", 3),
     "sm_active_pct": ("sm_active", 1),
+    "own_util_pct": ("own_util", 1),
 }
 _ALWAYS = ("util", "mem")
 
