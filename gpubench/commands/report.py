@@ -7,7 +7,6 @@ from pathlib import Path
 
 from gpubench.errors import UsageError
 from gpubench.report.i18n import LANGS
-from gpubench.report.page import write_report
 from gpubench.results import read_results
 
 HELP = "write a markdown report (tables, PNG plots, findings) from results JSON files"
@@ -41,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and out.is_dir():
         raise UsageError(f"-o names a directory: {str(out)!r}")
     labels = [Path(p).stem for p in args.results]
+    # Imported here: matplotlib takes most of a second, and every gpubench command's parser
+    # imports this module.
+    from gpubench.report.page import write_report
+
     try:
         written = write_report(runs, out, args.lang, labels=labels)
     except OSError as exc:

@@ -1,0 +1,225 @@
+"""The report page, the findings coupling, the torch ban, and ``gpubench report`` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gpubench.report import page
+from gpubench.report.page import findings_for, format_report, write_report
+from gpubench.results import read_results
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gpubench", "report", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd or REPO,
+    )
+
+
+def test_write_report_links_every_image_relatively(tmp_path: Path) -> None:
+    runs = [read_results(FIXTURES / "report_failed.json")]
+    out = write_report(runs, tmp_path / "docs" / "faq.md", "zh", labels=["faq"])
+    assert out == tmp_path / "docs" / "faq.md"
+    body = out.read_text(encoding="utf-8")
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", body)
+    assert len(links) >= 2
+    for link in links:
+        assert not Path(link).is_absolute() and "/" not in link
+        assert (out.parent / link).is_file()
+        assert link.startswith("faq-")
+    assert "## 失败的模式" in body and "killed by signal 9" in body
+    assert "## 复现" in body and "gpubench compare --case cnn" in body
+
+
+def test_several_results_give_one_section_each_and_a_combined_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = page.write_plots
+    monkeypatch.setattr(page, "write_plots", lambda *a: real(*a, kinds=("speedup", "gantt")))
+    runs = [read_results(FIXTURES / f"{n}.json") for n in ("report_2slots", "report_1gpu")]
+    out = write_report(runs, tmp_path / "both.md", labels=["laptop", "gpu-box"])
+    body = out.read_text(encoding="utf-8")
+    assert "## All runs" in body
+    assert "## Run 1: laptop" in body and "## Run 2: gpu-box" in body
+    assert body.count("### Performance") == 2
+    assert (tmp_path / "both-1-speedup.png").exists() and (tmp_path / "both-2-gantt.png").exists()
+
+
+def test_page_without_monitoring_says_so() -> None:
+    results = read_results(FIXTURES / "report_nomonitor.json")
+    body = format_report([("x", results)], lang="en", findings=lambda r, lang: [])
+    assert "No monitoring data in this run" in body
+    assert "busy" not in body.split("## Performance")[1].split("##")[0].split("\n\n")[0]
+    assert "No findings." in body
+
+
+def test_page_names_the_monitor_backend() -> None:
+    results = read_results(FIXTURES / "report_4gpus.json")
+    body = format_report([("x", results)], lang="en", findings=lambda r, lang: None)
+    assert "backend `nvml`" in body and "any kernel ran" in body
+    assert "Findings are not available" in body
+
+
+def test_font_fallback_is_said_on_the_page() -> None:
+    results = read_results(FIXTURES / "report_1gpu.json")
+    english_plot = page.Plot("speedup", "t", path=Path("x-speedup.png"), lang="en")
+    chinese_plot = page.Plot("speedup", "t", path=Path("x-speedup.png"), lang="zh")
+    fallback = format_report([("x", results)], lang="zh", plots=[[english_plot]])
+    native = format_report([("x", results)], lang="zh", plots=[[chinese_plot]])
+    assert "本机没有可显示中文的字体" in fallback
+    assert "本机没有可显示中文的字体" not in native
+
+
+@dataclass(frozen=True)
+class _Finding:
+    level: str
+    message: str
+    hint: str
+    message_zh: str | None = None
+    hint_zh: str | None = None
+
+
+def test_findings_module_is_used_when_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = types.ModuleType("gpubench.findings")
+    seen = []
+
+    def compute_findings(results):  # type: ignore[no-untyped-def]
+        seen.append(results)
+        return [
+            _Finding(
+                "warning", "threaded 0.41x of serial", "use processes", "多线程仅为串行的 0.41 倍"
+            ),
+            _Finding("info", "cold start 3.1 s", ""),
+        ]
+
+    fake.compute_findings = compute_findings  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "gpubench.findings", fake)
+    results = read_results(FIXTURES / "report_2slots.json")
+    views = findings_for(results, "zh")
+    assert seen == [results]
+    assert views is not None and views[0].message == "多线程仅为串行的 0.41 倍"
+    assert views[0].hint == "use processes"  # no translation: the English hint
+    assert views[1].message == "cold start 3.1 s"
+    body = format_report([("x", results)], lang="zh")
+    assert "- **警告**: 多线程仅为串行的 0.41 倍" in body
+    assert "*建议:* use processes" in body
+
+
+def test_findings_missing_module_gives_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "gpubench.findings", None)  # import raises ImportError
+    assert findings_for(read_results(FIXTURES / "report_2slots.json"), "en") is None
+
+
+def test_report_modules_do_not_import_torch() -> None:
+    code = (
+        "import sys, gpubench.report.page, gpubench.report.plots, gpubench.commands.report\n"
+        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_ruff_bans_torch_in_report() -> None:
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed")
+    done = subprocess.run(
+        [ruff, "check", "--no-cache", "--stdin-filename", "gpubench/report/probe.py", "-"],
+        input="import torch\n\nprint(torch)\n",
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert done.returncode == 1 and "TID251" in done.stdout, done.stdout + done.stderr
+    elsewhere = subprocess.run(
+        [ruff, "check", "--no-cache", "--stdin-filename", "gpubench/probe.py", "-"],
+        input="import torch\n\nprint(torch)\n",
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert "TID251" not in elsewhere.stdout
+
+
+# --- the command line ----------------------------------------------------------------------
+
+
+def _bad_files(tmp: Path) -> dict[str, Path]:
+    files = {
+        "corrupt": ("{ not json", "not valid JSON"),
+        "future": (json.dumps({"schema_version": 999, "modes": []}), "newer than this gpubench"),
+        "not-results": (json.dumps([1, 2, 3]), "not a gpubench results object"),
+        "bad-status": (
+            json.dumps({"schema_version": 1, "modes": [{"name": "serial", "status": "weird"}]}),
+            "unknown status",
+        ),
+    }
+    out = {}
+    for name, (content, _) in files.items():
+        path = tmp / f"{name}.json"
+        path.write_text(content, encoding="utf-8")
+        out[name] = path
+    out["missing"] = tmp / "does-not-exist.json"
+    return out
+
+
+@pytest.mark.parametrize("case", ["corrupt", "future", "missing"])
+def test_bad_results_file_is_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
+    path = _bad_files(tmp_path)[case]
+    done = run_cli(str(path), "-o", str(tmp_path / "r.md"))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("gpubench report: error:") and path.name in lines[0]
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "r.md").exists()
+
+
+@pytest.mark.parametrize("case", ["not-results", "bad-status", "corrupt"])
+def test_bad_file_after_a_good_one_fails_without_writing(
+    tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gpubench.cli import main
+
+    bad = _bad_files(tmp_path)[case]
+    code = main(
+        ["report", str(FIXTURES / "report_2slots.json"), str(bad), "-o", str(tmp_path / "r.md")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and bad.name in err
+    assert not (tmp_path / "r.md").exists()
+
+
+def test_cli_writes_beside_the_first_results_file_by_default(tmp_path: Path) -> None:
+    src = tmp_path / "run.json"
+    shutil.copy(FIXTURES / "report_failed.json", src)
+    done = run_cli(str(src), "--lang", "zh")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path / "run.md")
+    body = (tmp_path / "run.md").read_text(encoding="utf-8")
+    assert body.startswith("# gpubench 报告：run")
+    assert (tmp_path / "run-speedup.png").exists()
+    assert "| 单CPU 槽 多进程 |" in body
+
+
+def test_cli_refuses_an_output_that_is_not_markdown(tmp_path: Path) -> None:
+    done = run_cli(str(FIXTURES / "report_2slots.json"), "-o", str(tmp_path / "r.html"))
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
