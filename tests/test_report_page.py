@@ -135,28 +135,25 @@ def test_report_modules_do_not_import_torch() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_ruff_bans_torch_in_report() -> None:
+def _ruff_on(filename: str, source: str) -> subprocess.CompletedProcess[str]:
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
     if not Path(ruff).exists():
         pytest.skip("ruff is not installed")
-    done = subprocess.run(
-        [ruff, "check", "--no-cache", "--stdin-filename", "gpubench/report/probe.py", "-"],
-        input="import torch\n\nprint(torch)\n",
+    return subprocess.run(
+        [ruff, "check", "--no-cache", "--stdin-filename", filename, "-"],
+        input=source,
         capture_output=True,
         text=True,
         cwd=REPO,
         timeout=60,
     )
-    assert done.returncode == 1 and "TID251" in done.stdout, done.stdout + done.stderr
-    elsewhere = subprocess.run(
-        [ruff, "check", "--no-cache", "--stdin-filename", "gpubench/probe.py", "-"],
-        input="import torch\n\nprint(torch)\n",
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
-    assert "TID251" not in elsewhere.stdout
+
+
+def test_ruff_bans_torch_in_report() -> None:
+    source = "import torch\n\nprint(torch)\n"
+    inside = _ruff_on("gpubench/report/probe.py", source)
+    assert inside.returncode == 1 and "TID251" in inside.stdout, inside.stdout + inside.stderr
+    assert "TID251" not in _ruff_on("gpubench/probe.py", source).stdout
 
 
 # --- the command line ----------------------------------------------------------------------
