@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from gpubench import stats
 from gpubench.results import DeviceStats, ModeResult, Results, RoundRecord, median
 
 # A mode is marked clearly faster than serial (✅) when even the low end of its speedup's
@@ -17,25 +18,12 @@ from gpubench.results import DeviceStats, ModeResult, Results, RoundRecord, medi
 CLEARLY_FASTER = 1.05
 
 
-def quantile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolation quantile (numpy's default), for 0 <= q <= 1."""
-    ordered = sorted(values)
-    if not ordered:
-        raise ValueError("quantile of no values")
-    pos = (len(ordered) - 1) * q
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
 def relative_spread(times: Sequence[float]) -> float | None:
-    """Interquartile range over median; None with fewer than two values."""
+    """Interquartile range over median (``stats.spread``); None with fewer than two values."""
     if len(times) < 2:
         return None
-    mid = median(list(times))
-    if mid <= 0:
-        return None
-    return (quantile(times, 0.75) - quantile(times, 0.25)) / mid
+    value = stats.spread(times)
+    return value if math.isfinite(value) else None
 
 
 def speedup(results: Results, mode: ModeResult) -> float | None:
