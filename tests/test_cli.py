@@ -1,0 +1,156 @@
+"""The real CLI in a subprocess: bad input, exit codes, Ctrl-C, results on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from gpubench.config import ConfigError, Partition, SampleSizes
+from gpubench.devices import resolve_devices, split_cores
+from tests.conftest import CASES, ROOT, run_cli
+
+TINY = ["--case", "mlp", "--clients", "2", "--samples-per-client", "32", "--batch-size", "16",
+        "--rounds", "1", "--warmup", "0", "--sample-interval", "0", "--quiet"]
+
+BAD = [
+    (["--clients", "0"], "--clients must be >= 1"),
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--rounds", "0"], "--rounds must be >= 1"),
+    (["--modes", "serial,warp-drive"], "unknown mode 'warp-drive'"),
+    (["--case", "nosuchcase"], "unknown case 'nosuchcase'"),
+    (["--case", "no_such_pkg.mod:CASE"], "cannot import no_such_pkg.mod"),
+    (["--devices", "gpu:1"], "--devices must be"),
+    (["--devices", "cpu:64"], "asks for 64 CPU slots"),
+    (["--devices", "cpu:1,2"], "--devices must be"),
+    (["--out", "/proc/gpubench-cannot/x.json"], "cannot write --out"),
+    (["--samples-per-client", "many"], "--samples-per-client must be"),
+    (["--partition", "dirichlet:-1"], "--partition"),
+    (["--clients", "ten"], "invalid int value"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path):
+    proc = run_cli("compare", *TINY, "--out", str(tmp_path / "r.json"), *argv)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert message in lines[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_no_cuda_is_a_clear_error_where_there_is_no_gpu(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    proc = run_cli("compare", *TINY, "--devices", "cuda", "--out", str(tmp_path / "r.json"))
+    assert proc.returncode == 2
+    assert "no CUDA GPU is visible" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_compare_writes_results_and_prints_the_table(tmp_path):
+    out = tmp_path / "deep" / "r.json"
+    proc = run_cli("compare", *TINY, "--modes", "serial,multi-gpu", "--devices", "cpu:2",
+                   "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert f"results: {out}" in proc.stdout
+    assert "multi-gpu" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["schema_version"] == 1
+    assert [m["name"] for m in data["modes"]] == ["serial", "multi-gpu"]
+    for key in ("name", "status", "error", "devices", "cold_start_s", "warmup_times_s",
+                "round_times_s", "speedup_vs_serial", "max_abs_diff_vs_serial"):
+        assert key in data["modes"][1]
+    assert data["command"].startswith("gpubench compare")
+    assert data["environment"]["torch"]
+    # no progress display when stderr is not a terminal
+    assert "round 1/1" not in proc.stderr
+
+
+def test_a_failed_mode_exits_1_and_the_others_are_written(tmp_path):
+    out = tmp_path / "r.json"
+    proc = run_cli("compare", *TINY, "--case", f"{CASES}:failing_case", "--clients", "3",
+                   "--modes", "serial", "--out", str(out))
+    assert proc.returncode == 1
+    data = json.loads(out.read_text())
+    assert data["modes"][0]["status"] == "failed"
+    assert "every label is 3" in data["modes"][0]["error"]
+
+
+def test_ctrl_c_stops_every_worker_and_writes_what_was_measured(tmp_path):
+    out = tmp_path / "r.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpubench", "compare", "--case", f"{CASES}:slow_case",
+         "--clients", "4", "--samples-per-client", "400", "--batch-size", "8",
+         "--modes", "serial,multi-gpu", "--devices", "cpu:2", "--rounds", "1", "--warmup", "0",
+         "--sample-interval", "0", "--out", str(out)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    parent = psutil.Process(proc.pid)
+    workers: list[psutil.Process] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(workers) < 2:
+        time.sleep(0.2)
+        try:
+            workers = [c for c in parent.children(recursive=True)
+                       if "spawn_main" in " ".join(c.cmdline())]
+        except psutil.Error:
+            break
+    assert len(workers) == 2, "multi-gpu workers never started"
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"workers outlived Ctrl-C: {alive}"
+    data = json.loads(out.read_text())
+    assert data["interrupted"] is True
+    modes = {m["name"]: m for m in data["modes"]}
+    assert modes["serial"]["status"] == "ok"
+    assert modes["multi-gpu"]["status"] == "failed"
+    assert "interrupted" in modes["multi-gpu"]["error"]
+
+
+def test_cases_lists_the_catalogue_with_parameter_counts():
+    proc = run_cli("cases")
+    assert proc.returncode == 0
+    for name, params in (("cnn", "136,874"), ("mlp", "109,386"), ("resnet18", "11,173,962")):
+        line = next(line for line in proc.stdout.splitlines() if line.startswith(name))
+        assert params in line
+
+
+def test_device_specs_and_core_splitting():
+    assert split_cores([0, 1, 2, 3, 4], 2) == [(0, 1, 2), (3, 4)]
+    with pytest.raises(ConfigError):
+        split_cores([0], 2)
+    slots = resolve_devices("cpu:2").devices
+    assert [d.id for d in slots] == ["cpu:0", "cpu:1"]
+    assert set(slots[0].cores).isdisjoint(slots[1].cores)
+    for bad in ("", "gpu", "cuda:a", "cpu:-1", "cuda:0,,1"):
+        with pytest.raises(ConfigError):
+            resolve_devices(bad)
+
+
+def test_partition_and_sample_size_parsing():
+    assert Partition.parse("dirichlet:0.3") == Partition("dirichlet", 0.3)
+    assert str(Partition.parse("iid")) == "iid"
+    assert SampleSizes.parse("64..128") == SampleSizes(64, 128)
+    for bad in ("dirichlet:0", "dirichlet:x", "zipf"):
+        with pytest.raises(ConfigError):
+            Partition.parse(bad)
+    for bad in ("0", "9..3", "1.5"):
+        with pytest.raises(ConfigError):
+            SampleSizes.parse(bad)
