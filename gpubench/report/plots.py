@@ -85,6 +85,19 @@ def find_cjk_font() -> str | None:
     for entry in sorted(entries, key=lambda e: e.name):
         if any(h in entry.name for h in hinted) and _has_glyphs(entry.fname):
             return str(entry.name)
+    # matplotlib caches its font list: a font installed since then is only on disk.
+    hinted_files = ("cjk", "wqy", "han", "hei", "droidsansfallback", "uming", "ukai")
+    known = {e.fname for e in entries}
+    for fname in sorted(font_manager.findSystemFonts()):
+        name = Path(fname).name.lower()
+        if fname in known or not any(h in name for h in hinted_files):
+            continue
+        if _has_glyphs(fname):
+            try:
+                font_manager.fontManager.addfont(fname)
+                return str(font_manager.FontProperties(fname=fname).get_name())
+            except (OSError, RuntimeError, ValueError):
+                continue
     return None
 
 
