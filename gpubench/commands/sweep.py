@@ -1,0 +1,129 @@
+"""``gpubench sweep``: a comparison repeated over the values of one parameter."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gpubench.commands.compare import (
+    ProgressLine,
+    add_run_arguments,
+    config_from_args,
+    sampler_factory_or_none,
+)
+from gpubench.errors import UsageError
+from gpubench.results import STATUS_FAILED
+from gpubench.sweep import SWEEPABLE
+
+HELP = "repeat a comparison over the values of one parameter (e.g. --batch-size 32,64,128)"
+
+
+def _list_of(convert: Callable[[str], Any] | None, flag: str) -> Callable[[str], list[Any]]:
+    def parse(text: str) -> list[Any]:
+        items = [t.strip() for t in text.split(",")]
+        if not any(items):
+            raise argparse.ArgumentTypeError(f"no value in {text!r}")
+        if not all(items):
+            raise argparse.ArgumentTypeError(f"an empty value in {text!r}")
+        try:
+            values = [convert(t) if convert else t for t in items]
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+        if len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(f"a value appears twice in {text!r}")
+        return values
+
+    parse.__name__ = f"{flag} list"
+    return parse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_run_arguments(p)
+    # The sweepable flags accept "A,B,C"; exactly one of them may be given several values.
+    for action in p._actions:
+        if action.dest in SWEEPABLE:
+            action.type = _list_of(action.type, SWEEPABLE[action.dest])  # type: ignore[arg-type]
+            action.help = f"{action.help}; A,B,C sweeps it"
+    o = p.add_argument_group("output")
+    o.add_argument("--out-dir", default=None,
+                   help="folder for one results file per point, summary.json and summary.png "
+                   "(default results/sweep-<UTC time>/)")
+
+
+def swept_parameter(args: argparse.Namespace) -> tuple[str, list[Any], argparse.Namespace]:
+    """(dest, values, args with every one-value list made a scalar); one list at most."""
+    fixed = argparse.Namespace(**vars(args))
+    lists = {}
+    for dest in SWEEPABLE:
+        value = getattr(args, dest, None)
+        if isinstance(value, list):
+            if len(value) == 1:
+                setattr(fixed, dest, value[0])
+            else:
+                lists[dest] = value
+    if not lists:
+        raise UsageError("give one parameter a comma-separated list of values, "
+                         "e.g. --batch-size 32,64,128")
+    if len(lists) > 1:
+        flags = " and ".join(SWEEPABLE[d] for d in lists)
+        raise UsageError(f"only one parameter may take a list of values, got {flags}")
+    dest, values = next(iter(lists.items()))
+    return dest, values, fixed
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out-dir {out_dir} is a file")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create --out-dir {out_dir}: {exc.strerror or exc}") from None
+    if not os.access(out_dir, os.W_OK):
+        raise UsageError(f"cannot write --out-dir {out_dir}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from gpubench.harness import compare, prepare
+    from gpubench.sweep import (
+        PLOT_FILE,
+        default_out_dir,
+        format_sweep_table,
+        run_sweep,
+        summarize,
+        write_summary,
+        write_sweep_plot,
+    )
+
+    dest, values, fixed = swept_parameter(args)
+    configs = [(v, config_from_args(argparse.Namespace(**{**vars(fixed), dest: v})))
+               for v in values]
+    prepared = [prepare(c) for _, c in configs]  # every point is checked before any runs
+    out_dir = Path(args.out_dir) if args.out_dir else default_out_dir()
+    _check_out_dir(out_dir)
+    sweep = run_sweep(
+        dest,
+        configs,
+        out_dir,
+        compare_fn=compare,
+        sampler_factory=sampler_factory_or_none(),
+        progress=ProgressLine(not args.quiet),
+        command="gpubench " + shlex.join(getattr(args, "argv", [])),
+        prepared=prepared,
+    )
+    summary = summarize(sweep)
+    print(format_sweep_table(summary))
+    for p in sweep.points:
+        print(f"results: {p.path}")
+    print(f"summary: {write_summary(summary, out_dir)}")
+    plot = write_sweep_plot(summary, out_dir / PLOT_FILE)
+    print(f"plot: {plot}" if plot else "plot: not drawn (matplotlib is not installed)")
+    if sweep.interrupted:
+        print("gpubench: interrupted; what was measured is in the out dir", file=sys.stderr)
+        return 130
+    failed = any(m.status == STATUS_FAILED for p in sweep.points for m in p.results.modes)
+    return 1 if failed else 0
