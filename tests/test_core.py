@@ -86,10 +86,10 @@ def test_balanced_assignment_is_longest_first_onto_least_loaded():
     work = [5.0, 1.0, 1.0, 4.0, 3.0, 2.0]
     assert assign_clients(work, 2, "round-robin") == [0, 1, 0, 1, 0, 1]
     balanced = assign_clients(work, 2, "balanced")
-    loads = [sum(w for w, d in zip(work, balanced) if d == k) for k in range(2)]
+    loads = [sum(w for w, d in zip(work, balanced, strict=True) if d == k) for k in range(2)]
     assert sorted(loads) == [8.0, 8.0]
     rr = assign_clients(work, 2, "round-robin")
-    rr_loads = [sum(w for w, d in zip(work, rr) if d == k) for k in range(2)]
+    rr_loads = [sum(w for w, d in zip(work, rr, strict=True) if d == k) for k in range(2)]
     assert max(loads) < max(rr_loads)
 
 
