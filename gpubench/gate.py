@@ -98,8 +98,6 @@ def device_count(results: Results) -> int | None:
     count = config.get("device_count")
     if isinstance(count, int) and not isinstance(count, bool):
         return count
-    if results.devices:
-        return len(results.devices)
     used = {d for m in results.modes for d in m.devices}
     if used:
         return len(used)
@@ -109,7 +107,9 @@ def device_count(results: Results) -> int | None:
         return int(rest)
     if kind == "cuda" and rest:
         return len([p for p in rest.split(",") if p.strip()])
-    return int(spec) if spec.isdigit() else None
+    if spec.isdigit():
+        return int(spec)
+    return len(results.devices) or None  # every device found, used or not: a last resort
 
 
 def run_key(results: Results) -> RunKey:

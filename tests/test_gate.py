@@ -382,3 +382,27 @@ def test_pytest_benchmark_file_without_gpubench_benchmarks_is_refused(
     path = write_json(tmp_path, "b.json", {"machine_info": {}, "benchmarks": []})
     assert main(["gate", "--baseline", path, path]) == 2
     assert "gpubench_mode" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_benchmark_suite_writes_a_file_that_gates(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "bench_cases", "-q", "-p", "no:cacheprovider",
+            f"--benchmark-json={out}", "--gpubench-clients=2", "--gpubench-samples=64",
+            "--gpubench-rounds=3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs, kind = load_runs(out)
+    assert kind == "pytest-benchmark" and len(runs) == 1
+    modes = {m.name: m for m in runs[0].modes}
+    assert len(modes) >= 4 and all(len(m.round_times_s) == 3 for m in modes.values())
+    assert main(["gate", "--baseline", str(out), str(out)]) == 0
+    # the physics may not hold on a loaded machine; the file must still be usable
+    assert main(["gate", "--baseline", str(EXPECTATIONS), str(out)]) in (0, 1)
