@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from typing import Any
 from gpubench.commands.compare import (
     ProgressLine,
     add_run_arguments,
+    check_writable,
     config_from_args,
     sampler_factory_or_none,
 )
@@ -76,18 +76,8 @@ def swept_parameter(args: argparse.Namespace) -> tuple[str, list[Any], argparse.
     return dest, values, fixed
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out-dir {out_dir} is a file")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create --out-dir {out_dir}: {exc.strerror or exc}") from None
-    if not os.access(out_dir, os.W_OK):
-        raise UsageError(f"cannot write --out-dir {out_dir}")
-
-
 def run(args: argparse.Namespace) -> int:
+    dest, values, fixed = swept_parameter(args)  # before the heavy imports: bad input fails fast
     from gpubench.harness import compare, prepare
     from gpubench.sweep import (
         PLOT_FILE,
@@ -99,12 +89,11 @@ def run(args: argparse.Namespace) -> int:
         write_sweep_plot,
     )
 
-    dest, values, fixed = swept_parameter(args)
     configs = [(v, config_from_args(argparse.Namespace(**{**vars(fixed), dest: v})))
                for v in values]
     prepared = [prepare(c) for _, c in configs]  # every point is checked before any runs
     out_dir = Path(args.out_dir) if args.out_dir else default_out_dir()
-    _check_out_dir(out_dir)
+    check_writable(out_dir / "summary.json", "--out-dir")
     sweep = run_sweep(
         dest,
         configs,

@@ -1,0 +1,175 @@
+"""``gpubench doctor``: the real command on this machine, and its findings from made-up machines."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from gpubench.doctor import (
+    collect_machine,
+    format_doctor,
+    machine_findings,
+    order_mismatch,
+    shared_memory,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+GiB = 2**30
+
+
+def _doctor(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "gpubench", "doctor", *args], capture_output=True,
+                          text=True, timeout=180, cwd=ROOT, env=env)
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def test_doctor_json_exits_0_with_findings():
+    proc = _doctor("--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert {"python", "cpu", "torch", "gpus", "nvml", "mps", "shared_memory", "environment",
+            "findings"} <= set(report)
+    assert report["cpu"]["usable"] >= 1
+    codes = [f["code"] for f in report["findings"]]
+    if not _has_gpu():
+        no_gpu = next(f for f in report["findings"] if f["code"] == "no-gpu")
+        assert no_gpu["message"].startswith("no CUDA GPU visible: modes run on CPU slots")
+        assert no_gpu["message_zh"] and no_gpu["hint"]
+        assert report["gpus"] == []
+    else:
+        assert "no-gpu" not in codes
+
+
+def test_doctor_text_exits_0():
+    proc = _doctor()
+    assert proc.returncode == 0, proc.stderr
+    assert "torch" in proc.stdout and "/dev/shm" in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def machine(**over):
+    m = {
+        "gpubench": "0.1.0",
+        "python": {"version": "3.11.7", "executable": sys.executable},
+        "platform": "Linux",
+        "cpu": {"model": "EPYC", "count": 8, "affinity": list(range(8)), "usable": 8},
+        "environment": {"CUDA_VISIBLE_DEVICES": None, "CUDA_DEVICE_ORDER": None,
+                        "OMP_NUM_THREADS": None, "MKL_NUM_THREADS": None},
+        "torch": {"torch": "2.4.0", "torch_cuda": "12.1", "torch_threads": 8, "cudnn": 90100,
+                  "cudnn_benchmark": False, "cudnn_deterministic": False,
+                  "tf32_matmul": True, "tf32_cudnn": True},
+        "gpus": [
+            {"id": "cuda:0", "index": 0, "name": "RTX 4090", "pci_bus_id": "00000000:41:00.0",
+             "uuid": "GPU-a", "memory_total_bytes": 24 * GiB},
+            {"id": "cuda:1", "index": 1, "name": "RTX 4090", "pci_bus_id": "00000000:81:00.0",
+             "uuid": "GPU-b", "memory_total_bytes": 24 * GiB},
+        ],
+        "nvml": {"available": True, "binding": "nvidia-ml-py", "binding_version": "12.560",
+                 "deprecated_pynvml_package": None, "nvidia_driver_version": "560.35",
+                 "nvml_gpus": [
+                     {"nvml_index": 0, "name": "RTX 4090", "pci_bus_id": "00000000:41:00.0",
+                      "compute_mode": "Default", "mig_mode": False},
+                     {"nvml_index": 1, "name": "RTX 4090", "pci_bus_id": "00000000:81:00.0",
+                      "compute_mode": "Default", "mig_mode": False},
+                 ]},
+        "cuda_nvml_order_differs": [],
+        "mps": {"running": False, "processes": [], "pipe_directory": "/tmp/nvidia-mps",
+                "pipe_directory_exists": False},
+        "shared_memory": {"path": "/dev/shm", "total_bytes": 32 * GiB, "free_bytes": 31 * GiB},
+    }
+    m.update(over)
+    return m
+
+
+def codes(m):
+    return [f.code for f in machine_findings(m)]
+
+
+def test_a_healthy_gpu_machine_has_only_infos():
+    found = machine_findings(machine())
+    assert [f.code for f in found] == ["no-mps"]
+    assert all(f.level == "info" for f in found)
+
+
+def test_cpu_only_torch_build_is_named():
+    m = machine(gpus=[], torch={**machine()["torch"], "torch_cuda": None})
+    f = next(f for f in machine_findings(m) if f.code == "no-gpu")
+    assert "CPU-only build" in f.message and "CUDA build" in f.hint
+
+
+def test_small_shared_memory_is_a_warning_with_its_size():
+    m = machine(shared_memory={"path": "/dev/shm", "total_bytes": 64 * 2**20,
+                               "free_bytes": 60 * 2**20})
+    f = next(f for f in machine_findings(m) if f.code == "small-shm")
+    assert f.level == "warning" and "64 MiB" in f.message and "--shm-size" in f.hint
+    assert "small-shm" not in codes(machine())
+
+
+def test_order_mismatch_between_cuda_and_nvml():
+    gpus = machine()["gpus"]
+    nvml_gpus = [dict(g, nvml_index=1 - g["nvml_index"]) for g in machine()["nvml"]["nvml_gpus"]]
+    differs = order_mismatch(gpus, nvml_gpus)
+    assert differs == ["cuda:0 is NVML GPU 1", "cuda:1 is NVML GPU 0"]
+    assert order_mismatch(gpus, machine()["nvml"]["nvml_gpus"]) == []
+    # NVML's 8-digit domain and torch's 4-digit, upper- and lower-case, are the same bus
+    assert order_mismatch([dict(gpus[0], pci_bus_id="0000:41:00.0")],
+                          [dict(machine()["nvml"]["nvml_gpus"][0], pci_bus_id="00000000:41:00.0")]) == []
+    f = next(f for f in machine_findings(machine(cuda_nvml_order_differs=differs))
+             if f.code == "gpu-order")
+    assert "cuda:0 is NVML GPU 1" in f.message and "PCI_BUS_ID" in f.hint
+
+
+def test_exclusive_compute_mode_mig_and_mps():
+    nvml = machine()["nvml"]
+    gpus = [dict(nvml["nvml_gpus"][0], compute_mode="Exclusive_Process"),
+            dict(nvml["nvml_gpus"][1], mig_mode=True)]
+    m = machine(nvml={**nvml, "nvml_gpus": gpus},
+                mps={"running": True, "processes": ["nvidia-cuda-mps-control (42)"],
+                     "pipe_directory": "/tmp/nvidia-mps", "pipe_directory_exists": True})
+    found = {f.code: f for f in machine_findings(m)}
+    assert "Exclusive_Process" in found["compute-mode"].message
+    assert "MIG" in found["mig"].message
+    assert "(42)" in found["mps"].message and "no-mps" not in found
+
+
+def test_tf32_off_and_deprecated_binding_and_missing_nvml():
+    torch = {**machine()["torch"], "tf32_matmul": False}
+    nvml = {"available": False, "note": "NVML not available: no library",
+            "deprecated_pynvml_package": "11.5.0", "nvml_gpus": []}
+    found = {f.code: f for f in machine_findings(machine(torch=torch, nvml=nvml))}
+    assert "tf32-off" in found and "no-nvml" in found
+    assert "11.5.0" in found["deprecated-pynvml"].message
+
+
+def test_format_doctor_lists_gpus_and_findings():
+    from gpubench.doctor import diagnose
+
+    report = diagnose()
+    text = format_doctor(report)
+    assert "CPU" in text and "NVML" in text
+    fake = machine()
+    fake["findings"] = [
+        {"level": f.level, "code": f.code, "message": f.message, "hint": f.hint,
+         "message_zh": f.message_zh, "hint_zh": f.hint_zh} for f in machine_findings(fake)
+    ]
+    text = format_doctor(fake, lang="zh")
+    assert "cuda:0    RTX 4090, 24576 MiB, compute mode Default, MIG off" in text
+    assert "诊断结论" in text
+
+
+def test_collect_machine_without_gpu_and_shared_memory_errors(tmp_path):
+    m = collect_machine()
+    assert m["cpu"]["usable"] >= 1 and m["python"]["version"]
+    missing = shared_memory(str(tmp_path / "nope"))
+    assert missing["total_bytes"] is None and missing["note"]
+    f = next(f for f in machine_findings(machine(shared_memory=missing)) if f.code == "no-shm")
+    assert f.level == "warning"
