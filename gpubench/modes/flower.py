@@ -1,0 +1,511 @@
+"""``flower``: the same round through Flower's simulation engine, measured as a peer.
+
+What runs: ``flwr.simulation.run_simulation`` with one virtual SuperNode per client, a
+``ClientApp`` whose ``train`` runs our local training (:class:`gpubench.fl.ClientTrainer`:
+same data, seeds and SGD) and a ``ServerApp`` running Flower's own ``FedAvg`` (every client
+every round, weighted by ``num-examples`` as ours is; no evaluation). Its Ray backend gets
+the same per-client resources as the ``ray`` mode's actors (``client_resources`` from
+--cpus-per-worker / --gpus-per-worker, a local Ray of the devices' cores and GPUs, or
+--ray-address), so on two CPU slots Flower runs two one-CPU actors. Flower's actors are not
+pinned to a slot; for the monitor and the per-client records actor k counts as device k mod n.
+
+Where: in a driver process of its own (spawn), because Flower owns the process it runs in
+(``ray.init``/``ray.shutdown``, its loggers, ``sys.exit`` on some errors), and so that every
+Flower process (driver, Ray's head, raylet, actors) is a descendant of gpubench's and none can
+outlive the mode. Flower's telemetry is turned off.
+
+How it is timed, the same way as the other modes:
+
+* The driver's strategy (a ``FedAvg`` subclass) runs 1 + warm-up + rounds server rounds and
+  blocks in ``configure_train`` until the parent asks for the next round; the parent's
+  ``run_round`` then times, on its own clock, Flower sending the messages, its actors training
+  the clients, and ``aggregate_train`` returning Flower's aggregate (through shared memory).
+* The first server round is the start-up round: each actor builds its model and every
+  client's data (cached per actor, as a ``multi-gpu`` worker builds its own at start), and
+  trains nothing. Cold start = ``start()`` until that round is aggregated: spawning the
+  driver, importing flwr, ``run_simulation`` starting Ray and the actor pool, and the setup.
+  Flower calls ``configure_train`` before its actors exist (it registers nodes first), so
+  "until the first ``configure_train``" alone would leave out Ray and the actors.
+  :attr:`FlowerMode.startup` keeps the parts (import, ``run_simulation`` to the first
+  ``configure_train``, to the end of the setup round).
+* Every round starts from the harness's global model (not Flower's previous aggregate), as in
+  every other mode. The round's states are Flower's aggregate repeated once per client, so
+  the harness's FedAvg gives back Flower's aggregate and its check compares Flower's model
+  with serial's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import math
+import os
+import pickle
+import signal
+import time
+import traceback
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import torch
+import torch.multiprocessing as tmp
+
+from gpubench.config import TrainConfig
+from gpubench.devices import Device
+from gpubench.modes.base import ModeFailure, Plan, RoundOutput
+from gpubench.modes.pool import describe_exit
+from gpubench.modes.ray_mode import (
+    Resources,
+    local_cluster_size,
+    local_init_args,
+    ray_address,
+    ray_descendants,
+    reap,
+    visible_gpus,
+    worker_resources,
+)
+from gpubench.results import ClientTiming, WorkerMemory
+
+FLOWER_MISSING = "flwr is not installed: pip install 'gpubench[flower]'"
+
+
+@dataclass(frozen=True)
+class FlowerSetup:
+    """What the driver and every ClientApp need; pickled into the train config."""
+
+    case: str
+    train: TrainConfig
+    sizes: tuple[int, ...]
+    devices: tuple[Device, ...]
+    server_rounds: int
+    timeout_s: float | None
+    backend_config: dict[str, Any]
+
+
+# --- the ClientApp side (runs inside Flower's Ray actors) -------------------------------------
+
+
+@dataclass
+class _ActorState:
+    trainer: Any
+    names: list[str]
+    shapes: list[tuple[int, ...]]
+    row: torch.Tensor
+
+
+_ACTOR: dict[bytes, _ActorState] = {}
+
+
+def _actor_state(blob: bytes) -> _ActorState:
+    """This actor's model and every client's data, built once per actor process."""
+    state = _ACTOR.get(blob)
+    if state is None:
+        from gpubench.cases import load_case
+        from gpubench.fl import ClientTrainer, build_datasets
+
+        setup: FlowerSetup = pickle.loads(blob)
+        torch_device = "cuda:0" if torch.cuda.is_available() else "cpu"
+        case = load_case(setup.case)
+        clients = range(len(setup.sizes))
+        data = build_datasets(case, setup.train, clients, setup.sizes, torch_device)
+        trainer = ClientTrainer(case, setup.train, torch_device, "flower", 0, data)
+        names = list(trainer.model.state_dict().keys())
+        shapes = [tuple(t.shape) for t in trainer.tensors]
+        row = torch.zeros(sum(t.numel() for t in trainer.tensors))
+        state = _ACTOR[blob] = _ActorState(trainer, names, shapes, row)
+    return state
+
+
+def _rss() -> int:
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except Exception:
+        return 0
+
+
+def _flat(record: Any) -> torch.Tensor:
+    import numpy as np
+
+    return torch.from_numpy(
+        np.concatenate([a.numpy().reshape(-1).astype(np.float32) for a in record.values()])
+    )
+
+
+def _client_train(msg: Any, context: Any) -> Any:
+    from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
+
+    config = msg.content["config"]
+    state = _actor_state(bytes(config["setup"]))
+    client = int(context.node_config["partition-id"])
+    trainer = state.trainer
+    metrics: dict[str, int | float] = {"client": client, "pid": os.getpid(), "rss": _rss()}
+    gpus = [int(g) for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.isdigit()]
+    metrics["gpu"] = gpus[0] if gpus else -1
+    if bool(config["setup-round"]):
+        metrics["num-examples"] = 1
+        arrays = msg.content["arrays"]
+    else:
+        t = trainer.run(client, _flat(msg.content["arrays"]), state.row)
+        metrics.update({"num-examples": t.samples, "load-s": t.load_s, "train-s": t.train_s,
+                        "write-s": t.write_s, "start-s": t.start_s, "end-s": t.end_s})
+        parts = torch.split(state.row, [int(torch.Size(s).numel()) for s in state.shapes])
+        arrays = ArrayRecord(
+            {n: Array(p.reshape(s).numpy().copy())
+             for n, p, s in zip(state.names, parts, state.shapes, strict=True)}
+        )
+    content = RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics)})
+    return Message(content=content, reply_to=msg)
+
+
+def make_client_app() -> Any:
+    from flwr.clientapp import ClientApp
+
+    app = ClientApp()
+    app.train()(_client_train)
+    return app
+
+
+# --- the ServerApp side (runs in the driver process) ------------------------------------------
+
+
+class _Stop(Exception):
+    """The parent asked the driver to stop (or went away)."""
+
+
+def make_strategy(setup: FlowerSetup, blob: bytes, link: _DriverLink) -> Any:
+    from flwr.app import Array, ArrayRecord
+    from flwr.serverapp.strategy import FedAvg
+
+    clients = len(setup.sizes)
+
+    class MeasuredFedAvg(FedAvg):  # type: ignore[misc]
+        """Flower's FedAvg, driven round by round by the parent."""
+
+        def configure_train(self, server_round: int, arrays: Any, config: Any, grid: Any) -> Any:
+            if server_round == 1:
+                link.first_configure = time.perf_counter()
+            else:
+                link.wait_for_round()
+                flat = link.global_state.numpy()
+                at, parts = 0, {}
+                for name, a in arrays.items():  # the harness's model, in Flower's layout
+                    n = math.prod(a.shape)
+                    parts[name] = Array(flat[at : at + n].reshape(a.shape).copy())
+                    at += n
+                arrays = ArrayRecord(parts)
+            config["setup"] = blob
+            config["setup-round"] = server_round == 1
+            return super().configure_train(server_round, arrays, config, grid)
+
+        def aggregate_train(self, server_round: int, replies: Any) -> Any:
+            replies = list(replies)
+            failed = [m for m in replies if m.has_error()]
+            if failed or len(replies) < clients:
+                reason = (
+                    failed[0].error.reason if failed
+                    else f"{clients - len(replies)} of {clients} clients sent no reply"
+                )
+                link.send(("error", f"a Flower client failed: {_short(reason)}"))
+                raise _Stop(reason)
+            arrays, metrics = super().aggregate_train(server_round, replies)
+            link.report(server_round, arrays, [m.content["metrics"] for m in replies])
+            return arrays, metrics
+
+    return MeasuredFedAvg(
+        fraction_train=1.0,
+        fraction_evaluate=0.0,
+        min_train_nodes=clients,
+        min_available_nodes=clients,
+    )
+
+
+def _short(reason: str) -> str:
+    lines = [line.strip() for line in str(reason).splitlines() if line.strip()]
+    return lines[-1] if lines else "no reason given"
+
+
+class _DriverLink:
+    """The driver's end of the pipe and the shared buffers."""
+
+    def __init__(
+        self, conn: Connection, setup: FlowerSetup, global_state: torch.Tensor,
+        aggregate: torch.Tensor,
+    ) -> None:
+        self.conn = conn
+        self.setup = setup
+        self.global_state = global_state
+        self.aggregate = aggregate
+        self.first_configure: float | None = None
+        self.t_import = 0.0
+        self.t_call = 0.0
+        self.workers: dict[int, int] = {}  # actor pid -> worker number
+
+    def send(self, msg: tuple[Any, ...]) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.conn.send(msg)
+
+    def wait_for_round(self) -> None:
+        try:
+            msg = self.conn.recv()
+        except (EOFError, OSError):
+            raise _Stop("the parent went away") from None
+        if msg[0] != "round":
+            raise _Stop("stopped by the parent")
+
+    def report(self, server_round: int, arrays: Any, metrics: list[Any]) -> None:
+        for m in sorted(metrics, key=lambda m: int(m["pid"])):
+            self.workers.setdefault(int(m["pid"]), len(self.workers))
+        if server_round == 1:
+            now = time.perf_counter()
+            actors = {
+                int(m["pid"]): self._device(int(m["pid"]), int(m["gpu"])) for m in metrics
+            }
+            startup = {
+                "import_s": self.t_import,
+                "to_first_configure_s": (self.first_configure or now) - self.t_call,
+                "to_ready_s": now - self.t_call,
+            }
+            self.send(("ready", os.getpid(), actors, startup))
+            return
+        self.aggregate.copy_(_flat(arrays))
+        timings, memory = [], {}
+        for m in metrics:
+            pid = int(m["pid"])
+            worker = self.workers[pid]
+            device = self._device(pid, int(m["gpu"]))
+            timings.append(ClientTiming(
+                client=int(m["client"]), device=device, worker=worker,
+                samples=int(m["num-examples"]), load_s=float(m["load-s"]),
+                train_s=float(m["train-s"]), write_s=float(m["write-s"]),
+                start_s=float(m["start-s"]), end_s=float(m["end-s"]),
+            ))
+            memory[worker] = WorkerMemory(worker, device, pid, None, None, int(m["rss"]) or None)
+        self.send(("done", timings, [memory[k] for k in sorted(memory)]))
+
+    def _device(self, pid: int, gpu: int) -> str:
+        if gpu >= 0:
+            return f"cuda:{gpu}"
+        devices = self.setup.devices
+        return devices[self.workers.setdefault(pid, len(self.workers)) % len(devices)].id
+
+
+def driver_main(
+    setup: FlowerSetup, global_state: torch.Tensor, aggregate: torch.Tensor, conn: Connection
+) -> None:
+    """The driver process: run the whole Flower simulation, one round per parent request."""
+    from gpubench.modes.pool import _die_with_parent
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
+    link = _DriverLink(conn, setup, global_state, aggregate)
+    try:
+        t0 = time.perf_counter()
+        import logging
+
+        from flwr.app import Array, ArrayRecord, Context
+        from flwr.serverapp import Grid, ServerApp
+        from flwr.simulation import run_simulation
+
+        logging.getLogger("flwr").setLevel(logging.CRITICAL)
+        link.t_import = time.perf_counter() - t0
+        blob = pickle.dumps(setup)
+        strategy = make_strategy(setup, blob, link)
+        server_app = ServerApp()
+
+        @server_app.main()
+        def _main(grid: Grid, context: Context) -> None:
+            from gpubench.cases import load_case
+            from gpubench.fl import initial_global_state, state_tensors
+
+            case = load_case(setup.case)
+            model = case.build_model()
+            initial = initial_global_state(case, setup.train.seed)
+            names = list(model.state_dict().keys())
+            parts = torch.split(initial, [t.numel() for t in state_tensors(model)])
+            record = ArrayRecord(
+                {n: Array(p.reshape(t.shape).numpy().copy())
+                 for n, p, t in zip(names, parts, state_tensors(model), strict=True)}
+            )
+            strategy.start(
+                grid=grid, initial_arrays=record, num_rounds=setup.server_rounds,
+                timeout=setup.timeout_s or 3600.0,
+            )
+
+        link.t_call = time.perf_counter()
+        local = "address" not in setup.backend_config["init_args"]
+        with visible_gpus(setup.devices if local else ()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Ray's FutureWarnings would go to the terminal
+            run_simulation(
+                server_app=server_app,
+                client_app=make_client_app(),
+                num_supernodes=len(setup.sizes),
+                backend_config=setup.backend_config,
+            )
+    except _Stop:
+        pass
+    except BaseException as exc:  # report, then exit: the parent fails the mode
+        text = f"{type(exc).__name__}: {exc}".strip().splitlines()
+        if isinstance(exc, SystemExit):
+            text = [f"Flower exited with code {exc.code}"]
+        link.send(("error", f"flower: {text[0] if text else type(exc).__name__}",
+                   traceback.format_exc()))
+        return
+    link.send(("finished",))
+
+
+# --- the mode (in gpubench's process) -------------------------------------------------------
+
+
+def backend_config(plan: Plan, per_client: Resources) -> dict[str, Any]:
+    address = ray_address(plan)
+    if address:
+        init_args: dict[str, Any] = {"address": address, "log_to_driver": False}
+    else:
+        cpus, gpus = local_cluster_size(plan, [per_client])
+        init_args = local_init_args(cpus, gpus)
+        init_args.pop("runtime_env")  # Flower sets PYTHONPATH for its actors itself
+    return {
+        "client_resources": {"num_cpus": per_client.cpus, "num_gpus": per_client.gpus},
+        "init_args": init_args,
+    }
+
+
+class FlowerMode:
+    name = "flower"
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.proc: Any = None
+        self.conn: Connection | None = None
+        self.global_state = torch.zeros(plan.state_size).share_memory_()
+        self.aggregate = torch.zeros(plan.state_size).share_memory_()
+        self.actor_pids: dict[int, str] = {}
+        self.startup: dict[str, float] = {}
+        self.ray_procs: list[Any] = []
+
+    @property
+    def device_ids(self) -> tuple[str, ...]:
+        return tuple(d.id for d in self.plan.devices)
+
+    @property
+    def workers(self) -> int:
+        """Flower's actors: as many as the cluster's resources hold (before start: expected)."""
+        if self.actor_pids:
+            return len(self.actor_pids)
+        per = worker_resources(self.plan, self.plan.devices[0])
+        if ray_address(self.plan):
+            return len(self.plan.devices)
+        cpus, gpus = local_cluster_size(self.plan, [per])
+        fits = [int(cpus // per.cpus) if per.cpus else self.plan.clients]
+        if per.gpus:
+            fits.append(int(gpus // per.gpus))
+        return max(1, min(self.plan.clients, *fits))
+
+    def pids(self) -> Mapping[int, str]:
+        return dict(self.actor_pids)
+
+    def start(self) -> None:
+        for module, hint in (("flwr", FLOWER_MISSING), ("ray", FLOWER_MISSING)):
+            if importlib.util.find_spec(module) is None:
+                raise ModeFailure(hint)
+        cfg = self.plan.config
+        per_client = worker_resources(self.plan, self.plan.devices[0])
+        setup = FlowerSetup(
+            case=cfg.case,
+            train=cfg.train,
+            sizes=self.plan.sizes,
+            devices=self.plan.devices,
+            server_rounds=1 + cfg.warmup + cfg.rounds,
+            timeout_s=cfg.timeout_s,
+            backend_config=backend_config(self.plan, per_client),
+        )
+        ctx = tmp.get_context("spawn")
+        parent_end, child_end = ctx.Pipe()
+        before = signal.getsignal(signal.SIGINT)
+        in_main = _in_main_thread()
+        if in_main:  # the driver and its Ray inherit an ignored SIGINT: Ctrl-C is ours
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            self.proc = ctx.Process(
+                target=driver_main,
+                args=(setup, self.global_state, self.aggregate, child_end),
+                name="gpubench-flower",
+                daemon=False,  # it starts Ray's processes of its own
+            )
+            self.proc.start()
+        finally:
+            if in_main:
+                signal.signal(signal.SIGINT, before)
+        child_end.close()
+        self.conn = parent_end
+        msg = self._receive("ready", None if cfg.timeout_s is None else cfg.timeout_s + 60)
+        self.actor_pids = dict(msg[2])
+        self.startup = dict(msg[3])
+        self.ray_procs = ray_descendants()
+
+    def _receive(self, kind: str, timeout_s: float | None) -> tuple[Any, ...]:
+        assert self.conn is not None and self.proc is not None
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = wait([self.conn, self.proc.sentinel], timeout=left)
+            if not ready:
+                raise ModeFailure(f"timed out after {timeout_s:g} s waiting for Flower ({kind})")
+            if self.conn in ready or self.conn.poll():
+                try:
+                    msg = self.conn.recv()
+                except (EOFError, OSError):
+                    msg = None
+                if msg is not None:
+                    if msg[0] == "error":
+                        raise ModeFailure(msg[1])
+                    if msg[0] == kind:
+                        return tuple(msg)
+                    continue
+            if not self.proc.is_alive() or self.proc.sentinel in ready:
+                self.proc.join(1)
+                raise ModeFailure(
+                    f"the Flower driver (pid {self.proc.pid}) died with "
+                    f"{describe_exit(self.proc.exitcode)}"
+                )
+
+    def run_round(self, global_state: torch.Tensor) -> RoundOutput:
+        assert self.conn is not None, "start() first"
+        self.global_state.copy_(global_state)
+        self.conn.send(("round",))
+        _, timings, memory = self._receive("done", self.plan.config.timeout_s)
+        states = self.aggregate.unsqueeze(0).expand(self.plan.clients, -1)
+        return RoundOutput(states, list(timings), list(memory))
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        conn, self.conn = self.conn, None
+        procs = self.ray_procs + ray_descendants()
+        if conn is not None:
+            with contextlib.suppress(OSError, ValueError):
+                conn.send(("stop",))
+        if proc is not None:
+            proc.join(15)  # Flower stops its actors and its Ray
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(3)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(2)
+        if conn is not None:
+            conn.close()
+        reap(procs + ray_descendants())
+        self.ray_procs = []
+        self.actor_pids = {}
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
