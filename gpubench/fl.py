@@ -120,6 +120,9 @@ class ClientTrainer:
         self.model = case.build_model().to(torch_device)
         self.tensors = state_tensors(self.model)
         self.loss_fn = case.loss_fn()
+        # What "wait for this trainer's queued kernels" means; the streams mode narrows it
+        # to the trainer's own CUDA stream.
+        self.synchronize: Callable[[], None] = lambda: synchronize(torch_device)
 
     def run(self, client: int, global_state: torch.Tensor, out_row: torch.Tensor) -> ClientTiming:
         """Train one client from ``global_state`` and write its state into ``out_row``.
@@ -128,11 +131,10 @@ class ClientTrainer:
         shared by all processes); on CUDA every timestamp follows a synchronise.
         """
         x, y = self.datasets[client]
-        dev = self.torch_device
-        synchronize(dev)
+        self.synchronize()
         t0 = time.perf_counter()
         load_state(self.tensors, global_state)
-        synchronize(dev)
+        self.synchronize()
         t1 = time.perf_counter()
         try:
             local_train(self.model, x, y, self.cfg, client, self.loss_fn)
@@ -140,10 +142,10 @@ class ClientTrainer:
             raise ClientError(
                 f"client {client} on {self.device_id} raised {type(exc).__name__}: {exc}"
             ) from exc
-        synchronize(dev)
+        self.synchronize()
         t2 = time.perf_counter()
         flatten_state(self.tensors, out_row)
-        synchronize(dev)
+        self.synchronize()
         t3 = time.perf_counter()
         return ClientTiming(
             client=client,

@@ -13,6 +13,10 @@ REGISTRY: dict[str, str] = {
     "threaded": "gpubench.modes.threaded:ThreadedMode",
     "multiprocess": "gpubench.modes.multiprocess:MultiprocessMode",
     "multi-gpu": "gpubench.modes.multigpu:MultiGpuMode",
+    "ray": "gpubench.modes.ray_mode:RayMode",
+    "flower": "gpubench.modes.flower:FlowerMode",
+    "vectorized": "gpubench.modes.vectorized:VectorizedMode",
+    "streams": "gpubench.modes.streams:StreamsMode",
 }
 
 __all__ = [

@@ -1,0 +1,48 @@
+"""``streams``: the threaded mode with one CUDA stream per thread, on GPU 0.
+
+Each model replica (``--workers`` of them) owns a stream; a thread trains its client with
+that stream current, and synchronises only that stream before each timestamp, so kernels
+of different clients may overlap on the GPU where they fit (small models, small batches).
+The GIL still serialises the Python side of every step.
+
+On CPU slots there is no stream to overlap: the mode is *not applicable* (status and reason
+in the results), never silently dropped or run as plain threads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from gpubench.devices import pinned_thread
+from gpubench.modes.base import NotApplicable
+from gpubench.modes.threaded import ThreadedMode
+from gpubench.results import ClientTiming
+
+NOT_ON_CPU = "streams: CUDA streams need a GPU; on CPU slots there is nothing to overlap"
+
+
+class StreamsMode(ThreadedMode):
+    name = "streams"
+
+    def start(self) -> None:
+        if not self.device.is_cuda:
+            raise NotApplicable(NOT_ON_CPU)
+        super().start()
+        self.streams: dict[int, Any] = {}
+        for trainer in self.trainers:
+            stream = torch.cuda.Stream(device=self.torch_device)
+            self.streams[id(trainer)] = stream
+            trainer.synchronize = stream.synchronize
+        # Data and replicas were made on the default stream: finish that before other
+        # streams read them.
+        torch.cuda.synchronize(self.torch_device)
+
+    def _one(self, client: int, global_state: torch.Tensor) -> ClientTiming:
+        trainer = self.free.get()
+        try:
+            with pinned_thread(self.device), torch.cuda.stream(self.streams[id(trainer)]):
+                return trainer.run(client, global_state, self.states[client])
+        finally:
+            self.free.put(trainer)
