@@ -105,13 +105,21 @@ def test_process_memory_matched_by_pid(lib: FakeNvmlLib, clock: FakeClock) -> No
     stats = sampler.device_stats("multiprocess")
     assert stats[0].process_mem_peak_bytes == {"4242": GIB}  # 777 is not ours; 5151 not seen
     assert stats[1].process_mem_peak_bytes == {}
-    assert "none with a watched pid" not in (sampler.results_section()["note"] or "")
-    sampler.watch_pids("multiprocess", {31337: "cuda:0"})  # pids of another namespace
+    # Processes of the next mode that are not watched yet do not make a note ...
+    sampler.watch_pids("multiprocess", {31337: "cuda:0"})
     run_round(sampler, clock, "multiprocess", 1)
-    assert (
-        "cuda:0: NVML listed processes but none with a watched pid"
-        in (sampler.results_section()["note"])
-    )
+    assert "none with a watched pid" not in (sampler.results_section()["note"] or "")
+
+
+def test_pids_never_matched_get_a_note(lib: FakeNvmlLib, clock: FakeClock) -> None:
+    # ... but watched pids that NVML never lists (another pid namespace) do.
+    sampler = create_sampler([gpu(0, UUID_A)], 0.1, clock=clock)
+    sampler.start(background=False)
+    sampler.watch_pids("serial", {31337: "cuda:0"})
+    run_round(sampler, clock, "serial", 2)
+    assert sampler.device_stats("serial")[0].process_mem_peak_bytes == {}
+    note = sampler.results_section()["note"]
+    assert "cuda:0: NVML listed processes but none with a watched pid" in note
 
 
 def test_not_supported_field_is_null_logged_once_and_not_asked_again(

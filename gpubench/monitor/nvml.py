@@ -131,7 +131,10 @@ class NvmlGpu:
         self.lost = False
         self.off: dict[str, str] = {}  # field -> why it is not measured
         self.mem_total_bytes: int | None = None
-        self.foreign_pids = False  # NVML listed processes, none of them ours
+        # NVML listed processes while we watched some, and never one of ours: pid namespaces
+        # differ (a container), so per-process memory cannot be matched here.
+        self.matched_pids = False
+        self.unmatched_pids = False
         self._once = once
         self._memory_v2 = True
         self._processes_v3 = True
@@ -224,8 +227,10 @@ class NvmlGpu:
         for p in procs or ():
             if p.pid in wanted and p.usedGpuMemory is not None:
                 r.process_mem_bytes[int(p.pid)] = int(p.usedGpuMemory)
-        if procs and not r.process_mem_bytes:
-            self.foreign_pids = True
+        if r.process_mem_bytes:
+            self.matched_pids = True
+        elif procs:
+            self.unmatched_pids = True
 
     def _sm_active(self, r: Reading) -> None:
         if self._gpm is None or self.lost:
@@ -420,7 +425,7 @@ class NvmlProbe:
         for dev_id, gpu in self.gpus.items():
             if gpu.lost:
                 notes.append(f"{dev_id}: GPU lost during the run; later samples are null")
-            if gpu.foreign_pids:
+            if gpu.unmatched_pids and not gpu.matched_pids:
                 notes.append(
                     f"{dev_id}: NVML listed processes but none with a watched pid (another pid "
                     "namespace, e.g. a container?): per-process memory unknown there"

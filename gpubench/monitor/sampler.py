@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -96,6 +97,7 @@ class Sampler:
         }
         self._proc: list[dict[str, dict[int, int]]] = []
         self._failures = 0
+        self._read_s = 0.0  # wall time spent in the backend, for the sampler's own cost
 
     # --- the harness's side (short locks only) -------------------------------------------
 
@@ -160,6 +162,7 @@ class Sampler:
             by_device: dict[str, list[int]] = {}
             for pid, dev in self._pids.items():
                 by_device.setdefault(dev, []).append(pid)
+        started = time.perf_counter()
         try:
             readings = self._probe.read(by_device)
         except Exception:  # a backend bug must not end the monitoring of a long run
@@ -169,6 +172,7 @@ class Sampler:
                     "monitor backend %s failed; sample recorded as null", self._probe.backend
                 )
             readings = {}
+        self._read_s += time.perf_counter() - started
         with self._lock:
             self._t.append(t)
             self._span.append(span)
@@ -222,6 +226,7 @@ class Sampler:
             "devices": list(self.devices),
             "fields": fields,
             "missed_ticks": self.missed_ticks,
+            "sample_cost_ms": round(1000 * self._read_s / len(self._t), 3) if self._t else None,
             "timeline": timeline,
             "spans": [
                 {**s, "start_s": round(s["start_s"], 3), "end_s": round(s["end_s"], 3)}
