@@ -50,6 +50,7 @@ from gpubench.results import (
 )
 from gpubench.stats import (
     DEFAULT_LEVEL,
+    NOISY_SPREAD,
     Interval,
     bootstrap_ratio,
     spread,
@@ -211,10 +212,8 @@ def _speedup_samples(run: Results, mode: ModeResult) -> tuple[list[Sequence[floa
     raise LookupError
 
 
-def _current_problem(case: str, run: Results, mode: ModeResult | None, name: str) -> Verdict | None:
-    """A verdict decided before any statistics: missing, failed or not applicable."""
-    if mode is None:
-        return None
+def _current_problem(case: str, run: Results, mode: ModeResult, name: str) -> Verdict | None:
+    """A verdict decided before any statistics: failed, not applicable, nothing to divide."""
     if mode.status == STATUS_FAILED:
         reason = (mode.error or "no reason recorded").strip().splitlines()
         msg = f"{name}: failed to run: {reason[0] if reason else 'no reason recorded'}"
@@ -227,7 +226,8 @@ def _current_problem(case: str, run: Results, mode: ModeResult | None, name: str
         _speedup_samples(run, mode)
     except LookupError:
         serial = run.mode(REFERENCE_MODE)
-        what = "serial rounds" if serial is None or not serial.round_times_s else "round times"
+        usable_serial = serial is not None and serial.ok and serial.round_times_s
+        what = "round times" if usable_serial else "serial rounds"
         return Verdict(
             case, name, FAIL, message=f"{name}: no {what} in the current run to compute a speedup"
         )
@@ -235,7 +235,7 @@ def _current_problem(case: str, run: Results, mode: ModeResult | None, name: str
 
 
 def _noise_notes(label: str, rounds: Sequence[float]) -> tuple[str, ...]:
-    if len(rounds) >= 2 and spread(rounds) > 0.10:
+    if len(rounds) >= 2 and spread(rounds) > NOISY_SPREAD:
         return (f"{label} rounds vary by {spread(rounds):.0%} (IQR/median)",)
     return ()
 

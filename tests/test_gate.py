@@ -150,6 +150,27 @@ def test_a_mode_that_failed_to_run_fails(tmp_path: Path) -> None:
     assert report.exit_code == 1
 
 
+def test_without_serial_no_speedup_can_pass(tmp_path: Path) -> None:
+    base_results = make_results()
+    base = write(tmp_path, "base.json", base_results)
+    broken = ModeResult("serial", "failed", error="MemoryError")
+    cur = base_results.with_modes((broken, *base_results.modes[1:]))
+    report = run_gate(cur, base)
+    assert set(verdicts(report).values()) == {FAIL}
+    assert "no serial rounds" in (report.verdicts[-1].message or "")
+
+
+def test_device_count_comes_from_the_most_specific_record() -> None:
+    from gpubench.gate import device_count
+
+    r = make_results()
+    assert device_count(r) == 2
+    bare = Results(environment={}, config={"devices": "cpu:3"}, modes=())
+    assert device_count(bare) == 3
+    assert device_count(replace(bare, config={"devices": "cuda:0,2"})) == 2
+    assert device_count(replace(bare, config={"devices": "auto"})) is None
+
+
 def test_a_mode_missing_from_the_baseline_is_skipped(tmp_path: Path) -> None:
     full = make_results()
     base = write(tmp_path, "base.json", full.with_modes(full.modes[:3]))
