@@ -199,7 +199,7 @@ def _rounds(m: ModeResult) -> tuple[float, ...] | None:
 def _speedup_samples(run: Results, mode: ModeResult) -> tuple[list[Sequence[float]], str | None]:
     """(``[serial rounds, mode rounds]``, note) for the speedup of ``mode`` within ``run``.
 
-    When round times are missing but a speedup was saved, ``[(speedup,), (1.0,)]`` stands in:
+    When the mode's round times are missing but its speedup was saved, ``[(speedup,), (1.0,)]`` stands in:
     one "round" per sample, so the interval comes back flagged as not estimated.
     """
     serial = run.mode(REFERENCE_MODE)
@@ -207,7 +207,7 @@ def _speedup_samples(run: Results, mode: ModeResult) -> tuple[list[Sequence[floa
     r = _rounds(mode)
     if s is not None and r is not None:
         return [s, r], None
-    if mode.speedup_vs_serial:
+    if r is None and mode.speedup_vs_serial:
         return [(float(mode.speedup_vs_serial),), (1.0,)], "no round times saved: point estimate"
     raise LookupError
 

@@ -171,6 +171,15 @@ def test_device_count_comes_from_the_most_specific_record() -> None:
     assert device_count(replace(bare, config={"devices": "auto"})) is None
 
 
+def test_a_saved_speedup_stands_in_for_missing_round_times(tmp_path: Path) -> None:
+    full = make_results()
+    base = write(tmp_path, "base.json", full)
+    stripped = full.with_modes(tuple(replace(m, round_times_s=()) for m in full.modes))
+    report = run_gate(stripped, base)
+    assert report.exit_code == 0
+    assert any("point estimate" in n for v in report.verdicts for n in v.notes)
+
+
 def test_a_mode_missing_from_the_baseline_is_skipped(tmp_path: Path) -> None:
     full = make_results()
     base = write(tmp_path, "base.json", full.with_modes(full.modes[:3]))
