@@ -1,0 +1,188 @@
+"""The vectorized mode: same FedAvg result as serial, uneven clients, BatchNorm refused.
+
+conftest's autouse fixture checks that no worker outlives a test."""
+
+from __future__ import annotations
+
+import textwrap
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from gpubench.cases import load_case
+from gpubench.config import RunConfig, SampleSizes, TrainConfig
+from gpubench.devices import Device
+from gpubench.fl import initial_global_state, sizes_for
+from gpubench.harness import compare
+from gpubench.modes import ModeFailure, mode_class
+from gpubench.modes.pool import ClientLoop, WorkerSetup, WorkerSpec
+from gpubench.modes.vectorized import StepGroup, VectorizedBody, check_vectorizable, plan_steps
+
+CPU = Device("cpu:0", "cpu", 0, "CPU slot 0", (0,))
+
+
+def _config(case: str, samples: str, modes: tuple[str, ...], **train: int) -> RunConfig:
+    return RunConfig(
+        case=case,
+        clients=3,
+        train=TrainConfig(samples=SampleSizes.parse(samples), **{"batch_size": 16, **train}),
+        devices="cpu:1",
+        modes=modes,
+        warmup=0,
+        rounds=1,
+        sample_interval_s=None,
+    )
+
+
+def _rounds_in_process(case: str, samples: str, clients: int = 3, **train: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One round of the serial client loop and of the vectorized body, in this process."""
+    cfg = TrainConfig(samples=SampleSizes.parse(samples), **{"batch_size": 16, **train})
+    setup = WorkerSetup(case, cfg, tuple(sizes_for(cfg, clients)))
+    spec = WorkerSpec(0, CPU, tuple(range(clients)))
+    state = initial_global_state(load_case(case), cfg.seed)
+    serial = torch.zeros(clients, state.numel())
+    vectorized = torch.zeros(clients, state.numel())
+    ClientLoop(setup, spec, "cpu").run_round(state, serial)
+    VectorizedBody(setup, spec, "cpu").run_round(state, vectorized)
+    return serial, vectorized
+
+
+# --- the step plan ----------------------------------------------------------------------------
+
+
+def test_plan_even_clients_is_one_group_per_step() -> None:
+    plan = plan_steps([64, 64], batch_size=32, epochs=1)
+    assert plan == [
+        [StepGroup((0, 1), (0, 0), (0, 0), 32)],
+        [StepGroup((0, 1), (0, 0), (32, 32), 32)],
+    ]
+
+
+def test_plan_uneven_clients_group_by_batch_size_and_run_their_own_epochs() -> None:
+    plan = plan_steps([40, 16], batch_size=16, epochs=2)
+    # client 0: batches 16, 16, 8 per epoch (6 steps); client 1: one batch of 16 per epoch.
+    assert len(plan) == 6
+    assert plan[0] == [StepGroup((0, 1), (0, 0), (0, 0), 16)]
+    assert plan[1] == [StepGroup((0, 1), (0, 1), (16, 0), 16)]
+    assert plan[2] == [StepGroup((0,), (0,), (32,), 8)]
+    assert plan[5] == [StepGroup((0,), (1,), (32,), 8)]
+    batches = [
+        (r, e, s, g.size)
+        for step in plan
+        for g in step
+        for r, e, s in zip(g.rows, g.epochs, g.starts, strict=True)
+    ]
+    assert sorted(b for b in batches if b[0] == 1) == [(1, 0, 0, 16), (1, 1, 0, 16)]
+    assert sum(size for r, _, _, size in batches if r == 0) == 2 * 40
+
+
+# --- same result as serial ----------------------------------------------------------------------
+
+
+def test_vectorized_matches_serial_through_the_harness() -> None:
+    results = compare(_config("mlp", "48", ("serial", "vectorized")))
+    vec = results.mode("vectorized")
+    assert vec is not None and vec.status == "ok", vec
+    assert vec.same_result is True
+    assert vec.max_abs_diff_vs_serial is not None and vec.max_abs_diff_vs_serial <= 1e-5
+    assert vec.workers == 1 and vec.devices == ("cpu:0",)
+    clients = vec.rounds[0].clients
+    assert [c.client for c in clients] == [0, 1, 2]
+    assert all(c.samples == 48 for c in clients)
+
+
+def test_uneven_client_sizes_match_serial() -> None:
+    serial, vectorized = _rounds_in_process("mlp", "20..70", local_epochs=2)
+    assert (serial - vectorized).abs().max().item() <= 1e-5
+
+
+def test_momentum_zero_matches_serial() -> None:
+    cfg = TrainConfig(samples=SampleSizes.parse("40"), batch_size=16, momentum=0.0)
+    setup = WorkerSetup("mlp", cfg, (40, 40))
+    spec = WorkerSpec(0, CPU, (0, 1))
+    state = initial_global_state(load_case("mlp"), 0)
+    a, b = torch.zeros(2, state.numel()), torch.zeros(2, state.numel())
+    ClientLoop(setup, spec, "cpu").run_round(state, a)
+    VectorizedBody(setup, spec, "cpu").run_round(state, b)
+    assert (a - b).abs().max().item() <= 1e-5
+
+
+def test_only_this_workers_rows_are_written() -> None:
+    cfg = TrainConfig(samples=SampleSizes.parse("32"), batch_size=16)
+    setup = WorkerSetup("mlp", cfg, (32, 32, 32))
+    state = initial_global_state(load_case("mlp"), 0)
+    updates = torch.full((3, state.numel()), -7.0)
+    timings = VectorizedBody(setup, WorkerSpec(1, CPU, (0, 2)), "cpu").run_round(state, updates)
+    assert [t.client for t in timings] == [0, 2]
+    assert bool((updates[1] == -7.0).all())
+    assert not bool((updates[0] == -7.0).any())
+
+
+# --- what vmap cannot do, and dropout -----------------------------------------------------------
+
+
+def test_batchnorm_error_names_the_layer() -> None:
+    model = nn.Sequential(OrderedDict(fc=nn.Linear(4, 4), bn1=nn.BatchNorm1d(4)))
+    with pytest.raises(ModeFailure, match=r"layer 'bn1' \(BatchNorm1d\) keeps running statistics"):
+        check_vectorizable(model)
+    check_vectorizable(nn.Sequential(nn.Linear(4, 4), nn.GroupNorm(2, 4)))
+    check_vectorizable(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4, track_running_stats=False)))
+
+
+CASES = textwrap.dedent(
+    """
+    from collections import OrderedDict
+
+    import torch
+    from torch import nn
+
+    from gpubench.cases import Case
+
+    def bn_model():
+        return nn.Sequential(OrderedDict(
+            flat=nn.Flatten(), fc=nn.Linear(8, 8), bn1=nn.BatchNorm1d(8), out=nn.Linear(8, 2)))
+
+    def same_data(seed, client, n, partition):
+        gen = torch.Generator().manual_seed(seed)
+        return torch.randn(n, 8, generator=gen), torch.randint(0, 2, (n,), generator=gen)
+
+    def dropout_model():
+        return nn.Sequential(nn.Linear(8, 64), nn.Dropout(0.5), nn.Linear(64, 2))
+
+    BN = Case("bn", bn_model, (8,), 2)
+    DROPOUT = Case("dropout", dropout_model, (8,), 2, make_data=same_data)
+    """
+)
+
+
+@pytest.fixture
+def case_file(tmp_path: Path) -> Path:
+    path = tmp_path / "vec_cases.py"
+    path.write_text(CASES)
+    return path
+
+
+def test_batchnorm_case_fails_at_start_naming_the_layer(case_file: Path) -> None:
+    results = compare(_config(f"{case_file}:BN", "16", ("vectorized",)))
+    vec = results.mode("vectorized")
+    assert vec is not None and vec.status == "failed"
+    assert vec.error is not None and "'bn1' (BatchNorm1d)" in vec.error
+    assert "GroupNorm" in vec.error
+
+
+def test_dropout_draws_a_different_mask_per_client(case_file: Path) -> None:
+    # Every client has the same data and one batch holding all of it, so without per-client
+    # randomness the clients would end up (all but) identical.
+    cfg = TrainConfig(samples=SampleSizes.parse("32"), batch_size=32, momentum=0.0)
+    setup = WorkerSetup(f"{case_file}:DROPOUT", cfg, (32, 32))
+    state = initial_global_state(load_case(f"{case_file}:DROPOUT"), 0)
+    updates = torch.zeros(2, state.numel())
+    VectorizedBody(setup, WorkerSpec(0, CPU, (0, 1)), "cpu").run_round(state, updates)
+    assert (updates[0] - updates[1]).abs().max().item() > 1e-4
+
+
+def test_registered() -> None:
+    assert mode_class("vectorized").name == "vectorized"
