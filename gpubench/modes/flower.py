@@ -432,13 +432,14 @@ class FlowerMode:
         if in_main:  # the driver and its Ray inherit an ignored SIGINT: Ctrl-C is ours
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            self.proc = ctx.Process(
+            proc = ctx.Process(
                 target=driver_main,
                 args=(setup, self.global_state, self.aggregate, child_end),
                 name="gpubench-flower",
                 daemon=False,  # it starts Ray's processes of its own
             )
-            self.proc.start()
+            proc.start()
+            self.proc = proc
         finally:
             if in_main:
                 signal.signal(signal.SIGINT, before)
