@@ -50,6 +50,16 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="threads (threaded) or processes (multiprocess) on device 0 (default 2)")
     d.add_argument("--workers-per-device", type=int, default=1,
                    help="worker processes per device in multi-gpu (default 1)")
+    r = p.add_argument_group("ray and flower modes")
+    r.add_argument("--gpus-per-worker", type=float, default=None, metavar="FRACTION",
+                   help="GPUs each Ray actor / Flower client reserves, e.g. 0.25 "
+                   "(default 1/workers-per-device on CUDA, 0 on CPU slots)")
+    r.add_argument("--cpus-per-worker", type=float, default=None, metavar="N",
+                   help="CPUs each Ray actor / Flower client reserves (default: a CPU "
+                   "slot's cores; 1 on CUDA)")
+    r.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="an existing Ray cluster (auto, host:port, ray://host:port); "
+                   "default: start a private local Ray and stop it afterwards")
     m = p.add_argument_group("measuring")
     m.add_argument("--warmup", type=int, default=1, help="warm-up rounds, not counted (default 1)")
     m.add_argument("--rounds", type=int, default=3, help="measured rounds (default 3)")

@@ -143,7 +143,7 @@ def _client_train(msg: Any, context: Any) -> Any:
     state = _actor_state(bytes(config["setup"]))
     client = int(context.node_config["partition-id"])
     trainer = state.trainer
-    metrics: dict[str, int | float] = {"client": client, "pid": os.getpid(), "rss": _rss()}
+    metrics: dict[str, Any] = {"client": client, "pid": os.getpid(), "rss": _rss()}
     gpus = [int(g) for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.isdigit()]
     metrics["gpu"] = gpus[0] if gpus else -1
     if bool(config["setup-round"]):
