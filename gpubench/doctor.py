@@ -247,17 +247,17 @@ def _gpu_findings(m: dict[str, Any]) -> list[Finding]:
             "（gpubench 无论如何都按 UUID 对应设备）",
         ))
     for g in nvml.get("nvml_gpus") or []:
-        mode = g.get("compute_mode")
+        mode = str(g.get("compute_mode") or "").lower()
         name = f"NVML GPU {g.get('nvml_index')} ({g.get('name')})"
-        if mode in ("Exclusive_Process", "EXCLUSIVE_PROCESS", "Prohibited", "PROHIBITED"):
+        if mode in ("exclusive_process", "exclusive_thread", "prohibited"):
             out.append(Finding(
-                "problem" if str(mode).lower() == "prohibited" else "warning", "compute-mode",
+                "problem" if mode == "prohibited" else "warning", "compute-mode",
                 f"{name} is in compute mode {mode}: "
-                + ("no process can use it." if str(mode).lower() == "prohibited"
+                + ("no process can use it." if mode == "prohibited"
                    else "one process at a time, so multiprocess on it fails."),
                 "nvidia-smi -i N -c DEFAULT (needs root)",
                 f"{name} 处于计算模式 {mode}："
-                + ("任何进程都无法使用。" if str(mode).lower() == "prohibited"
+                + ("任何进程都无法使用。" if mode == "prohibited"
                    else "同一时间只允许一个进程，multiprocess 模式会失败。"),
                 "nvidia-smi -i N -c DEFAULT（需要 root）",
             ))

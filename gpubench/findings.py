@@ -133,6 +133,36 @@ def _threads_slower(results: Results) -> list[Finding]:
     return out
 
 
+def _one_device_faster(results: Results) -> list[Finding]:
+    """Threads or processes on one device that beat serial: serial left the device idle."""
+    serial = _ok(results, "serial")
+    if serial is None or not serial.devices:
+        return []
+    stats = _stats(serial, serial.devices[0])
+    util = stats.util_mean_pct if stats is not None else None
+    parts = []
+    for mode in results.modes:
+        if mode.name == "serial" or not mode.ok or len(mode.devices) != 1 or mode.workers < 2:
+            continue
+        sp = _speedup(results, mode)
+        if sp is not None and sp >= NO_FASTER:
+            parts.append(f"{mode.name} ({mode.workers} workers) {_x(sp)}")
+    if not parts:
+        return []
+    busy = f"; serial kept {serial.devices[0]} busy {_pct(util)} of the time" if util is not None else ""
+    busy_zh = f"；串行时 {serial.devices[0]} 只有 {_pct(util)} 的时间在工作" if util is not None else ""
+    return [Finding(
+        "info", "one-device-faster",
+        f"on one device, {', '.join(parts)} vs serial{busy}: serial leaves the device idle "
+        "between its small steps and the other workers fill those gaps, so serial is "
+        "host-bound here, not device-bound.",
+        "the same gain without extra workers: a bigger batch, or the vectorized mode",
+        f"在同一设备上，{', '.join(parts)}（相对串行）{busy_zh}：串行在小步骤之间让设备空闲，"
+        "其他工作线程/进程填补了这些空隙，因此这里串行受限于主机而非设备。",
+        "不增加工作者也能得到同样的收益：更大的批，或 vectorized 模式",
+    )]
+
+
 def _process_memory(results: Results, mode: ModeResult, device: str) -> tuple[str, str] | None:
     """What each process on ``device`` costs in memory, from the best source recorded."""
     stats = _stats(mode, device)
@@ -469,6 +499,7 @@ RULES: tuple[Callable[[Results], list[Finding]], ...] = (
     _result_differs,
     _threads_slower,
     _processes_time_sliced,
+    _one_device_faster,
     _device_starved,
     _unbalanced,
     _scaling,

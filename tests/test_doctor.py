@@ -130,13 +130,14 @@ def test_order_mismatch_between_cuda_and_nvml():
 
 def test_exclusive_compute_mode_mig_and_mps():
     nvml = machine()["nvml"]
-    gpus = [dict(nvml["nvml_gpus"][0], compute_mode="Exclusive_Process"),
+    gpus = [dict(nvml["nvml_gpus"][0], compute_mode="exclusive_process"),
             dict(nvml["nvml_gpus"][1], mig_mode=True)]
     m = machine(nvml={**nvml, "nvml_gpus": gpus},
                 mps={"running": True, "processes": ["nvidia-cuda-mps-control (42)"],
                      "pipe_directory": "/tmp/nvidia-mps", "pipe_directory_exists": True})
     found = {f.code: f for f in machine_findings(m)}
-    assert "Exclusive_Process" in found["compute-mode"].message
+    assert "exclusive_process" in found["compute-mode"].message
+    assert found["compute-mode"].level == "warning"
     assert "MIG" in found["mig"].message
     assert "(42)" in found["mps"].message and "no-mps" not in found
 
