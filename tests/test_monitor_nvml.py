@@ -128,7 +128,7 @@ def test_not_supported_field_is_null_logged_once_and_not_asked_again(
     lib.gpus[1].unsupported.add("nvmlDeviceGetPowerUsage")
     sampler = create_sampler([gpu(0, UUID_A), gpu(1, UUID_B)], 0.1, clock=clock)
     sampler.start(background=False)
-    with caplog.at_level(logging.WARNING, logger="gpubench.monitor.nvml"):
+    with caplog.at_level(logging.INFO, logger="gpubench.monitor.nvml"):
         run_round(sampler, clock, "serial", 5)
     section = sampler.results_section()
     assert section["timeline"]["power_w"]["cuda:1"] == [None] * 5

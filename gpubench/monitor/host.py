@@ -90,7 +90,7 @@ class HostProbe:
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             self._procs.pop(pid, None)
         except psutil.AccessDenied:
-            log.warning("no permission to read pid %d", pid)
+            log.info("no permission to read pid %d", pid)
         self._gone.add(pid)
         return None
 

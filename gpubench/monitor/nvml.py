@@ -116,10 +116,11 @@ class _Once:
     def __init__(self) -> None:
         self._seen: set[tuple[str, str]] = set()
 
-    def __call__(self, device: str, name: str, message: str) -> None:
+    def __call__(self, device: str, name: str, message: str, level: int = logging.INFO) -> None:
+        # INFO: a missing field is expected on many GPUs and is in the results' note anyway.
         if (device, name) not in self._seen:
             self._seen.add((device, name))
-            log.warning("NVML %s on %s: %s", name, device, message)
+            log.log(level, "NVML %s on %s: %s", name, device, message)
 
 
 class NvmlGpu:
@@ -155,7 +156,12 @@ class NvmlGpu:
     def _failed(self, name: str, exc: Exception) -> None:
         if isinstance(exc, pynvml.NVMLError_GpuIsLost):
             self.lost = True
-            self._once(self.device.id, "device", "GPU is lost; its values are null from now on")
+            self._once(
+                self.device.id,
+                "device",
+                "GPU is lost; its values are null from now on",
+                logging.WARNING,
+            )
             return
         if not isinstance(exc, pynvml.NVMLError):  # NVMLLibraryMismatchError
             self.off[name] = "function not found in this NVML library"
@@ -338,7 +344,7 @@ def open_gpus(devices: Sequence[Device]) -> tuple[dict[str, NvmlGpu], dict[str, 
             gpus[d.id] = NvmlGpu(d, handle_for(d), once)
         except LookupError as exc:
             missing[d.id] = str(exc)
-            log.warning("%s", exc)
+            log.info("%s", exc)
     return gpus, missing
 
 
