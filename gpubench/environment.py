@@ -88,6 +88,6 @@ def collect_environment(devices: Sequence[Device]) -> dict[str, Any]:
         env["nvml"] = nvml.environment_info()
     except Exception:  # monitoring is optional; the report says what is missing
         env["nvml"] = None
-    driver = (env.get("nvml") or {}).get("driver_version")
+    driver = (env.get("nvml") or {}).get("nvidia_driver_version")
     env["driver"] = driver
     return env

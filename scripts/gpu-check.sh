@@ -25,23 +25,25 @@ $py -m gpubench doctor --json >"$out/doctor.json" 2>>"$out/check.log"
 echo "doctor exit $?" >>"$out/check.log"
 
 log "gpu-marked tests"
-$py -m pytest -m gpu -q -p no:cacheprovider -o addopts="" tests >>"$out/check.log" 2>&1
+timeout 100 $py -m pytest -m gpu -q -p no:cacheprovider -o addopts="" tests >>"$out/check.log" 2>&1
 echo "gpu tests exit $?" >>"$out/check.log"
 
 log "compare on cuda (default modes)"
-timeout 300 $py -m gpubench compare --devices cuda --clients 10 --batch-size 128 --quiet \
+timeout 90 $py -m gpubench compare --devices cuda --clients 10 --batch-size 128 --rounds 5 --quiet \
   --out "$out/compare.json" >>"$out/check.log" 2>&1
 echo "compare exit $?" >>"$out/check.log"
 
 log "compare on cuda (streams, vectorized)"
-timeout 200 $py -m gpubench compare --devices cuda --clients 10 --batch-size 128 --quiet \
+timeout 60 $py -m gpubench compare --devices cuda --clients 10 --batch-size 128 --rounds 5 --quiet \
   --modes serial,threaded,streams,vectorized --out "$out/compare-one-gpu.json" >>"$out/check.log" 2>&1
 echo "compare one-gpu exit $?" >>"$out/check.log"
 
+[ "${SKIP_SWEEP:-0}" = 1 ] || {
 log "batch sweep on cuda"
-timeout 200 $py -m gpubench sweep --devices cuda --clients 10 --batch-size 32,128 --quiet \
-  --modes serial --out-dir "$out/sweep" >>"$out/check.log" 2>&1
+timeout ${SWEEP_TIMEOUT:-80} $py -m gpubench sweep --devices cuda --clients 10 --batch-size 32,128 --quiet \
+  --modes serial,threaded,multiprocess --out-dir "$out/sweep" >>"$out/check.log" 2>&1
 echo "sweep exit $?" >>"$out/check.log"
+}
 
 tar -czf "$out/gpu-check.tar.gz" -C "$out" --exclude gpu-check.tar.gz . 2>/dev/null
 log "done"
