@@ -6,7 +6,7 @@ global model, one row per client holds its update; pipes carry only small messag
 
 The parent waits on the workers' pipes *and* their process sentinels, so a worker that dies
 (killed, segfault, out of memory) fails the mode at once, not at a timeout. Workers ignore
-SIGINT (the parent owns Ctrl-C), die with the parent (PR_SET_PDEATHSIG, and EOF on their
+SIGINT (the parent owns Ctrl-C; see ``_sigint_deferred``), die with the parent (PR_SET_PDEATHSIG, and EOF on their
 pipe), and are terminated, then killed, by ``close()``.
 """
 
@@ -94,7 +94,7 @@ def worker_main(
     updates: torch.Tensor,
     conn: Connection,
 ) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited already; kept explicit
     _die_with_parent()
     try:
         torch_device = bind_process(spec.device)
@@ -147,16 +147,28 @@ def describe_exit(code: int | None) -> str:
 
 
 @contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Children inherit an ignored SIGINT across exec, so Ctrl-C reaches the parent only."""
-    if threading.current_thread() is not threading.main_thread():
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back while workers are being spawned.
+
+    During the spawns SIGINT is both *ignored* and *blocked*. Ignored, because an ignored
+    disposition survives exec, so the workers start with SIGINT ignored and a terminal's
+    Ctrl-C (sent to the whole process group) never interrupts one halfway through its imports.
+    Blocked, because Linux keeps a blocked signal pending even while it is ignored, so a Ctrl-C
+    in this window is not lost: it reaches the parent the moment the window closes, as a
+    KeyboardInterrupt right after the spawns. The parent owns Ctrl-C.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "pthread_sigmask"
+    ):
         yield
         return
-    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    old_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, before)
+        signal.signal(signal.SIGINT, old_handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
 class WorkerPool:
@@ -179,7 +191,7 @@ class WorkerPool:
 
     def start(self) -> None:
         ctx = tmp.get_context("spawn")
-        with _sigint_ignored():
+        with _sigint_deferred():
             for spec in self.specs:
                 parent_end, child_end = ctx.Pipe()
                 proc = ctx.Process(
@@ -213,6 +225,7 @@ class WorkerPool:
         pending = {id(c): i for i, c in enumerate(self.conns)}
         sentinels = {p.sentinel: i for i, p in enumerate(self.procs)}
         out: dict[int, tuple[Any, ...]] = {}
+        eof: set[int] = set()  # pipes closed by a worker that has died
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while pending:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -227,8 +240,8 @@ class WorkerPool:
             for r in ready:
                 if isinstance(r, int):  # a sentinel: that process has ended
                     i = sentinels[r]
-                    if id(self.conns[i]) in pending and self.conns[i].poll():
-                        continue  # read what it said first
+                    if i not in eof and id(self.conns[i]) in pending and self.conns[i].poll():
+                        continue  # read what it said first (its pipe is ready too)
                     proc = self.procs[i]
                     proc.join(1)
                     spec = self.specs[i]
@@ -242,6 +255,7 @@ class WorkerPool:
                     msg = conn.recv()
                 except (EOFError, OSError):
                     pending[id(r)] = i
+                    eof.add(i)
                     continue  # the sentinel reports the death
                 if msg[0] == "error":
                     raise ModeFailure(msg[1])
