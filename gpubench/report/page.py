@@ -208,7 +208,27 @@ def _run_sections(
         out.append(f"{level} {text(key, lang)}")
         out.extend(body)
 
-    env = dict(results.environment)
+    # What a reader wants first: the table and what it means; then how it was measured.
+    section(
+        "page.performance",
+        [tables.format_performance_table(results, lang, "github"), text("page.speed_legend", lang)]
+        + _monitor_lines(results, lang),
+    )
+    section("page.findings", _findings(findings, lang))
+    section("page.plots", _plots(plots, lang))
+    section("page.details", _details(results, lang))
+    section("page.failed", _failed(results, lang))
+    command = results.command.strip()
+    section(
+        "page.reproduce", [f"```\n{command}\n```" if command else text("page.none_recorded", lang)]
+    )
+    config = results.config
+    section(
+        "page.configuration",
+        [_key_value_table(config, lang)] if config else [text("page.none_recorded", lang)],
+    )
+    # GPUs and NVML's view are in the devices table below; the rest are one-line values.
+    env = {k: v for k, v in results.environment.items() if k not in ("gpus", "nvml")}
     if results.created_utc:
         env.setdefault("created_utc", results.created_utc)
     if results.tool_version:
@@ -221,24 +241,6 @@ def _run_sections(
     if devices:
         out.append(f"**{text('page.devices', lang)}**")
         out.append(devices)
-    config = results.config
-    section(
-        "page.configuration",
-        [_key_value_table(config, lang)] if config else [text("page.none_recorded", lang)],
-    )
-    section(
-        "page.performance",
-        [tables.format_performance_table(results, lang, "github"), text("page.speed_legend", lang)]
-        + _monitor_lines(results, lang),
-    )
-    section("page.plots", _plots(plots, lang))
-    section("page.details", _details(results, lang))
-    section("page.failed", _failed(results, lang))
-    section("page.findings", _findings(findings, lang))
-    command = results.command.strip()
-    section(
-        "page.reproduce", [f"```\n{command}\n```" if command else text("page.none_recorded", lang)]
-    )
     return out
 
 
