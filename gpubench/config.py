@@ -12,7 +12,7 @@ class ConfigError(ValueError):
 
 
 DEFAULT_MODES = ("serial", "threaded", "multiprocess", "multi-gpu")
-ASSIGN_POLICIES = ("round-robin", "balanced")
+ASSIGN_POLICIES = ("round-robin", "balanced", "dynamic")
 
 
 @dataclass(frozen=True)

@@ -356,11 +356,16 @@ def _unbalanced(results: Results) -> list[Finding]:
             hint = ("the clients cannot be split evenly over the devices: use a number of "
                     "similar-sized clients that is a multiple of the devices")
             hint_zh = "客户端无法均匀分到各设备：请使用数量为设备数倍数、大小相近的客户端"
+        elif assign == "dynamic":
+            hint = ("the clients cannot be split evenly: use more, smaller clients, so the last "
+                    "ones on the queue finish closer together")
+            hint_zh = "客户端无法均匀分配：使用更多、更小的客户端，让队列末尾的客户端更接近同时完成"
         else:
             hint = (f"--assign balanced (longest client first onto the least-loaded device) "
-                    f"instead of {assign or 'round-robin'}")
+                    f"instead of {assign or 'round-robin'}; --assign dynamic (a shared queue) "
+                    f"when the devices differ in speed")
             hint_zh = (f"改用 --assign balanced（最长的客户端优先分给负载最轻的设备），"
-                       f"而不是 {assign or 'round-robin'}")
+                       f"而不是 {assign or 'round-robin'}；若各设备速度不同，使用 --assign dynamic（共享队列）")
         out.append(Finding(
             "warning", "unbalanced-devices",
             f"{mode.name}: devices got unequal work; client training per round: {shares}; "

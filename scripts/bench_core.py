@@ -1,6 +1,6 @@
 """Benchmark of the core claims on CPU slots, all ratios from one run.
 
-    python scripts/bench_core.py [--rounds 5] [--out results/bench-core.json]
+    python scripts/bench_core.py [--rounds 8] [--no-interleave] [--out results/bench-core.json]
 
 Runs ``gpubench compare --devices cpu:2`` (default case, 10 clients, batch 128) and prints:
 multi-gpu speedup over serial (expected >= 1.8x: two slots), threaded and multiprocess
@@ -23,9 +23,12 @@ from gpubench.results import median, write_results
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--out", default="results/bench-core.json")
     ap.add_argument("--sample-interval", type=float, default=0.1)
+    ap.add_argument("--no-interleave", action="store_true",
+                    help="run the modes one after another (default: round by round, so that "
+                    "the drift of a shared machine hits every mode alike)")
     args = ap.parse_args()
     config = RunConfig(
         case="cnn",
@@ -33,6 +36,7 @@ def main() -> int:
         train=TrainConfig(batch_size=128),
         devices="cpu:2",
         rounds=args.rounds,
+        interleave=not args.no_interleave,
         sample_interval_s=args.sample_interval or None,
     )
     results = compare(config, sampler_factory=sampler_factory_or_none())

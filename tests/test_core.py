@@ -192,3 +192,36 @@ def test_every_mode_matches_serial_on_cuda():
     for m in results.modes:
         assert m.status == "ok", m.error
         assert m.same_result is True, (m.name, m.max_abs_diff_vs_serial)
+
+
+def test_dynamic_assignment_hands_clients_to_whichever_worker_is_free():
+    config = small(
+        case=f"{CASES}:slow_case",
+        modes=("serial", "multi-gpu", "multiprocess"),
+        assign="dynamic",
+        clients=6,
+        train=TrainConfig(batch_size=16, samples=SampleSizes(16, 16)),
+    )
+    results = compare(config)
+    for m in results.modes:
+        assert m.status == "ok", m.error
+        assert m.same_result is True
+    mg = results.mode("multi-gpu")
+    assert mg is not None
+    clients = mg.rounds[0].clients
+    assert sorted(c.client for c in clients) == list(range(6))
+    # both devices trained clients, and each device's clients ran back to back
+    per_device: dict[str, list] = {}
+    for c in clients:
+        per_device.setdefault(c.device, []).append(c)
+    assert set(per_device) == {"cpu:0", "cpu:1"}
+    for cs in per_device.values():
+        cs.sort(key=lambda c: c.start_s)
+        for a, b in zip(cs, cs[1:], strict=False):
+            assert b.start_s >= a.end_s - 1e-3
+
+
+def test_dynamic_schedule_estimate_is_list_scheduling_in_client_order():
+    assert assign_clients([3.0, 1.0, 1.0, 1.0], 2, "dynamic") == [0, 1, 1, 1]
+    assert assign_clients([3.0, 1.0, 1.0, 1.0], 2, "balanced") == [0, 1, 1, 1]
+    assert assign_clients([1.0, 1.0, 3.0, 1.0], 2, "dynamic") == [0, 1, 0, 1]

@@ -42,8 +42,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     d = p.add_argument_group("devices and modes")
     d.add_argument("--devices", default="auto",
                    help="auto (every GPU, else 2 CPU slots), cpu:K, cuda, cuda:0,1")
-    d.add_argument("--assign", default="round-robin", choices=("round-robin", "balanced"),
-                   help="client to device assignment (default round-robin: client %% k)")
+    d.add_argument("--assign", default="round-robin", choices=("round-robin", "balanced", "dynamic"),
+                   help="client to device assignment: round-robin (client %% k, default), "
+                   "balanced (longest first onto the least loaded), dynamic (a shared queue: a "
+                   "worker takes the next client when it is free)")
     d.add_argument("--modes", default=",".join(DEFAULT_MODES),
                    help=f"comma-separated (default {','.join(DEFAULT_MODES)})")
     d.add_argument("--workers", type=int, default=2,

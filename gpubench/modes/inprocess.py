@@ -8,7 +8,13 @@ from collections.abc import Mapping
 import torch
 
 from gpubench.cases import load_case
-from gpubench.devices import Device, peak_memory, reset_peak_memory, torch_device_in_process
+from gpubench.devices import (
+    Device,
+    peak_memory,
+    reset_peak_memory,
+    steady_host_allocator,
+    torch_device_in_process,
+)
 from gpubench.fl import ClientTrainer, build_datasets
 from gpubench.modes.base import Plan
 from gpubench.results import WorkerMemory
@@ -40,6 +46,7 @@ class InProcessBase:
     def start(self) -> None:
         if not self.device.is_cuda:
             # Like one GPU, one CPU slot offers its cores and no more.
+            steady_host_allocator()
             self._threads_before = torch.get_num_threads()
             torch.set_num_threads(len(self.device.cores))
         case = load_case(self.plan.config.case)

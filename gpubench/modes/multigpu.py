@@ -14,4 +14,6 @@ class MultiGpuMode(ProcessModeBase):
     name = "multi-gpu"
 
     def make_specs(self) -> list[WorkerSpec]:
-        return plan_workers(self.plan, self.plan.devices, self.plan.config.workers_per_device)
+        return plan_workers(
+            self.plan, self.plan.devices, self.plan.config.workers_per_device, self.dynamic
+        )

@@ -13,4 +13,6 @@ class MultiprocessMode(ProcessModeBase):
     name = "multiprocess"
 
     def make_specs(self) -> list[WorkerSpec]:
-        return plan_workers(self.plan, self.plan.devices[:1], self.plan.config.workers)
+        return plan_workers(
+            self.plan, self.plan.devices[:1], self.plan.config.workers, self.dynamic
+        )

@@ -66,8 +66,14 @@ class ClientLoop:
             case, setup.train, torch_device, spec.device.id, spec.worker, data
         )
 
-    def run_round(self, global_state: torch.Tensor, updates: torch.Tensor) -> list[ClientTiming]:
-        return [self.trainer.run(c, global_state, updates[c]) for c in self.clients]
+    def run_round(
+        self,
+        global_state: torch.Tensor,
+        updates: torch.Tensor,
+        clients: Sequence[int] | None = None,
+    ) -> list[ClientTiming]:
+        chosen = self.clients if clients is None else clients
+        return [self.trainer.run(c, global_state, updates[c]) for c in chosen]
 
 
 def make_client_loop(setup: WorkerSetup, spec: WorkerSpec, torch_device: str) -> ClientLoop:
@@ -117,7 +123,10 @@ def worker_main(
             return
         try:
             reset_peak_memory(torch_device)
-            timings = body.run_round(global_state, updates)
+            if len(msg) > 1:  # dynamic assignment: these clients only
+                timings = body.run_round(global_state, updates, msg[1])
+            else:
+                timings = body.run_round(global_state, updates)
             allocated, reserved = peak_memory(torch_device)
             rss = _rss()
             memory = WorkerMemory(spec.worker, spec.device.id, os.getpid(), allocated, reserved, rss)
@@ -133,6 +142,23 @@ def _rss() -> int | None:
         return int(psutil.Process().memory_info().rss)
     except Exception:
         return None
+
+
+def _larger(old: WorkerMemory | None, new: WorkerMemory) -> WorkerMemory:
+    if old is None:
+        return new
+
+    def big(a: int | None, b: int | None) -> int | None:
+        return b if a is None else a if b is None else max(a, b)
+
+    return WorkerMemory(
+        new.worker,
+        new.device,
+        new.pid,
+        big(old.max_allocated_bytes, new.max_allocated_bytes),
+        big(old.max_reserved_bytes, new.max_reserved_bytes),
+        big(old.rss_bytes, new.rss_bytes),
+    )
 
 
 def describe_exit(code: int | None) -> str:
@@ -179,8 +205,11 @@ class WorkerPool:
         clients: int,
         state_size: int,
         timeout_s: float | None = None,
+        dynamic: bool = False,
     ) -> None:
         self.specs = list(specs)
+        self.dynamic = dynamic
+        self.clients = clients
         self.setup = setup
         self.timeout_s = timeout_s
         self.global_state = torch.zeros(state_size).share_memory_()
@@ -211,6 +240,8 @@ class WorkerPool:
         self, global_state: torch.Tensor
     ) -> tuple[torch.Tensor, list[ClientTiming], list[WorkerMemory]]:
         self.global_state.copy_(global_state)
+        if self.dynamic:
+            return self._run_dynamic()
         for conn in self.conns:
             conn.send(("round",))
         replies = self._collect("done", self.timeout_s)
@@ -221,8 +252,35 @@ class WorkerPool:
             memory.append(replies[i][2])
         return self.updates, timings, memory
 
-    def _collect(self, kind: str, timeout_s: float | None) -> dict[int, tuple[Any, ...]]:
-        pending = {id(c): i for i, c in enumerate(self.conns)}
+    def _run_dynamic(self) -> tuple[torch.Tensor, list[ClientTiming], list[WorkerMemory]]:
+        """A shared queue: each worker gets the next client as soon as it is free, so a
+        faster (or less loaded) device trains more clients."""
+        queue = list(range(self.clients))
+        queue.reverse()
+        timings: list[ClientTiming] = []
+        memory: dict[int, WorkerMemory] = {}
+        busy: list[int] = []
+        for i, conn in enumerate(self.conns):
+            if queue:
+                conn.send(("round", [queue.pop()]))
+                busy.append(i)
+        while busy:
+            for i, msg in self._collect("done", self.timeout_s, only=busy).items():
+                timings.extend(msg[1])
+                memory[i] = _larger(memory.get(i), msg[2])
+                busy.remove(i)
+                if queue:
+                    self.conns[i].send(("round", [queue.pop()]))
+                    busy.append(i)
+        return self.updates, timings, [memory[i] for i in sorted(memory)]
+
+    def _collect(
+        self, kind: str, timeout_s: float | None, only: Sequence[int] | None = None
+    ) -> dict[int, tuple[Any, ...]]:
+        """Wait for a reply from each worker (or those in ``only``; then the first replies
+        are enough); a worker's death fails the mode at once."""
+        wanted = range(len(self.conns)) if only is None else only
+        pending = {id(self.conns[i]): i for i in wanted}
         sentinels = {p.sentinel: i for i, p in enumerate(self.procs)}
         out: dict[int, tuple[Any, ...]] = {}
         eof: set[int] = set()  # pipes closed by a worker that has died
@@ -260,6 +318,8 @@ class WorkerPool:
                 if msg[0] == "error":
                     raise ModeFailure(msg[1])
                 out[i] = msg
+            if only is not None and out:
+                return out
         return out
 
     def close(self) -> None:

@@ -12,10 +12,21 @@ from gpubench.modes.pool import WorkerPool, WorkerSetup, WorkerSpec
 
 
 def plan_workers(
-    plan: Plan, devices: tuple[Device, ...], per_device: int
+    plan: Plan, devices: tuple[Device, ...], per_device: int, dynamic: bool = False
 ) -> list[WorkerSpec]:
-    """Clients onto devices by the assignment policy, then round-robin onto each device's
-    workers. Workers without clients are not started."""
+    """Clients onto devices by the assignment policy, then onto each device's workers by the
+    same policy. Workers without clients are not started.
+
+    ``dynamic``: every worker may train every client (each holds all the clients' data) and
+    the pool hands clients out at run time.
+    """
+    if dynamic:
+        every = tuple(range(plan.clients))
+        return [
+            WorkerSpec(d * per_device + k, device, every)
+            for d, device in enumerate(devices)
+            for k in range(min(per_device, plan.clients))
+        ][: max(plan.clients, 1)]
     on_device = assign_clients(plan.work, len(devices), plan.config.assign)
     specs: list[WorkerSpec] = []
     for d, device in enumerate(devices):
@@ -34,6 +45,12 @@ def plan_workers(
 
 class ProcessModeBase:
     trainer = "gpubench.modes.pool:make_client_loop"
+    # Whether ``--assign dynamic`` hands clients out at run time (else: a fixed schedule).
+    supports_dynamic = True
+
+    @property
+    def dynamic(self) -> bool:
+        return self.supports_dynamic and self.plan.config.assign == "dynamic"
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
@@ -64,7 +81,12 @@ class ProcessModeBase:
             options=dict(cfg.options),
         )
         self.pool = WorkerPool(
-            self.specs, setup, self.plan.clients, self.plan.state_size, cfg.timeout_s
+            self.specs,
+            setup,
+            self.plan.clients,
+            self.plan.state_size,
+            cfg.timeout_s,
+            dynamic=self.dynamic,
         )
         self.pool.start()
 

@@ -346,6 +346,7 @@ class VectorizedMode(ProcessModeBase):
     # On CUDA the batched convolutions run other (TF32) kernels than serial's: measured on an
     # H200, cnn differed by 1.0e-4 at batch 128 and 9.4e-4 at batch 32, so 4x the default.
     cuda_tolerance_scale = 4.0
+    supports_dynamic = False  # a device's clients are one batched computation
 
     def make_specs(self) -> list[WorkerSpec]:
         return plan_workers(self.plan, self.plan.devices, 1)
