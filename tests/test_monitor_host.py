@@ -53,6 +53,33 @@ def test_probe_reads_slots_and_sums_rss_of_watched_pids() -> None:
     assert got["cpu:1"].mem_bytes is None and got["cpu:1"].process_mem_bytes == {}
 
 
+def test_processes_are_read_at_most_every_refresh_interval() -> None:
+    """Short sampling intervals re-read /proc/stat each tick but processes only every 0.1 s,
+    carrying their last values forward in between."""
+    readings = iter([[times(0, 0)], [times(5, 5)], [times(10, 10)], [times(20, 10)]])
+    probe = HostProbe([slot(0, (0,))], cpu_times=lambda: next(readings))
+    now = [100.0]
+    probe._clock = lambda: now[0]
+    calls: list[int] = []
+    real = probe._process
+
+    def counting(pid: int):
+        calls.append(pid)
+        return real(pid)
+
+    probe._process = counting  # type: ignore[method-assign]
+    first = probe.read({"cpu:0": [os.getpid()]})
+    now[0] += 0.01
+    second = probe.read({"cpu:0": [os.getpid()]})
+    now[0] += 0.1
+    third = probe.read({"cpu:0": [os.getpid()]})
+    assert calls == [os.getpid(), os.getpid()]  # first and third read, not the second
+    assert second.get("cpu:0").mem_bytes == first["cpu:0"].mem_bytes
+    assert (first["cpu:0"].util_pct, second["cpu:0"].util_pct) == (50.0, 50.0)
+    assert third["cpu:0"].util_pct == 100.0
+    assert third["cpu:0"].own_util_pct is not None
+
+
 _BURN = """
 import os, sys, time
 os.sched_setaffinity(0, {int(sys.argv[1])})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +53,21 @@ def percentile(values: Sequence[float], q: float) -> float:
 def next_tick(t0: float, interval: float, now: float, last: int) -> int:
     """The first tick index after ``last`` that is not yet past at ``now``."""
     return max(last + 1, math.floor((now - t0) / interval) + 1)
+
+
+def _yield_to_workers() -> None:
+    """Give the sampling thread the lowest CPU priority (Linux: nice is per thread).
+
+    When every core is busy with workers, a normal-priority sampler preempts one of them at
+    each tick, and the cache it disturbs costs more than the sample itself (multi-gpu on two
+    busy slots at 0.01 s: +4%). At nice 19 it runs in the gaps of the scheduler's slices,
+    a few milliseconds late at worst; the drift-free schedule and the recorded sample times
+    keep the timeline right.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):  # not Linux, or not allowed: sample at normal priority
+        pass
 
 
 class Sampler:
@@ -143,6 +159,7 @@ class Sampler:
     def run(self) -> None:
         """The loop: a sample now, then one at every tick until stopped."""
         assert self.t0 is not None
+        _yield_to_workers()
         tick = 0
         self.sample()
         while True:
