@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=reports/cpu-slots
 mkdir -p "$dir"
-gpubench compare --devices cpu:2 --clients 10 --batch-size 128 --rounds 5 --quiet \
+gpubench compare --devices cpu:2 --clients 10 --batch-size 128 --rounds 8 --interleave --quiet \
   --out "$dir/compare.json" --report "$dir/compare.en.md" --lang en
 gpubench report "$dir/compare.json" -o "$dir/compare.zh.md" --lang zh
