@@ -43,7 +43,21 @@ def plan_workers(
     return specs
 
 
-class ProcessModeBase:
+class WorkerSpecs:
+    """Devices and worker count of a mode whose work is described by ``specs``."""
+
+    specs: list[WorkerSpec]
+
+    @property
+    def device_ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.device.id for s in self.specs))
+
+    @property
+    def workers(self) -> int:
+        return len(self.specs)
+
+
+class ProcessModeBase(WorkerSpecs):
     trainer = "gpubench.modes.pool:make_client_loop"
     # Whether ``--assign dynamic`` hands clients out at run time (else: a fixed schedule).
     supports_dynamic = True
@@ -59,14 +73,6 @@ class ProcessModeBase:
 
     def make_specs(self) -> list[WorkerSpec]:
         raise NotImplementedError
-
-    @property
-    def device_ids(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(s.device.id for s in self.specs))
-
-    @property
-    def workers(self) -> int:
-        return len(self.specs)
 
     def pids(self) -> Mapping[int, str]:
         return dict(self.pool.worker_pids) if self.pool else {}

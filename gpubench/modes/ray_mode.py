@@ -41,7 +41,7 @@ import torch
 from gpubench.devices import Device
 from gpubench.modes.base import ModeFailure, Plan, RoundOutput
 from gpubench.modes.pool import WorkerSetup, WorkerSpec
-from gpubench.modes.processes import plan_workers
+from gpubench.modes.processes import WorkerSpecs, plan_workers
 from gpubench.results import ClientTiming, WorkerMemory
 
 RAY_MISSING = "ray is not installed: pip install 'gpubench[ray]'"
@@ -285,7 +285,7 @@ class RayWorker:
 # --- the mode ---------------------------------------------------------------------------------
 
 
-class RayMode:
+class RayMode(WorkerSpecs):
     name = "ray"
 
     def __init__(self, plan: Plan) -> None:
@@ -299,14 +299,6 @@ class RayMode:
         self.connected = False  # this mode called ray.init, so it disconnects
         self.started_ray = False  # ... and the Ray it started is its own to shut down
         self.ray_procs: list[Any] = []
-
-    @property
-    def device_ids(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(s.device.id for s in self.specs))
-
-    @property
-    def workers(self) -> int:
-        return len(self.specs)
 
     def pids(self) -> Mapping[int, str]:
         return dict(self.local_pids)
