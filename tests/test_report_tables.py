@@ -204,3 +204,13 @@ def test_device_columns_include_idle_devices() -> None:
 def test_unknown_language_is_refused() -> None:
     with pytest.raises(ValueError, match="language"):
         format_performance_table(load("report_1gpu"), "fr")
+
+
+def test_multi_gpu_on_one_device_is_not_called_parallel():
+    from gpubench.report.i18n import mode_label
+
+    assert mode_label("multi-gpu", "zh", devices=2) == "多GPU 并行"
+    assert mode_label("multi-gpu", "zh", devices=1) == "单GPU 独立进程"
+    assert mode_label("multi-gpu", "zh", devices=1, cpu_slots=True) == "单CPU 槽 独立进程"
+    assert mode_label("multi-gpu", "en", devices=1) == "multi-gpu (1 device)"
+    assert mode_label("serial", "en", devices=1) == "serial"

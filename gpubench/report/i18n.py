@@ -186,15 +186,19 @@ def text(key: str, lang: str, **values: object) -> str:
     return template.format(**values) if values else template
 
 
-def mode_label(name: str, lang: str, *, cpu_slots: bool = False) -> str:
+def mode_label(
+    name: str, lang: str, *, cpu_slots: bool = False, devices: int | None = None
+) -> str:
     """A mode's display name: the user's Chinese names in zh, the mode name itself in en.
 
-    On a run with CPU slots only, the zh names say so (单CPU 槽 串行) rather than "GPU".
+    On a run with CPU slots only, the zh names say so (单CPU 槽 串行) rather than "GPU";
+    multi-gpu on a single device is not called parallel (单GPU 独立进程 / "multi-gpu (1 device)").
     """
+    one_device = name == "multi-gpu" and devices == 1
     if check_lang(lang) == "zh":
-        label = _MODE_ZH.get(name, name)
+        label = "单GPU 独立进程" if one_device else _MODE_ZH.get(name, name)
         return label.replace("GPU", "CPU 槽") if cpu_slots else label
-    return name
+    return f"{name} (1 device)" if one_device else name
 
 
 _DEVICE_ID = re.compile(r"(cuda|cpu):(\d+)")

@@ -127,7 +127,7 @@ def _details(results: Results, lang: str) -> list[str]:
         spread = measures.relative_spread(m.round_times_s)
         rows.append(
             [
-                mode_label(m.name, lang, cpu_slots=cpu),
+                mode_label(m.name, lang, cpu_slots=cpu, devices=len(m.devices)),
                 text(f"status.{m.status}", lang),
                 ", ".join(m.devices) or "—",
                 str(m.workers),
@@ -143,7 +143,7 @@ def _details(results: Results, lang: str) -> list[str]:
     notes = [(m, n) for m in results.modes for n in m.notes]
     if notes:
         out.append(f"**{text('det.notes', lang)}**\n")
-        out.append("\n".join(f"- {mode_label(m.name, lang, cpu_slots=cpu)}: {n}" for m, n in notes))
+        out.append("\n".join(f"- {mode_label(m.name, lang, cpu_slots=cpu, devices=len(m.devices))}: {n}" for m, n in notes))
     return out
 
 
@@ -157,7 +157,7 @@ def _failed(results: Results, lang: str) -> list[str]:
         error = (m.error or "").strip()
         first, _, rest = error.partition("\n")
         status = text(f"status.{m.status}", lang)
-        out.append(f"- **{mode_label(m.name, lang, cpu_slots=cpu)}** ({status}): {first or '—'}")
+        out.append(f"- **{mode_label(m.name, lang, cpu_slots=cpu, devices=len(m.devices))}** ({status}): {first or '—'}")
         if rest.strip():
             out.append(
                 "\n  ```\n" + "\n".join(f"  {line}" for line in error.splitlines()) + "\n  ```"

@@ -172,7 +172,7 @@ def draw_speedup(results: Results, path: Path, lang: str) -> Path | str:
             f"{value:.2f}x", (x, value), textcoords="offset points", xytext=(0, 8), ha="center"
         )
     ax.axhline(1.0, color="black", linewidth=0.8, label=text("plot.serial_line", lang))
-    ax.set_xticks(xs, [mode_label(m.name, lang, cpu_slots=cpu) for m, _, _ in rows])
+    ax.set_xticks(xs, [mode_label(m.name, lang, cpu_slots=cpu, devices=len(m.devices)) for m, _, _ in rows])
     top = max(max(v + e for _, v, e in rows), max(max(len(m.devices), 1) for m, _, _ in rows))
     ax.set_ylim(0, top * 1.2)
     ax.set_ylabel(text("plot.speedup.y", lang))
@@ -300,7 +300,7 @@ def draw_memory(results: Results, path: Path, lang: str) -> Path | str:
                     fontsize=7,
                     rotation=90,
                 )
-    ax.set_xticks(range(len(modes)), [mode_label(m.name, lang, cpu_slots=cpu) for m in modes])
+    ax.set_xticks(range(len(modes)), [mode_label(m.name, lang, cpu_slots=cpu, devices=len(m.devices)) for m in modes])
     ax.set_ylabel(text("plot.memory.y", lang))
     ax.set_title(text("plot.memory", lang))
     ax.set_ylim(0, ax.get_ylim()[1] * 1.25)
@@ -364,7 +364,7 @@ def draw_gantt(results: Results, path: Path, lang: str) -> Path | str:
         )
         ax.set_ylim(len(lanes) - 0.5, -0.5)
         ax.set_title(
-            f"{mode_label(mode.name, lang, cpu_slots=cpu)} — {record.time_s:.2f} s",
+            f"{mode_label(mode.name, lang, cpu_slots=cpu, devices=len(mode.devices))} — {record.time_s:.2f} s",
             fontsize=9,
             loc="left",
         )

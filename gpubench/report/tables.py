@@ -142,7 +142,7 @@ def format_summary_table(results: Results, *, tablefmt: str = "simple", lang: st
     for mode in results.modes:
         spread = measures.relative_spread(mode.round_times_s)
         row = [
-            mode_label(mode.name, lang, cpu_slots=cpu),
+            mode_label(mode.name, lang, cpu_slots=cpu, devices=len(mode.devices)),
             ",".join(mode.devices) or "—",
             _fmt(mode.median_round_s, ".3f") if mode.ok else text(f"status.{mode.status}", lang),
             "—" if spread is None or not mode.ok else f"{spread * 100:.1f}%",
@@ -182,7 +182,7 @@ def _performance_rows(results: Results, devices: Sequence[str], lang: str) -> li
     cpu = measures.cpu_slots_only(own)
     rows = []
     for mode in results.modes:
-        row = [mode_label(mode.name, lang, cpu_slots=cpu)]
+        row = [mode_label(mode.name, lang, cpu_slots=cpu, devices=len(mode.devices))]
         row += [busy_cell(mode, d, lang, monitored=monitored) if d in own else "—" for d in devices]
         row.append(speed_cell(results, mode) if mode.ok else status_cell(mode, lang))
         row.append(_memory_cell(mode))
