@@ -225,3 +225,20 @@ def test_dynamic_schedule_estimate_is_list_scheduling_in_client_order():
     assert assign_clients([3.0, 1.0, 1.0, 1.0], 2, "dynamic") == [0, 1, 1, 1]
     assert assign_clients([3.0, 1.0, 1.0, 1.0], 2, "balanced") == [0, 1, 1, 1]
     assert assign_clients([1.0, 1.0, 3.0, 1.0], 2, "dynamic") == [0, 1, 0, 1]
+
+
+def test_a_round_over_the_timeout_fails_its_mode_and_stops_its_workers():
+    config = small(
+        case=f"{CASES}:slow_case",
+        modes=("multi-gpu", "serial"),
+        clients=2,
+        timeout_s=0.5,
+        train=TrainConfig(batch_size=8, samples=SampleSizes(160, 160)),  # ~1 s per client
+    )
+    t0 = time.monotonic()
+    results = compare(config)
+    mg, serial = results.mode("multi-gpu"), results.mode("serial")
+    assert mg is not None and mg.status == "failed"
+    assert "timed out after 0.5 s" in (mg.error or "")
+    assert serial is not None and serial.status == "ok"  # in-process: not bounded
+    assert time.monotonic() - t0 < 60

@@ -68,7 +68,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--tolerance", type=float, default=None,
                    help="max abs difference from serial's result (default 1e-5 CPU, 1e-4 CUDA)")
     m.add_argument("--timeout", type=float, default=None,
-                   help="seconds a round (or a worker's start) may take in the process modes")
+                   help="seconds a round may take in the process modes (a mode that takes "
+                   "longer fails; worker start-up gets at least 300 s)")
     m.add_argument("--interleave", action="store_true",
                    help="run the modes round by round (A B C A B C ...) so drift hits all alike")
     m.add_argument("--sample-interval", type=float, default=0.1,

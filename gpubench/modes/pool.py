@@ -233,7 +233,9 @@ class WorkerPool:
                 child_end.close()
                 self.procs.append(proc)
                 self.conns.append(parent_end)
-        for i, msg in self._collect("ready", self.timeout_s).items():
+        # --timeout bounds a round; a start (imports, CUDA context) gets at least 5 minutes.
+        start_limit = None if self.timeout_s is None else max(self.timeout_s, 300.0)
+        for i, msg in self._collect("ready", start_limit).items():
             self.worker_pids[int(msg[1])] = self.specs[i].device.id
 
     def run_round(
