@@ -13,7 +13,7 @@ import ctypes
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gpubench.config import ConfigError
@@ -52,11 +52,7 @@ class Device:
 @dataclass(frozen=True)
 class DeviceSet:
     devices: tuple[Device, ...]
-    all_devices: tuple[Device, ...] = field(default=())  # everything the run may watch
-
-    @property
-    def kind(self) -> str:
-        return self.devices[0].kind
+    all_devices: tuple[Device, ...]  # everything the run may watch (idle ones too)
 
 
 def usable_cores() -> list[int]:
@@ -282,18 +278,6 @@ def pinned_thread(device: Device) -> Iterator[None]:
         yield
     finally:
         os.sched_setaffinity(0, before)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def synchronize(torch_device: str) -> None:

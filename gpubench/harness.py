@@ -88,7 +88,7 @@ def prepare(config: RunConfig) -> Prepared:
     return Prepared(
         config,
         device_set.devices,
-        device_set.all_devices or device_set.devices,
+        device_set.all_devices,
         plan,
         global_state,
         [float(s) for s in sizes],
@@ -110,7 +110,7 @@ class _Run:
     aggregate: torch.Tensor | None = None
     device_ids: tuple[str, ...] = ()
     workers: int = 0
-    tolerance: float = 0.0
+    tolerance: float = 0.0  # set when the run is made; a mode may widen it on CUDA
 
     def fail(self, status: str, reason: str) -> None:
         self.status = status
@@ -125,20 +125,9 @@ class _Run:
 
 
 def _keep_peak(memory: dict[int, WorkerMemory], new: Sequence[WorkerMemory]) -> None:
-    def bigger(a: int | None, b: int | None) -> int | None:
-        return b if a is None else a if b is None else max(a, b)
-
     for m in new:
         old = memory.get(m.worker)
-        if old is None:
-            memory[m.worker] = m
-        else:
-            memory[m.worker] = replace(
-                m,
-                max_allocated_bytes=bigger(old.max_allocated_bytes, m.max_allocated_bytes),
-                max_reserved_bytes=bigger(old.max_reserved_bytes, m.max_reserved_bytes),
-                rss_bytes=bigger(old.rss_bytes, m.rss_bytes),
-            )
+        memory[m.worker] = m if old is None else old.merged(m)
 
 
 class _Harness:
@@ -167,7 +156,6 @@ class _Harness:
         self.mark(run.name, PHASE_COLD_START, None)
         try:
             cls = mode_class(run.name)
-            run.tolerance = self.prep.tolerance
             if self.prep.config.tolerance is None and any(d.is_cuda for d in self.prep.devices):
                 # A mode that runs other (equally valid) kernels than serial says how much
                 # wider its CUDA tolerance must be, e.g. vectorized's batched convolutions.
@@ -183,7 +171,7 @@ class _Harness:
                 self.sampler.watch_pids(run.name, mode.pids())
         except NotApplicable as exc:
             run.fail(STATUS_NOT_APPLICABLE, str(exc))
-        except (ModeFailure, Exception) as exc:
+        except Exception as exc:  # ModeFailure, or anything a case or backend raised
             run.fail(STATUS_FAILED, _reason(exc))
         if run.status != STATUS_OK:
             self.progress(run.name, "failed", 0, 1)
@@ -253,7 +241,7 @@ def compare(
     if sampler_factory is not None and config.sample_interval_s:
         sampler = sampler_factory(prep.all_devices, config.sample_interval_s)
     harness = _Harness(prep, clock, progress, sampler)
-    runs = [_Run(name) for name in config.modes]
+    runs = [_Run(name, tolerance=prep.tolerance) for name in config.modes]
     interrupted = False
     if sampler is not None:
         sampler.start()
@@ -320,7 +308,7 @@ def _mode_results(
             speedup = serial_median / median(measured)
         if ok and serial is not None and serial.aggregate is not None and run.aggregate is not None:
             diff = float((run.aggregate - serial.aggregate).abs().max().item())
-            same = diff <= (run.tolerance or prep.tolerance)
+            same = diff <= run.tolerance
         stats: tuple[DeviceStats, ...] = ()
         if sampler is not None and run.status == STATUS_OK:
             stats = sampler.device_stats(run.name)
@@ -340,7 +328,7 @@ def _mode_results(
                 rounds=tuple(run.rounds),
                 device_stats=stats,
                 worker_memory=tuple(run.memory[k] for k in sorted(run.memory)),
-                extra={"tolerance": run.tolerance or prep.tolerance},
+                extra={"tolerance": run.tolerance},
             )
         )
     return tuple(out)

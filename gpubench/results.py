@@ -11,7 +11,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,19 @@ class WorkerMemory:
     max_allocated_bytes: int | None = None
     max_reserved_bytes: int | None = None
     rss_bytes: int | None = None
+
+    def merged(self, later: WorkerMemory) -> WorkerMemory:
+        """The same worker's peaks over both readings (``later`` names pid and device)."""
+
+        def peak(a: int | None, b: int | None) -> int | None:
+            return b if a is None else a if b is None else max(a, b)
+
+        return replace(
+            later,
+            max_allocated_bytes=peak(self.max_allocated_bytes, later.max_allocated_bytes),
+            max_reserved_bytes=peak(self.max_reserved_bytes, later.max_reserved_bytes),
+            rss_bytes=peak(self.rss_bytes, later.rss_bytes),
+        )
 
 
 @dataclass(frozen=True)
@@ -139,7 +152,7 @@ class Results:
         return replace(self, modes=modes)
 
 
-def median(values: tuple[float, ...] | list[float]) -> float:
+def median(values: Sequence[float]) -> float:
     ordered = sorted(values)
     n = len(ordered)
     if n == 0:

@@ -39,17 +39,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gpubench.results import median
+
 DEFAULT_LEVEL = 0.99
 DEFAULT_RESAMPLES = 4000
 DEFAULT_SEED = 20240601
 # IQR/median above which a sample of rounds counts as noisy (torch.utils.benchmark warns at 10%).
 NOISY_SPREAD = 0.10
-
-
-def median(values: Sequence[float]) -> float:
-    if len(values) == 0:
-        raise ValueError("median of no values")
-    return float(np.median(np.asarray(values, dtype=float)))
 
 
 def iqr(values: Sequence[float]) -> float:

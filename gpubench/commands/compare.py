@@ -176,34 +176,21 @@ class ProgressLine:
 
 
 def sampler_factory_or_none() -> Any:
-    try:
-        from gpubench.monitor import create_sampler
-    except ImportError:
-        return None
+    """The monitor's sampler factory (kept as a function: sweep and scripts share it)."""
+    from gpubench.monitor import create_sampler
+
     return create_sampler
 
 
-def format_table(results: Results) -> str:
-    try:
-        from gpubench.report.tables import format_summary_table
-    except ImportError:
-        from tabulate import tabulate
-
-        rows = [[m.name, m.status, m.median_round_s, m.speedup_vs_serial, m.cold_start_s,
-                 m.max_abs_diff_vs_serial, m.error] for m in results.modes]
-        return tabulate(rows, headers=["mode", "status", "round", "speedup", "cold", "diff", "error"])
-    return format_summary_table(results)
-
-
 def write_outputs(results: Results, args: argparse.Namespace, out: Path) -> int:
+    from gpubench.findings import compute_findings, format_findings
+    from gpubench.report.tables import format_summary_table
+
     path = write_results(results, out)
-    print(format_table(results))
-    try:
-        from gpubench.findings import compute_findings, format_findings
-    except ImportError:
-        pass
-    else:
-        print("\n" + format_findings(compute_findings(results), lang=args.lang))
+    print(format_summary_table(results))
+    findings = format_findings(compute_findings(results), lang=args.lang)
+    if findings:
+        print("\n" + findings)
     print(f"\nresults: {path}")
     code = 1 if any(m.status == STATUS_FAILED for m in results.modes) else 0
     if args.report:

@@ -298,10 +298,10 @@ def driver_main(
     setup: FlowerSetup, global_state: torch.Tensor, aggregate: torch.Tensor, conn: Connection
 ) -> None:
     """The driver process: run the whole Flower simulation, one round per parent request."""
-    from gpubench.modes.pool import _die_with_parent
+    from gpubench.modes.pool import die_with_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    die_with_parent()
     os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
     link = _DriverLink(conn, setup, global_state, aggregate)
     try:

@@ -80,7 +80,7 @@ def make_client_loop(setup: WorkerSetup, spec: WorkerSpec, torch_device: str) ->
     return ClientLoop(setup, spec, torch_device)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -101,7 +101,7 @@ def worker_main(
     conn: Connection,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited already; kept explicit
-    _die_with_parent()
+    die_with_parent()
     try:
         torch_device = bind_process(spec.device)
         module_name, _, attr = setup.trainer.partition(":")
@@ -142,23 +142,6 @@ def _rss() -> int | None:
         return int(psutil.Process().memory_info().rss)
     except Exception:
         return None
-
-
-def _larger(old: WorkerMemory | None, new: WorkerMemory) -> WorkerMemory:
-    if old is None:
-        return new
-
-    def big(a: int | None, b: int | None) -> int | None:
-        return b if a is None else a if b is None else max(a, b)
-
-    return WorkerMemory(
-        new.worker,
-        new.device,
-        new.pid,
-        big(old.max_allocated_bytes, new.max_allocated_bytes),
-        big(old.max_reserved_bytes, new.max_reserved_bytes),
-        big(old.rss_bytes, new.rss_bytes),
-    )
 
 
 def describe_exit(code: int | None) -> str:
@@ -269,7 +252,7 @@ class WorkerPool:
         while busy:
             for i, msg in self._collect("done", self.timeout_s, only=busy).items():
                 timings.extend(msg[1])
-                memory[i] = _larger(memory.get(i), msg[2])
+                memory[i] = memory[i].merged(msg[2]) if i in memory else msg[2]
                 busy.remove(i)
                 if queue:
                     self.conns[i].send(("round", [queue.pop()]))
