@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -47,6 +48,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if "torch" not in sys.modules:
+        # Before torch loads OpenMP: the wait that CPU slots need (see devices.py).
+        from gpubench.devices import openmp_wait_environment
+
+        os.environ.update(openmp_wait_environment())
     parser, modules = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)

@@ -12,7 +12,7 @@ import contextlib
 import ctypes
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,6 +250,43 @@ def steady_host_allocator() -> bool:
     ok &= mallopt(m_trim_threshold, 1 << 30)
     ok &= mallopt(m_top_pad, 64 * 1024 * 1024)
     return bool(ok)
+
+
+# libgomp's idle wait: how many times a thread with no work spins before it sleeps.
+OPENMP_WAIT_VARIABLES = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
+OPENMP_SPIN_COUNT = 30000
+
+
+def openmp_wait_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The OpenMP wait that processes should start with; empty if the user has chosen one.
+
+    After a parallel region, libgomp's threads spin for 300,000 rounds (about 6 ms on this
+    project's CPUs) before they sleep. Two processes that take turns on one CPU slot (the
+    parent's serial round, then a worker's round) each lose those milliseconds to the other's
+    spinning threads; a GPU has no such cost, since an idle process does not occupy it.
+    Measured (mlp, 10 clients, batch 64, one slot of 2 cores, a worker and the parent taking
+    turns): serial 41.1 -> 33.8 ms and the worker's round 36.9 -> 27.7 ms at 30,000 spins.
+    Fewer spins make a busy process sleep and wake between its own parallel regions.
+
+    Torch reads this when it loads OpenMP, so it must be in the environment before
+    ``import torch`` (the command line sets it first thing; worker processes inherit it).
+    """
+    env = os.environ if environ is None else environ
+    if any(name in env for name in OPENMP_WAIT_VARIABLES):
+        return {}
+    return {"GOMP_SPINCOUNT": str(OPENMP_SPIN_COUNT)}
+
+
+@contextlib.contextmanager
+def openmp_wait_for_children() -> Iterator[None]:
+    """Processes started inside the block get :func:`openmp_wait_environment`."""
+    extra = openmp_wait_environment()
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for name in extra:
+            os.environ.pop(name, None)
 
 
 def _pin(cores: Sequence[int]) -> None:

@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from gpubench.devices import OPENMP_WAIT_VARIABLES
 from gpubench.findings import Finding, format_findings
 
 SHM_PATH = "/dev/shm"
@@ -157,7 +158,12 @@ def collect_machine() -> dict[str, Any]:
         },
         "environment": {
             name: os.environ.get(name)
-            for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", *THREAD_VARIABLES)
+            for name in (
+                "CUDA_VISIBLE_DEVICES",
+                "CUDA_DEVICE_ORDER",
+                *THREAD_VARIABLES,
+                *OPENMP_WAIT_VARIABLES,
+            )
         },
         "torch": torch_status(),
         "gpus": gpus,

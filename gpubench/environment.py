@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gpubench import __version__
-from gpubench.devices import Device, usable_cores
+from gpubench.devices import OPENMP_WAIT_VARIABLES, Device, usable_cores
 
 
 def cpu_model() -> str | None:
@@ -79,6 +79,7 @@ def collect_environment(devices: Sequence[Device]) -> dict[str, Any]:
         "git_commit": git_commit(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "cuda_device_order": os.environ.get("CUDA_DEVICE_ORDER"),
+        "openmp_wait": {name: os.environ.get(name) for name in OPENMP_WAIT_VARIABLES},
         "gpus": [d.to_dict() for d in devices if d.is_cuda],
     }
     env.update(torch_info())

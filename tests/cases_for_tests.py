@@ -43,3 +43,21 @@ failing_case = Case(
 
 def make_tiny_case() -> Case:
     return Case("tiny", tiny_model, (16,), 4, "a 200-parameter MLP")
+
+
+class OpenMPWaitProbe:
+    """A worker body that writes the worker's GOMP_SPINCOUNT (-1: unset) into its rows."""
+
+    def __init__(self, setup, spec, torch_device):
+        self.clients = spec.clients
+
+    def run_round(self, global_state, updates):
+        import os
+
+        for c in self.clients:
+            updates[c, 0] = float(os.environ.get("GOMP_SPINCOUNT", "-1"))
+        return []
+
+
+def make_openmp_wait_probe(setup, spec, torch_device):
+    return OpenMPWaitProbe(setup, spec, torch_device)

@@ -242,3 +242,40 @@ def test_a_round_over_the_timeout_fails_its_mode_and_stops_its_workers():
     assert "timed out after 0.5 s" in (mg.error or "")
     assert serial is not None and serial.status == "ok"  # in-process: not bounded
     assert time.monotonic() - t0 < 60
+
+
+# --- OpenMP's idle wait on CPU slots -----------------------------------------------------------
+
+
+def test_openmp_wait_is_bounded_unless_the_user_chose_one() -> None:
+    from gpubench.devices import OPENMP_SPIN_COUNT, openmp_wait_environment
+
+    assert openmp_wait_environment({}) == {"GOMP_SPINCOUNT": str(OPENMP_SPIN_COUNT)}
+    assert openmp_wait_environment({"GOMP_SPINCOUNT": "5"}) == {}
+    assert openmp_wait_environment({"OMP_WAIT_POLICY": "active"}) == {}
+
+
+@pytest.mark.parametrize("users", [None, "123"])
+def test_workers_start_with_the_openmp_wait(monkeypatch: pytest.MonkeyPatch, users: str | None) -> None:
+    from gpubench.devices import OPENMP_SPIN_COUNT, cpu_slots
+    from gpubench.modes.pool import WorkerPool, WorkerSetup, WorkerSpec
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    if users is None:
+        monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    else:
+        monkeypatch.setenv("GOMP_SPINCOUNT", users)
+    setup = WorkerSetup(
+        "mlp", TrainConfig(), (1, 1), trainer="tests.cases_for_tests:make_openmp_wait_probe"
+    )
+    slot = cpu_slots(1)[0]
+    pool = WorkerPool([WorkerSpec(0, slot, (0,)), WorkerSpec(1, slot, (1,))], setup, 2, 4)
+    try:
+        pool.start()
+        updates, _, _ = pool.run_round(torch.zeros(4))
+    finally:
+        pool.close()
+    expected = OPENMP_SPIN_COUNT if users is None else int(users)
+    assert updates[:, 0].tolist() == [expected, expected]
+    # The parent's own environment is as it was.
+    assert os.environ.get("GOMP_SPINCOUNT") == users

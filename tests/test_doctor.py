@@ -49,6 +49,17 @@ def test_doctor_json_exits_0_with_findings():
         assert "no-gpu" not in codes
 
 
+def test_the_command_line_bounds_openmps_wait_unless_told(monkeypatch):
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    report = json.loads(_doctor("--json").stdout)
+    assert report["environment"]["GOMP_SPINCOUNT"] == "30000"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    report = json.loads(_doctor("--json").stdout)
+    assert report["environment"]["GOMP_SPINCOUNT"] is None
+    assert report["environment"]["OMP_WAIT_POLICY"] == "passive"
+
+
 def test_doctor_text_exits_0():
     proc = _doctor()
     assert proc.returncode == 0, proc.stderr

@@ -110,15 +110,21 @@ def test_momentum_zero_matches_serial() -> None:
     assert (a - b).abs().max().item() <= 1e-5
 
 
-def test_only_this_workers_rows_are_written() -> None:
+@pytest.mark.parametrize("mine", [(0, 2), (1, 2, 4), (3,)])  # evenly spaced or not
+def test_only_this_workers_rows_are_written(mine: tuple[int, ...]) -> None:
     cfg = TrainConfig(samples=SampleSizes.parse("32"), batch_size=16)
-    setup = WorkerSetup("mlp", cfg, (32, 32, 32))
+    setup = WorkerSetup("mlp", cfg, (32,) * 5)
     state = initial_global_state(load_case("mlp"), 0)
-    updates = torch.full((3, state.numel()), -7.0)
-    timings = VectorizedBody(setup, WorkerSpec(1, CPU, (0, 2)), "cpu").run_round(state, updates)
-    assert [t.client for t in timings] == [0, 2]
-    assert bool((updates[1] == -7.0).all())
-    assert not bool((updates[0] == -7.0).any())
+    updates = torch.full((5, state.numel()), -7.0)
+    timings = VectorizedBody(setup, WorkerSpec(1, CPU, mine), "cpu").run_round(state, updates)
+    assert [t.client for t in timings] == list(mine)
+    expected = torch.zeros(5, state.numel())
+    ClientLoop(setup, WorkerSpec(1, CPU, mine), "cpu").run_round(state, expected)
+    for c in range(5):
+        if c in mine:
+            assert (updates[c] - expected[c]).abs().max().item() <= 1e-5, c
+        else:
+            assert bool((updates[c] == -7.0).all()), c
 
 
 # --- what vmap cannot do, and dropout -----------------------------------------------------------
@@ -154,6 +160,21 @@ CASES = textwrap.dedent(
 
     BN = Case("bn", bn_model, (8,), 2)
     DROPOUT = Case("dropout", dropout_model, (8,), 2, make_data=same_data)
+
+    def small_model():
+        return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+
+    def some_ignored(seed, client, n, partition):
+        gen = torch.Generator().manual_seed(seed * 100 + client)
+        y = torch.randint(0, 3, (n,), generator=gen)
+        y[torch.rand(n, generator=gen) < 0.3] = -100  # cross_entropy's ignore_index
+        return torch.randn(n, 8, generator=gen), y
+
+    def smoothed(logits, y):
+        return nn.functional.cross_entropy(logits, y, label_smoothing=0.1) + logits.pow(2).mean()
+
+    IGNORED = Case("ignored", small_model, (8,), 3, make_data=some_ignored)
+    OWN_LOSS = Case("own-loss", small_model, (8,), 3, loss=smoothed)
     """
 )
 
@@ -182,6 +203,43 @@ def test_dropout_draws_a_different_mask_per_client(case_file: Path) -> None:
     updates = torch.zeros(2, state.numel())
     VectorizedBody(setup, WorkerSpec(0, CPU, (0, 1)), "cpu").run_round(state, updates)
     assert (updates[0] - updates[1]).abs().max().item() > 1e-4
+
+
+def _serial_and_vectorized(case: str, sizes: tuple[int, ...]) -> float:
+    cfg = TrainConfig(samples=SampleSizes(min(sizes), max(sizes)), batch_size=16)
+    setup = WorkerSetup(case, cfg, sizes)
+    spec = WorkerSpec(0, CPU, tuple(range(len(sizes))))
+    state = initial_global_state(load_case(case), 0)
+    a, b = torch.zeros(len(sizes), state.numel()), torch.zeros(len(sizes), state.numel())
+    ClientLoop(setup, spec, "cpu").run_round(state, a)
+    VectorizedBody(setup, spec, "cpu").run_round(state, b)
+    return float((a - b).abs().max())
+
+
+def test_ignored_targets_count_per_client_as_in_cross_entropy(case_file: Path) -> None:
+    # The whole-group cross entropy must average each client over its own counted targets.
+    assert _serial_and_vectorized(f"{case_file}:IGNORED", (40, 40, 24)) <= 1e-5
+
+
+def test_a_case_with_its_own_loss_is_vmapped_and_matches_serial(case_file: Path) -> None:
+    assert _serial_and_vectorized(f"{case_file}:OWN_LOSS", (40, 24)) <= 1e-5
+
+
+def test_parameters_take_their_gradients_layout() -> None:
+    cfg = TrainConfig(samples=SampleSizes.parse("32"), batch_size=16)
+    setup = WorkerSetup("mlp", cfg, (32, 32, 32))
+    body = VectorizedBody(setup, WorkerSpec(0, CPU, (0, 1, 2)), "cpu")
+    state = initial_global_state(load_case("mlp"), 0)
+    params = body._load(state)
+    x, y = body._batch(torch.arange(3)[:, None] * 32 + torch.arange(16))
+    grads = body._grads(params, x, y)
+    assert any(not g.is_contiguous() for g in grads.values())  # the transposed weight grads
+    for name, g in grads.items():
+        assert params[name].stride() == g.stride(), name
+        # Every client starts from the global model, whatever the layout.
+        slot = body.param_slots[name]
+        one = state[slot.offset : slot.offset + slot.numel].view(slot.shape)
+        assert bool((params[name] == one).all()), name
 
 
 def test_registered() -> None:

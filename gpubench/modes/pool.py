@@ -29,7 +29,13 @@ import torch
 import torch.multiprocessing as tmp
 
 from gpubench.config import TrainConfig
-from gpubench.devices import Device, bind_process, peak_memory, reset_peak_memory
+from gpubench.devices import (
+    Device,
+    bind_process,
+    openmp_wait_for_children,
+    peak_memory,
+    reset_peak_memory,
+)
 from gpubench.modes.base import ModeFailure
 from gpubench.results import ClientTiming, WorkerMemory
 
@@ -203,7 +209,7 @@ class WorkerPool:
 
     def start(self) -> None:
         ctx = tmp.get_context("spawn")
-        with _sigint_deferred():
+        with _sigint_deferred(), openmp_wait_for_children():
             for spec in self.specs:
                 parent_end, child_end = ctx.Pipe()
                 proc = ctx.Process(
