@@ -79,7 +79,11 @@ def collect_environment(devices: Sequence[Device]) -> dict[str, Any]:
         "git_commit": git_commit(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "cuda_device_order": os.environ.get("CUDA_DEVICE_ORDER"),
-        "openmp_wait": {name: os.environ.get(name) for name in OPENMP_WAIT_VARIABLES},
+        # How idle OpenMP threads wait (devices.openmp_wait_environment); None: the runtime's own.
+        "openmp_wait": " ".join(
+            f"{name}={os.environ[name]}" for name in OPENMP_WAIT_VARIABLES if name in os.environ
+        )
+        or None,
         "gpus": [d.to_dict() for d in devices if d.is_cuda],
     }
     env.update(torch_info())

@@ -12,13 +12,19 @@ Exit status 1 when an expectation does not hold.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import defaultdict
 
-from gpubench.commands.compare import sampler_factory_or_none
-from gpubench.config import RunConfig, TrainConfig
-from gpubench.harness import compare
-from gpubench.results import median, write_results
+from gpubench.devices import openmp_wait_environment  # noqa: E402
+
+# As the command line does, before torch loads OpenMP (see devices.py).
+os.environ.update(openmp_wait_environment())
+
+from gpubench.commands.compare import sampler_factory_or_none  # noqa: E402
+from gpubench.config import RunConfig, TrainConfig  # noqa: E402
+from gpubench.harness import compare  # noqa: E402
+from gpubench.results import median, write_results  # noqa: E402
 
 
 def main() -> int:

@@ -13,14 +13,20 @@ the ratio to "off" with a 95% bootstrap interval.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 
-from gpubench.config import RunConfig, SampleSizes, TrainConfig
-from gpubench.harness import open_mode, prepare
-from gpubench.monitor import create_sampler
-from gpubench.results import PHASE_ROUND
-from gpubench.stats import bootstrap_ratio, median
+from gpubench.devices import openmp_wait_environment  # noqa: E402
+
+# As the command line does, before torch loads OpenMP (see devices.py).
+os.environ.update(openmp_wait_environment())
+
+from gpubench.config import RunConfig, SampleSizes, TrainConfig  # noqa: E402
+from gpubench.harness import open_mode, prepare  # noqa: E402
+from gpubench.monitor import create_sampler  # noqa: E402
+from gpubench.results import PHASE_ROUND  # noqa: E402
+from gpubench.stats import bootstrap_ratio, median  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

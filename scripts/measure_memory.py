@@ -15,6 +15,7 @@ sum goes into the results file under ``extra`` (``pss_peak_bytes``, ``pss_proces
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 from dataclasses import replace
@@ -24,6 +25,11 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from gpubench.devices import openmp_wait_environment  # noqa: E402
+
+# As the command line does, before torch loads OpenMP (see devices.py).
+os.environ.update(openmp_wait_environment())
 
 from gpubench.commands.compare import (  # noqa: E402
     add_run_arguments,
