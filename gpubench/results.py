@@ -23,6 +23,11 @@ STATUS_FAILED = "failed"
 STATUS_NOT_APPLICABLE = "not_applicable"
 STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_NOT_APPLICABLE)
 
+# The monitor's notes (``monitor.note``); reports translate them (report.i18n.monitor_note).
+NOTE_NO_GPU = "no GPU in this run: host backend measured the CPU slots"
+NOTE_HOST_CHOSEN = "host backend chosen: GPU utilisation not measured"
+NOTE_HOST_INSTEAD = ": host backend measured instead"  # after NVML's reason
+
 PHASE_COLD_START = "cold_start"
 PHASE_WARMUP = "warmup"
 PHASE_ROUND = "round"

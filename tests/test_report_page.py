@@ -75,6 +75,22 @@ def test_page_names_the_monitor_backend() -> None:
     assert "Findings are not available" in body
 
 
+def test_the_monitors_note_is_in_the_pages_language() -> None:
+    from dataclasses import replace
+
+    from gpubench.report.i18n import monitor_note
+    from gpubench.results import NOTE_HOST_INSTEAD, NOTE_NO_GPU
+
+    results = read_results(FIXTURES / "report_4gpus.json")
+    results = replace(results, monitor={**(results.monitor or {}), "note": NOTE_NO_GPU})
+    zh = format_report([("x", results)], lang="zh", findings=lambda r, lang: None)
+    en = format_report([("x", results)], lang="en", findings=lambda r, lang: None)
+    assert "本次运行没有 GPU：由主机后端测量 CPU 槽" in zh and NOTE_NO_GPU not in zh
+    assert NOTE_NO_GPU in en
+    assert monitor_note("NVML failed" + NOTE_HOST_INSTEAD, "zh") == "NVML failed：改用主机后端测量"
+    assert monitor_note("something else", "zh") == "something else"
+
+
 def test_font_fallback_is_said_on_the_page() -> None:
     results = read_results(FIXTURES / "report_1gpu.json")
     english_plot = page.Plot("speedup", "t", path=Path("x-speedup.png"), lang="en")

@@ -24,6 +24,7 @@ from gpubench.monitor import nvml
 from gpubench.monitor.host import HostProbe
 from gpubench.monitor.probe import Probe, Reading
 from gpubench.monitor.sampler import BUSY_THRESHOLD_PCT, Sampler
+from gpubench.results import NOTE_HOST_CHOSEN, NOTE_HOST_INSTEAD, NOTE_NO_GPU
 
 __all__ = [
     "BUSY_THRESHOLD_PCT",
@@ -63,11 +64,11 @@ def create_sampler(
         except nvml.NvmlUnavailable as exc:
             if backend == "nvml":
                 raise
-            probe = HostProbe(devices, reason=f"{exc}: host backend measured instead")
+            probe = HostProbe(devices, reason=f"{exc}{NOTE_HOST_INSTEAD}")
         return Sampler(ids, interval_s, probe, clock=clock)
     reason = None
     if any_gpu:
-        reason = "host backend chosen: GPU utilisation not measured"
+        reason = NOTE_HOST_CHOSEN
     elif backend == "auto":
-        reason = "no GPU in this run: host backend measured the CPU slots"
+        reason = NOTE_NO_GPU
     return Sampler(ids, interval_s, HostProbe(devices, reason=reason), clock=clock)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+from gpubench.results import NOTE_HOST_CHOSEN, NOTE_HOST_INSTEAD, NOTE_NO_GPU
+
 LANGS = ("en", "zh")
 
 # key -> (en, zh); placeholders use str.format names.
@@ -214,3 +216,16 @@ def device_label(device: str, lang: str) -> str:
     if kind == "cuda":
         return f"GPU {index}"
     return f"CPU 槽 {index}" if lang == "zh" else f"CPU slot {index}"
+
+
+def monitor_note(note: str, lang: str) -> str:
+    """The monitor's note from a results file, in the page's language (unknown notes as is)."""
+    if check_lang(lang) != "zh":
+        return note
+    if note == NOTE_NO_GPU:
+        return "本次运行没有 GPU：由主机后端测量 CPU 槽"
+    if note == NOTE_HOST_CHOSEN:
+        return "选择了主机后端：未测量 GPU 利用率"
+    if note.endswith(NOTE_HOST_INSTEAD):
+        return f"{note[: -len(NOTE_HOST_INSTEAD)]}：改用主机后端测量"
+    return note

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gpubench.report import measures, tables
-from gpubench.report.i18n import check_lang, mode_label, text
+from gpubench.report.i18n import check_lang, mode_label, monitor_note, text
 from gpubench.report.plots import Plot, write_plots
 from gpubench.results import Results, write_text_atomic
 
@@ -104,7 +104,7 @@ def _monitor_lines(results: Results, lang: str) -> list[str]:
     )
     lines.append(text("page.mem_note", lang, what=mem_what))
     if monitor.get("note"):
-        lines.append(f"*{_cell(monitor['note'])}*")
+        lines.append(f"*{_cell(monitor_note(str(monitor['note']), lang))}*")
     return lines
 
 
