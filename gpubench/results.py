@@ -27,6 +27,9 @@ STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_NOT_APPLICABLE)
 NOTE_NO_GPU = "no GPU in this run: host backend measured the CPU slots"
 NOTE_HOST_CHOSEN = "host backend chosen: GPU utilisation not measured"
 NOTE_HOST_INSTEAD = ": host backend measured instead"  # after NVML's reason
+NOTE_TICKS_SKIPPED = "{n} tick(s) skipped: sampling fell behind"
+NOTE_SAMPLES_FAILED = "{n} sample(s) failed in the backend (recorded as null)"
+NOTE_SEPARATOR = "; "
 
 PHASE_COLD_START = "cold_start"
 PHASE_WARMUP = "warmup"

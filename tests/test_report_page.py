@@ -89,6 +89,8 @@ def test_the_monitors_note_is_in_the_pages_language() -> None:
     assert NOTE_NO_GPU in en
     assert monitor_note("NVML failed" + NOTE_HOST_INSTEAD, "zh") == "NVML failed：改用主机后端测量"
     assert monitor_note("something else", "zh") == "something else"
+    note = "; ".join([NOTE_NO_GPU, "3 tick(s) skipped: sampling fell behind"])
+    assert monitor_note(note, "zh") == "本次运行没有 GPU：由主机后端测量 CPU 槽；跳过了 3 次采样：采样跟不上"
 
 
 def test_font_fallback_is_said_on_the_page() -> None:

@@ -20,7 +20,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gpubench.monitor.probe import Probe, Reading
-from gpubench.results import PHASE_BETWEEN, PHASE_ROUND, DeviceStats
+from gpubench.results import (
+    NOTE_SAMPLES_FAILED,
+    NOTE_SEPARATOR,
+    NOTE_TICKS_SKIPPED,
+    PHASE_BETWEEN,
+    PHASE_ROUND,
+    DeviceStats,
+)
 
 log = logging.getLogger(__name__)
 
@@ -229,16 +236,16 @@ class Sampler:
         if self._note:
             notes.insert(0, self._note)
         if self.missed_ticks:
-            notes.append(f"{self.missed_ticks} tick(s) skipped: sampling fell behind")
+            notes.append(NOTE_TICKS_SKIPPED.format(n=self.missed_ticks))
         if self._failures:
-            notes.append(f"{self._failures} sample(s) failed in the backend (recorded as null)")
+            notes.append(NOTE_SAMPLES_FAILED.format(n=self._failures))
         fields = {
             k: v for k, v in self._probe.fields.items() if k in measured or k == "process_mem"
         }
         return {
             "backend": self._probe.backend,
             "interval_s": self.interval_s,
-            "note": "; ".join(notes) if notes else None,
+            "note": NOTE_SEPARATOR.join(notes) if notes else None,
             "busy_threshold_pct": self.busy_threshold_pct,
             "devices": list(self.devices),
             "fields": fields,

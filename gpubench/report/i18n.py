@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import re
 
-from gpubench.results import NOTE_HOST_CHOSEN, NOTE_HOST_INSTEAD, NOTE_NO_GPU
+from gpubench.results import (
+    NOTE_HOST_CHOSEN,
+    NOTE_HOST_INSTEAD,
+    NOTE_NO_GPU,
+    NOTE_SAMPLES_FAILED,
+    NOTE_SEPARATOR,
+    NOTE_TICKS_SKIPPED,
+)
 
 LANGS = ("en", "zh")
 
@@ -218,14 +225,32 @@ def device_label(device: str, lang: str) -> str:
     return f"CPU 槽 {index}" if lang == "zh" else f"CPU slot {index}"
 
 
+def _counted(template: str) -> re.Pattern[str]:
+    return re.compile(re.escape(template).replace(re.escape("{n}"), r"(\d+)") + "$")
+
+
+_COUNTED_NOTES = (
+    (_counted(NOTE_TICKS_SKIPPED), "跳过了 {n} 次采样：采样跟不上"),
+    (_counted(NOTE_SAMPLES_FAILED), "后端有 {n} 次采样失败（记为空值）"),
+)
+
+
 def monitor_note(note: str, lang: str) -> str:
-    """The monitor's note from a results file, in the page's language (unknown notes as is)."""
+    """The monitor's note from a results file, in the page's language (unknown parts as is)."""
     if check_lang(lang) != "zh":
         return note
-    if note == NOTE_NO_GPU:
+    return "；".join(_note_zh(part) for part in note.split(NOTE_SEPARATOR))
+
+
+def _note_zh(part: str) -> str:
+    if part == NOTE_NO_GPU:
         return "本次运行没有 GPU：由主机后端测量 CPU 槽"
-    if note == NOTE_HOST_CHOSEN:
+    if part == NOTE_HOST_CHOSEN:
         return "选择了主机后端：未测量 GPU 利用率"
-    if note.endswith(NOTE_HOST_INSTEAD):
-        return f"{note[: -len(NOTE_HOST_INSTEAD)]}：改用主机后端测量"
-    return note
+    if part.endswith(NOTE_HOST_INSTEAD):
+        return f"{part[: -len(NOTE_HOST_INSTEAD)]}：改用主机后端测量"
+    for pattern, zh in _COUNTED_NOTES:
+        m = pattern.match(part)
+        if m:
+            return zh.format(n=m.group(1))
+    return part
