@@ -481,6 +481,56 @@ def _scaling(results: Results) -> list[Finding]:
     return out
 
 
+def _vectorized(results: Results) -> list[Finding]:
+    """What batching the clients into one computation did, against serial."""
+    serial, mode = _ok(results, "serial"), _ok(results, "vectorized")
+    if serial is None or mode is None:
+        return []
+    sp = _speedup(results, mode)
+    if sp is None or SLOWER <= sp < NO_FASTER:
+        return []
+    nums, nums_zh = _versus_serial(serial, mode, sp)
+    total = results.config.get("clients")
+    clients = f"{total} clients" if total else "the clients"
+    clients_zh = f"{total} 个客户端" if total else "各客户端"
+    cpu = all(_is_cpu(d) for d in mode.devices)
+    if sp >= NO_FASTER:
+        return [Finding(
+            "info", "vectorized-faster",
+            f"vectorized: {clients} trained as one batched computation per device: {nums}. "
+            "One client's steps leave the device underused (small kernels, or, on a CPU slot, "
+            "matrix products too small to keep its cores busy); the batched steps fill it.",
+            "clients that do not fit one vmap can be split over devices (multi-gpu); BatchNorm "
+            "layers must become GroupNorm (or track_running_stats=False) to be vectorized",
+            f"vectorized：每个设备把{clients_zh}作为一个批量计算来训练：{nums_zh}。单个客户端的"
+            "步骤无法充分利用设备（内核太小，或在 CPU 槽上矩阵乘太小、占不满各核心），批量计算填满了它。",
+            "一个 vmap 放不下的客户端可以分到多个设备（multi-gpu）；BatchNorm 层需改为 GroupNorm"
+            "（或 track_running_stats=False）才能向量化",
+        )]
+    why = (
+        "on a CPU slot, vmapped convolutions run as grouped convolutions and layers such as "
+        "pooling move the client dimension with copies, which is slower than one client at "
+        "a time; on a GPU the same model usually gains"
+        if cpu
+        else "the batched kernels are already large enough per client, or the stacked models "
+        "and their activations no longer fit the device's caches and memory well"
+    )
+    why_zh = (
+        "在 CPU 槽上，vmap 后的卷积以分组卷积执行，池化等层要通过拷贝移动客户端维度，比逐个客户端更慢；"
+        "在 GPU 上同一模型通常会变快"
+        if cpu
+        else "每个客户端的内核已经足够大，或者堆叠的模型及其激活值已无法很好地放进设备的缓存和显存"
+    )
+    return [Finding(
+        "warning", "vectorized-slower",
+        f"vectorized is slower than serial: {nums}.",
+        f"{why}; run serial or multi-gpu for this model"
+        + ("" if cpu else ", or fewer clients per device"),
+        f"vectorized 比串行更慢：{nums_zh}。",
+        f"{why_zh}；此模型请使用串行或 multi-gpu" + ("" if cpu else "，或减少每个设备上的客户端"),
+    )]
+
+
 def _cpu_slots(results: Results) -> list[Finding]:
     devices = results.config.get("device_ids") or [d.get("id") for d in results.devices]
     if not devices or not all(isinstance(d, str) and _is_cpu(d) for d in devices):
@@ -506,6 +556,7 @@ RULES: tuple[Callable[[Results], list[Finding]], ...] = (
     _processes_time_sliced,
     _one_device_faster,
     _device_starved,
+    _vectorized,
     _unbalanced,
     _scaling,
     _cold_start,

@@ -255,3 +255,25 @@ def test_findings_module_never_imports_torch():
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not any(n == "torch" or n.startswith("torch.") for n in names)
+
+
+def test_vectorized_faster_says_by_how_much_and_why():
+    r = results(SERIAL, mode("vectorized", [0.70, 0.71, 0.69], speedup=1.43), clients=10)
+    f = only(compute_findings(r), "vectorized-faster")
+    assert f.level == "info"
+    assert "10 clients" in f.message and "0.7 s" in f.message and "1.43x" in f.message
+    assert "1.43x" in f.message_zh and "GroupNorm" in f.hint
+
+
+@pytest.mark.parametrize("device", ["cpu:0", "cuda:0"])
+def test_vectorized_slower_is_a_warning_with_the_devices_reason(device):
+    r = results(SERIAL, mode("vectorized", [1.8, 1.8, 1.8], devices=(device,), speedup=0.56))
+    f = only(compute_findings(r), "vectorized-slower")
+    assert f.level == "warning" and "0.56x" in f.message and "1.8 s" in f.message
+    assert ("grouped convolutions" in f.hint) == (device == "cpu:0")
+    assert ("fewer clients per device" in f.hint) == (device == "cuda:0")
+
+
+def test_vectorized_about_serial_gives_no_finding():
+    r = results(SERIAL, mode("vectorized", [1.0, 1.0, 1.0], speedup=1.0))
+    assert not {"vectorized-faster", "vectorized-slower"} & set(codes(compute_findings(r)))
