@@ -173,7 +173,21 @@ CASES = textwrap.dedent(
     def smoothed(logits, y):
         return nn.functional.cross_entropy(logits, y, label_smoothing=0.1) + logits.pow(2).mean()
 
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.head = nn.Linear(8, 16), nn.Linear(16, 3)
+
+        def forward(self, x):
+            h = torch.relu(self.body(x))
+            return self.head(h), h
+
+    def two_head_loss(out, y):
+        logits, h = out
+        return nn.functional.cross_entropy(logits, y) + 0.01 * h.pow(2).mean()
+
     IGNORED = Case("ignored", small_model, (8,), 3, make_data=some_ignored)
+    TUPLE_OUT = Case("tuple-out", TwoHeads, (8,), 3, loss=two_head_loss)
     OWN_LOSS = Case("own-loss", small_model, (8,), 3, loss=smoothed)
     """
 )
@@ -223,6 +237,10 @@ def test_ignored_targets_count_per_client_as_in_cross_entropy(case_file: Path) -
 
 def test_a_case_with_its_own_loss_is_vmapped_and_matches_serial(case_file: Path) -> None:
     assert _serial_and_vectorized(f"{case_file}:OWN_LOSS", (40, 24)) <= 1e-5
+
+
+def test_a_model_with_several_outputs_reaches_its_own_loss(case_file: Path) -> None:
+    assert _serial_and_vectorized(f"{case_file}:TUPLE_OUT", (40, 40)) <= 1e-5
 
 
 def test_parameters_take_their_gradients_layout() -> None:

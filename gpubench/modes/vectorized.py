@@ -234,7 +234,7 @@ class VectorizedBody:
         grads = torch.autograd.grad(total, list(leaves.values()))
         return dict(zip(leaves, grads, strict=True))
 
-    def _loss_sum(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _loss_sum(self, out: Any, y: torch.Tensor) -> torch.Tensor:
         """The sum over clients of each client's loss on its batch.
 
         For the default loss and class-index targets, cross entropy runs once over all the
@@ -244,6 +244,7 @@ class VectorizedBody:
         """
         if (
             self.plain_cross_entropy
+            and isinstance(out, torch.Tensor)
             and out.dim() == 3
             and y.dim() == 2
             and not torch.is_floating_point(y)
