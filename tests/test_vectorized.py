@@ -186,7 +186,21 @@ CASES = textwrap.dedent(
         logits, h = out
         return nn.functional.cross_entropy(logits, y) + 0.01 * h.pow(2).mean()
 
+    class ScaledLinear(nn.Linear):  # a Linear with a forward of its own
+        def forward(self, x):
+            return 2.0 * super().forward(x)
+
+    def mixed_model():
+        return nn.Sequential(
+            nn.Flatten(start_dim=1, end_dim=2),
+            nn.Sequential(nn.Linear(8, 16, bias=False), nn.LayerNorm(16), nn.GELU()),
+            ScaledLinear(16, 16),
+            nn.Tanh(),
+            nn.Linear(16, 3),
+        )
+
     IGNORED = Case("ignored", small_model, (8,), 3, make_data=some_ignored)
+    MIXED = Case("mixed", mixed_model, (2, 4), 3)
     TUPLE_OUT = Case("tuple-out", TwoHeads, (8,), 3, loss=two_head_loss)
     OWN_LOSS = Case("own-loss", small_model, (8,), 3, loss=smoothed)
     """
@@ -258,6 +272,44 @@ def test_parameters_take_their_gradients_layout() -> None:
         slot = body.param_slots[name]
         one = state[slot.offset : slot.offset + slot.numel].view(slot.shape)
         assert bool((params[name] == one).all()), name
+
+
+def test_sequential_models_run_layer_by_layer_and_others_are_vmapped(case_file: Path) -> None:
+    from gpubench.modes.vectorized import StackedSequential
+
+    mixed = load_case(f"{case_file}:MIXED").build_model()
+    stacked = StackedSequential.of(mixed)
+    assert stacked is not None
+    kinds = [type(m).__name__ for _, m in stacked.layers]
+    assert kinds == ["Flatten", "Linear", "LayerNorm", "GELU", "ScaledLinear", "Tanh", "Linear"]
+    assert set(stacked.vmapped) == {"1.1.", "2."}  # LayerNorm and the Linear subclass
+    assert StackedSequential.of(load_case("cnn").build_model()) is not None
+    assert StackedSequential.of(nn.Sequential(nn.ReLU(), nn.Tanh())) is None  # no Linear
+    tied = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    tied[1].weight = tied[0].weight
+    assert StackedSequential.of(tied) is None
+    assert StackedSequential.of(load_case("resnet18").build_model()) is None
+
+
+def test_layer_by_layer_forward_equals_the_vmapped_model(case_file: Path) -> None:
+    from torch.func import functional_call, vmap
+
+    from gpubench.modes.vectorized import StackedSequential
+
+    model = load_case(f"{case_file}:MIXED").build_model()
+    stacked = StackedSequential.of(model)
+    assert stacked is not None
+    gen = torch.Generator().manual_seed(3)
+    params = {
+        k: torch.randn(4, *v.shape, generator=gen) for k, v in model.named_parameters()
+    }
+    x = torch.randn(4, 5, 2, 4, generator=gen)
+    expected = vmap(lambda p, xb: functional_call(model, p, (xb,)))(params, x)
+    assert (stacked(params, x) - expected).abs().max().item() <= 1e-5
+
+
+def test_a_mixed_sequential_matches_serial(case_file: Path) -> None:
+    assert _serial_and_vectorized(f"{case_file}:MIXED", (40, 24, 40)) <= 1e-5
 
 
 def test_registered() -> None:
