@@ -508,16 +508,17 @@ def _vectorized(results: Results) -> list[Finding]:
             "（或 track_running_stats=False）才能向量化",
         )]
     why = (
-        "on a CPU slot, vmapped convolutions run as grouped convolutions and layers such as "
-        "pooling move the client dimension with copies, which is slower than one client at "
-        "a time; on a GPU the same model usually gains"
+        "on a CPU slot, all clients' activations at once can outgrow the caches that one "
+        "client's fit in (memory bandwidth then sets the pace), and vmapped convolutions run "
+        "as grouped convolutions, which CPUs run slower than separate ones; on a GPU the "
+        "same model usually gains"
         if cpu
         else "the batched kernels are already large enough per client, or the stacked models "
         "and their activations no longer fit the device's caches and memory well"
     )
     why_zh = (
-        "在 CPU 槽上，vmap 后的卷积以分组卷积执行，池化等层要通过拷贝移动客户端维度，比逐个客户端更慢；"
-        "在 GPU 上同一模型通常会变快"
+        "在 CPU 槽上，所有客户端同时的激活值可能超出单个客户端能放下的缓存（此时由内存带宽决定速度），"
+        "且 vmap 后的卷积以分组卷积执行，CPU 上比分开的卷积更慢；在 GPU 上同一模型通常会变快"
         if cpu
         else "每个客户端的内核已经足够大，或者堆叠的模型及其激活值已无法很好地放进设备的缓存和显存"
     )
