@@ -271,7 +271,7 @@ def test_vectorized_slower_is_a_warning_with_the_devices_reason(device):
     f = only(compute_findings(r), "vectorized-slower")
     assert f.level == "warning" and "0.56x" in f.message and "1.8 s" in f.message
     assert ("grouped convolutions" in f.hint) == (device == "cpu:0")
-    assert ("caches" in f.hint) == (device == "cpu:0")
+    assert ("memory bandwidth" in f.hint) == (device == "cpu:0")
     assert ("fewer clients per device" in f.hint) == (device == "cuda:0")
 
 
