@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 
 from gpubench import __version__
 from gpubench.commands import COMMANDS
+from gpubench.devices import bound_openmp_wait
 from gpubench.errors import USER_ERRORS
 
 
@@ -48,11 +48,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    if "torch" not in sys.modules:
-        # Before torch loads OpenMP: the wait that CPU slots need (see devices.py).
-        from gpubench.devices import openmp_wait_environment
-
-        os.environ.update(openmp_wait_environment())
+    bound_openmp_wait()  # before anything loads torch
     parser, modules = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)

@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import os
 import re
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -275,6 +276,13 @@ def openmp_wait_environment(environ: Mapping[str, str] | None = None) -> dict[st
     if any(name in env for name in OPENMP_WAIT_VARIABLES):
         return {}
     return {"GOMP_SPINCOUNT": str(OPENMP_SPIN_COUNT)}
+
+
+def bound_openmp_wait() -> None:
+    """Put :func:`openmp_wait_environment` into this process's environment, if torch has not
+    loaded OpenMP yet (after that it would not apply here; children still inherit it)."""
+    if "torch" not in sys.modules:
+        os.environ.update(openmp_wait_environment())
 
 
 @contextlib.contextmanager

@@ -12,14 +12,12 @@ Exit status 1 when an expectation does not hold.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections import defaultdict
 
-from gpubench.devices import openmp_wait_environment  # noqa: E402
+from gpubench.devices import bound_openmp_wait  # noqa: E402
 
-# As the command line does, before torch loads OpenMP (see devices.py).
-os.environ.update(openmp_wait_environment())
+bound_openmp_wait()  # as the command line does, before anything loads torch
 
 from gpubench.commands.compare import sampler_factory_or_none  # noqa: E402
 from gpubench.config import RunConfig, TrainConfig  # noqa: E402

@@ -13,14 +13,12 @@ the ratio to "off" with a 95% bootstrap interval.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import replace
 
-from gpubench.devices import openmp_wait_environment  # noqa: E402
+from gpubench.devices import bound_openmp_wait  # noqa: E402
 
-# As the command line does, before torch loads OpenMP (see devices.py).
-os.environ.update(openmp_wait_environment())
+bound_openmp_wait()  # as the command line does, before anything loads torch
 
 from gpubench.config import RunConfig, SampleSizes, TrainConfig  # noqa: E402
 from gpubench.harness import open_mode, prepare  # noqa: E402

@@ -15,7 +15,6 @@ sum goes into the results file under ``extra`` (``pss_peak_bytes``, ``pss_proces
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
 from dataclasses import replace
@@ -26,10 +25,9 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gpubench.devices import openmp_wait_environment  # noqa: E402
+from gpubench.devices import bound_openmp_wait  # noqa: E402
 
-# As the command line does, before torch loads OpenMP (see devices.py).
-os.environ.update(openmp_wait_environment())
+bound_openmp_wait()  # as the command line does, before anything loads torch
 
 from gpubench.commands.compare import (  # noqa: E402
     add_run_arguments,

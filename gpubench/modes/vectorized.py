@@ -115,14 +115,18 @@ class StackedSequential:
         from torch.func import functional_call, vmap
 
         self.layers = layers
+        self.kinds = [_kind(layer) for _, layer in layers]
+        # Other layers: their vmapped call and their own parameters' names.
         self.vmapped: dict[str, Any] = {}
-        for prefix, layer in layers:
-            if _kind(layer) == "other":
+        self.own: dict[str, list[str]] = {}
+        for (prefix, layer), kind in zip(layers, self.kinds, strict=True):
+            if kind == "other":
 
                 def call(p: dict[str, torch.Tensor], h: torch.Tensor, m: nn.Module = layer) -> Any:
                     return functional_call(m, p, (h,))
 
                 self.vmapped[prefix] = vmap(call, randomness="different")
+                self.own[prefix] = [name for name, _ in layer.named_parameters()]
 
     @classmethod
     def of(cls, model: nn.Module) -> StackedSequential | None:
@@ -149,8 +153,7 @@ class StackedSequential:
 
     def __call__(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> Any:
         h: Any = x
-        for prefix, layer in self.layers:
-            kind = _kind(layer)
+        for (prefix, layer), kind in zip(self.layers, self.kinds, strict=True):
             if kind == "linear":
                 weight = params[prefix + "weight"]
                 bias = params.get(prefix + "bias")
@@ -169,9 +172,7 @@ class StackedSequential:
             elif kind == "elementwise":
                 h = layer(h)
             else:
-                own = {
-                    name: params[prefix + name] for name, _ in layer.named_parameters()
-                }
+                own = {name: params[prefix + name] for name in self.own[prefix]}
                 h = self.vmapped[prefix](own, h)
         return h
 
