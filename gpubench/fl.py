@@ -1,17 +1,20 @@
-"""One client's local training, and FedAvg.
+"""One client's local training.
 
-Every mode runs clients through :class:`ClientTrainer` and aggregates with :func:`fedavg`, so
-the only thing that differs between modes is *where* and *when* a client trains. A model's
-whole state (parameters and buffers) travels as one flat float32 vector; a round's client
-results are the rows of one (clients x state) matrix.
+Every mode trains clients through :class:`ClientTrainer` (or, for vectorized, the same
+arithmetic batched) and hands each client's update to a :class:`gpubench.updates.UpdateSink`,
+so the only thing that differs between modes is *where* and *when* a client trains. A model's
+whole state (parameters and buffers) travels as one flat float32 vector.
 """
 
 from __future__ import annotations
 
+import contextlib
+import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -19,6 +22,7 @@ from gpubench.cases import Case, client_sizes, derive_seed
 from gpubench.config import TrainConfig
 from gpubench.devices import synchronize
 from gpubench.results import ClientTiming
+from gpubench.updates import UpdateSink
 
 
 def state_tensors(model: nn.Module) -> list[torch.Tensor]:
@@ -31,10 +35,12 @@ def state_size(model: nn.Module) -> int:
 
 
 def flatten_state(tensors: Sequence[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
-    flat = torch.cat([t.detach().reshape(-1).to(torch.float32) for t in tensors])
+    """The state as one float32 vector; into ``out`` (on the tensors' device) if given, with
+    no temporary (a fresh 45 MB vector per ResNet-18 client costs ~20 ms of page faults)."""
+    parts = [t.detach().reshape(-1).to(torch.float32) for t in tensors]
     if out is None:
-        return flat.cpu()
-    out.copy_(flat)
+        return torch.cat(parts).cpu()
+    torch.cat(parts, out=out)
     return out
 
 
@@ -49,27 +55,40 @@ def load_state(tensors: Sequence[torch.Tensor], flat: torch.Tensor) -> None:
         at += n
 
 
-def fedavg(states: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
-    """Weighted mean of the rows of ``states`` (clients x state).
+def initial_global_state(case: Case, seed: int, step: int = 0) -> torch.Tensor:
+    """The global model of round ``step`` (warm-up rounds count), built in the parent.
 
-    Accumulated row by row in float64 with elementwise operations, so the result does not
-    depend on thread count or on which mode produced the rows.
+    Every round starts from a model of its own (a fresh initialisation from the seed and the
+    round), the same in every mode: the same work each round, and a mode that hands back
+    anything from an earlier round cannot pass for this one.
     """
-    if states.shape[0] != len(weights) or not weights:
-        raise ValueError("one weight per client row is needed")
-    total = float(sum(weights))
-    acc = torch.zeros(states.shape[1], dtype=torch.float64)
-    for row, w in zip(states, weights, strict=True):
-        acc.add_(row.to(torch.float64), alpha=w / total)
-    return acc.to(torch.float32)
-
-
-def initial_global_state(case: Case, seed: int) -> torch.Tensor:
-    """The round's global model, built once in the parent from the seed."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, "init"))
+        torch.manual_seed(derive_seed(seed, "init", step))
         model = case.build_model()
     return flatten_state(state_tensors(model))
+
+
+def seed_client_rngs(seed: int, client: int, epoch: int) -> None:
+    """Seed every RNG a client's code can reach from (seed, client, epoch): torch's CPU and
+    CUDA generators (Dropout draws from them), Python's and NumPy's global ones."""
+    s = derive_seed(seed, "rng", client, epoch)
+    torch.manual_seed(s)
+    random.seed(s)
+    np.random.seed(s % (1 << 32))
+
+
+@contextlib.contextmanager
+def client_rngs(torch_device: str) -> Iterator[None]:
+    """Restore the global RNGs after a client, so nothing else sees its seeding."""
+    cuda = [torch.device(torch_device).index or 0] if torch_device.startswith("cuda") else []
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    with torch.random.fork_rng(devices=cuda):
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
 
 
 def local_train(
@@ -79,12 +98,16 @@ def local_train(
     cfg: TrainConfig,
     client: int,
     loss_fn: Callable[[Any, Any], Any],
+    opt: torch.optim.Optimizer | None = None,
 ) -> None:
-    """SGD with momentum over the client's data; shuffling from the client's own generator."""
+    """SGD with momentum over the client's data; shuffling from the client's own generator,
+    every other draw from the global RNGs seeded per (seed, client, epoch)."""
     model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    if opt is None:
+        opt = make_optimizer(model, cfg)
     n = int(x.shape[0])
     for epoch in range(cfg.local_epochs):
+        seed_client_rngs(cfg.seed, client, epoch)
         gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "shuffle", client, epoch))
         order = torch.randperm(n, generator=gen).to(x.device)
         for start in range(0, n, cfg.batch_size):
@@ -93,6 +116,10 @@ def local_train(
             loss = loss_fn(model(x[idx]), y[idx])
             loss.backward()
             opt.step()
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
 
 
 class ClientError(RuntimeError):
@@ -120,43 +147,55 @@ class ClientTrainer:
         self.model = case.build_model().to(torch_device)
         self.tensors = state_tensors(self.model)
         self.loss_fn = case.loss_fn()
+        self.sink = UpdateSink(sum(t.numel() for t in self.tensors), cfg.seed, torch_device)
         # What "wait for this trainer's queued kernels" means; the streams mode narrows it
         # to the trainer's own CUDA stream.
         self.synchronize: Callable[[], None] = lambda: synchronize(torch_device)
 
-    def run(self, client: int, global_state: torch.Tensor, out_row: torch.Tensor) -> ClientTiming:
-        """Train one client from ``global_state`` and write its state into ``out_row``.
+    def run(self, client: int, fingerprints: torch.Tensor, fold: bool = True) -> ClientTiming:
+        """Train one client from the round's global model (``self.sink.begin`` first), write
+        its fingerprint into ``fingerprints[client]`` and fold its update into the sink.
 
         Times are absolute ``perf_counter`` values for start/end (one monotonic clock is
         shared by all processes); on CUDA every timestamp follows a synchronise.
         """
         x, y = self.datasets[client]
+        samples = int(x.shape[0])
         self.synchronize()
         t0 = time.perf_counter()
-        load_state(self.tensors, global_state)
-        self.synchronize()
-        t1 = time.perf_counter()
-        try:
-            local_train(self.model, x, y, self.cfg, client, self.loss_fn)
-        except Exception as exc:
-            raise ClientError(
-                f"client {client} on {self.device_id} raised {type(exc).__name__}: {exc}"
-            ) from exc
+        with client_rngs(self.torch_device):
+            load_state(self.tensors, self.sink.global_state)
+            opt = make_optimizer(self.model, self.cfg)
+            self.synchronize()
+            t1 = time.perf_counter()
+            try:
+                local_train(self.model, x, y, self.cfg, client, self.loss_fn, opt)
+            except Exception as exc:
+                raise ClientError(
+                    f"client {client} on {self.device_id} raised {type(exc).__name__}: {exc}"
+                ) from exc
         self.synchronize()
         t2 = time.perf_counter()
-        flatten_state(self.tensors, out_row)
+        flatten_state(self.tensors, self.sink.state_view())
+        fingerprints[client] = self.sink.take()
         self.synchronize()
         t3 = time.perf_counter()
+        if fold:
+            self.sink.fold(float(samples))
+        self.synchronize()
+        t4 = time.perf_counter()
+        phases = {"setup": t1 - t0, "compute": t2 - t1, "write": t3 - t2, "aggregate": t4 - t3}
         return ClientTiming(
             client=client,
             device=self.device_id,
             worker=self.worker,
-            samples=int(x.shape[0]),
+            samples=samples,
             load_s=t1 - t0,
             train_s=t2 - t1,
-            write_s=t3 - t2,
+            write_s=t4 - t2,
             start_s=t0,
-            end_s=t3,
+            end_s=t4,
+            phases=phases,
         )
 
 

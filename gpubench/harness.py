@@ -9,21 +9,34 @@ progress goes to an optional callback.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from gpubench import __version__
-from gpubench.cases import load_case
+from gpubench.casecheck import check_case
+from gpubench.cases import Case, load_case
 from gpubench.config import RunConfig
-from gpubench.devices import Device, default_tolerance, resolve_devices
+from gpubench.devices import Device, resolve_devices
 from gpubench.environment import collect_environment
-from gpubench.fl import fedavg, initial_global_state, sizes_for
-from gpubench.modes import Mode, ModeFailure, NotApplicable, Plan, check_modes, mode_class
+from gpubench.equivalence import Comparison, Ledger, consistency_diff, default_tolerance
+from gpubench.fl import initial_global_state, sizes_for
+from gpubench.modes import (
+    Mode,
+    ModeFailure,
+    NotApplicable,
+    Plan,
+    RoundOutput,
+    check_modes,
+    mode_class,
+)
 from gpubench.results import (
     PHASE_BETWEEN,
     PHASE_COLD_START,
@@ -40,6 +53,7 @@ from gpubench.results import (
     WorkerMemory,
     median,
 )
+from gpubench.updates import FINGERPRINT_SIZE, Sketch
 
 Clock = Callable[[], float]
 # progress(mode, phase, index, total): phase is cold_start / warmup / round / done / failed
@@ -60,39 +74,59 @@ SamplerFactory = Callable[[Sequence[Device], float], Sampler]
 
 @dataclass
 class Prepared:
-    """What every mode of a run shares: devices, client sizes, the global model."""
+    """What every mode of a run shares: devices, client sizes, the global models."""
 
     config: RunConfig
     devices: tuple[Device, ...]
     all_devices: tuple[Device, ...]
     plan: Plan
-    global_state: torch.Tensor
-    weights: list[float]
-    tolerance: float
+    case: Case
+    weights: list[float]  # FedAvg weights: the samples each client really has
+    tolerance: float  # relative, per client (see gpubench.equivalence)
+    draws_global_rng: bool = False
+    _global: tuple[int, torch.Tensor] | None = None
+
+    @property
+    def global_state(self) -> torch.Tensor:
+        return self.global_for(0)
+
+    def global_for(self, step: int) -> torch.Tensor:
+        """The global model of step ``step`` of the schedule (one kept at a time)."""
+        if self._global is None or self._global[0] != step:
+            self._global = (step, initial_global_state(self.case, self.config.train.seed, step))
+        return self._global[1]
+
+    @property
+    def sketch(self) -> Sketch:
+        return Sketch(self.plan.state_size, self.config.train.seed)
 
 
 def prepare(config: RunConfig) -> Prepared:
-    """Validate everything a user can get wrong before anything starts."""
+    """Validate everything a user can get wrong before anything starts: the configuration,
+    the devices, the case and every client's data."""
     config.validate()
     check_modes(config.modes)
     device_set = resolve_devices(config.devices)
     case = load_case(config.case)
-    sizes = tuple(sizes_for(config.train, config.clients))
-    global_state = initial_global_state(case, config.train.seed)
-    plan = Plan(config, device_set.devices, sizes, int(global_state.numel()))
+    facts = check_case(case, config.case, config.train, sizes_for(config.train, config.clients))
+    first = initial_global_state(case, config.train.seed)
+    state_size = int(first.numel())
+    plan = Plan(config, device_set.devices, facts.sizes, state_size)
     tolerance = (
         config.tolerance
         if config.tolerance is not None
-        else default_tolerance(device_set.devices)
+        else default_tolerance(any(d.is_cuda for d in device_set.devices))
     )
     return Prepared(
         config,
         device_set.devices,
         device_set.all_devices,
         plan,
-        global_state,
-        [float(s) for s in sizes],
+        case,
+        [float(s) for s in facts.sizes],
         tolerance,
+        facts.draws_global_rng,
+        (0, first),
     )
 
 
@@ -104,17 +138,22 @@ class _Run:
     mode: Mode | None = None
     status: str = STATUS_OK
     error: str | None = None
+    error_detail: str | None = None
     cold_start_s: float | None = None
     rounds: list[RoundRecord] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)  # the schedule step of each round
     memory: dict[int, WorkerMemory] = field(default_factory=dict)
-    aggregate: torch.Tensor | None = None
+    aggregate: torch.Tensor | None = None  # of the last measured round
+    aggregate_update: torch.Tensor | None = None  # its update over the global model
     device_ids: tuple[str, ...] = ()
     workers: int = 0
     tolerance: float = 0.0  # set when the run is made; a mode may widen it on CUDA
+    not_reproducible: str | None = None
 
-    def fail(self, status: str, reason: str) -> None:
+    def fail(self, status: str, reason: str, detail: str | None = None) -> None:
         self.status = status
         self.error = reason
+        self.error_detail = detail
         self.close()
 
     def close(self) -> None:
@@ -146,6 +185,8 @@ class _Harness:
         self.schedule = [(True, i) for i in range(cfg.warmup)] + [
             (False, i) for i in range(cfg.rounds)
         ]
+        self.ledger = Ledger()
+        self.sketch = prep.sketch
 
     def mark(self, mode: str | None, phase: str, index: int | None) -> None:
         if self.sampler is not None:
@@ -159,8 +200,9 @@ class _Harness:
             if self.prep.config.tolerance is None and any(d.is_cuda for d in self.prep.devices):
                 # A mode that runs other (equally valid) kernels than serial says how much
                 # wider its CUDA tolerance must be, e.g. vectorized's batched convolutions.
-                run.tolerance *= float(getattr(cls, "cuda_tolerance_scale", 1.0))
+                run.tolerance *= cls.cuda_tolerance_scale
             mode = cls(self.prep.plan)
+            run.not_reproducible = mode.not_reproducible(self.prep.draws_global_rng)
             run.device_ids = mode.device_ids
             run.workers = mode.workers
             run.mode = mode
@@ -172,7 +214,7 @@ class _Harness:
         except NotApplicable as exc:
             run.fail(STATUS_NOT_APPLICABLE, str(exc))
         except Exception as exc:  # ModeFailure, or anything a case or backend raised
-            run.fail(STATUS_FAILED, _reason(exc))
+            run.fail(STATUS_FAILED, _reason(exc), _detail(exc))
         if run.status != STATUS_OK:
             self.progress(run.name, "failed", 0, 1)
 
@@ -183,29 +225,75 @@ class _Harness:
         phase = PHASE_WARMUP if warmup else PHASE_ROUND
         total = self.prep.config.warmup if warmup else self.prep.config.rounds
         self.progress(run.name, phase, index + 1, total)
+        global_state = self.prep.global_for(step)
+        # A fresh buffer every round: a client nobody trained stays NaN.
+        fingerprints = torch.full(
+            (self.prep.plan.clients, FINGERPRINT_SIZE), math.nan, dtype=torch.float64
+        )
         self.mark(run.name, phase, index)
         try:
             t0 = self.clock()
-            out = run.mode.run_round(self.prep.global_state)
-            aggregate = fedavg(out.states, self.prep.weights)
+            out = run.mode.run_round(global_state, fingerprints)
             elapsed = self.clock() - t0
-            # Close the round's span now: what follows (closing the mode, the next mode's
-            # start) must not count as this round's device time or energy.
+            # Close the round's span now: what follows (FedAvg, checks, closing the mode,
+            # the next mode's start) must not count as this round's device time or energy.
             self.mark(run.name, PHASE_BETWEEN, None)
+            a0 = self.clock()
+            update = fedavg_update(out)
+            aggregate = (global_state.to(torch.float64) + update).to(torch.float32)
+            aggregate_s = self.clock() - a0
+            self.check_round(out, update, step)
         except Exception as exc:
-            run.fail(STATUS_FAILED, _reason(exc))
+            self.mark(run.name, PHASE_BETWEEN, None)
+            run.fail(STATUS_FAILED, _reason(exc), _detail(exc))
             self.progress(run.name, "failed", index + 1, total)
             return
+        self.ledger.record(run.name, step, out.fingerprints.numpy())
         clients = tuple(
             sorted(
                 (replace(c, start_s=c.start_s - t0, end_s=c.end_s - t0) for c in out.clients),
                 key=lambda c: c.client,
             )
         )
-        run.rounds.append(RoundRecord(len(run.rounds), warmup, elapsed, clients))
+        run.rounds.append(RoundRecord(len(run.rounds), warmup, elapsed, clients, aggregate_s))
+        run.steps.append(step)
         if not warmup:
             _keep_peak(run.memory, out.memory)
             run.aggregate = aggregate
+            run.aggregate_update = update
+
+    def check_round(self, out: RoundOutput, update: torch.Tensor, step: int) -> None:
+        """Every client exactly once, every partial sum present, and an aggregate that is
+        the FedAvg of the clients' updates; else the mode fails naming what is wrong."""
+        where = f"round {step + 1}"
+        counts = np.bincount(
+            [c.client for c in out.clients], minlength=self.prep.plan.clients
+        )
+        for client, count in enumerate(counts.tolist()):
+            if count != 1:
+                raise ModeFailure(
+                    f"{where}: client {client} was "
+                    + ("not trained" if count == 0 else f"trained {count} times")
+                )
+        fps = out.fingerprints.numpy()
+        missing = np.flatnonzero(~np.isfinite(fps).all(axis=1))
+        if missing.size:
+            raise ModeFailure(f"{where}: client {int(missing[0])} has no result")
+        total = float(sum(out.weights))
+        expected = float(sum(self.prep.weights))
+        if not math.isfinite(total) or not torch.isfinite(update[:1]).all():
+            raise ModeFailure(f"{where}: a worker returned no partial sum")
+        if total != expected:
+            raise ModeFailure(
+                f"{where}: the partial sums hold {total:g} samples, the clients have {expected:g}"
+            )
+        weights = np.asarray(self.prep.weights)
+        diff = consistency_diff(self.sketch.of_vector(update).numpy(), fps, weights)
+        if diff > self.prep.tolerance:
+            raise ModeFailure(
+                f"{where}: the aggregate is not the FedAvg of the clients' updates "
+                f"(relative difference {diff:.2g})"
+            )
 
     def finish(self, run: _Run) -> None:
         run.close()
@@ -213,11 +301,30 @@ class _Harness:
         self.progress(run.name, "done" if run.status == STATUS_OK else "failed", 1, 1)
 
 
+def fedavg_update(out: RoundOutput) -> torch.Tensor:
+    """FedAvg's update over the global model, from the workers' partial sums (float64:
+    the same whichever worker, or mode, added which client)."""
+    if not out.partials:
+        raise ModeFailure("no partial sum was returned")
+    total = float(sum(out.weights))
+    acc = out.partials[0].to(torch.float64).clone()
+    for partial in out.partials[1:]:
+        acc.add_(partial.to(torch.float64))
+    return acc.div_(total)
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, (ModeFailure, NotApplicable)):
         return str(exc)
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _detail(exc: BaseException) -> str:
+    """The whole story of a failure: the worker's traceback if it came from one."""
+    here = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    remote = getattr(exc, "detail", None)
+    return f"{remote}\n(raised in the parent as)\n{here}" if remote else here
 
 
 def compare(
@@ -270,13 +377,14 @@ def compare(
             run.close()
         if sampler is not None:
             sampler.stop()
-    modes = _mode_results(runs, prep, sampler)
+    modes = _mode_results(runs, harness, sampler)
     return Results(
         environment=environment,
         config={
             **config.to_dict(),
             "device_ids": [d.id for d in prep.devices],
             "tolerance_used": prep.tolerance,
+            "draws_global_rng": prep.draws_global_rng,
             "samples": list(prep.plan.sizes),
             "state_size": prep.plan.state_size,
         },
@@ -291,7 +399,7 @@ def compare(
 
 
 def _mode_results(
-    runs: Sequence[_Run], prep: Prepared, sampler: Sampler | None
+    runs: Sequence[_Run], harness: _Harness, sampler: Sampler | None
 ) -> tuple[ModeResult, ...]:
     serial = next((r for r in runs if r.name == "serial" and r.status == STATUS_OK), None)
     serial_median = (
@@ -303,12 +411,16 @@ def _mode_results(
         ok = run.status == STATUS_OK and bool(measured)
         if run.status == STATUS_OK and not measured:
             run.status, run.error = STATUS_FAILED, "no round was measured"
-        speedup = diff = same = None
+        speedup = None
         if ok and serial_median is not None:
             speedup = serial_median / median(measured)
-        if ok and serial is not None and serial.aggregate is not None and run.aggregate is not None:
-            diff = float((run.aggregate - serial.aggregate).abs().max().item())
-            same = diff <= run.tolerance
+        verdict = _Verdict()
+        if ok and serial is not None:
+            verdict = _compare_with_serial(run, serial, harness.ledger)
+        rounds = tuple(
+            replace(r, client_diffs=tuple(verdict.diffs.get(step, ())))
+            for r, step in zip(run.rounds, run.steps, strict=True)
+        )
         stats: tuple[DeviceStats, ...] = ()
         if sampler is not None and run.status == STATUS_OK:
             stats = sampler.device_stats(run.name)
@@ -317,21 +429,62 @@ def _mode_results(
                 name=run.name,
                 status=run.status,
                 error=run.error,
+                error_detail=run.error_detail,
                 devices=run.device_ids,
                 workers=run.workers,
                 cold_start_s=run.cold_start_s,
                 warmup_times_s=tuple(r.time_s for r in run.rounds if r.warmup),
                 round_times_s=tuple(measured),
                 speedup_vs_serial=speedup,
-                max_abs_diff_vs_serial=diff,
-                same_result=same,
-                rounds=tuple(run.rounds),
+                max_abs_diff_vs_serial=verdict.aggregate_diff,
+                same_result=verdict.same,
+                worst_client=verdict.worst_client,
+                worst_round=verdict.worst_round,
+                worst_client_diff=verdict.worst_diff,
+                reproducible=run.not_reproducible is None,
+                not_reproducible_reason=run.not_reproducible,
+                rounds=rounds,
                 device_stats=stats,
                 worker_memory=tuple(run.memory[k] for k in sorted(run.memory)),
                 extra={"tolerance": run.tolerance},
             )
         )
     return tuple(out)
+
+
+@dataclass
+class _Verdict:
+    same: bool | None = None
+    aggregate_diff: float | None = None
+    worst_client: int | None = None
+    worst_round: int | None = None
+    worst_diff: float | None = None
+    diffs: dict[int, list[float]] = field(default_factory=dict)
+
+
+def _compare_with_serial(run: _Run, serial: _Run, ledger: Ledger) -> _Verdict:
+    """Every client of every round against serial's; the last aggregate too. A mode whose
+    work is known not to be reproducible is compared (its numbers are recorded) but never
+    called the same, nor different."""
+    comparison: Comparison | None = ledger.compare(run.name, serial.name)
+    v = _Verdict()
+    if comparison is None:
+        return v
+    v.diffs = comparison.per_step
+    v.worst_client, v.worst_diff = comparison.worst_client, comparison.worst_diff
+    if comparison.worst_step is not None:
+        v.worst_round = run.steps.index(comparison.worst_step) if comparison.worst_step in run.steps else None
+    aggregate_rel = 0.0
+    if run.aggregate is not None and serial.aggregate is not None:
+        v.aggregate_diff = float((run.aggregate - serial.aggregate).abs().max().item())
+        assert run.aggregate_update is not None and serial.aggregate_update is not None
+        scale = float(serial.aggregate_update.abs().max().item())
+        gap = float((run.aggregate_update - serial.aggregate_update).abs().max().item())
+        aggregate_rel = gap / scale if scale else (0.0 if gap == 0 else math.inf)
+    if run.not_reproducible is None:
+        worst = v.worst_diff if v.worst_diff is not None else 0.0
+        v.same = worst <= run.tolerance and aggregate_rel <= run.tolerance
+    return v
 
 
 # --- one mode at a time, for benchmark suites -----------------------------------------------
@@ -344,9 +497,13 @@ class ModeSession:
 
     def run_round(self) -> tuple[float, torch.Tensor, list[ClientTiming]]:
         """One round plus FedAvg: (seconds, aggregated state, client timings)."""
+        global_state = self.prep.global_state
+        fingerprints = torch.full(
+            (self.prep.plan.clients, FINGERPRINT_SIZE), math.nan, dtype=torch.float64
+        )
         t0 = time.perf_counter()
-        out = self.mode.run_round(self.prep.global_state)
-        aggregate = fedavg(out.states, self.prep.weights)
+        out = self.mode.run_round(global_state, fingerprints)
+        aggregate = (global_state.to(torch.float64) + fedavg_update(out)).to(torch.float32)
         return time.perf_counter() - t0, aggregate, out.clients
 
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -58,6 +58,15 @@ class ClientTiming:
     write_s: float
     start_s: float
     end_s: float
+    # Seconds per phase of this client (PHASES order; a mode may add its own); they add up
+    # to ``end_s - start_s``.
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+# A client's phases: building/loading its model and optimizer (and weights), waiting for
+# batches, host-to-device copies, forward/backward/step, writing its update and
+# fingerprint, and folding the update into the worker's FedAvg partial sum.
+PHASES = ("setup", "data", "copy", "compute", "write", "aggregate")
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,11 @@ class RoundRecord:
     warmup: bool
     time_s: float
     clients: tuple[ClientTiming, ...] = ()
+    # The parent's FedAvg reduction of the round (outside ``time_s``).
+    aggregate_s: float | None = None
+    # Per client (client order): relative difference of its trained update from serial's
+    # same client in the same round; () where not compared.
+    client_diffs: tuple[float | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,6 +141,16 @@ class ModeResult:
     worker_memory: tuple[WorkerMemory, ...] = ()
     notes: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    # The whole traceback of a failure (``error`` is its one-line reason).
+    error_detail: str | None = None
+    # The client (and round) whose update differs most from serial's, relative to the size
+    # of serial's update of that client.
+    worst_client: int | None = None
+    worst_round: int | None = None
+    worst_client_diff: float | None = None
+    # False: this mode's work is known not to be reproducible (then never called "same").
+    reproducible: bool = True
+    not_reproducible_reason: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -205,6 +229,10 @@ def _mode_from_dict(d: Mapping[str, Any]) -> ModeResult:
             warmup=bool(r["warmup"]),
             time_s=float(r["time_s"]),
             clients=tuple(_build(ClientTiming, c) for c in r.get("clients", ())),
+            aggregate_s=None if r.get("aggregate_s") is None else float(r["aggregate_s"]),
+            client_diffs=tuple(
+                None if v is None else float(v) for v in r.get("client_diffs") or ()
+            ),
         )
         for r in d.get("rounds", ())
     )
@@ -220,7 +248,13 @@ def _mode_from_dict(d: Mapping[str, Any]) -> ModeResult:
 
 
 # Upgrades from an older schema version to the next one; keyed by the old version.
-_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+def _from_v1(d: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 added per-client phases and diffs, aggregate_s and the equivalence fields;
+    a version-1 file simply has none of them (their defaults)."""
+    return {**d, "schema_version": 2}
+
+
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _from_v1}
 
 
 def from_dict(data: Mapping[str, Any]) -> Results:

@@ -46,18 +46,67 @@ def make_tiny_case() -> Case:
 
 
 class OpenMPWaitProbe:
-    """A worker body that writes the worker's GOMP_SPINCOUNT (-1: unset) into its rows."""
+    """A worker body that writes the worker's GOMP_SPINCOUNT (-1: unset) into its clients'
+    fingerprint rows."""
 
     def __init__(self, setup, spec, torch_device):
         self.clients = spec.clients
 
-    def run_round(self, global_state, updates):
+    def begin(self, global_state, partial):
+        pass
+
+    def train(self, clients, fingerprints):
         import os
 
         for c in self.clients:
-            updates[c, 0] = float(os.environ.get("GOMP_SPINCOUNT", "-1"))
+            fingerprints[c, 0] = float(os.environ.get("GOMP_SPINCOUNT", "-1"))
         return []
+
+    def finish(self):
+        return 0.0
 
 
 def make_openmp_wait_probe(setup, spec, torch_device):
     return OpenMPWaitProbe(setup, spec, torch_device)
+
+
+def dropout_model() -> nn.Module:
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 4)
+    )
+
+
+dropout_case = Case("dropout", dropout_model, (16,), 4, "an MLP with nn.Dropout(0.5)")
+
+
+def _short_data(seed, client, n, partition):
+    x, y = synthetic_data((16,), 4, seed, client, n, partition)
+    return (x, y[:-1]) if client == 1 else (x, y)
+
+
+mismatched_case = Case(
+    "mismatched", tiny_model, (16,), 4, "client 1's y is one short", make_data=_short_data
+)
+
+
+def _wrong_shape(seed, client, n, partition):
+    return synthetic_data((8,), 4, seed, client, n, partition)
+
+
+wrong_shape_case = Case("wrong-shape", tiny_model, (16,), 4, "8 features", make_data=_wrong_shape)
+
+
+def _empty(seed, client, n, partition):
+    x, y = synthetic_data((16,), 4, seed, client, n, partition)
+    return (x[:0], y[:0]) if client == 2 else (x, y)
+
+
+empty_case = Case("empty", tiny_model, (16,), 4, "client 2 has no samples", make_data=_empty)
+
+
+def _fewer(seed, client, n, partition):
+    x, y = synthetic_data((16,), 4, seed, client, n, partition)
+    return (x[: n // 2], y[: n // 2]) if client % 2 else (x, y)
+
+
+fewer_case = Case("fewer", tiny_model, (16,), 4, "odd clients have half", make_data=_fewer)

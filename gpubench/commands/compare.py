@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -49,7 +53,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--modes", default=",".join(DEFAULT_MODES),
                    help=f"comma-separated (default {','.join(DEFAULT_MODES)})")
     d.add_argument("--workers", type=int, default=2,
-                   help="threads (threaded) or processes (multiprocess) on device 0 (default 2)")
+                   help="threads (threaded, streams) or processes (multiprocess) on device 0 "
+                   "(default 2)")
     d.add_argument("--workers-per-device", type=int, default=1,
                    help="worker processes per device in multi-gpu (default 1)")
     r = p.add_argument_group("ray and flower modes")
@@ -66,7 +71,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--warmup", type=int, default=1, help="warm-up rounds, not counted (default 1)")
     m.add_argument("--rounds", type=int, default=3, help="measured rounds (default 3)")
     m.add_argument("--tolerance", type=float, default=None,
-                   help="max abs difference from serial's result (default 1e-5 CPU, 1e-4 CUDA)")
+                   help="largest difference of a client's update from serial's, relative to "
+                   "the update's size, still called the same (default 1e-3 on CPU slots, "
+                   "0.1 on CUDA, 4x that for vectorized on CUDA)")
     m.add_argument("--timeout", type=float, default=None,
                    help="seconds a round may take in the process modes (a mode that takes "
                    "longer fails; worker start-up gets at least 300 s)")
@@ -75,6 +82,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--sample-interval", type=float, default=0.1,
                    help="seconds between monitor samples; 0 turns monitoring off (default 0.1)")
     m.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    m.add_argument("--verbose", "-v", action="store_true",
+                   help="print the whole traceback of a failure (it is in the JSON anyway)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -175,6 +184,29 @@ class ProgressLine:
             self.width = 0
 
 
+terminated = threading.Event()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (what CI timeouts and ``timeout`` send) stops a run the way Ctrl-C does:
+    every worker stops and what was measured is written; the exit status is then 143."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        terminated.set()
+        raise KeyboardInterrupt
+
+    terminated.clear()
+    before = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def sampler_factory_or_none() -> Any:
     """The monitor's sampler factory (kept as a function: sweep and scripts share it)."""
     from gpubench.monitor import create_sampler
@@ -192,7 +224,11 @@ def write_outputs(results: Results, args: argparse.Namespace, out: Path) -> int:
     if findings:
         print("\n" + findings)
     print(f"\nresults: {path}")
-    code = 1 if any(m.status == STATUS_FAILED for m in results.modes) else 0
+    code = 1 if run_failed(results) else 0
+    if getattr(args, "verbose", False):
+        for m in results.modes:
+            if m.error_detail:
+                print(f"\n{m.name}: {m.error}\n{m.error_detail}", file=sys.stderr)
     if args.report:
         from gpubench.report.page import write_report
 
@@ -207,6 +243,11 @@ def write_outputs(results: Results, args: argparse.Namespace, out: Path) -> int:
     return code
 
 
+def run_failed(results: Results) -> bool:
+    """A mode failed, or computed something other than serial's result."""
+    return any(m.status == STATUS_FAILED or m.same_result is False for m in results.modes)
+
+
 def run(args: argparse.Namespace) -> int:
     from gpubench.harness import compare, prepare
 
@@ -219,15 +260,16 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--gate {args.gate}: no such file")
     prepared = prepare(config)
     command = "gpubench " + shlex.join(getattr(args, "argv", []))
-    results = compare(
+    with sigterm_as_interrupt():
+        results = compare(
         config,
-        progress=ProgressLine(not args.quiet),
-        sampler_factory=sampler_factory_or_none(),
-        command=command,
-        prepared=prepared,
-    )
+            progress=ProgressLine(not args.quiet),
+            sampler_factory=sampler_factory_or_none(),
+            command=command,
+            prepared=prepared,
+        )
     code = write_outputs(results, args, out)
     if results.interrupted:
         print("gpubench: interrupted; what was measured is in the results file", file=sys.stderr)
-        return 130
+        return 143 if terminated.is_set() else 130
     return code

@@ -15,7 +15,14 @@ if TYPE_CHECKING:
 
 
 class ModeFailure(RuntimeError):
-    """The mode cannot go on (a worker died, a client raised, a timeout); says why."""
+    """The mode cannot go on (a worker died, a client raised, a timeout); says why.
+
+    ``detail``: the whole traceback where the failure came from another process.
+    """
+
+    def __init__(self, reason: str, detail: str | None = None) -> None:
+        super().__init__(reason)
+        self.detail = detail
 
 
 class NotApplicable(RuntimeError):
@@ -43,13 +50,43 @@ class Plan:
 
 @dataclass
 class RoundOutput:
-    states: torch.Tensor  # (clients x state) rows in client order
+    """What a round hands back; nothing in it grows with clients x model.
+
+    ``partials``: one float64 vector per worker, the sum over its clients of samples x update
+    (trained state minus the round's global model); ``weights``: the samples each partial
+    sum holds. ``fingerprints``: (clients x K) float64, row c the fingerprint of client c's
+    update (:class:`gpubench.updates.Sketch`); the harness made it NaN before the round, so
+    a client nobody trained shows. A mode whose engine aggregates itself (flower) hands back
+    its aggregate as one partial sum: (aggregate - global) x total weight.
+    """
+
+    partials: list[torch.Tensor]
+    weights: list[float]
+    fingerprints: torch.Tensor
     clients: list[ClientTiming]  # start_s/end_s absolute perf_counter values
     memory: list[WorkerMemory] = field(default_factory=list)
 
 
+class ModeDefaults:
+    """What a mode says about itself unless it knows better."""
+
+    # On CUDA a mode that runs other (equally valid) kernels than serial widens its
+    # tolerance by this factor (vectorized: batched convolutions in TF32).
+    cuda_tolerance_scale: ClassVar[float] = 1.0
+
+    def not_reproducible(self, draws_global_rng: bool) -> str | None:
+        """Why this mode cannot compute serial's result for this case (None: it can).
+
+        ``draws_global_rng``: the case's training draws from torch's global RNG (Dropout).
+        """
+        return None
+
+
 class Mode(Protocol):
     name: ClassVar[str]
+    cuda_tolerance_scale: ClassVar[float]
+
+    def not_reproducible(self, draws_global_rng: bool) -> str | None: ...
 
     def __init__(self, plan: Plan) -> None: ...
 
@@ -67,7 +104,10 @@ class Mode(Protocol):
         """Cold start: processes, model, data, device context. Timed by the harness."""
         ...
 
-    def run_round(self, global_state: torch.Tensor) -> RoundOutput: ...
+    def run_round(self, global_state: torch.Tensor, fingerprints: torch.Tensor) -> RoundOutput:
+        """Train every client once from ``global_state``; write client c's fingerprint into
+        ``fingerprints[c]`` (a NaN-filled host tensor, shared memory for process modes)."""
+        ...
 
     def close(self) -> None:
         """Release everything; must be safe to call twice and after a failure."""

@@ -55,7 +55,7 @@ import torch.multiprocessing as tmp
 
 from gpubench.config import TrainConfig
 from gpubench.devices import Device
-from gpubench.modes.base import ModeFailure, Plan, RoundOutput
+from gpubench.modes.base import ModeDefaults, ModeFailure, Plan, RoundOutput
 from gpubench.modes.pool import describe_exit
 from gpubench.modes.ray_mode import (
     Resources,
@@ -93,7 +93,7 @@ class _ActorState:
     trainer: Any
     names: list[str]
     shapes: list[tuple[int, ...]]
-    row: torch.Tensor
+    fingerprints: torch.Tensor  # (clients x K): a client's row is filled when it trains
 
 
 _ACTOR: dict[bytes, _ActorState] = {}
@@ -114,8 +114,10 @@ def _actor_state(blob: bytes) -> _ActorState:
         trainer = ClientTrainer(case, setup.train, torch_device, "flower", 0, data)
         names = list(trainer.model.state_dict().keys())
         shapes = [tuple(t.shape) for t in trainer.tensors]
-        row = torch.zeros(sum(t.numel() for t in trainer.tensors))
-        state = _ACTOR[blob] = _ActorState(trainer, names, shapes, row)
+        from gpubench.updates import FINGERPRINT_SIZE
+
+        fps = torch.zeros(len(setup.sizes), FINGERPRINT_SIZE, dtype=torch.float64)
+        state = _ACTOR[blob] = _ActorState(trainer, names, shapes, fps)
     return state
 
 
@@ -150,10 +152,17 @@ def _client_train(msg: Any, context: Any) -> Any:
         metrics["num-examples"] = 1
         arrays = msg.content["arrays"]
     else:
-        t = trainer.run(client, _flat(msg.content["arrays"]), state.row)
+        from gpubench.fl import flatten_state
+
+        # Flower aggregates the arrays itself: the sink only fingerprints the update.
+        trainer.sink.begin(_flat(msg.content["arrays"]))
+        t = trainer.run(client, state.fingerprints, fold=False)
         metrics.update({"num-examples": t.samples, "load-s": t.load_s, "train-s": t.train_s,
-                        "write-s": t.write_s, "start-s": t.start_s, "end-s": t.end_s})
-        parts = torch.split(state.row, [int(torch.Size(s).numel()) for s in state.shapes])
+                        "write-s": t.write_s, "start-s": t.start_s, "end-s": t.end_s,
+                        "fingerprint": [float(v) for v in state.fingerprints[client]]})
+        metrics.update({f"phase-{k}": v for k, v in t.phases.items()})
+        trained = flatten_state(trainer.tensors)
+        parts = torch.split(trained, [int(torch.Size(s).numel()) for s in state.shapes])
         arrays = ArrayRecord(
             {n: Array(p.reshape(s).numpy().copy())
              for n, p, s in zip(state.names, parts, state.shapes, strict=True)}
@@ -273,19 +282,21 @@ class _DriverLink:
             self.send(("ready", os.getpid(), actors, startup))
             return
         self.aggregate.copy_(_flat(arrays))
-        timings, memory = [], {}
+        timings, memory, fingerprints = [], {}, {}
         for m in metrics:
             pid = int(m["pid"])
             worker = self.workers[pid]
             device = self._device(pid, int(m["gpu"]))
+            phases = {k[len("phase-"):]: float(v) for k, v in m.items() if k.startswith("phase-")}
             timings.append(ClientTiming(
                 client=int(m["client"]), device=device, worker=worker,
                 samples=int(m["num-examples"]), load_s=float(m["load-s"]),
                 train_s=float(m["train-s"]), write_s=float(m["write-s"]),
-                start_s=float(m["start-s"]), end_s=float(m["end-s"]),
+                start_s=float(m["start-s"]), end_s=float(m["end-s"]), phases=phases,
             ))
+            fingerprints[int(m["client"])] = [float(v) for v in m["fingerprint"]]
             memory[worker] = WorkerMemory(worker, device, pid, None, None, int(m["rss"]) or None)
-        self.send(("done", timings, [memory[k] for k in sorted(memory)]))
+        self.send(("done", timings, [memory[k] for k in sorted(memory)], fingerprints))
 
     def _device(self, pid: int, gpu: int) -> str:
         if gpu >= 0:
@@ -376,7 +387,7 @@ def backend_config(plan: Plan, per_client: Resources) -> dict[str, Any]:
     }
 
 
-class FlowerMode:
+class FlowerMode(ModeDefaults):
     name = "flower"
 
     def __init__(self, plan: Plan) -> None:
@@ -465,7 +476,7 @@ class FlowerMode:
                     msg = None
                 if msg is not None:
                     if msg[0] == "error":
-                        raise ModeFailure(msg[1])
+                        raise ModeFailure(msg[1], msg[2] if len(msg) > 2 else None)
                     if msg[0] == kind:
                         return tuple(msg)
                     continue
@@ -476,13 +487,18 @@ class FlowerMode:
                     f"{describe_exit(self.proc.exitcode)}"
                 )
 
-    def run_round(self, global_state: torch.Tensor) -> RoundOutput:
+    def run_round(self, global_state: torch.Tensor, fingerprints: torch.Tensor) -> RoundOutput:
+        """Flower aggregates itself: its aggregate comes back as one partial sum,
+        (aggregate - global) x the samples it averaged."""
         assert self.conn is not None, "start() first"
         self.global_state.copy_(global_state)
         self.conn.send(("round",))
-        _, timings, memory = self._receive("done", self.plan.config.timeout_s)
-        states = self.aggregate.unsqueeze(0).expand(self.plan.clients, -1)
-        return RoundOutput(states, list(timings), list(memory))
+        _, timings, memory, fps = self._receive("done", self.plan.config.timeout_s)
+        for client, fp in fps.items():
+            fingerprints[client] = torch.tensor(fp, dtype=torch.float64)
+        weight = float(sum(t.samples for t in timings))
+        partial = (self.aggregate.to(torch.float64) - global_state.to(torch.float64)) * weight
+        return RoundOutput([partial], [weight], fingerprints, list(timings), list(memory))
 
     def close(self) -> None:
         proc, self.proc = self.proc, None

@@ -16,11 +16,11 @@ from gpubench.devices import (
     torch_device_in_process,
 )
 from gpubench.fl import ClientTrainer, build_datasets
-from gpubench.modes.base import Plan
-from gpubench.results import WorkerMemory
+from gpubench.modes.base import ModeDefaults, Plan, RoundOutput
+from gpubench.results import ClientTiming, WorkerMemory
 
 
-class InProcessBase:
+class InProcessBase(ModeDefaults):
     """Clients train in the calling process on device 0 (a GPU, or CPU slot 0)."""
 
     replicas_wanted = 1
@@ -61,7 +61,17 @@ class InProcessBase:
             ClientTrainer(case, self.plan.config.train, self.torch_device, self.device.id, w, data)
             for w in range(self.replicas_wanted)
         ]
-        self.states = torch.zeros(self.plan.clients, self.plan.state_size)
+
+    def _begin(self, global_state: torch.Tensor) -> None:
+        for trainer in self.trainers:
+            trainer.sink.begin(global_state)
+
+    def _output(self, fingerprints: torch.Tensor, timings: list[ClientTiming]) -> RoundOutput:
+        sinks = [t.sink for t in self.trainers]
+        return RoundOutput(
+            [s.finish() for s in sinks], [s.weight for s in sinks], fingerprints, timings,
+            self._memory(),
+        )
 
     def _memory(self) -> list[WorkerMemory]:
         allocated, reserved = peak_memory(self.torch_device)

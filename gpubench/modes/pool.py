@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.multiprocessing as tmp
@@ -58,6 +58,19 @@ class WorkerSetup:
     options: Mapping[str, Any] | None = None
 
 
+class WorkerBody(Protocol):
+    """What a worker runs: the clients it is given, into the round's shared buffers."""
+
+    def begin(self, global_state: torch.Tensor, partial: torch.Tensor) -> None:
+        """A round starts from ``global_state``; its partial sum goes into ``partial``."""
+
+    def train(self, clients: Sequence[int] | None, fingerprints: torch.Tensor) -> list[ClientTiming]:
+        """Train ``clients`` (None: all of this worker's), fingerprints into their rows."""
+
+    def finish(self) -> float:
+        """Complete the partial sum; the samples (weight) it holds."""
+
+
 class ClientLoop:
     """The default worker body: this worker's clients one after another."""
 
@@ -72,14 +85,16 @@ class ClientLoop:
             case, setup.train, torch_device, spec.device.id, spec.worker, data
         )
 
-    def run_round(
-        self,
-        global_state: torch.Tensor,
-        updates: torch.Tensor,
-        clients: Sequence[int] | None = None,
-    ) -> list[ClientTiming]:
+    def begin(self, global_state: torch.Tensor, partial: torch.Tensor) -> None:
+        self.trainer.sink.begin(global_state, partial)
+
+    def train(self, clients: Sequence[int] | None, fingerprints: torch.Tensor) -> list[ClientTiming]:
         chosen = self.clients if clients is None else clients
-        return [self.trainer.run(c, global_state, updates[c]) for c in chosen]
+        return [self.trainer.run(c, fingerprints) for c in chosen]
+
+    def finish(self) -> float:
+        self.trainer.sink.finish()
+        return self.trainer.sink.weight
 
 
 def make_client_loop(setup: WorkerSetup, spec: WorkerSpec, torch_device: str) -> ClientLoop:
@@ -99,11 +114,45 @@ def _describe(exc: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
+@dataclass(frozen=True)
+class SharedRound:
+    """The round's buffers in shared memory: the global model, every client's fingerprint,
+    one partial sum and one weight per worker. The parent fills what a worker must write
+    with NaN before each round, so a worker that skips its part cannot pass."""
+
+    global_state: torch.Tensor  # (state,) float32
+    fingerprints: torch.Tensor  # (clients x K) float64
+    partials: torch.Tensor  # (workers x state) float64
+    weights: torch.Tensor  # (workers,) float64
+
+    @classmethod
+    def allocate(cls, clients: int, workers: int, state_size: int) -> SharedRound:
+        from gpubench.updates import FINGERPRINT_SIZE
+
+        def shared(*shape: int, dtype: torch.dtype) -> torch.Tensor:
+            return torch.zeros(*shape, dtype=dtype).share_memory_()
+
+        return cls(
+            shared(state_size, dtype=torch.float32),
+            shared(clients, FINGERPRINT_SIZE, dtype=torch.float64),
+            shared(workers, state_size, dtype=torch.float64),
+            shared(workers, dtype=torch.float64),
+        )
+
+    def reset(self, global_state: torch.Tensor) -> None:
+        self.global_state.copy_(global_state)
+        self.fingerprints.fill_(float("nan"))
+        # A worker zeroes its whole row when it begins; NaN in the first element is enough
+        # to show a row nobody began (filling 2 x 90 MB would cost the round ~20 ms).
+        self.partials[:, :1].fill_(float("nan"))
+        self.weights.fill_(float("nan"))
+
+
 def worker_main(
     spec: WorkerSpec,
+    index: int,
     setup: WorkerSetup,
-    global_state: torch.Tensor,
-    updates: torch.Tensor,
+    shared: SharedRound,
     conn: Connection,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited already; kept explicit
@@ -120,23 +169,31 @@ def worker_main(
                    f"{_describe(exc)}", traceback.format_exc()))
         return
     conn.send(("ready", os.getpid()))
+    current = None  # the round this worker has begun
     while True:
         try:
             msg = conn.recv()
         except (EOFError, OSError):
             return
-        if msg[0] != "round":
+        if msg[0] not in ("round", "finish"):
             return
         try:
-            reset_peak_memory(torch_device)
-            if len(msg) > 1:  # dynamic assignment: these clients only
-                timings = body.run_round(global_state, updates, msg[1])
-            else:
-                timings = body.run_round(global_state, updates)
+            # ("round", id, clients|None): train them (None: all mine, then finish);
+            # ("finish", id): dynamic assignment's end of the round.
+            kind, round_id = msg[0], msg[1]
+            if round_id != current:
+                reset_peak_memory(torch_device)
+                body.begin(shared.global_state, shared.partials[index])
+                current = round_id
+            timings = body.train(msg[2], shared.fingerprints) if kind == "round" else []
+            weight = None
+            if kind == "finish" or msg[2] is None:
+                weight = body.finish()
+                shared.weights[index] = weight
             allocated, reserved = peak_memory(torch_device)
             rss = _rss()
             memory = WorkerMemory(spec.worker, spec.device.id, os.getpid(), allocated, reserved, rss)
-            conn.send(("done", timings, memory))
+            conn.send(("done", timings, memory, weight))
         except Exception as exc:
             conn.send(("error", _describe(exc), traceback.format_exc()))
 
@@ -201,8 +258,8 @@ class WorkerPool:
         self.clients = clients
         self.setup = setup
         self.timeout_s = timeout_s
-        self.global_state = torch.zeros(state_size).share_memory_()
-        self.updates = torch.zeros(clients, state_size).share_memory_()
+        self.shared = SharedRound.allocate(clients, len(self.specs), state_size)
+        self.round_id = 0
         self.procs: list[Any] = []
         self.conns: list[Connection] = []
         self.worker_pids: dict[int, str] = {}
@@ -210,11 +267,11 @@ class WorkerPool:
     def start(self) -> None:
         ctx = tmp.get_context("spawn")
         with _sigint_deferred(), openmp_wait_for_children():
-            for spec in self.specs:
+            for index, spec in enumerate(self.specs):
                 parent_end, child_end = ctx.Pipe()
                 proc = ctx.Process(
                     target=worker_main,
-                    args=(spec, self.setup, self.global_state, self.updates, child_end),
+                    args=(spec, index, self.setup, self.shared, child_end),
                     name=f"gpubench-worker-{spec.worker}",
                     daemon=True,
                 )
@@ -229,41 +286,52 @@ class WorkerPool:
 
     def run_round(
         self, global_state: torch.Tensor
-    ) -> tuple[torch.Tensor, list[ClientTiming], list[WorkerMemory]]:
-        self.global_state.copy_(global_state)
+    ) -> tuple[list[ClientTiming], list[WorkerMemory]]:
+        """One round into ``self.shared``; the timings and memory the workers reported."""
+        self.shared.reset(global_state)
+        self.round_id += 1
         if self.dynamic:
             return self._run_dynamic()
         for conn in self.conns:
-            conn.send(("round",))
+            conn.send(("round", self.round_id, None))
         replies = self._collect("done", self.timeout_s)
         timings: list[ClientTiming] = []
         memory: list[WorkerMemory] = []
         for i in sorted(replies):
             timings.extend(replies[i][1])
             memory.append(replies[i][2])
-        return self.updates, timings, memory
+        return timings, memory
 
-    def _run_dynamic(self) -> tuple[torch.Tensor, list[ClientTiming], list[WorkerMemory]]:
+    def _run_dynamic(self) -> tuple[list[ClientTiming], list[WorkerMemory]]:
         """A shared queue: each worker gets the next client as soon as it is free, so a
-        faster (or less loaded) device trains more clients."""
+        faster (or less loaded) device trains more clients. Then every worker completes
+        its partial sum."""
         queue = list(range(self.clients))
         queue.reverse()
         timings: list[ClientTiming] = []
         memory: dict[int, WorkerMemory] = {}
         busy: list[int] = []
+
+        def take(i: int, msg: tuple[Any, ...]) -> None:
+            timings.extend(msg[1])
+            memory[i] = memory[i].merged(msg[2]) if i in memory else msg[2]
+
         for i, conn in enumerate(self.conns):
             if queue:
-                conn.send(("round", [queue.pop()]))
+                conn.send(("round", self.round_id, [queue.pop()]))
                 busy.append(i)
         while busy:
             for i, msg in self._collect("done", self.timeout_s, only=busy).items():
-                timings.extend(msg[1])
-                memory[i] = memory[i].merged(msg[2]) if i in memory else msg[2]
+                take(i, msg)
                 busy.remove(i)
                 if queue:
-                    self.conns[i].send(("round", [queue.pop()]))
+                    self.conns[i].send(("round", self.round_id, [queue.pop()]))
                     busy.append(i)
-        return self.updates, timings, [memory[i] for i in sorted(memory)]
+        for conn in self.conns:
+            conn.send(("finish", self.round_id))
+        for i, msg in self._collect("done", self.timeout_s).items():
+            take(i, msg)
+        return timings, [memory[i] for i in sorted(memory)]
 
     def _collect(
         self, kind: str, timeout_s: float | None, only: Sequence[int] | None = None
@@ -307,7 +375,7 @@ class WorkerPool:
                     eof.add(i)
                     continue  # the sentinel reports the death
                 if msg[0] == "error":
-                    raise ModeFailure(msg[1])
+                    raise ModeFailure(msg[1], msg[2] if len(msg) > 2 else None)
                 out[i] = msg
             if only is not None and out:
                 return out

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch
 
 from gpubench.devices import Device, assign_clients
-from gpubench.modes.base import Plan, RoundOutput
+from gpubench.modes.base import ModeDefaults, Plan, RoundOutput
 from gpubench.modes.pool import WorkerPool, WorkerSetup, WorkerSpec
 
 
@@ -43,7 +43,7 @@ def plan_workers(
     return specs
 
 
-class WorkerSpecs:
+class WorkerSpecs(ModeDefaults):
     """Devices and worker count of a mode whose work is described by ``specs``."""
 
     specs: list[WorkerSpec]
@@ -96,10 +96,14 @@ class ProcessModeBase(WorkerSpecs):
         )
         self.pool.start()
 
-    def run_round(self, global_state: torch.Tensor) -> RoundOutput:
+    def run_round(self, global_state: torch.Tensor, fingerprints: torch.Tensor) -> RoundOutput:
         assert self.pool is not None, "start() first"
-        states, timings, memory = self.pool.run_round(global_state)
-        return RoundOutput(states, timings, memory)
+        timings, memory = self.pool.run_round(global_state)
+        shared = self.pool.shared
+        fingerprints.copy_(shared.fingerprints)
+        return RoundOutput(
+            list(shared.partials), shared.weights.tolist(), fingerprints, timings, memory
+        )
 
     def close(self) -> None:
         if self.pool is not None:

@@ -43,6 +43,7 @@ from gpubench.modes.base import ModeFailure, Plan, RoundOutput
 from gpubench.modes.pool import WorkerSetup, WorkerSpec
 from gpubench.modes.processes import WorkerSpecs, plan_workers
 from gpubench.results import ClientTiming, WorkerMemory
+from gpubench.updates import FINGERPRINT_SIZE
 
 RAY_MISSING = "ray is not installed: pip install 'gpubench[ray]'"
 
@@ -248,7 +249,8 @@ class RayWorker:
         self.trainer = ClientTrainer(
             case, setup.train, torch_device, self.device_id, spec.worker, data
         )
-        self.rows = torch.zeros(len(spec.clients), sum(t.numel() for t in self.trainer.tensors))
+        self.fingerprints = torch.zeros(max(spec.clients, default=0) + 1, FINGERPRINT_SIZE,
+                                        dtype=torch.float64)
         if torch_device.startswith("cuda"):
             torch.zeros(1, device=torch_device)  # the CUDA context belongs to the cold start
 
@@ -266,20 +268,24 @@ class RayWorker:
 
     def run_round(
         self, global_state: np.ndarray
-    ) -> tuple[np.ndarray, list[ClientTiming], WorkerMemory]:
+    ) -> tuple[np.ndarray, float, np.ndarray, list[ClientTiming], WorkerMemory]:
+        """(partial sum, its weight, this actor's clients' fingerprints, timings, memory)."""
         from gpubench.devices import peak_memory, reset_peak_memory
 
         flat = torch.from_numpy(global_state)
         dev = self.trainer.torch_device
         reset_peak_memory(dev)
-        timings = [
-            self.trainer.run(c, flat, self.rows[i]) for i, c in enumerate(self.spec.clients)
-        ]
+        sink = self.trainer.sink
+        sink.begin(flat)
+        self.fingerprints.fill_(float("nan"))
+        timings = [self.trainer.run(c, self.fingerprints) for c in self.spec.clients]
+        partial = sink.finish()
         allocated, reserved = peak_memory(dev)
         memory = WorkerMemory(
             self.spec.worker, self.device_id, os.getpid(), allocated, reserved, _rss()
         )
-        return self.rows.numpy(), timings, memory
+        fps = self.fingerprints[list(self.spec.clients)].numpy()
+        return partial.numpy(), sink.weight, fps, timings, memory
 
 
 # --- the mode ---------------------------------------------------------------------------------
@@ -291,7 +297,6 @@ class RayMode(WorkerSpecs):
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.specs = plan_workers(plan, plan.devices, plan.config.workers_per_device)
-        self.states = torch.zeros(plan.clients, plan.state_size)
         self.ray: Any = None
         self.actors: list[Any] = []
         self.actor_pids: dict[int, int] = {}  # worker -> pid
@@ -368,18 +373,21 @@ class RayMode(WorkerSpecs):
                     raise ModeFailure(describe_ray_error(exc)) from None
         return out
 
-    def run_round(self, global_state: torch.Tensor) -> RoundOutput:
+    def run_round(self, global_state: torch.Tensor, fingerprints: torch.Tensor) -> RoundOutput:
         assert self.ray is not None, "start() first"
         ref = self.ray.put(global_state.numpy())  # once per round, shared by every actor
         replies = self._gather([a.run_round.remote(ref) for a in self.actors], "round")
-        states = self.states.numpy()
+        partials: list[torch.Tensor] = []
+        weights: list[float] = []
         timings: list[ClientTiming] = []
         memory: list[WorkerMemory] = []
-        for spec, (rows, clients, mem) in zip(self.specs, replies, strict=True):
-            states[list(spec.clients)] = rows
+        for spec, (partial, weight, fps, clients, mem) in zip(self.specs, replies, strict=True):
+            partials.append(torch.from_numpy(partial))
+            weights.append(float(weight))
+            fingerprints[list(spec.clients)] = torch.from_numpy(fps)
             timings.extend(clients)
             memory.append(mem)
-        return RoundOutput(self.states, timings, memory)
+        return RoundOutput(partials, weights, fingerprints, timings, memory)
 
     def close(self) -> None:
         ray, self.ray = self.ray, None

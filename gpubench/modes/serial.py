@@ -12,10 +12,11 @@ from gpubench.modes.inprocess import InProcessBase
 class SerialMode(InProcessBase):
     name = "serial"
 
-    def run_round(self, global_state: torch.Tensor) -> RoundOutput:
+    def run_round(self, global_state: torch.Tensor, fingerprints: torch.Tensor) -> RoundOutput:
         trainer = self.trainers[0]
+        self._begin(global_state)
         timings = []
         with pinned_thread(self.device):
             for client in range(self.plan.clients):
-                timings.append(trainer.run(client, global_state, self.states[client]))
-        return RoundOutput(self.states, timings, self._memory())
+                timings.append(trainer.run(client, fingerprints))
+        return self._output(fingerprints, timings)

@@ -39,10 +39,10 @@ class StreamsMode(ThreadedMode):
         # streams read them.
         torch.cuda.synchronize(self.torch_device)
 
-    def _one(self, client: int, global_state: torch.Tensor) -> ClientTiming:
+    def _one(self, client: int, fingerprints: torch.Tensor) -> ClientTiming:
         trainer = self.free.get()
         try:
             with pinned_thread(self.device), torch.cuda.stream(self.streams[id(trainer)]):
-                return trainer.run(client, global_state, self.states[client])
+                return trainer.run(client, fingerprints)
         finally:
             self.free.put(trainer)

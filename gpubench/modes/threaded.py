@@ -33,21 +33,30 @@ class ThreadedMode(InProcessBase):
             self.free.put(t)
         self.pool = ThreadPoolExecutor(self.replicas_wanted, thread_name_prefix="gpubench-client")
 
-    def _one(self, client: int, global_state: torch.Tensor) -> ClientTiming:
-        trainer = self.free.get()
+    def not_reproducible(self, draws_global_rng: bool) -> str | None:
+        if draws_global_rng:
+            return (
+                "the case draws from torch's global RNG (e.g. Dropout), which every thread "
+                "shares: which thread draws next depends on timing"
+            )
+        return None
+
+    def _one(self, client: int, fingerprints: torch.Tensor) -> ClientTiming:
+        trainer = self.free.get()  # each replica has its own sink: no two threads share one
         try:
             with pinned_thread(self.device):
-                return trainer.run(client, global_state, self.states[client])
+                return trainer.run(client, fingerprints)
         finally:
             self.free.put(trainer)
 
-    def run_round(self, global_state: torch.Tensor) -> RoundOutput:
+    def run_round(self, global_state: torch.Tensor, fingerprints: torch.Tensor) -> RoundOutput:
         assert self.pool is not None, "start() first"
+        self._begin(global_state)
         futures = [
-            self.pool.submit(self._one, c, global_state) for c in range(self.plan.clients)
+            self.pool.submit(self._one, c, fingerprints) for c in range(self.plan.clients)
         ]
         timings = [f.result() for f in futures]
-        return RoundOutput(self.states, timings, self._memory())
+        return self._output(fingerprints, timings)
 
     def close(self) -> None:
         if self.pool is not None:

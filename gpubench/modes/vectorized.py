@@ -65,6 +65,7 @@ from gpubench.modes.base import ModeFailure
 from gpubench.modes.pool import WorkerSetup, WorkerSpec
 from gpubench.modes.processes import ProcessModeBase, plan_workers
 from gpubench.results import ClientTiming
+from gpubench.updates import UpdateSink
 
 
 def check_vectorizable(model: nn.Module) -> None:
@@ -84,7 +85,10 @@ def check_vectorizable(model: nn.Module) -> None:
 # (dropout then draws an independent mask per element, so per client).
 ELEMENTWISE = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid,
-    nn.Hardtanh, nn.Softplus, nn.Dropout, nn.Identity,
+    nn.Hardtanh, nn.Softplus, nn.Identity,
+)
+RANDOM_LAYERS = (
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
 )
 
 
@@ -95,6 +99,8 @@ def _kind(layer: nn.Module) -> str:
         return "linear"
     if type(layer) is nn.Flatten:
         return "flatten"
+    if type(layer) is nn.Dropout:
+        return "dropout"
     if type(layer) in ELEMENTWISE:
         return "elementwise"
     return "other"
@@ -116,6 +122,9 @@ class StackedSequential:
 
         self.layers = layers
         self.kinds = [_kind(layer) for _, layer in layers]
+        # Per client (rows of the stacked batch), the generator serial's Dropout would draw
+        # from; set by the body before each forward. None: one mask for the whole stack.
+        self.generators: list[torch.Generator] | None = None
         # Other layers: their vmapped call and their own parameters' names.
         self.vmapped: dict[str, Any] = {}
         self.own: dict[str, list[str]] = {}
@@ -171,10 +180,40 @@ class StackedSequential:
                 h = h.flatten(start, end)
             elif kind == "elementwise":
                 h = layer(h)
+            elif kind == "dropout":
+                h = self._dropout(layer, h)
             else:
                 own = {name: params[prefix + name] for name in self.own[prefix]}
                 h = self.vmapped[prefix](own, h)
         return h
+
+    def _dropout(self, layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        """Dropout with the mask serial draws for each client: on the CPU, F.dropout is
+        ``input * empty_like(input).bernoulli_(1 - p) / (1 - p)`` from the global generator,
+        which serial seeds per (seed, client, epoch); here each client's rows draw from a
+        generator seeded the same way, in the same order."""
+        assert isinstance(layer, nn.Dropout)
+        if not layer.training or layer.p == 0 or self.generators is None:
+            return layer(h)
+        if layer.p == 1:
+            return h * 0
+        noise = torch.empty_like(h, memory_format=torch.contiguous_format)
+        for row, gen in enumerate(self.generators):
+            noise[row].bernoulli_(1 - layer.p, generator=gen)
+        noise.div_(1 - layer.p)
+        return h * noise
+
+    @staticmethod
+    def reproduces_dropout(model: nn.Module) -> bool:
+        """Whether every random layer of ``model`` is an ``nn.Dropout`` this class runs with
+        serial's masks (on the CPU)."""
+        stacked = StackedSequential.of(model)
+        if stacked is None:
+            return False
+        for (_, layer), kind in zip(stacked.layers, stacked.kinds, strict=True):
+            if kind == "other" and any(isinstance(m, RANDOM_LAYERS) for m in layer.modules()):
+                return False
+        return True
 
 
 # --- the step plan ---------------------------------------------------------------------------
@@ -258,6 +297,8 @@ class _Group:
     epochs: torch.Tensor
     positions: torch.Tensor  # (rows x size) positions in each row's shuffle order
     all_rows: bool  # every client of the worker, in order: no gather/scatter needed
+    row_list: tuple[int, ...] = ()  # the same rows and epochs on the host
+    epoch_list: tuple[int, ...] = ()
 
 
 class VectorizedBody:
@@ -293,7 +334,8 @@ class VectorizedBody:
             if slot.param is not None:
                 self.param_slots.setdefault(slot.param, slot)
         self.buffer_tensors = dict(self.model.named_buffers())
-        self.client_index = torch.tensor(spec.clients)
+        state_size = sum(slot.numel for slot in self.slots)
+        self.sink = UpdateSink(state_size, self.cfg.seed, torch_device)
         n = len(spec.clients)
         self.steps = [
             [
@@ -302,6 +344,8 @@ class VectorizedBody:
                     torch.tensor(g.epochs, device=torch_device),
                     (torch.tensor(g.starts)[:, None] + torch.arange(g.size)).to(torch_device),
                     g.rows == tuple(range(n)),
+                    g.rows,
+                    g.epochs,
                 )
                 for g in groups
             ]
@@ -475,54 +519,53 @@ class VectorizedBody:
     def _train(self, params: dict[str, torch.Tensor]) -> None:
         momenta: dict[str, torch.Tensor] = {}
         orders = self._orders()
+        # Serial seeds the global RNG per (seed, client, epoch); each client's generator here.
+        gens = [torch.Generator(device=self.torch_device) for _ in self.clients]
+        epoch_of = [-1] * len(self.clients)
         for t, groups in enumerate(self.steps):
             for group in groups:
+                rows = group.row_list
+                for r, epoch in zip(rows, group.epoch_list, strict=True):
+                    if epoch_of[r] != epoch:
+                        gens[r].manual_seed(derive_seed(self.cfg.seed, "rng", self.clients[r], epoch))
+                        epoch_of[r] = epoch
+                if self.stacked is not None:
+                    self.stacked.generators = [gens[r] for r in rows]
                 idx = orders[group.rows[:, None], group.epochs[:, None], group.positions]
                 mine = params if group.all_rows else {k: v[group.rows] for k, v in params.items()}
                 grads = self._grads(mine, *self._batch(idx))
                 self._sgd(params, momenta, grads, group, t == 0)
 
-    def _write(self, params: dict[str, torch.Tensor], updates: torch.Tensor) -> None:
-        """Every client's state into its row of ``updates``."""
-        n = len(self.clients)
-        rows = self._rows(updates) if self.torch_device == "cpu" else None
-        if rows is not None:  # straight into the rows: one copy per tensor
+    def begin(self, global_state: torch.Tensor, partial: torch.Tensor) -> None:
+        self.sink.begin(global_state, partial)
+        self.global_state = global_state
+
+    def _write(self, params: dict[str, torch.Tensor], fingerprints: torch.Tensor) -> None:
+        """Every client's state through the sink: fingerprint into its row, update folded."""
+        row = self.sink.state_view()
+        for r, (client, n) in enumerate(zip(self.clients, self.sizes, strict=True)):
             for slot in self.slots:
-                dest = rows[:, slot.offset : slot.offset + slot.numel].view(n, *slot.shape)
+                dest = row[slot.offset : slot.offset + slot.numel].view(slot.shape)
                 if slot.param is not None:
-                    dest.copy_(params[slot.param])
+                    dest.copy_(params[slot.param][r])
                 else:
                     assert slot.buffer is not None
-                    dest.copy_(self.buffer_tensors[slot.buffer].expand(n, *slot.shape))
-            return
-        parts = []
-        for slot in self.slots:
-            if slot.param is not None:
-                parts.append(params[slot.param].reshape(n, -1))
-            else:
-                assert slot.buffer is not None
-                parts.append(self.buffer_tensors[slot.buffer].reshape(1, -1).expand(n, -1))
-        stacked = torch.cat([p.to(torch.float32) for p in parts], dim=1).cpu()
-        updates.index_copy_(0, self.client_index, stacked)
+                    dest.copy_(self.buffer_tensors[slot.buffer])
+            fingerprints[client] = self.sink.take()
+            self.sink.fold(float(n))
 
-    def _rows(self, updates: torch.Tensor) -> torch.Tensor | None:
-        """This worker's rows of ``updates`` as one view, when its clients are evenly spaced
-        (every client, or every k-th as round-robin assigns them); else None."""
-        c = self.clients
-        step = c[1] - c[0] if len(c) > 1 else 1
-        if step < 1 or any(b - a != step for a, b in zip(c, c[1:], strict=False)):
-            return None
-        return updates[c[0] : c[-1] + 1 : step]
-
-    def run_round(self, global_state: torch.Tensor, updates: torch.Tensor) -> list[ClientTiming]:
+    def train(self, clients: Sequence[int] | None, fingerprints: torch.Tensor) -> list[ClientTiming]:
+        if clients is not None and tuple(clients) != self.clients:
+            raise ModeFailure("vectorized trains all of a worker's clients at once")
         dev = self.torch_device
         synchronize(dev)
         t0 = time.perf_counter()
-        params = self._load(global_state)
+        params = self._load(self.global_state)
         synchronize(dev)
         t1 = time.perf_counter()
         try:
-            self._train(params)
+            with torch.random.fork_rng(devices=[]):
+                self._train(params)
         except Exception as exc:
             raise ModeFailure(
                 f"vectorized: clients {list(self.clients)} on {self.device_id} raised "
@@ -530,24 +573,25 @@ class VectorizedBody:
             ) from exc
         synchronize(dev)
         t2 = time.perf_counter()
-        self._write(params, updates)
+        self._write(params, fingerprints)
         synchronize(dev)
         t3 = time.perf_counter()
         total = float(sum(self.sizes))
-        return [
-            ClientTiming(
-                client=client,
-                device=self.device_id,
-                worker=self.worker,
-                samples=n,
-                load_s=(t1 - t0) * n / total,
-                train_s=(t2 - t1) * n / total,
-                write_s=(t3 - t2) * n / total,
-                start_s=t0,
-                end_s=t3,
-            )
-            for client, n in zip(self.clients, self.sizes, strict=True)
-        ]
+        out = []
+        for client, n in zip(self.clients, self.sizes, strict=True):
+            share = n / total
+            phases = {"setup": (t1 - t0) * share, "compute": (t2 - t1) * share,
+                      "write": (t3 - t2) * share}
+            out.append(ClientTiming(
+                client=client, device=self.device_id, worker=self.worker, samples=n,
+                load_s=phases["setup"], train_s=phases["compute"], write_s=phases["write"],
+                start_s=t0, end_s=t3, phases=phases,
+            ))
+        return out
+
+    def finish(self) -> float:
+        self.sink.finish()
+        return self.sink.weight
 
 
 def make_vectorized_body(setup: WorkerSetup, spec: WorkerSpec, torch_device: str) -> VectorizedBody:
@@ -558,9 +602,27 @@ class VectorizedMode(ProcessModeBase):
     name = "vectorized"
     trainer = "gpubench.modes.vectorized:make_vectorized_body"
     # On CUDA the batched convolutions run other (TF32) kernels than serial's: measured on an
-    # H200, cnn differed by 1.0e-4 at batch 128 and 9.4e-4 at batch 32, so 4x the default.
+    # H200, cnn's aggregate differed by 1.0e-4 at batch 128 and 9.4e-4 at batch 32 (other
+    # modes: 1.5e-4), so 4x the default (see gpubench.equivalence).
     cuda_tolerance_scale = 4.0
     supports_dynamic = False  # a device's clients are one batched computation
+
+    def not_reproducible(self, draws_global_rng: bool) -> str | None:
+        if not draws_global_rng:
+            return None
+        if any(d.is_cuda for d in self.plan.devices):
+            return (
+                "the case draws from torch's global RNG (e.g. Dropout); on CUDA, dropout's "
+                "fused kernel draws its masks in another order than per-client masks"
+            )
+        model = load_case(self.plan.config.case).build_model()
+        if StackedSequential.reproduces_dropout(model):
+            return None
+        return (
+            "the case draws from torch's global RNG (e.g. Dropout) in layers that vmap runs "
+            "with a mask per client of its own; only nn.Dropout in an nn.Sequential gets "
+            "serial's masks"
+        )
 
     def make_specs(self) -> list[WorkerSpec]:
         return plan_workers(self.plan, self.plan.devices, 1)

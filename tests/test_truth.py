@@ -1,0 +1,116 @@
+"""A mode that computes something else never passes: deliberately wrong modes, run in real
+worker processes on CPU slots, are caught, and so is bad case data."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from gpubench.config import ConfigError, RunConfig, SampleSizes, TrainConfig
+from gpubench.harness import compare, prepare
+from gpubench.modes import REGISTRY
+from tests.conftest import CASES
+from tests.wrong_modes import WRONG
+
+
+def config(**kw) -> RunConfig:
+    train = TrainConfig(batch_size=16, samples=SampleSizes(32, 32), seed=5)
+    base = RunConfig(case="mlp", clients=6, train=train, devices="cpu:2", warmup=1, rounds=2,
+                     sample_interval_s=None)
+    return replace(base, **kw)
+
+
+@pytest.fixture
+def wrong_modes(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, target in WRONG.items():
+        monkeypatch.setitem(REGISTRY, name, target)
+
+
+@pytest.mark.slow
+def test_wrong_modes_are_caught(wrong_modes: None) -> None:
+    results = compare(config(modes=("serial", "multi-gpu", *WRONG)))
+    by = {m.name: m for m in results.modes}
+    assert by["multi-gpu"].status == "ok" and by["multi-gpu"].same_result is True
+    assert by["multi-gpu"].worst_client_diff == 0.0
+    # Skipping a client after the warm-up: that round fails, naming the client.
+    skips = by["wrong-skips"]
+    assert skips.status == "failed"
+    assert "round 2: client 1 was not trained" in (skips.error or "")
+    # Twice, a stale row, another client's data: the per-client check names the client.
+    for name, client in (("wrong-twice", 2), ("wrong-stale", 0), ("wrong-other-data", 3)):
+        m = by[name]
+        assert m.status == "ok", m.error
+        assert m.same_result is False, name
+        assert m.worst_client == client, name
+        assert m.worst_client_diff is not None and m.worst_client_diff > 0.3
+    # The stale row passes the warm-up round and fails the first measured one.
+    stale = by["wrong-stale"]
+    assert stale.rounds[0].client_diffs[0] == 0.0
+    assert stale.rounds[1].client_diffs[0] > 0.3
+
+
+@pytest.mark.slow
+def test_compare_exits_1_when_a_result_differs(wrong_modes: None, tmp_path, capsys) -> None:
+    from gpubench.cli import main
+
+    out = tmp_path / "r.json"
+    code = main(["compare", "--case", "mlp", "--clients", "5", "--samples-per-client", "32",
+                 "--batch-size", "16", "--devices", "cpu:2", "--modes", "serial,wrong-twice",
+                 "--rounds", "1", "--sample-interval", "0", "--quiet", "--out", str(out)])
+    assert code == 1
+    data = json.loads(out.read_text())
+    twice = next(m for m in data["modes"] if m["name"] == "wrong-twice")
+    assert twice["same_result"] is False and twice["worst_client"] == 2
+
+
+def test_dropout_case_is_detected_and_threads_are_not_reproducible() -> None:
+    results = compare(config(case=f"{CASES}:dropout_case", warmup=0, rounds=1,
+                             modes=("serial", "threaded", "vectorized")))
+    by = {m.name: m for m in results.modes}
+    assert results.config["draws_global_rng"] is True
+    threaded = by["threaded"]
+    assert threaded.reproducible is False and threaded.same_result is None
+    assert "global RNG" in (threaded.not_reproducible_reason or "")
+    # Vectorized draws serial's dropout masks per client.
+    assert by["vectorized"].reproducible is True
+    assert by["vectorized"].same_result is True, by["vectorized"].worst_client_diff
+
+
+@pytest.mark.slow
+def test_dropout_case_same_in_every_process_mode() -> None:
+    results = compare(config(case=f"{CASES}:dropout_case", warmup=0, rounds=1,
+                             modes=("serial", "multiprocess", "multi-gpu")))
+    for m in results.modes:
+        assert m.status == "ok", m.error
+        assert m.same_result is True, (m.name, m.worst_client_diff)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("mismatched_case", "client 1: x has 32 samples but y has 31"),
+        ("wrong_shape_case", "client 0: samples are 8, the model takes 16"),
+        ("empty_case", "client 2: make_data returned no samples"),
+    ],
+)
+def test_bad_case_data_is_bad_input(case: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        prepare(config(case=f"{CASES}:{case}"))
+
+
+def test_fedavg_weights_are_the_real_sample_counts() -> None:
+    prep = prepare(config(case=f"{CASES}:fewer_case"))
+    assert prep.weights == [32.0, 16.0] * 3
+    assert list(prep.plan.sizes) == [32, 16] * 3
+
+
+def test_every_round_has_an_aggregate_time_and_client_phases() -> None:
+    results = compare(config(warmup=0, rounds=2, modes=("serial",)))
+    (serial,) = results.modes
+    for r in serial.rounds:
+        assert r.aggregate_s is not None and r.aggregate_s >= 0
+        for c in r.clients:
+            assert set(c.phases) >= {"setup", "compute", "write", "aggregate"}
+            assert sum(c.phases.values()) == pytest.approx(c.end_s - c.start_s, rel=0.05)
