@@ -11,6 +11,7 @@ and the speedup against the serial benchmark of the same case, which runs first.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -18,10 +19,10 @@ import pytest
 import torch
 
 from gpubench.config import RunConfig, SampleSizes, TrainConfig
-from gpubench.fl import fedavg
-from gpubench.harness import Prepared, prepare
+from gpubench.harness import Prepared, fedavg_update, prepare
 from gpubench.modes import NotApplicable, mode_class
 from gpubench.results import median
+from gpubench.updates import FINGERPRINT_SIZE
 
 # Per case, from its serial benchmark: round times and the FedAvg result to match.
 _SERIAL: dict[str, tuple[list[float], torch.Tensor]] = {}
@@ -59,8 +60,11 @@ def test_round(
     aggregates: list[torch.Tensor] = []
 
     def one_round() -> None:
-        out = mode.run_round(prep.global_state)
-        aggregates.append(fedavg(out.states, prep.weights))
+        fingerprints = torch.full((prep.plan.clients, FINGERPRINT_SIZE), math.nan,
+                                  dtype=torch.float64)
+        out = mode.run_round(prep.global_state, fingerprints)
+        update = fedavg_update(out)
+        aggregates.append((prep.global_state.to(torch.float64) + update).to(torch.float32))
 
     try:
         benchmark.group = f"gpubench:{gpubench_case}"
