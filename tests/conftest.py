@@ -76,3 +76,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def wait_for_training(marks: Path, pids: set[int] | None = None, timeout: float = 120) -> int:
+    """Block until a process (one of ``pids``, if given) has begun training the slow case;
+    its pid. The slow case touches ``marks/<pid>`` on every batch."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for f in marks.iterdir():
+            if pids is None or int(f.name) in pids:
+                return int(f.name)
+        time.sleep(0.05)
+    raise AssertionError("no process began training in time")

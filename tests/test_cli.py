@@ -14,7 +14,7 @@ import pytest
 
 from gpubench.config import ConfigError, Partition, SampleSizes
 from gpubench.devices import resolve_devices, split_cores
-from tests.conftest import CASES, ROOT, run_cli
+from tests.conftest import CASES, ROOT, run_cli, wait_for_training
 
 TINY = ["--case", "mlp", "--clients", "2", "--samples-per-client", "32", "--batch-size", "16",
         "--rounds", "1", "--warmup", "0", "--sample-interval", "0", "--quiet"]
@@ -87,35 +87,45 @@ def test_a_failed_mode_exits_1_and_the_others_are_written(tmp_path):
     assert "every label is 3" in data["modes"][0]["error"]
 
 
-def test_ctrl_c_stops_every_worker_and_writes_what_was_measured(tmp_path):
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_and_sigterm_stop_every_worker_and_write_what_was_measured(tmp_path, sig, code):
     out = tmp_path / "r.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUBENCH_TEST_MARKS": str(marks)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gpubench", "compare", "--case", f"{CASES}:slow_case",
          "--clients", "4", "--samples-per-client", "400", "--batch-size", "8",
          "--modes", "serial,multi-gpu", "--devices", "cpu:2", "--rounds", "1", "--warmup", "0",
-         "--sample-interval", "0", "--out", str(out)],
+         "--sample-interval", "0", "--quiet", "--out", str(out)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )
-    parent = psutil.Process(proc.pid)
-    workers: list[psutil.Process] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(workers) < 2:
-        time.sleep(0.2)
-        try:
+    try:
+        parent = psutil.Process(proc.pid)
+        # Serial trains in the parent first; then multi-gpu's workers start. Interrupt once a
+        # worker has begun training its first client: the round cannot have finished.
+        wait_for_training(marks, {proc.pid})
+        workers: list[psutil.Process] = []
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and time.monotonic() < deadline:
             workers = [c for c in parent.children(recursive=True)
                        if "spawn_main" in " ".join(c.cmdline())]
-        except psutil.Error:
-            break
-    assert len(workers) == 2, "multi-gpu workers never started"
-    time.sleep(1.0)
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+            time.sleep(0.05)
+        assert len(workers) == 2, "multi-gpu workers never started"
+        wait_for_training(marks, {w.pid for w in workers})
+        if sig == signal.SIGINT:
+            os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        else:
+            proc.send_signal(signal.SIGTERM)  # what `timeout` and CI runners send
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, stderr
     assert "Traceback" not in stderr
     _, alive = psutil.wait_procs(workers, timeout=10)
-    assert not alive, f"workers outlived Ctrl-C: {alive}"
+    assert not alive, f"workers outlived the signal: {alive}"
     data = json.loads(out.read_text())
     assert data["interrupted"] is True
     modes = {m["name"]: m for m in data["modes"]}

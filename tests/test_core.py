@@ -18,7 +18,7 @@ from gpubench.devices import assign_clients
 from gpubench.fl import initial_global_state
 from gpubench.harness import compare, open_mode
 from gpubench.results import from_dict, to_dict
-from tests.conftest import CASES
+from tests.conftest import CASES, wait_for_training
 
 
 def small(**kw) -> RunConfig:
@@ -110,22 +110,23 @@ def test_balanced_policy_drives_multi_gpu_placement():
     assert [c.samples for c in mg.rounds[0].clients] == sizes
 
 
-def test_a_killed_worker_fails_only_its_mode_within_seconds():
+def test_a_killed_worker_fails_only_its_mode_within_seconds(tmp_path, monkeypatch):
     config = small(
         case=f"{CASES}:slow_case",
         modes=("multi-gpu", "serial"),
         clients=4,
         train=TrainConfig(batch_size=8, samples=SampleSizes(64, 64)),
     )
+    monkeypatch.setenv("GPUBENCH_TEST_MARKS", str(tmp_path))
     seen: dict[str, float] = {}
 
     def kill_soon() -> None:
-        time.sleep(0.5)
-        victims = [
-            p for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())
-        ]
+        victims = {
+            p.pid for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())
+        }
         assert victims, "no worker to kill"
-        os.kill(victims[0].pid, signal.SIGKILL)
+        victim = wait_for_training(tmp_path, victims)  # it is inside its round now
+        os.kill(victim, signal.SIGKILL)
         seen["killed"] = time.monotonic()
 
     def progress(mode: str, phase: str, index: int, total: int) -> None:
@@ -172,17 +173,26 @@ def test_interleaved_rounds_alternate_modes():
 
 
 def test_injected_clock_times_rounds_and_cold_start():
-    ticks = iter(range(1000))
+    # Each reading of the clock advances it 2 s while serial runs and 1 s while threaded
+    # does: every timed span is one step, so threaded is exactly 2x as fast.
+    now = {"mode": "", "t": 0.0}
+
+    def progress(mode: str, phase: str, index: int, total: int, **_: object) -> None:
+        now["mode"] = mode
 
     def clock() -> float:
-        return float(next(ticks))
+        now["t"] += 2.0 if now["mode"] == "serial" else 1.0
+        return now["t"]
 
-    results = compare(small(modes=("serial",), rounds=2, warmup=1), clock=clock)
-    m = results.modes[0]
-    assert m.cold_start_s == 1.0
-    assert m.warmup_times_s == (1.0,)
-    assert m.round_times_s == (1.0, 1.0)
-    assert m.speedup_vs_serial == 1.0
+    results = compare(small(modes=("serial", "threaded"), rounds=2, warmup=1), clock=clock,
+                      progress=progress)
+    serial, threaded = results.modes
+    assert serial.cold_start_s == 2.0 and threaded.cold_start_s == 1.0
+    assert serial.warmup_times_s == (2.0,)
+    assert serial.round_times_s == (2.0, 2.0)
+    assert threaded.round_times_s == (1.0, 1.0)
+    assert threaded.speedup_vs_serial == 2.0
+    assert all(r.aggregate_s == 2.0 for r in serial.rounds)
 
 
 @pytest.mark.gpu

@@ -18,7 +18,7 @@ from gpubench.devices import Device
 from gpubench.equivalence import relative_diff
 from gpubench.fl import initial_global_state, sizes_for
 from gpubench.harness import compare
-from gpubench.modes import ModeFailure, mode_class
+from gpubench.modes import ModeFailure
 from gpubench.modes.pool import ClientLoop, WorkerSetup, WorkerSpec
 from gpubench.modes.vectorized import StepGroup, VectorizedBody, check_vectorizable, plan_steps
 from gpubench.updates import FINGERPRINT_SIZE
@@ -333,7 +333,3 @@ def test_layer_by_layer_forward_equals_the_vmapped_model(case_file: Path) -> Non
 
 def test_a_mixed_sequential_matches_serial(case_file: Path) -> None:
     assert _serial_and_vectorized(f"{case_file}:MIXED", (40, 24, 40)) <= CLOSE
-
-
-def test_registered() -> None:
-    assert mode_class("vectorized").name == "vectorized"

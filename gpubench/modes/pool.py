@@ -311,6 +311,8 @@ class WorkerPool:
         timings: list[ClientTiming] = []
         memory: dict[int, WorkerMemory] = {}
         busy: list[int] = []
+        # --timeout bounds the whole round, not each client's turn.
+        deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
 
         def take(i: int, msg: tuple[Any, ...]) -> None:
             timings.extend(msg[1])
@@ -321,7 +323,7 @@ class WorkerPool:
                 conn.send(("round", self.round_id, [queue.pop()]))
                 busy.append(i)
         while busy:
-            for i, msg in self._collect("done", self.timeout_s, only=busy).items():
+            for i, msg in self._collect("done", self.timeout_s, busy, deadline).items():
                 take(i, msg)
                 busy.remove(i)
                 if queue:
@@ -329,12 +331,16 @@ class WorkerPool:
                     busy.append(i)
         for conn in self.conns:
             conn.send(("finish", self.round_id))
-        for i, msg in self._collect("done", self.timeout_s).items():
+        for i, msg in self._collect("done", self.timeout_s, None, deadline).items():
             take(i, msg)
         return timings, [memory[i] for i in sorted(memory)]
 
     def _collect(
-        self, kind: str, timeout_s: float | None, only: Sequence[int] | None = None
+        self,
+        kind: str,
+        timeout_s: float | None,
+        only: Sequence[int] | None = None,
+        deadline: float | None = None,
     ) -> dict[int, tuple[Any, ...]]:
         """Wait for a reply from each worker (or those in ``only``; then the first replies
         are enough); a worker's death fails the mode at once."""
@@ -343,7 +349,8 @@ class WorkerPool:
         sentinels = {p.sentinel: i for i, p in enumerate(self.procs)}
         out: dict[int, tuple[Any, ...]] = {}
         eof: set[int] = set()  # pipes closed by a worker that has died
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        if deadline is None and timeout_s is not None:
+            deadline = time.monotonic() + timeout_s
         while pending:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             waitables: list[Any] = [self.conns[i] for i in pending.values()]
