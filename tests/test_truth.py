@@ -114,3 +114,18 @@ def test_every_round_has_an_aggregate_time_and_client_phases() -> None:
         for c in r.clients:
             assert set(c.phases) >= {"setup", "compute", "write", "aggregate"}
             assert sum(c.phases.values()) == pytest.approx(c.end_s - c.start_s, rel=0.05)
+
+
+@pytest.mark.slow
+def test_dropout_case_same_under_ray_and_flower() -> None:
+    pytest.importorskip("ray")
+    pytest.importorskip("flwr")
+    from tests.ray_helpers import new_ray_processes, ray_processes
+
+    before = {p.pid for p in ray_processes()}
+    results = compare(config(case=f"{CASES}:dropout_case", warmup=0, rounds=1, clients=4,
+                             modes=("serial", "ray", "flower")))
+    for m in results.modes:
+        assert m.status == "ok", m.error
+        assert m.same_result is True, (m.name, m.worst_client_diff)
+    assert not new_ray_processes(before)
