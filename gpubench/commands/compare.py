@@ -219,13 +219,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--gate {args.gate}: no such file")
     prepared = prepare(config)
     command = "gpubench " + shlex.join(getattr(args, "argv", []))
-    results = compare(
-        config,
-        progress=ProgressLine(not args.quiet),
-        sampler_factory=sampler_factory_or_none(),
-        command=command,
-        prepared=prepared,
-    )
+    from gpubench.progress import open_progress, work_for
+
+    with open_progress(work_for(config), quiet=args.quiet) as progress:
+        results = compare(config, progress=progress, sampler_factory=sampler_factory_or_none(),
+                          command=command, prepared=prepared)
     code = write_outputs(results, args, out)
     if results.interrupted:
         print("gpubench: interrupted; what was measured is in the results file", file=sys.stderr)
