@@ -317,6 +317,7 @@ class _SigtermGuard:
 
     def __init__(self, close: Callable[[], None]) -> None:
         self.close = close
+        self.pid = os.getpid()
         self.installed = False
         if threading.current_thread() is not threading.main_thread():
             return
@@ -325,8 +326,10 @@ class _SigtermGuard:
             self.installed = True
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
-        self.close()
-        self.restore()
+        if os.getpid() == self.pid:  # a forked child leaves its parent's terminal alone
+            self.close()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        self.installed = False
         os.kill(os.getpid(), signum)  # the default action, now that the terminal is back
 
     def restore(self) -> None:
