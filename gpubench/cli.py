@@ -12,6 +12,7 @@ from gpubench import __version__
 from gpubench.commands import COMMANDS
 from gpubench.devices import bound_openmp_wait
 from gpubench.errors import USER_ERRORS
+from gpubench.progress import close_open_displays
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,8 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(modules[args.command].run(args))
     except USER_ERRORS as exc:
+        close_open_displays()  # the one line of the error goes below a finished display
         print(f"gpubench {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        close_open_displays()
         print("gpubench: interrupted", file=sys.stderr)
         return 130
+    finally:
+        close_open_displays()  # a progress display a command left open gives the terminal back

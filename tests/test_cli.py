@@ -60,7 +60,8 @@ def test_no_cuda_is_a_clear_error_where_there_is_no_gpu(tmp_path):
 
 def test_compare_writes_results_and_prints_the_table(tmp_path):
     out = tmp_path / "deep" / "r.json"
-    proc = run_cli("compare", *TINY, "--modes", "serial,multi-gpu", "--devices", "cpu:2",
+    loud = [a for a in TINY if a != "--quiet"]
+    proc = run_cli("compare", *loud, "--modes", "serial,multi-gpu", "--devices", "cpu:2",
                    "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert f"results: {out}" in proc.stdout
@@ -73,8 +74,14 @@ def test_compare_writes_results_and_prints_the_table(tmp_path):
         assert key in data["modes"][1]
     assert data["command"].startswith("gpubench compare")
     assert data["environment"]["torch"]
-    # no progress display when stderr is not a terminal
-    assert "round 1/1" not in proc.stderr
+    # stderr is not a terminal: whole progress lines, each mode's last one among them
+    assert "\r" not in proc.stderr and "\x1b[" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("gpubench: ")]
+    assert lines[0].startswith("gpubench: serial: starting | 0% | elapsed ")
+    assert lines[0].endswith(", time left unknown")
+    assert [line.split(":")[1].strip() for line in lines if ": done in " in line] == [
+        "serial", "multi-gpu"]
+    assert lines[-1].startswith("gpubench: multi-gpu: done in ") and " | 100% | " in lines[-1]
 
 
 def test_a_failed_mode_exits_1_and_the_others_are_written(tmp_path):

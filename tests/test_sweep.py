@@ -28,7 +28,8 @@ TINY = ["--case", "mlp", "--clients", "2", "--samples-per-client", "64", "--roun
 
 def test_sweep_writes_one_file_per_point_and_a_summary(tmp_path, capsys):
     out = tmp_path / "sweep"
-    code = main(["sweep", *TINY, "--batch-size", "16,64", "--out-dir", str(out)])
+    loud = [a for a in TINY if a != "--quiet"]
+    code = main(["sweep", *loud, "--batch-size", "16,64", "--out-dir", str(out)])
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == [
         "batch_size-16.json", "batch_size-64.json", "summary.json", "summary.png"]
@@ -42,8 +43,13 @@ def test_sweep_writes_one_file_per_point_and_a_summary(tmp_path, capsys):
     effect = summary["serial_effect"]
     assert effect["from"] == 16 and effect["to"] == 64 and effect["per_sample_speedup"] > 0
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    printed = capsys.readouterr().out
-    assert "serial, --batch-size 16 -> 64:" in printed and "per sample" in printed
+    printed = capsys.readouterr()
+    assert "serial, --batch-size 16 -> 64:" in printed.out and "per sample" in printed.out
+    # one progress display over the whole sweep: the second point ends it at 100%
+    done = [line for line in printed.err.splitlines() if ": done in " in line]
+    assert [line.split(": done")[0] for line in done] == [
+        "gpubench: batch_size=16 serial", "gpubench: batch_size=64 serial"]
+    assert " | 50% | " in done[0] and " | 100% | " in done[1] and "\r" not in printed.err
 
 
 def _bad(*args: str) -> subprocess.CompletedProcess[str]:

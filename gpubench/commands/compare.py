@@ -162,28 +162,6 @@ def check_writable(path: Path, flag: str = "--out") -> None:
         raise UsageError(f"cannot write {flag} {path}: {parent} is not writable")
 
 
-class ProgressLine:
-    """One self-overwriting line on stderr; silent when stderr is not a terminal."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.width = 0
-
-    def __call__(self, mode: str, phase: str, index: int, total: int) -> None:
-        if not self.enabled:
-            return
-        label = {"cold_start": "starting", "warmup": f"warm-up {index}/{total}",
-                 "round": f"round {index}/{total}", "done": "done",
-                 "failed": "FAILED"}.get(phase, phase)
-        text = f"gpubench: {mode}: {label}"
-        sys.stderr.write("\r" + text.ljust(self.width))
-        sys.stderr.flush()
-        self.width = len(text)
-        if phase in ("done", "failed"):
-            sys.stderr.write("\n")
-            self.width = 0
-
-
 terminated = threading.Event()
 
 
@@ -260,14 +238,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--gate {args.gate}: no such file")
     prepared = prepare(config)
     command = "gpubench " + shlex.join(getattr(args, "argv", []))
-    with sigterm_as_interrupt():
-        results = compare(
-        config,
-            progress=ProgressLine(not args.quiet),
-            sampler_factory=sampler_factory_or_none(),
-            command=command,
-            prepared=prepared,
-        )
+    from gpubench.progress import open_progress, work_for
+
+    with sigterm_as_interrupt(), open_progress(work_for(config), quiet=args.quiet) as progress:
+        results = compare(config, progress=progress, sampler_factory=sampler_factory_or_none(),
+                          command=command, prepared=prepared)
     code = write_outputs(results, args, out)
     if results.interrupted:
         print("gpubench: interrupted; what was measured is in the results file", file=sys.stderr)

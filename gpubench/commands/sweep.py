@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from gpubench.commands.compare import (
-    ProgressLine,
     add_run_arguments,
     check_writable,
     config_from_args,
     sampler_factory_or_none,
 )
 from gpubench.errors import UsageError
+from gpubench.progress import open_progress, work_for
 from gpubench.results import STATUS_FAILED
 from gpubench.sweep import SWEEPABLE
 
@@ -94,16 +94,18 @@ def run(args: argparse.Namespace) -> int:
     prepared = [prepare(c) for _, c in configs]  # every point is checked before any runs
     out_dir = Path(args.out_dir) if args.out_dir else default_out_dir()
     check_writable(out_dir / "summary.json", "--out-dir")
-    sweep = run_sweep(
-        dest,
-        configs,
-        out_dir,
-        compare_fn=compare,
-        sampler_factory=sampler_factory_or_none(),
-        progress=ProgressLine(not args.quiet),
-        command="gpubench " + shlex.join(getattr(args, "argv", [])),
-        prepared=prepared,
-    )
+    work = [w for _, c in configs for w in work_for(c)]  # the whole sweep, point by point
+    with open_progress(work, quiet=args.quiet) as progress:
+        sweep = run_sweep(
+            dest,
+            configs,
+            out_dir,
+            compare_fn=compare,
+            sampler_factory=sampler_factory_or_none(),
+            progress=progress,
+            command="gpubench " + shlex.join(getattr(args, "argv", [])),
+            prepared=prepared,
+        )
     summary = summarize(sweep)
     print(format_sweep_table(summary))
     for p in sweep.points:
