@@ -9,7 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 import pytest
 
 from gpubench.monitor.probe import Reading
-from gpubench.monitor.sampler import Sampler, next_tick, percentile
+from gpubench.monitor.sampler import Sampler, next_tick
+from gpubench.monitor.timeline import percentile
 from gpubench.results import PHASE_BETWEEN, PHASE_ROUND, PHASE_WARMUP
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from gpubench.devices import Device
 from gpubench.monitor import nvml
 from gpubench.monitor.host import HostProbe
+from gpubench.monitor.nvml_probe import NvmlProbe
 from gpubench.monitor.probe import Probe, Reading
 from gpubench.monitor.sampler import BUSY_THRESHOLD_PCT, Sampler
 from gpubench.results import NOTE_HOST_CHOSEN, NOTE_HOST_INSTEAD, NOTE_NO_GPU
@@ -60,7 +61,7 @@ def create_sampler(
     probe: Probe
     if backend == "nvml" or (backend == "auto" and any_gpu):
         try:
-            probe = nvml.NvmlProbe(devices)
+            probe = NvmlProbe(devices)
         except nvml.NvmlUnavailable as exc:
             if backend == "nvml":
                 raise
