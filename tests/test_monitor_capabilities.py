@@ -10,6 +10,7 @@ from gpubench.monitor import nvml
 from gpubench.monitor.capabilities import COUNTERS, gpu_counters
 from tests.fake_nvml import FakeGpu, FakeNvmlLib, install
 
+
 def h200() -> FakeGpu:
     return FakeGpu(
         "GPU-aaaaaaaa-1111-2222-3333-444444444444",
