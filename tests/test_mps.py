@@ -294,3 +294,46 @@ def test_no_client_list_falls_back_to_nvml_process_types(
         daemon.check_attached({101: "cuda:0"})
         with pytest.raises(mps.MpsAttachError, match="102 on cuda:0"):
             daemon.check_attached({101: "cuda:0", 102: "cuda:0"})
+
+
+TORCH_WORKER = r'''
+import sys, torch
+x = torch.randn(256, 256, device="cuda")
+for _ in range(20):
+    x = (x @ x).clamp_(-1, 1)
+torch.cuda.synchronize()
+print("ready", flush=True)
+sys.stdin.read()
+'''
+
+
+@pytest.mark.gpu
+def test_real_mps_daemon_two_torch_workers_attach(workers: list) -> None:
+    from gpubench.devices import resolve_devices
+
+    device = resolve_devices("cuda").devices[0]
+    try:
+        daemon = mps.MpsDaemon([device])
+        daemon.start()
+    except mps.MpsUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        env = daemon.worker_environment(device)
+        procs = []
+        for _ in range(2):
+            p = subprocess.Popen([sys.executable, "-c", TORCH_WORKER], env={**os.environ, **env},
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            workers.append(p)
+            assert p.stdout.readline().strip() == "ready"
+            procs.append(p)
+        daemon.check_attached({p.pid: device.id for p in procs})
+        servers = daemon.servers() or []
+        assert servers, "an MPS server runs for the clients"
+        for p in procs:
+            p.stdin.close()
+            p.wait(30)
+    finally:
+        pid = daemon_pid(daemon) if daemon.root is not None else None
+        daemon.stop()
+    assert pid is None or gone(pid)
+    assert all(gone(s) for s in servers)

@@ -6,7 +6,10 @@ made up. The harness thread only ever takes the sampler's lock for a few list op
 (``mark``, ``watch_pids``); every backend query runs on the sampler thread.
 
 Samples are stored as columns (one list per field and device), which is also how they go into
-the results file: ten minutes at 10 Hz is 6000 numbers per column.
+the results file: ten minutes at 10 Hz is 6000 numbers per column. The NVML backend also hands
+over the driver's own timestamped utilisation samples; every sample is attributed to the span
+(mode, phase, round, from the harness's marks) that ran at its time, see
+:mod:`gpubench.monitor.timeline`.
 """
 
 from __future__ import annotations
