@@ -141,6 +141,7 @@ def collect_machine() -> dict[str, Any]:
     from gpubench import __version__
     from gpubench.devices import usable_cores
     from gpubench.environment import cpu_model
+    from gpubench.monitor.capabilities import gpu_counters
 
     cores = usable_cores()
     gpus = cuda_gpus()
@@ -173,6 +174,7 @@ def collect_machine() -> dict[str, Any]:
         ),
         "mps": mps_status(),
         "shared_memory": shared_memory(),
+        "monitor": gpu_counters(),  # the counters the monitor can sample here, or why not
     }
 
 

@@ -120,7 +120,11 @@ class DeviceStats:
     process_mem_peak_bytes: dict[str, int] = field(default_factory=dict)
     energy_per_round_j: float | None = None
     power_mean_w: float | None = None
-    sm_active_mean_pct: float | None = None
+    sm_active_mean_pct: float | None = None  # GPM: % of SMs busy (Hopper and later)
+    sm_occupancy_mean_pct: float | None = None  # GPM: % of the SMs' warp slots in use
+    # The utilisation figures rest on fewer samples than the monitor's threshold (a short
+    # mode, or a slow sample rate): read them as rough, not solid.
+    few_samples: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,12 @@ binding. A name the fake does not define raises ``AttributeError``, which the bi
 into ``NVMLError_FunctionNotFound``, exactly as an old driver does.
 
 Each GPU is scripted: ``util`` and ``mem_used`` are lists consumed one value per query (the
-last repeats), ``processes`` lists (pid, bytes), ``unsupported`` names C functions that
-return NOT_SUPPORTED, ``lost_after`` makes every call fail with GPU_IS_LOST after that many
-utilisation queries.
+last repeats), ``processes`` lists (pid, bytes), ``mps_clients`` the pids among them that are
+MPS clients, ``unsupported`` names C functions that return NOT_SUPPORTED, ``lost_after`` makes
+every call fail with GPU_IS_LOST after that many utilisation queries. With ``gpm`` the GPU
+offers GPM (``sm_active``, ``sm_occupancy``; ``gpm_unsupported`` metric ids fail alone).
+``util_samples(since_us)`` scripts the driver's timestamped utilisation buffer: the
+(timestamp in us, %) samples newer than ``since_us``.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ class FakeGpu:
     lost_after: int | None = None
     gpm: bool = False
     sm_active: float = 42.0
+    sm_occupancy: float = 17.0
+    gpm_unsupported: set[int] = field(default_factory=set)
+    util_samples: Callable[[int], list[tuple[int, int]]] | None = None
+    mps_clients: set[int] = field(default_factory=set)
     clock: Callable[[], float] | None = None  # energy = power * clock() when given
     util_calls: int = 0
     mem_calls: int = 0
@@ -254,6 +261,31 @@ class FakeNvmlLib:
     c_nvmlDeviceGetComputeRunningProcesses_v3 = _processes
     c_nvmlDeviceGetComputeRunningProcesses_v2 = _processes
 
+    def c_nvmlDeviceGetMPSComputeRunningProcesses_v3(
+        self, gpu: FakeGpu, count: Any, procs: Any
+    ) -> int:
+        clients = FakeGpu(gpu.uuid, gpu.pci_bus_id)
+        clients.processes = [(p, b) for p, b in gpu.processes if p in gpu.mps_clients]
+        return self._processes(clients, count, procs)
+
+    def c_nvmlDeviceGetSamples(
+        self, gpu: FakeGpu, kind: Any, since: Any, value_type: Any, count: Any, out: Any
+    ) -> int:
+        if gpu.util_samples is None or kind.value != pynvml.NVML_GPU_UTILIZATION_SAMPLES:
+            return NOT_SUPPORTED
+        samples = gpu.util_samples(since.value)
+        if not samples:
+            return NOT_FOUND  # as the driver: nothing newer than the timestamp given
+        n = _out(count)
+        _out(value_type).value = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
+        if out is None:
+            n.value = len(samples)
+            return SUCCESS
+        n.value = min(n.value, len(samples))
+        for i, (ts, value) in enumerate(samples[: n.value]):
+            out[i].timeStamp, out[i].sampleValue.uiVal = ts, value
+        return SUCCESS
+
     # --- GPM -----------------------------------------------------------------------------
 
     def c_nvmlGpmQueryDeviceSupport(self, gpu: FakeGpu, out: Any) -> int:
@@ -281,10 +313,17 @@ class FakeNvmlLib:
         second = self._gpm_samples.get(_pointer_value(get.sample2))
         if first is None or second is None or first[0] != second[0] or second[1] <= first[1]:
             return pynvml.NVML_ERROR_INVALID_ARGUMENT
+        gpu = self.gpus[first[0]]
+        values = {
+            pynvml.NVML_GPM_METRIC_SM_UTIL: gpu.sm_active,
+            pynvml.NVML_GPM_METRIC_SM_OCCUPANCY: gpu.sm_occupancy,
+        }
         for k in range(get.numMetrics):
             metric = get.metrics[k]
-            metric.nvmlReturn = SUCCESS
-            metric.value = self.gpus[first[0]].sm_active
+            if metric.metricId in gpu.gpm_unsupported or metric.metricId not in values:
+                metric.nvmlReturn = NOT_SUPPORTED
+            else:
+                metric.nvmlReturn, metric.value = SUCCESS, values[metric.metricId]
         return SUCCESS
 
 

@@ -41,6 +41,14 @@ def test_real_gpu_is_seen_busy_with_memory_and_our_pid() -> None:
     # In a container NVML may report host pids: our pid then does not match (noted, not failed).
     if gpu0.process_mem_peak_bytes:
         assert gpu0.process_mem_peak_bytes[str(os.getpid())] > 64 * 2**20
+    # The driver's timestamped samples, attributed to the round, and GPM where the GPU has it.
+    if "util_samples" in section:
+        assert gpu0.samples >= 10 and not gpu0.few_samples
+    if "sm_active" in section["timeline"]:
+        assert gpu0.sm_active_mean_pct is not None and gpu0.sm_active_mean_pct > 0
+        assert gpu0.sm_occupancy_mean_pct is not None and gpu0.sm_occupancy_mean_pct > 0
+    else:
+        assert "sm_active null" in (section["note"] or "")
     info = environment_info()
     assert info["nvidia_driver_version"] and info["nvml_gpus"]
     print(stats, section["note"], {k: v for k, v in info.items() if k != "nvml_gpus"})

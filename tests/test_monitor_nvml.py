@@ -229,3 +229,102 @@ def test_no_library_falls_back_to_host_with_a_note(
     with pytest.raises(nvml.NvmlUnavailable, match="nvidia-ml-py"):
         create_sampler([gpu(0, UUID_A)], 0.1, backend="nvml")
     assert "no NVML library" in environment_info()["nvml_note"]
+
+
+def test_gpm_sm_activity_and_occupancy_next_to_kernel_active(
+    lib: FakeNvmlLib, clock: FakeClock
+) -> None:
+    sampler = create_sampler([gpu(0, UUID_A), gpu(1, UUID_B)], 0.1, clock=clock)
+    sampler.start(background=False)
+    run_round(sampler, clock, "serial", 4)
+    section = sampler.results_section()
+    busy, other = sampler.device_stats("serial")
+    assert busy.util_mean_pct == 92.5  # kernel-active ...
+    assert busy.sm_active_mean_pct == 42.0 and busy.sm_occupancy_mean_pct == 17.0  # ... vs SMs
+    # The first GPM sample has no predecessor: three values for four samples.
+    assert section["timeline"]["sm_occupancy"]["cuda:0"] == [None, 17.0, 17.0, 17.0]
+    assert other.sm_active_mean_pct is None and other.sm_occupancy_mean_pct is None
+    assert "cuda:1: sm_occupancy null (GPM not supported" in section["note"]
+    assert "warp slots" in section["fields"]["sm_occupancy"]
+
+
+def test_gpm_metric_the_gpu_lacks_is_null_alone_and_logged_once(
+    lib: FakeNvmlLib, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    import pynvml
+
+    lib.gpus[0].gpm_unsupported.add(pynvml.NVML_GPM_METRIC_SM_OCCUPANCY)
+    sampler = create_sampler([gpu(0, UUID_A)], 0.1, clock=clock)
+    sampler.start(background=False)
+    with caplog.at_level(logging.INFO, logger="gpubench.monitor.nvml"):
+        run_round(sampler, clock, "serial", 5)
+    (stats,) = sampler.device_stats("serial")
+    assert stats.sm_active_mean_pct == 42.0 and stats.sm_occupancy_mean_pct is None
+    assert len([r for r in caplog.records if "sm_occupancy" in r.getMessage()]) == 1
+    assert "cuda:0: sm_occupancy null (Not Supported)" in sampler.results_section()["note"]
+
+
+def test_driver_samples_belong_to_the_phase_that_ran_in_their_window(
+    lib: FakeNvmlLib, clock: FakeClock
+) -> None:
+    # The driver samples every 50 ms; kernels run only during a 0.3 s round that a poll every
+    # 0.5 s would mostly miss. Polled utilisation says 50% throughout.
+    start, end = 100.6, 100.9
+
+    def busy(t: float) -> int:
+        return 100 if start <= t - 0.025 < end else 0  # the middle of the 50 ms window
+
+    buffer = [(round((99.0 + k * 0.05) * 1e6), 0) for k in range(80)]
+
+    def samples(since_us: int) -> list[tuple[int, int]]:
+        now = round(clock.now * 1e6)
+        return [(ts, busy(ts / 1e6)) for ts, _ in buffer if since_us < ts <= now]
+
+    lib.gpus[0].util = [50]
+    lib.gpus[0].util_samples = samples
+    sampler = create_sampler([gpu(0, UUID_A)], 0.5, clock=clock, wall=clock)
+    sampler.start(background=False)  # at 100.0; the samples of 99.x are not this run's
+    clock.now = 100.5
+    sampler.sample()
+    clock.now = start
+    sampler.mark("serial", PHASE_ROUND, 0)
+    clock.now = end
+    sampler.mark(None, "between", None)
+    clock.now = 101.5
+    sampler.sample()
+    (stats,) = sampler.device_stats("serial")
+    assert stats.util_mean_pct == 100.0  # not 50 (polled), not diluted by its neighbours
+    assert stats.samples == 6 and stats.few_samples is True  # 100.65 .. 100.90
+    section = sampler.results_section()
+    driver = section["util_samples"]["cuda:0"]
+    assert driver["t"][0] == 0.05 and driver["start_s"][0] == 0.0  # nothing before the start
+    assert len(driver["t"]) == 30 and "util_samples" in section["fields"]
+    spans = section["spans"]
+    assert spans[1]["util_mean_pct"] == {"cuda:0": 100.0}
+    assert spans[1]["util_samples"] == {"cuda:0": 6}
+    assert spans[0]["util_mean_pct"] == {"cuda:0": 0.0} == spans[2]["util_mean_pct"]
+
+
+def test_driver_samples_not_supported_fall_back_to_polled_with_a_note(
+    lib: FakeNvmlLib, clock: FakeClock
+) -> None:
+    sampler = create_sampler([gpu(0, UUID_A)], 0.1, clock=clock)
+    sampler.start(background=False)
+    run_round(sampler, clock, "serial", 4)
+    section = sampler.results_section()
+    assert "util_samples" not in section
+    assert "cuda:0: util_samples null (Not Supported)" in section["note"]
+    assert sampler.device_stats("serial")[0].util_mean_pct == 92.5
+
+
+def test_process_kinds_tell_mps_clients_from_time_sliced_contexts(
+    lib: FakeNvmlLib, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lib.gpus[0].mps_clients = {4242}
+    assert nvml.process_kinds(gpu(0, UUID_A)) == {4242: "mps", 777: "compute"}
+    lib.gpus[0].unsupported.add("nvmlDeviceGetMPSComputeRunningProcesses_v3")
+    with pytest.raises(LookupError, match="cannot list"):
+        nvml.process_kinds(gpu(0, UUID_A))
+    install(monkeypatch, None)
+    with pytest.raises(LookupError, match="no NVML library"):
+        nvml.process_kinds(gpu(0, UUID_A))

@@ -9,7 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 import pytest
 
 from gpubench.monitor.probe import Reading
-from gpubench.monitor.sampler import Sampler, next_tick, percentile
+from gpubench.monitor.sampler import Sampler, next_tick
+from gpubench.monitor.timeline import percentile
 from gpubench.results import PHASE_BETWEEN, PHASE_ROUND, PHASE_WARMUP
 
 
@@ -205,3 +206,114 @@ def test_percentile() -> None:
     assert percentile([1.0], 95) == 1.0
     assert percentile([0.0, 10.0], 95) == pytest.approx(9.5)
     assert percentile(list(map(float, range(101))), 95) == pytest.approx(95.0)
+
+
+class PidProbe(ScriptedProbe):
+    """Each watched pid uses ``pid * 10`` bytes; remembers which pids it was asked for."""
+
+    def __init__(self, clock: FakeClock, util, *, process_sum: bool = False) -> None:
+        super().__init__(clock, util)
+        self.mem_is_process_sum = process_sum
+        self.asked: list[set[int]] = []
+
+    def read(self, pids_by_device: Mapping[str, Sequence[int]]) -> dict[str, Reading]:
+        out = super().read(pids_by_device)
+        self.asked.append({p for pids in pids_by_device.values() for p in pids})
+        for d, r in out.items():
+            r.process_mem_bytes = {p: p * 10 for p in pids_by_device.get(d, ())}
+            if self.mem_is_process_sum:
+                r.mem_bytes = sum(r.process_mem_bytes.values()) or None
+        return out
+
+
+def interleaved(sampler: Sampler) -> list[tuple[float, Callable[[], None]]]:
+    """What the harness does with --interleave: start both modes, then alternate rounds."""
+    events: list[tuple[float, Callable[[], None]]] = [
+        (0.05, lambda: sampler.mark("a", "cold_start", None)),
+        (0.15, lambda: sampler.watch_pids("a", {11: "cpu:0"})),
+        (0.25, lambda: sampler.mark("b", "cold_start", None)),
+        (0.35, lambda: sampler.watch_pids("b", {22: "cpu:0"})),
+    ]
+    for k in range(3):  # a round of a from 1+2k to 1.5+2k, one of b from 2+2k to 2.5+2k
+        for name, at in (("a", 1.0 + 2 * k), ("b", 2.0 + 2 * k)):
+            events.append((at - 0.03, lambda n=name, k=k: sampler.mark(n, PHASE_ROUND, k)))
+            events.append((at + 0.47, lambda: sampler.mark(None, PHASE_BETWEEN, None)))
+    events.append((7.0, lambda: sampler.unwatch_pids("a")))
+    return events
+
+
+def a_or_b(d: str, t: float) -> float:
+    # What the slot did in the 0.1 s before the sample at t: a's rounds 90%, b's 30%.
+    mid = t - 0.05
+    for k in range(3):
+        if 0.97 + 2 * k <= mid < 1.47 + 2 * k:
+            return 90.0
+        if 1.97 + 2 * k <= mid < 2.47 + 2 * k:
+            return 30.0
+    return 0.0
+
+
+@pytest.mark.parametrize("process_sum", [False, True])
+def test_interleaved_modes_keep_their_own_pids_and_rounds(process_sum: bool) -> None:
+    clock = FakeClock(0.0)
+    probe = PidProbe(clock, a_or_b, process_sum=process_sum)
+    sampler = Sampler(["cpu:0", "cpu:1"], 0.1, probe, clock=clock)
+    sampler._wait = driven(clock, 7.55, interleaved(sampler))
+    run_loop(sampler)
+    sampler.stop()
+    a, b = sampler.device_stats("a")[0], sampler.device_stats("b")[0]
+    # Both modes' workers are sampled while both live, not only the last-started mode's ...
+    assert probe.asked[20] == {11, 22} and probe.asked[-1] == {22}  # ... until a closes
+    assert a.process_mem_peak_bytes == {"11": 110} and b.process_mem_peak_bytes == {"22": 220}
+    # Each mode's statistics come from its own three rounds only: 5 samples each.
+    assert (a.util_mean_pct, a.samples) == (90.0, 15) and (b.util_mean_pct, b.samples) == (30.0, 15)
+    assert a.busy is True and b.busy is False
+    if process_sum:  # host: a mode's memory is its own processes', not its neighbour's
+        assert (a.mem_peak_bytes, b.mem_peak_bytes) == (110, 220)
+    spans = sampler.results_section()["spans"]
+    rounds = [(s["mode"], s["start_s"], s["end_s"]) for s in spans if s["phase"] == PHASE_ROUND]
+    assert [m for m, _, _ in rounds] == ["a", "b"] * 3
+    assert all(e1 <= s2 for (_, _, e1), (_, s2, _) in zip(rounds, rounds[1:], strict=False))
+
+
+def test_a_short_round_gets_the_samples_of_its_own_time() -> None:
+    # A round of 0.3 s from 0.97 to 1.27: the reads at 1.1, 1.2 and 1.3 cover it; the read at
+    # 1.0 covers 0.9..1.0 (before it) although it was taken while the round ran.
+    clock = FakeClock(0.0)
+
+    def util(d: str, t: float) -> float:
+        return 100.0 if 0.97 <= t - 0.05 < 1.27 else 0.0
+
+    probe = ScriptedProbe(clock, util)
+    events = [
+        (0.97, lambda: sampler.mark("serial", PHASE_ROUND, 0)),
+        (1.27, lambda: sampler.mark(None, PHASE_BETWEEN, None)),
+    ]
+    sampler = Sampler(["cpu:0", "cpu:1"], 0.1, probe, clock=clock, wait=driven(clock, 1.55, events))
+    run_loop(sampler)
+    stats = sampler.device_stats("serial")[0]
+    assert stats.util_mean_pct == 100.0 and stats.samples == 3  # read-time tags gave 66.7
+    assert stats.few_samples is True
+    assert stats.mem_peak_bytes == 1000 + 12  # memory is an instant value: read at 1.0..1.2
+    spans = sampler.results_section()["spans"]
+    assert spans[1]["util_mean_pct"] == {"cpu:0": 100.0, "cpu:1": 100.0}
+    assert spans[1]["util_samples"] == {"cpu:0": 3, "cpu:1": 3}
+
+
+@pytest.mark.parametrize(("min_samples", "few"), [(10, False), (11, True)])
+def test_few_samples_flag_follows_the_threshold(min_samples: int, few: bool) -> None:
+    clock = FakeClock(0.0)
+    probe = ScriptedProbe(clock, lambda d, t: 70.0)
+    events = [
+        (0.95, lambda: sampler.mark("serial", PHASE_ROUND, 0)),
+        (1.95, lambda: sampler.mark(None, PHASE_BETWEEN, None)),
+    ]
+    sampler = Sampler(
+        ["cpu:0", "cpu:1"], 0.1, probe, clock=clock, wait=driven(clock, 2.05, events),
+        min_samples=min_samples,
+    )
+    run_loop(sampler)
+    stats = sampler.device_stats("serial")[0]
+    assert stats.samples == 10 and stats.few_samples is few
+    assert sampler.device_stats("threaded")[0].few_samples is False  # no samples: unknown
+    assert sampler.results_section()["min_samples"] == min_samples

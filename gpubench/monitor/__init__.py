@@ -6,6 +6,7 @@ The harness creates one sampler for the whole run::
     sampler.start()
     sampler.mark("serial", PHASE_ROUND, 0)          # at every phase change
     sampler.watch_pids("serial", {os.getpid(): "cpu:0"})
+    sampler.unwatch_pids("serial")                  # when the mode has closed
     sampler.stop()
     results.monitor = sampler.results_section()
     mode.device_stats = sampler.device_stats("serial")
@@ -22,6 +23,7 @@ from collections.abc import Callable, Sequence
 from gpubench.devices import Device
 from gpubench.monitor import nvml
 from gpubench.monitor.host import HostProbe
+from gpubench.monitor.nvml_probe import NvmlProbe
 from gpubench.monitor.probe import Probe, Reading
 from gpubench.monitor.sampler import BUSY_THRESHOLD_PCT, Sampler
 from gpubench.results import NOTE_HOST_CHOSEN, NOTE_HOST_INSTEAD, NOTE_NO_GPU
@@ -46,6 +48,7 @@ def create_sampler(
     *,
     clock: Callable[[], float] = time.perf_counter,
     backend: str = "auto",
+    wall: Callable[[], float] = time.time,
 ) -> Sampler:
     """A sampler (not started) for ``devices``.
 
@@ -60,15 +63,15 @@ def create_sampler(
     probe: Probe
     if backend == "nvml" or (backend == "auto" and any_gpu):
         try:
-            probe = nvml.NvmlProbe(devices)
+            probe = NvmlProbe(devices)
         except nvml.NvmlUnavailable as exc:
             if backend == "nvml":
                 raise
             probe = HostProbe(devices, reason=f"{exc}{NOTE_HOST_INSTEAD}")
-        return Sampler(ids, interval_s, probe, clock=clock)
+        return Sampler(ids, interval_s, probe, clock=clock, wall=wall)
     reason = None
     if any_gpu:
         reason = NOTE_HOST_CHOSEN
     elif backend == "auto":
         reason = NOTE_NO_GPU
-    return Sampler(ids, interval_s, HostProbe(devices, reason=reason), clock=clock)
+    return Sampler(ids, interval_s, HostProbe(devices, reason=reason), clock=clock, wall=wall)

@@ -60,6 +60,7 @@ def slot_util_pct(per_core: Sequence[float | None], cores: Sequence[int]) -> flo
 class HostProbe:
     backend = "host"
     fields = HOST_FIELDS
+    mem_is_process_sum = True
 
     def __init__(
         self,

@@ -21,11 +21,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from gpubench.devices import Device
-from gpubench.monitor.probe import Reading
+from gpubench.monitor.probe import LogOnce, Reading
 
 try:  # the binding is a dependency, but a broken install must not break CPU runs
     import pynvml
@@ -49,6 +49,16 @@ if pynvml is not None:
         pynvml.NVML_ERROR_FUNCTION_NOT_FOUND,
         pynvml.NVML_ERROR_ARGUMENT_VERSION_MISMATCH,
     )
+
+
+# GPM (Hopper and later): Reading field (without "_pct") -> pynvml metric id name.
+GPM_METRICS = {
+    "sm_active": "NVML_GPM_METRIC_SM_UTIL",
+    "sm_occupancy": "NVML_GPM_METRIC_SM_OCCUPANCY",
+}
+GPM_UNSUPPORTED = "GPM not supported by this GPU (Hopper and later)"
+# nvmlValueType_t -> the c_nvmlValue_t member holding the value.
+_VALUE_FIELDS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
 
 
 class NvmlUnavailable(RuntimeError):
@@ -98,35 +108,13 @@ def shutdown() -> None:
             log.debug("nvmlShutdown failed: %s", exc)
 
 
-def unavailable_reason() -> str | None:
-    """``None`` when NVML works here, else why not (with the hint)."""
-    try:
-        init()
-    except NvmlUnavailable as exc:
-        return str(exc)
-    return None
-
-
 # --- one GPU ---------------------------------------------------------------------------------
-
-
-class _Once:
-    """Log each (device, field) problem once."""
-
-    def __init__(self) -> None:
-        self._seen: set[tuple[str, str]] = set()
-
-    def __call__(self, device: str, name: str, message: str, level: int = logging.INFO) -> None:
-        # INFO: a missing field is expected on many GPUs and is in the results' note anyway.
-        if (device, name) not in self._seen:
-            self._seen.add((device, name))
-            log.log(level, "NVML %s on %s: %s", name, device, message)
 
 
 class NvmlGpu:
     """One torch device's GPU, as NVML sees it; :meth:`read` never raises an NVML error."""
 
-    def __init__(self, device: Device, handle: Any, once: _Once) -> None:
+    def __init__(self, device: Device, handle: Any, once: LogOnce) -> None:
         self.device = device
         self.handle = handle
         self.lost = False
@@ -142,6 +130,10 @@ class NvmlGpu:
         self._gpm: tuple[Any, Any] | None = None
         self._gpm_fresh = False
         self._setup_gpm()
+        # The driver's newest utilisation sample seen so far (its CPU timestamp, us); samples
+        # from before the GPU was opened are not this run's.
+        self._sample_ts = 0
+        self._util_samples(None)
 
     # Every query goes through here: an NVMLError becomes None.
     def _query(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -156,12 +148,8 @@ class NvmlGpu:
     def _failed(self, name: str, exc: Exception) -> None:
         if isinstance(exc, pynvml.NVMLError_GpuIsLost):
             self.lost = True
-            self._once(
-                self.device.id,
-                "device",
-                "GPU is lost; its values are null from now on",
-                logging.WARNING,
-            )
+            message = "GPU is lost; its values are null from now on"
+            self._once(self.device.id, "device", message, logging.WARNING)
             return
         if not isinstance(exc, pynvml.NVMLError):  # NVMLLibraryMismatchError
             self.off[name] = "function not found in this NVML library"
@@ -169,17 +157,27 @@ class NvmlGpu:
             self.off[name] = str(exc)
         self._once(self.device.id, name, f"{exc} (recorded as null)")
 
+    def _gpm_call(self, fn: Any, *args: Any) -> Any:
+        """A GPM call both metrics need; once it fails for good, both are off."""
+        got = self._query("gpm", fn, *args)
+        if "gpm" in self.off:
+            why = self.off.pop("gpm")
+            self.off.update({n: why for n in GPM_METRICS if n not in self.off})
+            self.close()
+        return got
+
     def _setup_gpm(self) -> None:
-        support = self._query("sm_active", pynvml.nvmlGpmQueryDeviceSupport, self.handle)
-        if support is None:
+        support = self._gpm_call(pynvml.nvmlGpmQueryDeviceSupport, self.handle)
+        if support is None or not support.isSupportedDevice:
+            why = GPM_UNSUPPORTED if support is not None else "the GPM support query failed"
+            self.off.update({n: why for n in GPM_METRICS if n not in self.off})
             return
-        if not support.isSupportedDevice:
-            self.off["sm_active"] = "GPM not supported by this GPU (Hopper and later)"
-            return
-        first = self._query("sm_active", pynvml.nvmlGpmSampleAlloc)
-        second = self._query("sm_active", pynvml.nvmlGpmSampleAlloc)
+        first = self._gpm_call(pynvml.nvmlGpmSampleAlloc)
+        second = self._gpm_call(pynvml.nvmlGpmSampleAlloc) if first is not None else None
         if first is not None and second is not None:
             self._gpm = (first, second)
+        else:
+            self.off.update({n: "no GPM sample buffers" for n in GPM_METRICS if n not in self.off})
 
     def close(self) -> None:
         if self._gpm is not None:
@@ -238,24 +236,57 @@ class NvmlGpu:
         elif procs:
             self.unmatched_pids = True
 
-    def _sm_active(self, r: Reading) -> None:
-        if self._gpm is None or self.lost:
+    def _gpm_metrics(self, r: Reading) -> None:
+        wanted = [name for name in GPM_METRICS if name not in self.off]
+        if self._gpm is None or self.lost or not wanted:
             return
         previous, current = self._gpm
-        if self._query("sm_active", pynvml.nvmlGpmSampleGet, self.handle, current) is None:
+        if self._gpm_call(pynvml.nvmlGpmSampleGet, self.handle, current) is None:
             self._gpm_fresh = False
             return
         if self._gpm_fresh:
             get = pynvml.c_nvmlGpmMetricsGet_t()
             get.version = pynvml.NVML_GPM_METRICS_GET_VERSION
-            get.numMetrics = 1
+            get.numMetrics = len(wanted)
             get.sample1, get.sample2 = previous, current
-            get.metrics[0].metricId = pynvml.NVML_GPM_METRIC_SM_UTIL
-            got = self._query("sm_active", pynvml.nvmlGpmMetricsGet, get)
-            if got is not None and got.metrics[0].nvmlReturn == pynvml.NVML_SUCCESS:
-                r.sm_active_pct = float(got.metrics[0].value)
-        self._gpm = (current, previous)  # the newest sample becomes the next "previous"
-        self._gpm_fresh = True
+            for k, name in enumerate(wanted):
+                get.metrics[k].metricId = getattr(pynvml, GPM_METRICS[name])
+            got = self._gpm_call(pynvml.nvmlGpmMetricsGet, get)
+            for k, name in enumerate(wanted if got is not None else ()):
+                metric = got.metrics[k]
+                if metric.nvmlReturn == pynvml.NVML_SUCCESS:
+                    setattr(r, f"{name}_pct", float(metric.value))
+                else:  # a metric this GPU does not give: the other goes on
+                    self._failed(name, pynvml.NVMLError(metric.nvmlReturn))
+        if self._gpm is not None:
+            self._gpm = (current, previous)  # the newest sample is the next "previous"
+            self._gpm_fresh = True
+
+    def _util_samples(self, r: Reading | None) -> None:
+        """The driver's timestamped utilisation samples since the last one seen (``r`` None:
+        only remember the newest, as when the GPU is opened)."""
+        if self.lost or "util_samples" in self.off:
+            return
+        try:
+            kind, samples = pynvml.nvmlDeviceGetSamples(
+                self.handle, pynvml.NVML_GPU_UTILIZATION_SAMPLES, self._sample_ts
+            )
+        except pynvml.NVMLError as exc:
+            if exc.value != pynvml.NVML_ERROR_NOT_FOUND:  # NOT_FOUND: nothing new yet
+                self._failed("util_samples", exc)
+            return
+        except pynvml.NVMLLibraryMismatchError as exc:
+            self._failed("util_samples", exc)
+            return
+        field = _VALUE_FIELDS.get(kind, "uiVal")
+        for s in sorted(samples, key=lambda s: s.timeStamp):
+            ts = int(s.timeStamp)
+            if ts <= self._sample_ts:
+                continue
+            if r is not None and self._sample_ts:
+                value = float(getattr(s.sampleValue, field))
+                r.util_samples.append((self._sample_ts / 1e6, ts / 1e6, value))
+            self._sample_ts = ts
 
     def read(self, pids: Iterable[int] = ()) -> Reading:
         r = Reading()
@@ -272,7 +303,8 @@ class NvmlGpu:
         if energy_mj is not None:
             r.energy_j = energy_mj / 1000.0
         self._processes(r, pids)
-        self._sm_active(r)
+        self._gpm_metrics(r)
+        self._util_samples(r)
         return r
 
 
@@ -334,7 +366,7 @@ def _handle_by_uuid_prefix(text: str) -> Any:
 def open_gpus(devices: Sequence[Device]) -> tuple[dict[str, NvmlGpu], dict[str, str]]:
     """NVML views of the CUDA devices among ``devices``, and why the others have none."""
     init()
-    once = _Once()
+    once = LogOnce("NVML", log)
     gpus: dict[str, NvmlGpu] = {}
     missing: dict[str, str] = {}
     for d in devices:
@@ -395,51 +427,19 @@ def environment_info() -> dict[str, Any]:
     return info
 
 
-# --- the sampler's backend ---------------------------------------------------------------------
-
-NVML_FIELDS = {
-    "util": "kernel-active time: % of the sample period in which any kernel ran "
-    "(nvmlDeviceGetUtilizationRates .gpu; not how much of the GPU was used)",
-    "mem": "device memory used, bytes (nvmlDeviceGetMemoryInfo v2; v1 where v2 is unsupported)",
-    "mem_reserved": "device memory reserved by the driver, bytes (nvmlDeviceGetMemoryInfo v2)",
-    "process_mem": "GPU memory used by each watched pid, bytes "
-    "(nvmlDeviceGetComputeRunningProcesses: CUDA context + cache + tensors)",
-    "power_w": "board power draw, W (nvmlDeviceGetPowerUsage)",
-    "energy_j": "energy counter, J (nvmlDeviceGetTotalEnergyConsumption; use differences)",
-    "sm_active": "% of SMs busy (GPM NVML_GPM_METRIC_SM_UTIL; Hopper and later)",
-}
+# --- MPS ---------------------------------------------------------------------------------------
 
 
-class NvmlProbe:
-    """Samples every CUDA device through NVML; other devices read as all ``None``."""
-
-    backend = "nvml"
-    fields = NVML_FIELDS
-
-    def __init__(self, devices: Sequence[Device]) -> None:
-        self.gpus, self.missing = open_gpus(devices)
-        self._ids = [d.id for d in devices]
-
-    def read(self, pids_by_device: Mapping[str, Sequence[int]]) -> dict[str, Reading]:
-        out = {d: Reading() for d in self._ids}
-        for dev_id, gpu in self.gpus.items():
-            out[dev_id] = gpu.read(pids_by_device.get(dev_id, ()))
-        return out
-
-    def notes(self) -> list[str]:
-        notes = [f"{dev}: not sampled ({why})" for dev, why in self.missing.items()]
-        for dev_id, gpu in self.gpus.items():
-            if gpu.lost:
-                notes.append(f"{dev_id}: GPU lost during the run; later samples are null")
-            if gpu.unmatched_pids and not gpu.matched_pids:
-                notes.append(
-                    f"{dev_id}: NVML listed processes but none with a watched pid (another pid "
-                    "namespace, e.g. a container?): per-process memory unknown there"
-                )
-            for name, why in sorted(gpu.off.items()):
-                notes.append(f"{dev_id}: {name} null ({why})")
-        return notes
-
-    def close(self) -> None:
-        for gpu in self.gpus.values():
-            gpu.close()
+def process_kinds(device: Device) -> dict[int, str]:
+    """Pid -> ``"mps"`` (an MPS client) or ``"compute"`` (a CUDA context of its own,
+    time-sliced) for the processes NVML lists on ``device``'s GPU. Raises ``LookupError``
+    when NVML cannot tell (no NVML, no handle, an unsupported query)."""
+    try:
+        handle = handle_for(device)
+        plain = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+        mps = pynvml.nvmlDeviceGetMPSComputeRunningProcesses(handle)
+    except (NvmlUnavailable, pynvml.NVMLError, pynvml.NVMLLibraryMismatchError) as exc:
+        raise LookupError(f"{device.id}: NVML cannot list its processes ({exc})") from None
+    kinds = {int(p.pid): "compute" for p in plain}
+    kinds.update({int(p.pid): "mps" for p in mps})
+    return kinds

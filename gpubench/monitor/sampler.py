@@ -6,7 +6,10 @@ made up. The harness thread only ever takes the sampler's lock for a few list op
 (``mark``, ``watch_pids``); every backend query runs on the sampler thread.
 
 Samples are stored as columns (one list per field and device), which is also how they go into
-the results file: ten minutes at 10 Hz is 6000 numbers per column.
+the results file: ten minutes at 10 Hz is 6000 numbers per column. The NVML backend also hands
+over the driver's own timestamped utilisation samples; every sample is attributed to the span
+(mode, phase, round, from the harness's marks) that ran at its time, see
+:mod:`gpubench.monitor.timeline`.
 """
 
 from __future__ import annotations
@@ -20,12 +23,17 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gpubench.monitor.probe import Probe, Reading
+from gpubench.monitor.timeline import (
+    MIN_SAMPLES,
+    Snapshot,
+    mode_device_stats,
+    span_summaries,
+)
 from gpubench.results import (
     NOTE_SAMPLES_FAILED,
     NOTE_SEPARATOR,
     NOTE_TICKS_SKIPPED,
     PHASE_BETWEEN,
-    PHASE_ROUND,
     DeviceStats,
 )
 
@@ -41,20 +49,10 @@ _COLUMNS: dict[str, tuple[str, int | None]] = {
     "power_w": ("power_w", 1),
     "energy_j": ("energy_j", 3),
     "sm_active_pct": ("sm_active", 1),
+    "sm_occupancy_pct": ("sm_occupancy", 1),
     "own_util_pct": ("own_util", 1),
 }
 _ALWAYS = ("util", "mem")
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    ordered = sorted(values)
-    if not ordered:
-        raise ValueError("percentile of no values")
-    pos = (len(ordered) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def next_tick(t0: float, interval: float, now: float, last: int) -> int:
@@ -94,13 +92,18 @@ class Sampler:
         note: str | None = None,
         busy_threshold_pct: float = BUSY_THRESHOLD_PCT,
         wait: Callable[[float], bool] | None = None,
+        wall: Callable[[], float] = time.time,
+        min_samples: int = MIN_SAMPLES,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"sample interval must be > 0 s, got {interval_s!r}")
         self.devices = tuple(devices)
         self.interval_s = float(interval_s)
         self.busy_threshold_pct = busy_threshold_pct
+        self.min_samples = min_samples
         self.t0: float | None = None
+        self._wall = wall
+        self._wall0 = 0.0  # wall-clock time at t0: NVML's sample timestamps are wall-clock
         self.missed_ticks = 0
         self._probe = probe
         self._clock = clock
@@ -111,14 +114,15 @@ class Sampler:
         self._thread: threading.Thread | None = None
         self._stopped_at: float | None = None
         self._spans: list[dict[str, Any]] = []
-        self._pids: dict[int, str] = {}
         self._mode_pids: dict[str, dict[int, str]] = {}
+        self._watching: set[str] = set()  # modes whose processes are still sampled
         self._t: list[float] = []
         self._span: list[int] = []
         self._cols: dict[str, dict[str, list[Any]]] = {
             col: {d: [] for d in self.devices} for col, _ in _COLUMNS.values()
         }
         self._proc: list[dict[str, dict[int, int]]] = []
+        self._driver: dict[str, list[tuple[float, float, float]]] = {d: [] for d in self.devices}
         self._failures = 0
         self._read_s = 0.0  # wall time spent in the backend, for the sampler's own cost
 
@@ -130,6 +134,7 @@ class Sampler:
         if self.t0 is not None:
             raise RuntimeError("sampler already started")
         self.t0 = self._clock()
+        self._wall0 = self._wall()
         self._spans.append(_span(None, PHASE_BETWEEN, None, 0.0))
         if background:
             self._thread = threading.Thread(target=self.run, name="gpubench-sampler", daemon=True)
@@ -145,10 +150,26 @@ class Sampler:
             self._spans.append(_span(mode, phase, round_index, now))
 
     def watch_pids(self, mode: str, pids: Mapping[int, str]) -> None:
-        """From now on, per-process memory of ``pids`` (pid -> device id)."""
+        """From now on, sample ``pids`` (pid -> device id) as ``mode``'s processes.
+
+        Every mode's processes are sampled until :meth:`unwatch_pids` (with ``--interleave``
+        several modes' workers live at once); a mode's statistics use its own pids only.
+        """
         with self._lock:
-            self._pids = dict(pids)
             self._mode_pids.setdefault(mode, {}).update(pids)
+            self._watching.add(mode)
+
+    def unwatch_pids(self, mode: str) -> None:
+        """``mode``'s processes are gone (it closed): stop sampling them."""
+        with self._lock:
+            self._watching.discard(mode)
+
+    def _watched(self) -> dict[str, list[int]]:
+        by_device: dict[str, set[int]] = {}
+        for mode in self._watching:
+            for pid, dev in self._mode_pids[mode].items():
+                by_device.setdefault(dev, set()).add(pid)
+        return {dev: sorted(pids) for dev, pids in by_device.items()}
 
     def stop(self) -> None:
         if self.t0 is None or self._stopped_at is not None:
@@ -183,9 +204,7 @@ class Sampler:
         with self._lock:
             t = self._clock() - self.t0
             span = len(self._spans) - 1
-            by_device: dict[str, list[int]] = {}
-            for pid, dev in self._pids.items():
-                by_device.setdefault(dev, []).append(pid)
+            by_device = self._watched()
         started = time.perf_counter()
         try:
             readings = self._probe.read(by_device)
@@ -207,6 +226,10 @@ class Sampler:
                     self._cols[col][d].append(getattr(r, attr))
                 if r.process_mem_bytes:
                     procs[d] = dict(r.process_mem_bytes)
+                for start, end, value in r.util_samples:
+                    # Driver samples from before the sampler started are not this run's.
+                    if (start + end) / 2 >= self._wall0:
+                        self._driver[d].append((start - self._wall0, end - self._wall0, value))
             self._proc.append(procs)
 
     # --- results --------------------------------------------------------------------------
@@ -217,21 +240,29 @@ class Sampler:
             spans[-1]["end_s"] = self._clock() - self.t0
         return spans
 
+    def _snapshot(self) -> Snapshot:
+        """A copy of everything measured so far (call with the lock held)."""
+        return Snapshot(
+            spans=self._spans_now(),
+            t=list(self._t),
+            span=list(self._span),
+            cols={col: {d: list(vs) for d, vs in per.items()} for col, per in self._cols.items()},
+            procs=list(self._proc),
+            driver={d: list(vs) for d, vs in self._driver.items() if vs},
+        )
+
     def results_section(self) -> dict[str, Any]:
         """The ``monitor`` object of the results file (see the module docstring)."""
         with self._lock:
-            spans = self._spans_now()
-            timeline: dict[str, Any] = {
-                "t": [round(t, 3) for t in self._t],
-                "span": list(self._span),
-            }
-            measured = []
-            for col, digits in _COLUMNS.values():
-                per_dev = self._cols[col]
-                if col not in _ALWAYS and all(v is None for vs in per_dev.values() for v in vs):
-                    continue
-                measured.append(col)
-                timeline[col] = {d: [_round(v, digits) for v in vs] for d, vs in per_dev.items()}
+            snap = self._snapshot()
+        timeline: dict[str, Any] = {"t": [round(t, 3) for t in snap.t], "span": snap.span}
+        measured = []
+        for col, digits in _COLUMNS.values():
+            per_dev = snap.cols[col]
+            if col not in _ALWAYS and all(v is None for vs in per_dev.values() for v in vs):
+                continue
+            measured.append(col)
+            timeline[col] = {d: [_round(v, digits) for v in vs] for d, vs in per_dev.items()}
         notes = list(self._probe.notes())
         if self._note:
             notes.insert(0, self._note)
@@ -239,78 +270,61 @@ class Sampler:
             notes.append(NOTE_TICKS_SKIPPED.format(n=self.missed_ticks))
         if self._failures:
             notes.append(NOTE_SAMPLES_FAILED.format(n=self._failures))
+        if snap.driver:
+            measured.append("util_samples")
         fields = {
             k: v for k, v in self._probe.fields.items() if k in measured or k == "process_mem"
         }
-        return {
+        summaries = span_summaries(snap)
+        section: dict[str, Any] = {
             "backend": self._probe.backend,
             "interval_s": self.interval_s,
             "note": NOTE_SEPARATOR.join(notes) if notes else None,
             "busy_threshold_pct": self.busy_threshold_pct,
+            "min_samples": self.min_samples,
             "devices": list(self.devices),
             "fields": fields,
             "missed_ticks": self.missed_ticks,
-            "sample_cost_ms": round(1000 * self._read_s / len(self._t), 3) if self._t else None,
+            "sample_cost_ms": round(1000 * self._read_s / len(snap.t), 3) if snap.t else None,
             "timeline": timeline,
             "spans": [
-                {**s, "start_s": round(s["start_s"], 3), "end_s": round(s["end_s"], 3)}
-                for s in spans
+                {
+                    **s,
+                    "start_s": round(s["start_s"], 3),
+                    "end_s": round(s["end_s"], 3),
+                    **{k: v for k, v in summary.items() if v},
+                }
+                for s, summary in zip(snap.spans, summaries, strict=True)
             ],
         }
+        if snap.driver:
+            # The driver's timestamped samples: window start and end (run-relative seconds),
+            # kernel-active %, and the span each is attributed to (at its window's middle).
+            section["util_samples"] = {
+                d: {
+                    "start_s": [round(a, 3) for a, _, _ in vs],
+                    "t": [round(b, 3) for _, b, _ in vs],
+                    "util": [round(v, 1) for _, _, v in vs],
+                    "span": snap.driver_spans(d),
+                }
+                for d, vs in snap.driver.items()
+            }
+        return section
 
     def device_stats(self, mode: str) -> tuple[DeviceStats, ...]:
         """Per device, what it did during ``mode``'s measured rounds (phase ``round``)."""
         with self._lock:
-            spans = self._spans_now()
-            rounds = {
-                i for i, s in enumerate(spans) if s["mode"] == mode and s["phase"] == PHASE_ROUND
-            }
-            idx = [i for i, s in enumerate(self._span) if s in rounds]
+            snap = self._snapshot()
             pids = dict(self._mode_pids.get(mode, {}))
-            t = self._t
-            cols = {col: {d: list(vs) for d, vs in per.items()} for col, per in self._cols.items()}
-            procs = [self._proc[i] for i in idx]
-            span_of = self._span
-        out = []
-        for d in self.devices:
-            util = [v for i in idx if (v := cols["util"][d][i]) is not None]
-            mem = [v for i in idx if (v := cols["mem"][d][i]) is not None]
-            power = [v for i in idx if (v := cols["power_w"][d][i]) is not None]
-            sm = [v for i in idx if (v := cols["sm_active"][d][i]) is not None]
-            peaks: dict[str, int] = {}
-            for p in procs:
-                for pid, b in p.get(d, {}).items():
-                    if pids.get(pid) == d:
-                        peaks[str(pid)] = max(b, peaks.get(str(pid), 0))
-            energies = []
-            for s in sorted(rounds):
-                in_span = [i for i in idx if span_of[i] == s]
-                e = _span_energy(
-                    spans[s],
-                    [t[i] for i in in_span],
-                    [cols["energy_j"][d][i] for i in in_span],
-                    [cols["power_w"][d][i] for i in in_span],
-                )
-                if e is not None:
-                    energies.append(e)
-            mean = sum(util) / len(util) if util else None
-            out.append(
-                DeviceStats(
-                    device=d,
-                    busy=None if mean is None else mean >= self.busy_threshold_pct,
-                    util_mean_pct=_round(mean, 1),
-                    util_p95_pct=_round(percentile(util, 95), 1) if util else None,
-                    mem_peak_bytes=max(mem) if mem else None,
-                    samples=len(idx),
-                    process_mem_peak_bytes=peaks,
-                    energy_per_round_j=_round(sum(energies) / len(energies), 3)
-                    if energies
-                    else None,
-                    power_mean_w=_round(sum(power) / len(power), 1) if power else None,
-                    sm_active_mean_pct=_round(sum(sm) / len(sm), 1) if sm else None,
-                )
-            )
-        return tuple(out)
+        return mode_device_stats(
+            snap,
+            mode,
+            self.devices,
+            pids,
+            busy_threshold_pct=self.busy_threshold_pct,
+            min_samples=self.min_samples,
+            mem_is_process_sum=bool(getattr(self._probe, "mem_is_process_sum", False)),
+        )
 
 
 def _span(mode: str | None, phase: str, round_index: int | None, start: float) -> dict[str, Any]:
@@ -321,20 +335,3 @@ def _round(v: Any, digits: int | None) -> Any:
     if v is None or digits is None:
         return v
     return round(float(v), digits)
-
-
-def _span_energy(
-    span: Mapping[str, Any],
-    t: Sequence[float],
-    energy: Sequence[float | None],
-    power: Sequence[float | None],
-) -> float | None:
-    """Energy of one span: the counter's rate between the span's first and last samples
-    times the span's length; else mean power times length."""
-    length = span["end_s"] - span["start_s"]
-    pairs = [(ti, e) for ti, e in zip(t, energy, strict=True) if e is not None]
-    if len(pairs) >= 2 and pairs[-1][0] > pairs[0][0]:
-        rate = (pairs[-1][1] - pairs[0][1]) / (pairs[-1][0] - pairs[0][0])
-        return rate * length
-    watts = [p for p in power if p is not None]
-    return sum(watts) / len(watts) * length if watts else None

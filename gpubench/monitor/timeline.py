@@ -1,0 +1,197 @@
+"""What the sampler's timeline says about one mode: which samples belong to which span, and the
+per-device statistics of a mode's measured rounds.
+
+Two kinds of values are attributed differently:
+
+- *instant* values (memory, power, the energy counter, per-process memory) belong to the span
+  that ran when they were read;
+- *windowed* values describe a stretch of time that ends when they are read: host utilisation
+  and GPM metrics cover the time since the previous sample, NVML's own timestamped utilisation
+  samples cover the driver's window (1/6 s to 1 s). They belong to the span that ran at the
+  *middle* of their window, so that a short round is not given its neighbour's numbers.
+
+Statistics built from fewer than ``min_samples`` values are flagged (``few_samples``) rather
+than reported as if they were solid.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpubench.results import PHASE_ROUND, DeviceStats
+
+MIN_SAMPLES = 10
+
+# Timeline columns whose value covers the time since the previous sample.
+WINDOWED = ("util", "own_util", "sm_active", "sm_occupancy")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("percentile of no values")
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def span_at(starts: Sequence[float], t: float) -> int | None:
+    """Index of the span running at ``t`` (spans are contiguous; ``starts`` ascending)."""
+    i = bisect.bisect_right(starts, t) - 1
+    return i if i >= 0 else None
+
+
+def midpoints(t: Sequence[float]) -> list[float]:
+    """The middle of each polled sample's window (from the previous sample to this one)."""
+    return [t[0]] + [(a + b) / 2 for a, b in zip(t, t[1:], strict=False)] if t else []
+
+
+@dataclass
+class Snapshot:
+    """A consistent copy of the sampler's data (taken under its lock)."""
+
+    spans: list[dict[str, Any]]
+    t: list[float]
+    span: list[int]  # span of each polled sample at its read time
+    cols: dict[str, dict[str, list[Any]]]
+    procs: list[dict[str, dict[int, int]]]
+    # per device: (window start, window end, %) of the driver's timestamped samples
+    driver: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
+
+    def starts(self) -> list[float]:
+        return [s["start_s"] for s in self.spans]
+
+    def windowed_spans(self) -> list[int | None]:
+        starts = self.starts()
+        return [span_at(starts, m) for m in midpoints(self.t)]
+
+    def driver_spans(self, device: str) -> list[int | None]:
+        starts = self.starts()
+        return [span_at(starts, (a + b) / 2) for a, b, _ in self.driver.get(device, ())]
+
+
+def span_summaries(snap: Snapshot) -> list[dict[str, Any]]:
+    """Per span, per device: mean utilisation and how many samples it rests on (the driver's
+    timestamped samples where the device has them, else the polled ones)."""
+    out: list[dict[str, Any]] = [{"util_mean_pct": {}, "util_samples": {}} for _ in snap.spans]
+    windowed = snap.windowed_spans()
+    for d, polled in snap.cols.get("util", {}).items():
+        if snap.driver.get(d):
+            pairs = zip(snap.driver_spans(d), (v for _, _, v in snap.driver[d]), strict=True)
+        else:
+            pairs = zip(windowed, polled, strict=True)
+        by_span: dict[int, list[float]] = {}
+        for s, v in pairs:
+            if s is not None and v is not None:
+                by_span.setdefault(s, []).append(v)
+        for s, values in by_span.items():
+            out[s]["util_mean_pct"][d] = round(sum(values) / len(values), 1)
+            out[s]["util_samples"][d] = len(values)
+    return out
+
+
+def mode_device_stats(
+    snap: Snapshot,
+    mode: str,
+    devices: Sequence[str],
+    mode_pids: Mapping[int, str],
+    *,
+    busy_threshold_pct: float,
+    min_samples: int = MIN_SAMPLES,
+    mem_is_process_sum: bool = False,
+) -> tuple[DeviceStats, ...]:
+    """Per device, what it did during ``mode``'s measured rounds (its ``round`` spans only)."""
+    rounds = {
+        i for i, s in enumerate(snap.spans) if s["mode"] == mode and s["phase"] == PHASE_ROUND
+    }
+    at_read = [i for i, s in enumerate(snap.span) if s in rounds]
+    windowed = [i for i, s in enumerate(snap.windowed_spans()) if s in rounds]
+
+    def values(col: str, d: str, idx: Sequence[int]) -> list[Any]:
+        column = snap.cols.get(col, {}).get(d, [])
+        return [v for i in idx if (v := column[i]) is not None]
+
+    out = []
+    for d in devices:
+        driver = snap.driver.get(d) or []
+        if driver:
+            spans = snap.driver_spans(d)
+            util = [v for (_, _, v), s in zip(driver, spans, strict=True) if s in rounds]
+        else:
+            util = values("util", d, windowed)
+        peaks: dict[str, int] = {}
+        own_mem: list[int] = []
+        for i in at_read:
+            in_sample = {
+                pid: b for pid, b in snap.procs[i].get(d, {}).items() if mode_pids.get(pid) == d
+            }
+            for pid, b in in_sample.items():
+                peaks[str(pid)] = max(b, peaks.get(str(pid), 0))
+            if in_sample:
+                own_mem.append(sum(in_sample.values()))
+        # The host's "memory" is the watched processes' RSS: a mode's own, not its neighbours'.
+        mem = own_mem if mem_is_process_sum else values("mem", d, at_read)
+        power = values("power_w", d, at_read)
+        sm = values("sm_active", d, windowed)
+        occupancy = values("sm_occupancy", d, windowed)
+        energies = []
+        for s in sorted(rounds):
+            in_span = [i for i in at_read if snap.span[i] == s]
+            e = span_energy(
+                snap.spans[s],
+                [snap.t[i] for i in in_span],
+                [snap.cols["energy_j"][d][i] for i in in_span],
+                [snap.cols["power_w"][d][i] for i in in_span],
+            )
+            if e is not None:
+                energies.append(e)
+        mean = sum(util) / len(util) if util else None
+        n = len(util) if util else len(at_read)
+        out.append(
+            DeviceStats(
+                device=d,
+                busy=None if mean is None else mean >= busy_threshold_pct,
+                util_mean_pct=_round(mean, 1),
+                util_p95_pct=_round(percentile(util, 95), 1) if util else None,
+                mem_peak_bytes=max(mem) if mem else None,
+                samples=n,
+                process_mem_peak_bytes=peaks,
+                energy_per_round_j=_round(sum(energies) / len(energies), 3) if energies else None,
+                power_mean_w=_round(sum(power) / len(power), 1) if power else None,
+                sm_active_mean_pct=_round(sum(sm) / len(sm), 1) if sm else None,
+                sm_occupancy_mean_pct=_round(sum(occupancy) / len(occupancy), 1)
+                if occupancy
+                else None,
+                few_samples=0 < len(util) < min_samples,
+            )
+        )
+    return tuple(out)
+
+
+def _round(v: Any, digits: int | None) -> Any:
+    if v is None or digits is None:
+        return v
+    return round(float(v), digits)
+
+
+def span_energy(
+    span: Mapping[str, Any],
+    t: Sequence[float],
+    energy: Sequence[float | None],
+    power: Sequence[float | None],
+) -> float | None:
+    """Energy of one span: the counter's rate between the span's first and last samples
+    times the span's length; else mean power times length."""
+    length = span["end_s"] - span["start_s"]
+    pairs = [(ti, e) for ti, e in zip(t, energy, strict=True) if e is not None]
+    if len(pairs) >= 2 and pairs[-1][0] > pairs[0][0]:
+        rate = (pairs[-1][1] - pairs[0][1]) / (pairs[-1][0] - pairs[0][0])
+        return rate * length
+    watts = [p for p in power if p is not None]
+    return sum(watts) / len(watts) * length if watts else None
