@@ -104,6 +104,7 @@ class RunConfig:
     timeout_s: float | None = None
     interleave: bool = False
     sample_interval_s: float | None = 0.1  # None: monitoring off
+    mps: str = "off"  # on: each process mode also runs with CUDA MPS (a "+mps" row)
     options: dict[str, Any] = field(default_factory=dict)  # mode-specific extras (ray, ...)
 
     def validate(self) -> None:
@@ -124,6 +125,8 @@ class RunConfig:
             )
         if not self.modes:
             raise ConfigError("--modes names no mode")
+        if self.mps not in ("off", "on"):
+            raise ConfigError(f"--mps must be off or on, got {self.mps!r}")
         if len(set(self.modes)) != len(self.modes):
             raise ConfigError(f"--modes names a mode twice: {','.join(self.modes)}")
         if self.tolerance is not None and not self.tolerance >= 0:

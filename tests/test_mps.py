@@ -337,3 +337,28 @@ def test_real_mps_daemon_two_torch_workers_attach(workers: list) -> None:
         daemon.stop()
     assert pid is None or gone(pid)
     assert all(gone(s) for s in servers)
+
+
+def test_mps_on_adds_twins_that_are_not_applicable_on_cpu_slots(tmp_path):
+    from gpubench.cli import main
+
+    out = tmp_path / "r.json"
+    code = main(["compare", "--devices", "cpu:2", "--mps", "on", "--modes", "serial,multi-gpu",
+                 "--clients", "2", "--samples-per-client", "16", "--batch-size", "16",
+                 "--rounds", "1", "--warmup", "0", "--sample-interval", "0", "--quiet",
+                 "--out", str(out)])
+    import json
+
+    modes = {m["name"]: m for m in json.loads(out.read_text())["modes"]}
+    assert list(modes) == ["serial", "multi-gpu", "multi-gpu+mps"]
+    assert modes["multi-gpu"]["status"] == "ok"
+    assert modes["multi-gpu+mps"]["status"] == "not_applicable"
+    assert "CPU slot" in modes["multi-gpu+mps"]["error"]
+    assert code == 0
+
+
+def test_with_mps_rows_puts_each_twin_after_its_mode():
+    from gpubench.modes.mps_modes import with_mps_rows
+
+    assert with_mps_rows(("serial", "multiprocess", "threaded", "multi-gpu")) == (
+        "serial", "multiprocess", "multiprocess+mps", "threaded", "multi-gpu", "multi-gpu+mps")

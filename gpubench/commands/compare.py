@@ -24,6 +24,7 @@ from gpubench.config import (
     parse_modes,
 )
 from gpubench.errors import UsageError
+from gpubench.modes.mps_modes import with_mps_rows
 from gpubench.results import STATUS_FAILED, Results, write_results
 
 HELP = "run the same federated round under each execution mode and compare them"
@@ -55,6 +56,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--workers", type=int, default=2,
                    help="threads (threaded, streams) or processes (multiprocess) on device 0 "
                    "(default 2)")
+    d.add_argument("--mps", default="off", choices=("off", "on"),
+                   help="on: run each process mode (multiprocess, multi-gpu) also under CUDA "
+                   "MPS, a private daemon gpubench starts and stops, as a '+mps' row beside it "
+                   "(not applicable on CPU slots)")
     d.add_argument("--workers-per-device", type=int, default=1,
                    help="worker processes per device in multi-gpu (default 1)")
     r = p.add_argument_group("ray and flower modes")
@@ -128,7 +133,8 @@ def config_from_args(args: argparse.Namespace, **override: Any) -> RunConfig:
         train=train,
         devices=args.devices,
         assign=args.assign,
-        modes=parse_modes(args.modes),
+        modes=with_mps_rows(parse_modes(args.modes)) if args.mps == "on" else parse_modes(args.modes),
+        mps=args.mps,
         workers=args.workers,
         workers_per_device=args.workers_per_device,
         warmup=args.warmup,

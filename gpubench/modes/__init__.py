@@ -17,6 +17,8 @@ REGISTRY: dict[str, str] = {
     "flower": "gpubench.modes.flower:FlowerMode",
     "vectorized": "gpubench.modes.vectorized:VectorizedMode",
     "streams": "gpubench.modes.streams:StreamsMode",
+    "multiprocess+mps": "gpubench.modes.mps_modes:MultiprocessMpsMode",
+    "multi-gpu+mps": "gpubench.modes.mps_modes:MultiGpuMpsMode",
 }
 
 __all__ = [

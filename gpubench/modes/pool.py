@@ -45,6 +45,9 @@ class WorkerSpec:
     worker: int
     device: Device
     clients: tuple[int, ...]
+    # Environment set after binding and before CUDA initialises (MPS: its pipe directory
+    # and the GPU by UUID, over the binding's index).
+    env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,7 @@ def worker_main(
     die_with_parent()
     try:
         torch_device = bind_process(spec.device)
+        os.environ.update(dict(spec.env))
         module_name, _, attr = setup.trainer.partition(":")
         factory = getattr(importlib.import_module(module_name), attr)
         body = factory(setup, spec, torch_device)

@@ -1,0 +1,79 @@
+"""``multiprocess+mps`` and ``multi-gpu+mps``: the same process modes with CUDA MPS.
+
+Without MPS, processes on one GPU take turns (time-slicing); with it, their kernels can run
+on the GPU at once. gpubench starts a private MPS control daemon for the run's GPUs
+(:class:`gpubench.mps.MpsDaemon`: its own pipe and log directories, no GPU setting changed),
+gives every worker its environment before CUDA initialises, checks that every worker really
+attached (a worker that fell back to time-slicing fails the mode), and stops the daemon when
+the mode closes. On CPU slots the mode is not applicable. ``--mps on`` adds these rows next to
+the plain ones, so the same mode with and without MPS is measured side by side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from gpubench.modes.base import ModeFailure, NotApplicable
+from gpubench.modes.multigpu import MultiGpuMode
+from gpubench.modes.multiprocess import MultiprocessMode
+from gpubench.modes.processes import ProcessModeBase
+
+MPS_SUFFIX = "+mps"
+MPS_MODES = {"multiprocess": "multiprocess+mps", "multi-gpu": "multi-gpu+mps"}
+
+
+class _WithMps(ProcessModeBase):
+    """Wraps a process mode's start and close with a private MPS daemon."""
+
+    daemon: Any = None
+
+    def start(self) -> None:
+        from gpubench.mps import MpsAttachError, MpsDaemon, MpsNotApplicable, MpsUnavailable
+
+        devices = tuple({s.device.id: s.device for s in self.specs}.values())
+        try:
+            daemon = MpsDaemon(devices)
+        except MpsNotApplicable as exc:
+            raise NotApplicable(str(exc)) from None
+        try:
+            daemon.start()
+        except MpsUnavailable as exc:
+            raise ModeFailure(str(exc)) from None
+        self.daemon = daemon
+        self.specs = [
+            replace(s, env=tuple(daemon.worker_environment(s.device).items()))
+            for s in self.specs
+        ]
+        super().start()
+        try:
+            daemon.check_attached(self.pids())
+        except MpsAttachError as exc:
+            raise ModeFailure(str(exc)) from None
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            daemon, self.daemon = self.daemon, None
+            if daemon is not None:
+                daemon.stop()
+
+
+class MultiprocessMpsMode(_WithMps, MultiprocessMode):
+    name = "multiprocess+mps"
+
+
+class MultiGpuMpsMode(_WithMps, MultiGpuMode):
+    name = "multi-gpu+mps"
+
+
+def with_mps_rows(modes: tuple[str, ...]) -> tuple[str, ...]:
+    """``--mps on``: each process mode followed by its MPS twin (once)."""
+    out: list[str] = []
+    for m in modes:
+        out.append(m)
+        twin = MPS_MODES.get(m)
+        if twin and twin not in modes:
+            out.append(twin)
+    return tuple(out)
