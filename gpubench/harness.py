@@ -12,7 +12,7 @@ import contextlib
 import math
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -21,22 +21,18 @@ import numpy as np
 import torch
 
 from gpubench import __version__
-from gpubench.casecheck import check_case
-from gpubench.cases import Case, load_case
 from gpubench.config import RunConfig
-from gpubench.devices import Device, resolve_devices
+from gpubench.devices import Device
 from gpubench.environment import collect_environment
-from gpubench.equivalence import Comparison, Ledger, consistency_diff, default_tolerance
-from gpubench.fl import initial_global_state, sizes_for
+from gpubench.equivalence import Comparison, Ledger, consistency_diff
 from gpubench.modes import (
     Mode,
     ModeFailure,
     NotApplicable,
-    Plan,
     RoundOutput,
-    check_modes,
     mode_class,
 )
+from gpubench.prepare import ModeSession, Prepared, fedavg_update, open_mode, prepare
 from gpubench.results import (
     PHASE_BETWEEN,
     PHASE_COLD_START,
@@ -45,7 +41,6 @@ from gpubench.results import (
     STATUS_FAILED,
     STATUS_NOT_APPLICABLE,
     STATUS_OK,
-    ClientTiming,
     DeviceStats,
     ModeResult,
     Results,
@@ -53,7 +48,9 @@ from gpubench.results import (
     WorkerMemory,
     median,
 )
-from gpubench.updates import FINGERPRINT_SIZE, Sketch
+from gpubench.updates import FINGERPRINT_SIZE
+
+__all__ = ["ModeSession", "Prepared", "compare", "fedavg_update", "open_mode", "prepare"]
 
 Clock = Callable[[], float]
 # progress(mode, phase, index, total): phase is cold_start / warmup / round / done / failed
@@ -71,64 +68,6 @@ class Sampler(Protocol):
 
 
 SamplerFactory = Callable[[Sequence[Device], float], Sampler]
-
-
-@dataclass
-class Prepared:
-    """What every mode of a run shares: devices, client sizes, the global models."""
-
-    config: RunConfig
-    devices: tuple[Device, ...]
-    all_devices: tuple[Device, ...]
-    plan: Plan
-    case: Case
-    weights: list[float]  # FedAvg weights: the samples each client really has
-    tolerance: float  # relative, per client (see gpubench.equivalence)
-    draws_global_rng: bool = False
-    _global: tuple[int, torch.Tensor] | None = None
-
-    @property
-    def global_state(self) -> torch.Tensor:
-        return self.global_for(0)
-
-    def global_for(self, step: int) -> torch.Tensor:
-        """The global model of step ``step`` of the schedule (one kept at a time)."""
-        if self._global is None or self._global[0] != step:
-            self._global = (step, initial_global_state(self.case, self.config.train.seed, step))
-        return self._global[1]
-
-    @property
-    def sketch(self) -> Sketch:
-        return Sketch(self.plan.state_size, self.config.train.seed)
-
-
-def prepare(config: RunConfig) -> Prepared:
-    """Validate everything a user can get wrong before anything starts: the configuration,
-    the devices, the case and every client's data."""
-    config.validate()
-    check_modes(config.modes)
-    device_set = resolve_devices(config.devices)
-    case = load_case(config.case)
-    facts = check_case(case, config.case, config.train, sizes_for(config.train, config.clients))
-    first = initial_global_state(case, config.train.seed)
-    state_size = int(first.numel())
-    plan = Plan(config, device_set.devices, facts.sizes, state_size)
-    tolerance = (
-        config.tolerance
-        if config.tolerance is not None
-        else default_tolerance(any(d.is_cuda for d in device_set.devices))
-    )
-    return Prepared(
-        config,
-        device_set.devices,
-        device_set.all_devices,
-        plan,
-        case,
-        [float(s) for s in facts.sizes],
-        tolerance,
-        facts.draws_global_rng,
-        (0, first),
-    )
 
 
 @dataclass
@@ -304,18 +243,6 @@ class _Harness:
         self.progress(run.name, "done" if run.status == STATUS_OK else "failed", 1, 1)
 
 
-def fedavg_update(out: RoundOutput) -> torch.Tensor:
-    """FedAvg's update over the global model, from the workers' partial sums (float64:
-    the same whichever worker, or mode, added which client)."""
-    if not out.partials:
-        raise ModeFailure("no partial sum was returned")
-    total = float(sum(out.weights))
-    acc = out.partials[0].to(torch.float64).clone()
-    for partial in out.partials[1:]:
-        acc.add_(partial.to(torch.float64))
-    return acc.div_(total)
-
-
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, (ModeFailure, NotApplicable)):
         return str(exc)
@@ -488,35 +415,3 @@ def _compare_with_serial(run: _Run, serial: _Run, ledger: Ledger) -> _Verdict:
         worst = v.worst_diff if v.worst_diff is not None else 0.0
         v.same = worst <= run.tolerance and aggregate_rel <= run.tolerance
     return v
-
-
-# --- one mode at a time, for benchmark suites -----------------------------------------------
-
-
-@dataclass
-class ModeSession:
-    mode: Mode
-    prep: Prepared
-
-    def run_round(self) -> tuple[float, torch.Tensor, list[ClientTiming]]:
-        """One round plus FedAvg: (seconds, aggregated state, client timings)."""
-        global_state = self.prep.global_state
-        fingerprints = torch.full(
-            (self.prep.plan.clients, FINGERPRINT_SIZE), math.nan, dtype=torch.float64
-        )
-        t0 = time.perf_counter()
-        out = self.mode.run_round(global_state, fingerprints)
-        aggregate = (global_state.to(torch.float64) + fedavg_update(out)).to(torch.float32)
-        return time.perf_counter() - t0, aggregate, out.clients
-
-
-@contextlib.contextmanager
-def open_mode(config: RunConfig, name: str, prepared: Prepared | None = None) -> Iterator[ModeSession]:
-    """Start one mode (cold start included) and close it, whatever happens."""
-    prep = prepared or prepare(config)
-    mode = mode_class(name)(prep.plan)
-    try:
-        mode.start()
-        yield ModeSession(mode, prep)
-    finally:
-        mode.close()

@@ -1,0 +1,127 @@
+"""Before a run: validate everything a user can get wrong, and what every mode shares.
+
+Also :func:`open_mode`, one mode at a time for benchmark suites.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from gpubench.casecheck import check_case
+from gpubench.cases import Case, load_case
+from gpubench.config import RunConfig
+from gpubench.devices import Device, resolve_devices
+from gpubench.equivalence import default_tolerance
+from gpubench.fl import initial_global_state, sizes_for
+from gpubench.modes import Mode, ModeFailure, Plan, RoundOutput, check_modes, mode_class
+from gpubench.results import ClientTiming
+from gpubench.updates import FINGERPRINT_SIZE, Sketch
+
+
+@dataclass
+class Prepared:
+    """What every mode of a run shares: devices, client sizes, the global models."""
+
+    config: RunConfig
+    devices: tuple[Device, ...]
+    all_devices: tuple[Device, ...]
+    plan: Plan
+    case: Case
+    weights: list[float]  # FedAvg weights: the samples each client really has
+    tolerance: float  # relative, per client (see gpubench.equivalence)
+    draws_global_rng: bool = False
+    _global: tuple[int, torch.Tensor] | None = None
+
+    @property
+    def global_state(self) -> torch.Tensor:
+        return self.global_for(0)
+
+    def global_for(self, step: int) -> torch.Tensor:
+        """The global model of step ``step`` of the schedule (one kept at a time)."""
+        if self._global is None or self._global[0] != step:
+            self._global = (step, initial_global_state(self.case, self.config.train.seed, step))
+        return self._global[1]
+
+    @property
+    def sketch(self) -> Sketch:
+        return Sketch(self.plan.state_size, self.config.train.seed)
+
+
+def prepare(config: RunConfig) -> Prepared:
+    """Validate everything a user can get wrong before anything starts: the configuration,
+    the devices, the case and every client's data."""
+    config.validate()
+    check_modes(config.modes)
+    device_set = resolve_devices(config.devices)
+    case = load_case(config.case)
+    facts = check_case(case, config.case, config.train, sizes_for(config.train, config.clients))
+    first = initial_global_state(case, config.train.seed)
+    state_size = int(first.numel())
+    plan = Plan(config, device_set.devices, facts.sizes, state_size)
+    tolerance = (
+        config.tolerance
+        if config.tolerance is not None
+        else default_tolerance(any(d.is_cuda for d in device_set.devices))
+    )
+    return Prepared(
+        config,
+        device_set.devices,
+        device_set.all_devices,
+        plan,
+        case,
+        [float(s) for s in facts.sizes],
+        tolerance,
+        facts.draws_global_rng,
+        (0, first),
+    )
+
+
+def fedavg_update(out: RoundOutput) -> torch.Tensor:
+    """FedAvg's update over the global model, from the workers' partial sums (float64:
+    the same whichever worker, or mode, added which client)."""
+    if not out.partials:
+        raise ModeFailure("no partial sum was returned")
+    total = float(sum(out.weights))
+    acc = out.partials[0].to(torch.float64).clone()
+    for partial in out.partials[1:]:
+        acc.add_(partial.to(torch.float64))
+    return acc.div_(total)
+
+
+
+# --- one mode at a time, for benchmark suites -----------------------------------------------
+
+
+@dataclass
+class ModeSession:
+    mode: Mode
+    prep: Prepared
+
+    def run_round(self) -> tuple[float, torch.Tensor, list[ClientTiming]]:
+        """One round plus FedAvg: (seconds, aggregated state, client timings)."""
+        global_state = self.prep.global_state
+        fingerprints = torch.full(
+            (self.prep.plan.clients, FINGERPRINT_SIZE), math.nan, dtype=torch.float64
+        )
+        t0 = time.perf_counter()
+        out = self.mode.run_round(global_state, fingerprints)
+        aggregate = (global_state.to(torch.float64) + fedavg_update(out)).to(torch.float32)
+        return time.perf_counter() - t0, aggregate, out.clients
+
+
+@contextlib.contextmanager
+def open_mode(config: RunConfig, name: str, prepared: Prepared | None = None) -> Iterator[ModeSession]:
+    """Start one mode (cold start included) and close it, whatever happens."""
+    prep = prepared or prepare(config)
+    mode = mode_class(name)(prep.plan)
+    try:
+        mode.start()
+        yield ModeSession(mode, prep)
+    finally:
+        mode.close()
