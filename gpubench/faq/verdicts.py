@@ -185,7 +185,7 @@ def multi_device_part(results: Results | None) -> Part:
     k = len(mode.devices) if mode is not None and mode.ok else 0
     if mode is not None and mode.ok and k < 2:
         return missing("multi-gpu-vs-serial", Claim(low=findings.GOOD_SCALING * 2),
-                       "one-device", devices=k)
+                       "one-device", k=k)
     claim = Claim(low=findings.GOOD_SCALING * max(k, 2))
     part = _speedup_part(results, "multi-gpu", "multi-gpu-vs-serial", claim)
     return Part(part.key, part.verdict, part.claim, part.interval, part.reason,
