@@ -31,6 +31,10 @@ from gpubench.results import ModeResult, Results, write_text_atomic
 PAGE_STEM = "faq"
 
 
+def _label(key: str, lang: str) -> str:
+    return f"**{t(key, lang)}{'：' if lang == 'zh' else ':'}**"
+
+
 def _x(v: float) -> str:
     return f"{v:.2f}x"
 
@@ -52,13 +56,17 @@ def _limit(part: Part, lang: str) -> str:
         text = t("limit.below", lang, high=fmt(c.high))
     else:
         text = t("limit.above", lang, low=fmt(c.low or 0.0))
-    return f"{text} ({t(f'limit.why.{part.key}', lang)})"
+    why = t(f"limit.why.{part.key}", lang)
+    return f"{text}（{why}）" if lang == "zh" else f"{text} ({why})"
 
 
 def _part_name(part: Part, lang: str) -> str:
     f = dict(part.facts)
     devices = f.get("devices") or [f.get("device") or "?"]
+    cpu = str(devices[0]).startswith("cpu")
     values = {"workers": f.get("workers", "?"), "device": device_label(str(devices[0]), lang),
+              "mode": mode_label(str(f.get("mode") or part.key.split("-vs-")[0]), lang,
+                                 cpu_slots=cpu),
               "k": f.get("k") or "k", "from": f.get("from", 32), "to": f.get("to", 128),
               "processes": f.get("processes", 0), "median": _gib(f.get("median_bytes"))}
     return t(f"part.{part.key}", lang, **values)
@@ -74,7 +82,8 @@ def format_interval(part: Part) -> str:
 
 
 def _measured(part: Part, lang: str) -> str:
-    line = f"{_part_name(part, lang)}: **{format_interval(part)}**; {_limit(part, lang)}"
+    colon, semi = ("：", "；") if lang == "zh" else (": ", "; ")
+    line = f"{_part_name(part, lang)}{colon}**{format_interval(part)}**{semi}{_limit(part, lang)}"
     if part.reason is not None:
         error = (part.facts.get("error") or "").splitlines()[0:1]
         line += f" — {t(f'reason.{part.reason}', lang, error=error[0] if error else '?')}"
@@ -152,25 +161,26 @@ def _findings(found: Sequence[Finding], lang: str) -> list[str]:
 def format_answer(index: int, answer: Answer, inputs: FaqInputs, lang: str,
                   plots: Mapping[str, Plot]) -> str:
     b = answer.belief
+    on_this = f"（{t('on_this', lang)}）" if lang == "zh" else f" ({t('on_this', lang)})"
     lines = [f"## {index}. {t(f'q.{b}', lang)}", "",
-             f"**{t('label.belief', lang)}:** {t(f'b.{b}', lang)}", "",
-             f"**{t('label.verdict', lang)}: {t(f'verdict.{answer.verdict}', lang)}** "
-             f"({t('on_this', lang)})", ""]
-    lines += [f"**{t('label.measured', lang)}:**", ""]
+             f"{_label('label.belief', lang)} {t(f'b.{b}', lang)}", "",
+             f"{_label('label.verdict', lang)} **{t(f'verdict.{answer.verdict}', lang)}**"
+             f"{on_this}", ""]
+    lines += [_label("label.measured", lang), ""]
     lines += [f"- {_measured(p, lang)}" for p in answer.parts] + [""]
     why = _why(answer, inputs, lang)
     if why:
-        lines += [f"**{t('label.why', lang)}:** " + " ".join(why), ""]
+        lines += [f"{_label('label.why', lang)} " + ("" if lang == "zh" else " ").join(why), ""]
     if answer.findings:
-        lines += [f"**{t('label.findings', lang)}:**", "", *_findings(answer.findings, lang), ""]
-    lines += [f"**{t('label.instead', lang)}:** {t(f'instead.{b}', lang)}", ""]
+        lines += [_label("label.findings", lang), "", *_findings(answer.findings, lang), ""]
+    lines += [f"{_label('label.instead', lang)} {t(f'instead.{b}', lang)}", ""]
     if b == "memory":
         lines += format_memory(inputs, lang)
     for key in faq_plots.PLOTS_OF.get(b, ()):
         if key in plots:
             lines += [_plot_link(plots[key], lang), ""]
     if answer.command:
-        lines += [f"**{t('label.reproduce', lang)}:**", "", f"```\n{answer.command}\n```", ""]
+        lines += [_label("label.reproduce", lang), "", f"```\n{answer.command}\n```", ""]
     return "\n".join(lines).rstrip()
 
 

@@ -103,12 +103,12 @@ FAQ_TEXT: dict[str, tuple[str, str]] = {
     "short.memory-growth": ("P processes / one", "P 个进程 / 一个"),
     # what each ratio is, and the belief's limit
     "part.threaded-vs-serial": (
-        "threaded ({workers} threads) vs serial, on {device}",
-        "单GPU 多线程（{workers} 个线程）相对串行，{device}",
+        "{mode} ({workers} threads) vs serial, on {device}",
+        "{mode}（{workers} 个线程）相对串行，{device}",
     ),
     "part.multiprocess-vs-serial": (
-        "multiprocess ({workers} processes on {device}) vs serial",
-        "单GPU 多进程（{device} 上 {workers} 个进程）相对串行",
+        "{mode} ({workers} processes on {device}) vs serial",
+        "{mode}（{device} 上 {workers} 个进程）相对串行",
     ),
     "part.multi-gpu-vs-serial": (
         "one process per device on {k} devices vs serial",
