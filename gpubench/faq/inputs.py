@@ -111,7 +111,8 @@ def gather(
     points = _batch_points(runs)
     plain = [r for r in runs if _has_memory_modes(r) and not r.config.get("interleave")]
     own = [r for r in plain if r is not comparison and not any(r is p for p in points)]
-    memory = (own or [r for r in plain if r is comparison] or plain or [None])[0]
+    chosen = own or [r for r in plain if r is comparison] or plain
+    memory = chosen[0] if chosen else None
     if memory is None and comparison is not None and _has_memory_modes(comparison):
         memory = comparison
     return FaqInputs(

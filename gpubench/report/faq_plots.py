@@ -46,7 +46,7 @@ def draw_verdicts(answers: Sequence[Answer], path: Path, lang: str) -> Path | st
         return _NO_DATA
     fig = Figure(figsize=(WIDTH_IN, 1.6 + 0.55 * len(rows)))
     ax = fig.add_subplot()
-    for y, (answer, part) in enumerate(rows):
+    for y, (_, part) in enumerate(rows):
         i = part.interval
         assert i is not None
         colour = _VERDICT_COLOUR.get(part.verdict, "tab:gray")
