@@ -4,6 +4,11 @@ Each point is a full :func:`gpubench.harness.compare` run written to its own res
 :func:`summarize` derives, from those results alone, each mode's round time, time per
 sample, speedup and device utilisation at every point, and serial's own change between the
 smallest and the largest value (the notes' "raise the batch from 32 to 128 for 2-3x").
+
+With ``accuracy_rounds`` R, every point also trains R progressing FedAvg rounds and scores
+each aggregate on a held-out set (:mod:`gpubench.accuracy`): a faster round is then read next
+to the local steps it takes and the accuracy it reaches, and, given a target accuracy, the
+time to reach it (rounds needed times the point's measured serial round).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ SUMMARY_FILE = "summary.json"
 PLOT_FILE = "summary.png"
 
 CompareFn = Callable[..., Results]
+AccuracyFn = Callable[..., Any]  # (config, rounds, target=...) -> AccuracyRun
 Progress = Callable[[str, str, int, int], None]
 
 
@@ -42,6 +48,7 @@ class SweepPoint:
     value: Any
     path: Path
     results: Results
+    accuracy: dict[str, Any] | None = None  # AccuracyRun.to_dict(), or {"error": reason}
 
 
 @dataclass(frozen=True)
@@ -68,8 +75,8 @@ def point_filename(parameter: str, value: Any) -> str:
 
 
 def _labelled(progress: Progress, label: str) -> Progress:
-    def point_progress(mode: str, phase: str, index: int, total: int) -> None:
-        progress(f"{label} {mode}", phase, index, total)
+    def point_progress(mode: str, phase: str, index: int, total: int, **kw: Any) -> None:
+        progress(f"{label} {mode}", phase, index, total, **kw)
 
     return point_progress
 
@@ -84,11 +91,22 @@ def run_sweep(
     progress: Progress | None = None,
     command: str = "",
     prepared: Sequence[Any] | None = None,
+    accuracy_rounds: int = 0,
+    accuracy_target: float | None = None,
+    accuracy_fn: AccuracyFn | None = None,
 ) -> Sweep:
     """Run ``compare`` at every point, writing each point's results as soon as it ends.
 
+    With ``accuracy_rounds`` > 0, each point then trains that many progressing rounds and
+    records the held-out accuracy after each (a failure there is recorded, not raised).
     Stops after a point that was interrupted (Ctrl-C); what was measured is kept.
     """
+    if accuracy_rounds < 0:
+        raise ValueError(f"accuracy rounds must be >= 0, got {accuracy_rounds}")
+    if accuracy_rounds and accuracy_fn is None:
+        from gpubench.accuracy import run_accuracy
+
+        accuracy_fn = run_accuracy
     if compare_fn is None:
         from gpubench.harness import compare
 
@@ -103,7 +121,19 @@ def run_sweep(
             kwargs["prepared"] = prepared[i]
         results = compare_fn(config, **kwargs)
         path = write_results(results, out_dir / point_filename(parameter, value))
-        done.append(SweepPoint(value, path, results))
+        accuracy = None
+        if accuracy_fn is not None and accuracy_rounds and not results.interrupted:
+            if progress:
+                progress(f"{parameter}={value} accuracy", "round", 1, 1)
+            try:
+                accuracy = accuracy_fn(config, accuracy_rounds, target=accuracy_target).to_dict()
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # the case's code raised: the timings still stand
+                accuracy = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+            if progress:
+                progress(f"{parameter}={value} accuracy", "done", 1, 1)
+        done.append(SweepPoint(value, path, results, accuracy))
         if results.interrupted:
             break
     return Sweep(parameter, tuple(done), out_dir, command, created)
@@ -172,16 +202,28 @@ def serial_effect(points: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     }
 
 
+def _accuracy_row(point: SweepPoint, modes: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The point's accuracy, with the time to the target from its measured serial round."""
+    if point.accuracy is None or point.accuracy.get("error"):
+        return point.accuracy
+    row = dict(point.accuracy)
+    serial = next((m for m in modes if m["name"] == "serial" and m["round_s"]), None)
+    needed = row.get("rounds_to_target")
+    row["time_to_target_s"] = needed * serial["round_s"] if serial and needed else None
+    return row
+
+
 def summarize(sweep: Sweep) -> dict[str, Any]:
-    points = [
-        {
+    points = []
+    for p in sweep.points:
+        modes = [_mode_row(p.results, m) for m in p.results.modes]
+        points.append({
             "value": p.value,
             "file": p.path.name,
             "interrupted": p.results.interrupted,
-            "modes": [_mode_row(p.results, m) for m in p.results.modes],
-        }
-        for p in sweep.points
-    ]
+            "modes": modes,
+            "accuracy": _accuracy_row(p, modes),
+        })
     return {
         "parameter": sweep.parameter,
         "flag": SWEEPABLE.get(sweep.parameter, sweep.parameter),
@@ -233,7 +275,38 @@ def format_sweep_table(summary: dict[str, Any]) -> str:
             ])
     headers = [summary["flag"].lstrip("-"), "mode", "status", "round (median, s)",
                "per sample (us)", "speedup vs serial", "utilisation"]
-    return tabulate(rows, headers=headers) + "\n\n" + format_effect(summary)
+    out = tabulate(rows, headers=headers) + "\n\n" + format_effect(summary)
+    accuracy = format_accuracy_table(summary)
+    return out + "\n\n" + accuracy if accuracy else out
+
+
+def format_accuracy_table(summary: dict[str, Any]) -> str:
+    """Per point: local steps, held-out accuracy after each progressing round, time to target."""
+    from tabulate import tabulate
+
+    rows = []
+    for p in summary["points"]:
+        acc = p.get("accuracy")
+        if not acc:
+            continue
+        if acc.get("error"):
+            rows.append([p["value"], "—", f"failed: {acc['error']}", "—", "—"])
+            continue
+        curve = " → ".join(f"{a:.2f}" for a in [acc["initial_accuracy"], *acc["accuracy"]])
+        target = "—"
+        if acc.get("target") is not None:
+            needed, secs = acc.get("rounds_to_target"), acc.get("time_to_target_s")
+            target = (f"{needed} rounds" + (f", {secs:.3g} s" if secs else "")
+                      if needed else f"not in {acc['rounds']} rounds")
+        rows.append([p["value"], _fmt(acc.get("local_steps"), ".3g"), curve,
+                     _fmt(acc.get("final"), ".3f"), target])
+    if not rows:
+        return ""
+    rounds = next(p["accuracy"].get("rounds") for p in summary["points"] if p.get("accuracy"))
+    headers = [summary["flag"].lstrip("-"), "local steps per client and round",
+               f"held-out accuracy: start → after each of {rounds} progressing rounds",
+               "final", "to target"]
+    return tabulate(rows, headers=headers, disable_numparse=True)
 
 
 def write_sweep_plot(summary: dict[str, Any], path: Path) -> Path | None:

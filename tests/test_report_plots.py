@@ -43,7 +43,7 @@ def test_every_plot_is_written_and_opens(tmp_path: Path, name: str, devices: int
         # not a blank canvas: more than a handful of colours
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 8
     heights = {p.kind: open_png(p.path).size[1] for p in written if p.path}
-    assert heights["utilisation"] == {1: 350, 2: 440, 4: 760}[devices]
+    assert heights["utilisation"] == {1: 370, 2: 540, 4: 880}[devices]
     assert not list(tmp_path.glob(".*.tmp"))
 
 
@@ -79,7 +79,8 @@ def test_malformed_monitor_is_skipped_with_a_reason(tmp_path: Path, monitor: obj
 def test_odd_spans_and_null_samples_still_draw(tmp_path: Path) -> None:
     results = load("report_2slots")
     monitor = dict(results.monitor or {})
-    monitor["spans"] = [{"mode": "serial"}, "junk", {"mode": "serial", "start_s": 0, "end_s": 1}]
+    monitor["spans"] = [{"mode": "serial"}, "junk", {"mode": "serial", "phase": "round",
+                                                     "start_s": 0, "end_s": 1e9}]
     util = dict(monitor["timeline"]["util"])
     util["cpu:1"] = [None] * len(util["cpu:1"])
     monitor["timeline"] = {**monitor["timeline"], "util": util}
@@ -130,3 +131,59 @@ def test_gantt_round_is_the_median_measured_one() -> None:
     ends = [c.end_s for c in sorted(record.clients, key=lambda c: c.start_s)]
     starts = [c.start_s for c in sorted(record.clients, key=lambda c: c.start_s)][1:]
     assert all(s >= e for s, e in zip(starts, ends, strict=False))
+
+
+def test_utilisation_uses_only_the_samples_of_measured_rounds() -> None:
+    from gpubench.faq.timeline import mode_round_values, outside_rounds_s, round_windows
+
+    monitor = {
+        "spans": [
+            {"mode": None, "phase": "between", "round": None, "start_s": 0.0, "end_s": 0.0},
+            {"mode": "a", "phase": "cold_start", "round": None, "start_s": 0.0, "end_s": 30.0},
+            {"mode": "a", "phase": "round", "round": 0, "start_s": 30.0, "end_s": 31.0},
+            {"mode": "b", "phase": "round", "round": 0, "start_s": 31.0, "end_s": 32.0},
+            {"mode": "a", "phase": "round", "round": 1, "start_s": 32.0, "end_s": 33.0},
+            {"mode": "a", "phase": "round", "round": 2, "start_s": 33.0, "end_s": 33.0},
+        ],
+        "timeline": {
+            "t": [10.0, 30.5, 31.5, 32.5, 33.0],
+            "span": [1, 2, 3, 4, 5],
+            "util": {"cpu:0": [5.0, 90.0, 40.0, None, 70.0]},
+        },
+    }
+    windows = round_windows(monitor)
+    assert [(w.mode, w.round) for w in windows] == [("a", 0), ("b", 0), ("a", 1)]  # empty span out
+    assert mode_round_values(monitor, "util", "cpu:0", "a") == [90.0]  # start-up's 5% is not in
+    assert mode_round_values(monitor, "util", "cpu:0", "b") == [40.0]
+    assert outside_rounds_s(monitor) == 30.0
+    untagged = {**monitor, "timeline": {k: v for k, v in monitor["timeline"].items() if k != "span"}}
+    assert mode_round_values(untagged, "util", "cpu:0", "b") == [40.0]
+
+
+def test_interleaved_rounds_are_gathered_under_their_mode(tmp_path: Path) -> None:
+    results = load("report_2slots")
+    blocks = plots._round_blocks(results)
+    assert [m.name for m, _ in blocks] == [m.name for m in results.modes if m.ok]
+    for mode, windows in blocks:
+        assert {w.mode for w in windows} == {mode.name}
+        assert len(windows) == len(mode.round_times_s)
+    (written,) = write_plots(results, tmp_path, "r", "en", kinds=["utilisation"])
+    assert written.path is not None and written.reason is None
+
+
+def test_no_measured_round_in_the_spans_skips_with_a_reason(tmp_path: Path) -> None:
+    results = load("report_2slots")
+    monitor = dict(results.monitor or {})
+    monitor["spans"] = [s for s in monitor["spans"] if s.get("phase") != "round"]
+    (written,) = write_plots(replace(results, monitor=monitor), tmp_path, "r", "zh",
+                             kinds=["utilisation"])
+    assert written.path is None and written.reason == "监控没有记录到测量轮次"
+
+
+def test_the_mplfonts_font_is_found_when_installed() -> None:
+    from gpubench.report import fonts
+
+    found = fonts.packaged_fonts()
+    if not any("mplfonts" in str(f) for f in found):
+        pytest.skip("mplfonts (gpubench[zh]) is not installed")
+    assert fonts.find_cjk_font() is not None

@@ -49,6 +49,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         if action.dest in SWEEPABLE:
             action.type = _list_of(action.type, SWEEPABLE[action.dest])  # type: ignore[arg-type]
             action.help = f"{action.help}; A,B,C sweeps it"
+    a = p.add_argument_group("accuracy")
+    a.add_argument("--accuracy-rounds", type=int, default=0, metavar="R",
+                   help="also train R progressing FedAvg rounds per point and report held-out "
+                   "accuracy after each (default 0: timings only)")
+    a.add_argument("--accuracy-target", type=float, default=None, metavar="ACC",
+                   help="with --accuracy-rounds: rounds and seconds to reach this accuracy")
     o = p.add_argument_group("output")
     o.add_argument("--out-dir", default=None,
                    help="folder for one results file per point, summary.json and summary.png "
@@ -78,6 +84,10 @@ def swept_parameter(args: argparse.Namespace) -> tuple[str, list[Any], argparse.
 
 def run(args: argparse.Namespace) -> int:
     dest, values, fixed = swept_parameter(args)  # before the heavy imports: bad input fails fast
+    if args.accuracy_rounds < 0:
+        raise UsageError(f"--accuracy-rounds must be >= 0, got {args.accuracy_rounds}")
+    if args.accuracy_target is not None and not 0 < args.accuracy_target <= 1:
+        raise UsageError(f"--accuracy-target must be in (0, 1], got {args.accuracy_target}")
     from gpubench.harness import compare, prepare
     from gpubench.sweep import (
         PLOT_FILE,
@@ -105,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
             command="gpubench " + shlex.join(getattr(args, "argv", [])),
             prepared=prepared,
+            accuracy_rounds=args.accuracy_rounds,
+            accuracy_target=args.accuracy_target,
         )
     summary = summarize(sweep)
     print(format_sweep_table(summary))

@@ -9,8 +9,8 @@ wrote, or the i18n key of the reason it drew nothing.
 
 from __future__ import annotations
 
-import functools
 import math
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,9 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from gpubench.faq.timeline import RoundWindow, outside_rounds_s, round_windows, window_samples
 from gpubench.report import measures
+from gpubench.report.fonts import find_cjk_font
 from gpubench.report.i18n import check_lang, device_label, mode_label, text
 from gpubench.results import ModeResult, Results
 
@@ -28,24 +30,33 @@ DPI = 100
 WIDTH_IN = 10.0
 PLOT_KINDS = ("speedup", "utilisation", "memory", "gantt")
 
-# Families known to carry Chinese glyphs; the first one installed wins. Any other installed font
-# that has the glyphs is found by the slower coverage check below.
-_CJK_FAMILIES = (
-    "Noto Sans CJK SC",
-    "Noto Sans CJK JP",
-    "Noto Sans SC",
-    "Source Han Sans SC",
-    "WenQuanYi Zen Hei",
-    "WenQuanYi Micro Hei",
-    "Microsoft YaHei",
-    "PingFang SC",
-    "Heiti SC",
-    "SimHei",
-    "Droid Sans Fallback",
-    "AR PL UMing CN",
-)
-_PROBE = "配置速度显存工作闲置"
+# Wording of the round-by-round utilisation plot (key -> (en, zh)); the rest is in i18n.
+_PLOT_TEXT: dict[str, tuple[str, str]] = {
+    "util.title": ("Utilisation during the measured rounds", "测量轮次中的利用率"),
+    "util.block": ("{n} rounds\nmedian {s:.2g} s", "{n} 轮\n中位数 {s:.2g} 秒"),
+    "util.left_out": (
+        "One slot per measured round, each mode's rounds side by side (dashed: its mean); "
+        "start-up, warm-up and the time between rounds ({s:.0f} s) are left out.",
+        "每格为一轮测量，各模式的轮次并排（虚线：其平均值）；启动、预热和轮次之间的时间"
+        "（{s:.0f} 秒）未画出。",
+    ),
+    "util.no_sample": (
+        "{n} of {total} rounds were shorter than the sample interval and have no sample.",
+        "{total} 轮中有 {n} 轮短于采样间隔，没有采样。",
+    ),
+    "skip.no_rounds": (
+        "the monitor recorded no measured round",
+        "监控没有记录到测量轮次",
+    ),
+}
 
+
+def _text(key: str, lang: str, **values: object) -> str:
+    if key in _PLOT_TEXT:
+        en, zh = _PLOT_TEXT[key]
+        template = zh if check_lang(lang) == "zh" else en
+        return template.format(**values) if values else template
+    return text(key, lang, **values)
 
 @dataclass(frozen=True)
 class Plot:
@@ -56,49 +67,6 @@ class Plot:
     path: Path | None = None
     reason: str | None = None
     lang: str = "en"
-
-
-def _has_glyphs(fname: str) -> bool:
-    from matplotlib.ft2font import FT2Font
-
-    try:
-        charmap = FT2Font(fname).get_charmap()
-    except (OSError, RuntimeError, ValueError):
-        return False
-    return all(ord(ch) in charmap for ch in _PROBE)
-
-
-@functools.lru_cache(maxsize=1)
-def find_cjk_font() -> str | None:
-    """The family name of an installed font that renders Chinese, or None."""
-    from matplotlib import font_manager
-
-    bundled = Path(__file__).parent
-    for extra in sorted([*bundled.glob("*.ttf"), *bundled.glob("*.otf")]):
-        font_manager.fontManager.addfont(str(extra))
-    entries = font_manager.fontManager.ttflist
-    by_name = {e.name: e.fname for e in entries}
-    for family in _CJK_FAMILIES:
-        if family in by_name and _has_glyphs(by_name[family]):
-            return family
-    hinted = ("CJK", "Han", "Hei", "WenQuanYi", "Ming", "Song", "Kai", "Gothic")
-    for entry in sorted(entries, key=lambda e: e.name):
-        if any(h in entry.name for h in hinted) and _has_glyphs(entry.fname):
-            return str(entry.name)
-    # matplotlib caches its font list: a font installed since then is only on disk.
-    hinted_files = ("cjk", "wqy", "han", "hei", "droidsansfallback", "uming", "ukai")
-    known = {e.fname for e in entries}
-    for fname in sorted(font_manager.findSystemFonts()):
-        name = Path(fname).name.lower()
-        if fname in known or not any(h in name for h in hinted_files):
-            continue
-        if _has_glyphs(fname):
-            try:
-                font_manager.fontManager.addfont(fname)
-                return str(font_manager.FontProperties(fname=fname).get_name())
-            except (OSError, RuntimeError, ValueError):
-                continue
-    return None
 
 
 def plot_language(lang: str) -> tuple[str, str | None]:
@@ -209,44 +177,91 @@ def _timeline(monitor: Any) -> tuple[list[float], dict[str, list[float]]] | None
     return [float(x) for x in t], series
 
 
+def _round_blocks(results: Results) -> list[tuple[ModeResult, list[RoundWindow]]]:
+    """Each mode that has measured rounds in the monitor's spans, in the run's mode order."""
+    windows = round_windows(results.monitor)
+    blocks = []
+    for mode in results.modes:
+        own = [w for w in windows if w.mode == mode.name]
+        if own:
+            blocks.append((mode, own))
+    return blocks
+
+
+def _step(left: float, width: float, window: RoundWindow, samples: list[tuple[float, float]]
+          ) -> tuple[list[float], list[float]]:
+    """A round's samples as a step over its slot: a value holds back to the previous sample
+    (both NVML and the host backend average over the time before the sample)."""
+    xs = [left + width * (t - window.start_s) / window.length_s for t, _ in samples]
+    values = [v for _, v in samples]
+    return [left, *xs, left + width], [values[0], *values, values[-1]]
+
+
 def draw_utilisation(results: Results, path: Path, lang: str) -> Path | str:
-    """One strip per device: utilisation over the run, each mode's span shaded."""
+    """Per device, utilisation during the measured rounds only: one slot per round, grouped
+    by mode (an interleaved run's rounds are gathered under their mode), start-up, warm-up and
+    the gaps between rounds left out; each mode's mean over its rounds is marked."""
     if results.monitor is None:
         return "skip.no_monitor"
     parsed = _timeline(results.monitor)
     if parsed is None:
         return "skip.bad_timeline"
-    t, series = parsed
+    _, series = parsed
+    blocks = _round_blocks(results)
+    if not blocks:
+        return "skip.no_rounds"
     devices = sorted(series, key=measures.device_sort_key)
-    extents = measures.mode_extents(results.monitor)
     cpu = _cpu(results)
     colours = _colours([m.name for m in results.modes])
-    fig = Figure(figsize=(WIDTH_IN, max(3.5, 1.2 + 1.6 * len(devices))))
+    fig = Figure(figsize=(WIDTH_IN, 2.0 + 1.7 * len(devices)))
     axes = fig.subplots(len(devices), 1, sharex=True, squeeze=False)[:, 0]
+    slot, gap = 1.0, 0.8
+    starts, x = [], 0.0
+    for _, windows in blocks:
+        starts.append(x)
+        x += len(windows) * slot + gap
+    empty = 0
     for ax, device in zip(axes, devices, strict=True):
-        for name, (start, end) in extents.items():
-            ax.axvspan(
-                start,
-                end,
-                color=colours.get(name, "lightgray"),
-                alpha=0.18,
-                label=mode_label(name, lang, cpu_slots=cpu) if ax is axes[0] else None,
-            )
-        ax.plot(t, series[device], color="black", linewidth=0.9)
-        ax.set_ylim(0, 105)
+        for (mode, windows), x0 in zip(blocks, starts, strict=True):
+            colour = colours.get(mode.name, "tab:gray")
+            values: list[float] = []
+            for i, w in enumerate(windows):
+                samples = window_samples(results.monitor, "util", device, w)
+                if not samples:
+                    empty += ax is axes[0]
+                    continue
+                xs, ys = _step(x0 + i * slot + 0.06, slot - 0.12, w, samples)
+                ax.fill_between(xs, ys, step="pre", color=colour, alpha=0.45, linewidth=0)
+                ax.step(xs, ys, where="pre", color=colour, linewidth=1.0)
+                values += [v for _, v in samples]
+            if values:
+                mean = sum(values) / len(values)
+                end = x0 + len(windows) * slot
+                ax.hlines(mean, x0, end, colors="black", linestyles="dashed", linewidth=1.0)
+                ax.annotate(f"{mean:.0f}%", (end, min(mean, 100)), ha="right", va="bottom",
+                            textcoords="offset points", xytext=(-2, 2), fontsize=8,
+                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
+                                  "alpha": 0.85})
+        ax.set_ylim(0, 112)
+        ax.set_yticks([0, 25, 50, 75, 100])
         ax.set_ylabel(f"{device_label(device, lang)}\n{text('plot.util.y', lang)}")
         ax.grid(axis="y", alpha=0.3)
-    axes[-1].set_xlabel(text("plot.time", lang))
-    axes[0].set_title(text("plot.util", lang))
-    if extents:
-        axes[0].legend(
-            loc="upper center",
-            bbox_to_anchor=(0.5, -0.02),
-            ncol=min(len(extents), 6),
-            fontsize="small",
-            framealpha=0.9,
-        )
-    fig.tight_layout()
+    centres = [x0 + len(w) * slot / 2 for (_, w), x0 in zip(blocks, starts, strict=True)]
+    labels = [
+        f"{mode_label(m.name, lang, cpu_slots=cpu, devices=len(m.devices))}\n"
+        + _text("util.block", lang, n=len(w), s=sorted(x.length_s for x in w)[len(w) // 2])
+        for m, w in blocks
+    ]
+    axes[-1].set_xticks(centres, labels, fontsize=8)
+    axes[-1].set_xlim(-gap / 2, x - gap / 2)
+    axes[-1].tick_params(axis="x", length=0)
+    axes[0].set_title(_text("util.title", lang))
+    note = _text("util.left_out", lang, s=outside_rounds_s(results.monitor) or 0.0)
+    if empty:
+        note += " " + _text("util.no_sample", lang, n=empty, total=sum(len(w) for _, w in blocks))
+    note = textwrap.fill(note, width=70 if lang == "zh" else 140)
+    fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize=8, color="dimgray")
+    fig.tight_layout(rect=(0, 0.03 + 0.22 / fig.get_figheight() * note.count("\n"), 1, 1))
     return _save(fig, path)
 
 
@@ -417,5 +432,5 @@ def write_plots(
         if isinstance(outcome, Path):
             plots.append(Plot(kind, title, path=outcome, lang=plot_lang))
         else:
-            plots.append(Plot(kind, title, reason=text(outcome, lang)))
+            plots.append(Plot(kind, title, reason=_text(outcome, lang)))
     return plots

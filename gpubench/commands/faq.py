@@ -1,0 +1,72 @@
+"""``gpubench faq``: the FAQ pages, measured by a fixed plan or written from earlier results."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gpubench.errors import UsageError
+
+HELP = "measure the FAQ's beliefs (threads, processes, GPUs, batch size, memory) and write the pages"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for faq.<lang>.md, its plots and (when measuring) results/")
+    p.add_argument("--lang", default="both", choices=("en", "zh", "both"),
+                   help="language of the pages (default both)")
+    p.add_argument("--from", dest="from_files", nargs="+", metavar="RESULTS.json",
+                   help="write the pages from earlier results files (and sweep summary.json "
+                   "files) without measuring; needs no torch")
+    p.add_argument("--devices", default="auto",
+                   help="auto (every GPU, else 2 CPU slots), cpu:K, cuda, cuda:0,1")
+    p.add_argument("--case", default="cnn", help="the case to measure (default cnn)")
+    p.add_argument("--quick", action="store_true",
+                   help="the short plan: half the samples, a third of the rounds (<= 90 s on "
+                   "two CPU slots)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def _out_dir(text: str) -> Path:
+    out = Path(text)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write --out {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    langs = ("en", "zh") if args.lang == "both" else (args.lang,)
+    if args.from_files:
+        from gpubench.faq.inputs import load_inputs
+
+        inputs = load_inputs(args.from_files)  # before anything is written: bad files fail fast
+        out = _out_dir(args.out)
+    else:
+        from gpubench.faq.plan import PLANS, run_config, run_plan
+        from gpubench.progress import open_progress, work_for
+
+        out = _out_dir(args.out)
+        plan = PLANS["quick" if args.quick else "full"]
+        # The display's estimate counts the main comparison's work.
+        work = work_for(run_config(plan, args.case, args.devices))
+        try:
+            with open_progress(work, quiet=args.quiet) as progress:
+                inputs = run_plan(plan, args.case, args.devices, out, progress=progress)
+        except KeyboardInterrupt:
+            print(f"gpubench: interrupted; what was measured is in {out / 'results'}",
+                  file=sys.stderr)
+            return 130
+    from gpubench.report.faq_page import write_faq
+
+    try:
+        pages = write_faq(inputs, out, langs)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+    for page in pages:
+        print(page)
+    return 0

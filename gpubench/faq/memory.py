@@ -1,0 +1,168 @@
+"""The memory answer: what one training process holds on a device, and how many fit.
+
+Per process, from the best source a run recorded:
+
+- ``nvml``: NVML's per-process device memory (CUDA context, runtime and torch's cache: what
+  the GPU actually gives that process), split with torch's own peaks into *tensors*
+  (``max_memory_allocated``), *allocator cache* (reserved minus allocated) and *context and
+  runtime* (the rest);
+- ``allocator``: torch's reserved peak alone, where NVML gave no per-process figure (the
+  context is then missing: a floor, not the whole);
+- ``rss``: on CPU slots, the process's resident memory, standing in for device memory.
+
+Only runs that were not interleaved are used for per-process figures: an interleaved run
+keeps every mode's processes alive together. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gpubench.faq.inputs import FaqInputs, device_ids
+from gpubench.results import ModeResult, Results
+
+TRAINING_MODES = ("serial", "multiprocess", "multi-gpu")  # one model trains one client at a time
+HEADROOM = 0.10  # what the fit leaves free: allocator fragmentation, a larger last batch, others
+
+
+@dataclass(frozen=True)
+class ProcessMemory:
+    mode: str
+    device: str
+    pid: str | None
+    total_bytes: int
+    source: str  # nvml / allocator / rss
+    allocated_bytes: int | None = None
+    reserved_bytes: int | None = None
+    clients: int | None = None  # clients whose data this process holds
+    batch_size: int | None = None
+
+    @property
+    def context_bytes(self) -> int | None:
+        """Outside torch's allocator: the CUDA context and runtime (NVML source only)."""
+        if self.source != "nvml" or self.reserved_bytes is None:
+            return None
+        return max(self.total_bytes - self.reserved_bytes, 0)
+
+    @property
+    def cache_bytes(self) -> int | None:
+        if self.reserved_bytes is None or self.allocated_bytes is None:
+            return None
+        return max(self.reserved_bytes - self.allocated_bytes, 0)
+
+
+def _clients_per_worker(mode: ModeResult) -> dict[tuple[str, int], int]:
+    rounds = [r for r in mode.rounds if not r.warmup and r.clients] or [
+        r for r in mode.rounds if r.clients
+    ]
+    if not rounds:
+        return {}
+    out: dict[tuple[str, int], set[int]] = {}
+    for c in rounds[0].clients:
+        out.setdefault((c.device, c.worker), set()).add(c.client)
+    return {k: len(v) for k, v in out.items()}
+
+
+def processes(results: Results, modes: Sequence[str] = TRAINING_MODES) -> list[ProcessMemory]:
+    """Every training process of ``results`` with its memory (see the module docstring)."""
+    out = []
+    cuda = any(d.startswith("cuda") for d in device_ids(results))
+    batch = results.config.get("batch_size")
+    for mode in results.modes:
+        if mode.name not in modes or not mode.ok:
+            continue
+        per_worker = _clients_per_worker(mode)
+        nvml = {pid: b for s in mode.device_stats for pid, b in s.process_mem_peak_bytes.items()}
+        for w in mode.worker_memory:
+            pid = str(w.pid) if w.pid is not None else None
+            clients = per_worker.get((w.device, w.worker))
+            if mode.name == "serial":
+                clients = int(results.config.get("clients") or 0) or clients
+            total, source = None, ""
+            if pid is not None and pid in nvml:
+                total, source = nvml[pid], "nvml" if cuda else "rss"
+            elif cuda and w.max_reserved_bytes is not None:
+                total, source = w.max_reserved_bytes, "allocator"
+            elif not cuda and w.rss_bytes is not None:
+                total, source = w.rss_bytes, "rss"
+            if total is None:
+                continue
+            out.append(ProcessMemory(mode.name, w.device, pid, int(total), source,
+                                     w.max_allocated_bytes, w.max_reserved_bytes, clients,
+                                     batch if isinstance(batch, int) else None))
+    return out
+
+
+def measured_processes(inputs: FaqInputs) -> list[ProcessMemory]:
+    """Training processes of the runs that were not interleaved (memory run, batch points)."""
+    runs = [inputs.memory, *inputs.batch_points]
+    seen: list[Results] = []
+    out: list[ProcessMemory] = []
+    for r in runs:
+        if r is None or r.config.get("interleave") or any(r is s for s in seen):
+            continue
+        seen.append(r)
+        out.extend(processes(r))
+    return out
+
+
+def per_client_bytes(procs: Sequence[ProcessMemory]) -> float | None:
+    """Tensor memory one more client's data costs: the allocator peaks of two processes of the
+    same run and batch that hold different numbers of clients (serial holds them all)."""
+    known = [p for p in procs if p.allocated_bytes is not None and p.clients]
+    for a in known:
+        for b in known:
+            if a.batch_size == b.batch_size and a.clients and b.clients and a.clients > b.clients:
+                assert a.allocated_bytes is not None and b.allocated_bytes is not None
+                diff = a.allocated_bytes - b.allocated_bytes
+                if diff > 0:
+                    return diff / (a.clients - b.clients)
+    return None
+
+
+def median_total(procs: Sequence[ProcessMemory]) -> float | None:
+    values = sorted(p.total_bytes for p in procs)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+@dataclass(frozen=True)
+class Fit:
+    device: str
+    total_bytes: int
+    per_process_bytes: float
+    processes: int  # that fit with HEADROOM left free
+    num_gpus: float  # Ray/Flower client_resources for the run's clients at once on these GPUs
+    fill_first: float  # the smallest fraction that still fits: Ray packs GPU 0 with it first
+
+
+def fits(inputs: FaqInputs, per_process: float | None) -> list[Fit]:
+    """Per GPU of the runs: how many such processes fit, and the ``num_gpus`` that spreads."""
+    if per_process is None or per_process <= 0:
+        return []
+    entries: dict[str, int] = {}
+    for r in inputs.runs:
+        for d in r.devices:
+            total = d.get("memory_total_bytes") if isinstance(d, dict) else None
+            ident = d.get("id") if isinstance(d, dict) else None
+            if isinstance(total, int) and total > 0 and isinstance(ident, str):
+                entries.setdefault(ident, total)
+    if not entries:
+        return []
+    run = inputs.comparison or inputs.runs[0]
+    clients = int(run.config.get("clients") or 1)
+    k = len(entries)
+    out = []
+    for device, total in sorted(entries.items()):
+        n = int(total * (1 - HEADROOM) // per_process)
+        if n < 1:
+            out.append(Fit(device, total, per_process, 0, 1.0, 1.0))
+            continue
+        smallest = math.ceil(100 / n) / 100  # two decimals, rounded up: never more than n
+        spread = math.ceil(100 * k / clients) / 100 if clients > k else 1.0
+        out.append(Fit(device, total, per_process, n, min(max(smallest, spread), 1.0), smallest))
+    return out

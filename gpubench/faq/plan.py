@@ -1,0 +1,162 @@
+"""The FAQ's fixed measuring plan: three measurements, each for the questions it answers.
+
+1. **comparison** — serial, threaded, multiprocess (2 workers) and multi-gpu on every device,
+   interleaved round by round (drift on a shared machine hits every mode alike), at batch
+   128: beliefs 1-3, the performance table, the utilisation plot;
+2. **memory run** — serial and multiprocess, *not* interleaved (each mode's processes are then
+   the only ones alive while it is sampled), with as many rounds as give the monitor at least
+   ``memory_samples`` samples per mode at the comparison's measured round time: belief 5;
+3. **batch sweep** — serial at batch 32 and 128 (``gpubench.sweep``), each point followed by
+   ``accuracy_rounds`` progressing FedAvg rounds scored on a held-out set: belief 4 and what
+   the bigger batch does to the model.
+
+The sizes come from arithmetic, not from timing this machine (see :func:`estimate_seconds`):
+on this project's 2-core machine the cnn trains one sample in about 0.20 ms on one core at
+batch 128 (``reports/cpu-slots/compare.json``: 10 clients x 512 samples in 1.03 s), threads
+and processes on the same slot take as long as serial (0.99x, 0.96x), multi-gpu on two slots
+about half (0.54 s); batch 32 is taken as 1.5x the per-sample cost of batch 128 (an upper
+bound for a CPU core; on the H200 it was 3.6x, but there every round is short).
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from gpubench.config import RunConfig, SampleSizes, TrainConfig
+from gpubench.faq.inputs import FaqInputs, gather
+from gpubench.results import Results, write_results
+
+COMPARISON_MODES = ("serial", "threaded", "multiprocess", "multi-gpu")
+MEMORY_MODES = ("serial", "multiprocess")
+RESULTS_DIR = "results"
+
+# The arithmetic's inputs (module docstring): seconds, on one core of the 2-core machine.
+PER_SAMPLE_S = 1.03 / 5120
+BATCH_32_COST = 1.5  # per-sample cost of batch 32 relative to batch 128
+POOL_START_S = 1.2  # a process pool's spawn and imports
+POOL_FIRST_ROUND_S = 2.0  # extra time of a pool's first (warm-up) round
+COMPARE_OVERHEAD_S = 1.0  # environment, sampler, prepare, results file, per compare()
+FIXED_S = 10.0  # importing torch and matplotlib, findings, both pages and their plots
+
+
+@dataclass(frozen=True)
+class FaqPlan:
+    name: str
+    clients: int = 10
+    samples: int = 512
+    batch: int = 128
+    batches: tuple[int, int] = (32, 128)
+    workers: int = 2
+    warmup: int = 1
+    compare_rounds: int = 24
+    batch_rounds: int = 15
+    accuracy_rounds: int = 5
+    memory_samples: int = 20
+    memory_rounds_max: int = 8
+    sample_interval_s: float = 0.1
+
+    def memory_rounds(self, serial_round_s: float | None) -> int:
+        """Rounds for the memory run: ``memory_samples`` samples per mode, 2 to the maximum."""
+        if not serial_round_s or serial_round_s <= 0:
+            return 3
+        wanted = math.ceil(self.memory_samples * self.sample_interval_s / serial_round_s)
+        return min(max(wanted, 2), self.memory_rounds_max)
+
+
+FULL = FaqPlan("full")
+QUICK = FaqPlan("quick", samples=256, compare_rounds=8, batch_rounds=8, memory_samples=12)
+PLANS = {p.name: p for p in (FULL, QUICK)}
+
+
+def estimate_seconds(plan: FaqPlan, devices: int = 2, per_sample_s: float = PER_SAMPLE_S) -> float:
+    """The plan's wall time on CPU slots of one core each (module docstring's figures)."""
+    serial = plan.clients * plan.samples * per_sample_s  # a serial round at batch 128
+    step = serial * (1 + 1 + 1.04 + 1 / max(devices, 1))  # the four modes, interleaved
+    compare = (plan.warmup + plan.compare_rounds) * step + 2 * (POOL_START_S + POOL_FIRST_ROUND_S)
+    mem_rounds = plan.memory_rounds(serial)
+    memory = (plan.warmup + mem_rounds) * serial * 2.04 + POOL_START_S + POOL_FIRST_ROUND_S
+    both = serial * (1 + BATCH_32_COST)
+    sweep = (plan.warmup + plan.batch_rounds) * both
+    accuracy = plan.accuracy_rounds * both
+    return compare + memory + sweep + accuracy + 4 * COMPARE_OVERHEAD_S + FIXED_S
+
+
+def run_config(plan: FaqPlan, case: str, devices: str, **changes: Any) -> RunConfig:
+    train = TrainConfig(batch_size=changes.pop("batch_size", plan.batch),
+                        samples=SampleSizes(plan.samples, plan.samples))
+    config = RunConfig(case=case, clients=plan.clients, train=train, devices=devices,
+                       modes=COMPARISON_MODES, workers=plan.workers, warmup=plan.warmup,
+                       rounds=plan.compare_rounds, interleave=True,
+                       sample_interval_s=plan.sample_interval_s)
+    return replace(config, **changes)
+
+
+def command_for(config: RunConfig, verb: str = "compare", batch: str | None = None,
+                extra: tuple[str, ...] = ()) -> str:
+    """The gpubench command line that runs ``config`` again."""
+    args = [verb, "--case", config.case, "--clients", str(config.clients),
+            "--batch-size", batch or str(config.train.batch_size),
+            "--samples-per-client", str(config.train.samples), "--devices", config.devices,
+            "--modes", ",".join(config.modes), "--workers", str(config.workers),
+            "--rounds", str(config.rounds), "--warmup", str(config.warmup)]
+    if config.interleave:
+        args.append("--interleave")
+    return "gpubench " + shlex.join([*args, *extra])
+
+
+Progress = Callable[[str, str, int, int], None]
+
+
+def run_plan(
+    plan: FaqPlan,
+    case: str,
+    devices: str,
+    out_dir: Path,
+    *,
+    progress: Progress | None = None,
+) -> FaqInputs:
+    """Measure the plan; every results file goes under ``out_dir/results/`` as it is made."""
+    from gpubench.commands.compare import sampler_factory_or_none
+    from gpubench.harness import compare, prepare
+    from gpubench.sweep import run_sweep, summarize, write_summary
+
+    comp_cfg = run_config(plan, case, devices)
+    mem_cfg = replace(comp_cfg, modes=MEMORY_MODES, interleave=False)
+    batch_cfgs = [(b, replace(comp_cfg, modes=("serial",), interleave=False,
+                              rounds=plan.batch_rounds, train=replace(comp_cfg.train, batch_size=b)))
+                  for b in plan.batches]
+    prepared = prepare(comp_cfg)  # bad input fails here, before anything is measured
+    batch_prepared = [prepare(c) for _, c in batch_cfgs]
+    sampler = sampler_factory_or_none()
+    folder = out_dir / RESULTS_DIR
+    files: list[str] = []
+
+    def measure(config: RunConfig, name: str, prep: Any = None) -> Results:
+        results = compare(config, progress=progress, sampler_factory=sampler,
+                          command=command_for(config), prepared=prep)
+        files.append(str(write_results(results, folder / f"{name}.json")))
+        if results.interrupted:
+            raise KeyboardInterrupt
+        return results
+
+    comparison = measure(comp_cfg, "compare", prepared)
+    serial = comparison.mode("serial")
+    mem_cfg = replace(mem_cfg, rounds=plan.memory_rounds(serial.median_round_s if serial else None))
+    memory = measure(mem_cfg, "memory")
+    sweep_cmd = command_for(batch_cfgs[0][1], "sweep", ",".join(str(b) for b in plan.batches),
+                            ("--accuracy-rounds", str(plan.accuracy_rounds)))
+    sweep = run_sweep("batch_size", batch_cfgs, folder / "sweep", compare_fn=compare,
+                      sampler_factory=sampler, progress=progress, command=sweep_cmd,
+                      prepared=batch_prepared, accuracy_rounds=plan.accuracy_rounds)
+    summary = summarize(sweep)
+    files += [str(p.path) for p in sweep.points]
+    files.append(str(write_summary(summary, folder / "sweep")))
+    if sweep.interrupted:
+        raise KeyboardInterrupt
+    runs = [comparison, memory, *(p.results for p in sweep.points)]
+    return gather(runs, [summary], files)

@@ -1,0 +1,320 @@
+"""The FAQ pages: one markdown page per language, with its plots beside it.
+
+``format_faq`` turns the answers (and the plots already drawn) into text and nothing else;
+``write_faq`` draws the plots and writes ``faq.<lang>.md``. All wording comes from
+:mod:`gpubench.report.faq_text`; numbers come from :mod:`gpubench.faq`. No torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from gpubench.faq import memory
+from gpubench.faq.inputs import FaqInputs, device_ids
+from gpubench.faq.verdicts import (
+    HOLDS,
+    Answer,
+    Part,
+    answer_beliefs,
+    ratio_vs_limits,
+    run_devices,
+)
+from gpubench.findings import Finding
+from gpubench.report import faq_plots, measures, tables
+from gpubench.report.faq_text import faq_text as t
+from gpubench.report.i18n import LANGS, check_lang, device_label, mode_label, text
+from gpubench.report.plots import Plot
+from gpubench.results import ModeResult, Results, write_text_atomic
+
+PAGE_STEM = "faq"
+
+
+def _label(key: str, lang: str) -> str:
+    return f"**{t(key, lang)}{'：' if lang == 'zh' else ':'}**"
+
+
+def _x(v: float) -> str:
+    return f"{v:.2f}x"
+
+
+def _gib(n: float | None) -> str:
+    return measures.format_bytes(int(n)) if n is not None else "—"
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v:.0f}%"
+
+
+def _limit(part: Part, lang: str) -> str:
+    c = part.claim
+    fmt = (lambda v: _gib(v * 2e9)) if part.key == "process-memory" else _x
+    if c.low is not None and c.high is not None:
+        text = t("limit.within", lang, low=fmt(c.low), high=fmt(c.high))
+    elif c.high is not None:
+        text = t("limit.below", lang, high=fmt(c.high))
+    else:
+        text = t("limit.above", lang, low=fmt(c.low or 0.0))
+    why = t(f"limit.why.{part.key}", lang)
+    return f"{text}（{why}）" if lang == "zh" else f"{text} ({why})"
+
+
+def _part_name(part: Part, lang: str) -> str:
+    f = dict(part.facts)
+    devices = f.get("devices") or [f.get("device") or "?"]
+    cpu = str(devices[0]).startswith("cpu")
+    values = {"workers": f.get("workers", "?"), "device": device_label(str(devices[0]), lang),
+              "mode": mode_label(str(f.get("mode") or part.key.split("-vs-")[0]), lang,
+                                 cpu_slots=cpu),
+              "k": f.get("k") or "k", "from": f.get("from", 32), "to": f.get("to", 128),
+              "processes": f.get("processes", 0), "median": _gib(f.get("median_bytes"))}
+    return t(f"part.{part.key}", lang, **values)
+
+
+def format_interval(part: Part) -> str:
+    i = part.interval
+    if i is None:
+        return "—"
+    if part.key == "process-memory":
+        return f"{_gib(i.estimate * 2e9)} [{_gib(i.low * 2e9)}, {_gib(i.high * 2e9)}]"
+    return f"{_x(i.estimate)} [{i.low:.2f}, {i.high:.2f}]" if i.estimated else _x(i.estimate)
+
+
+def _measured(part: Part, lang: str) -> str:
+    colon, semi = ("：", "；") if lang == "zh" else (": ", "; ")
+    line = f"{_part_name(part, lang)}{colon}**{format_interval(part)}**{semi}{_limit(part, lang)}"
+    if part.reason is not None:
+        error = (part.facts.get("error") or "").splitlines()[0:1]
+        line += f" — {t(f'reason.{part.reason}', lang, error=error[0] if error else '?')}"
+    elif part.verdict not in (HOLDS, "does-not-hold"):
+        line += f" — {t('straddles', lang)}"
+    return line
+
+
+def _util_words(facts: Mapping[str, Any], lang: str) -> str:
+    utils = facts.get("device_util") or {}
+    busy = "busy" if lang == "en" else "工作"
+    return ", ".join(f"{device_label(d, lang)} {busy} {_pct(u)}" for d, u in utils.items()) or "—"
+
+
+def _why(answer: Answer, inputs: FaqInputs, lang: str) -> list[str]:
+    part = answer.parts[0]
+    f = dict(part.facts)
+    device = device_label(str((f.get("devices") or ["?"])[0]), lang)
+    if answer.belief in ("threads", "processes"):
+        util = f.get("serial_util")
+        if util is None:
+            return []
+        kind = "busy" if util >= 50 else "host"
+        return [t(f"why.{answer.belief}.{kind}", lang, device=device, util=_pct(util))]
+    if answer.belief == "multi-gpu":
+        if part.reason == "one-device":
+            return [t("why.multi-gpu.none", lang)]
+        if part.interval is None:
+            return []
+        kind = "good" if part.verdict == HOLDS else "poor"
+        return [t(f"why.multi-gpu.{kind}", lang, util=_util_words(f, lang), k=f.get("k"))]
+    if answer.belief == "batch":
+        return _why_batch(part, lang)
+    return _why_memory(inputs, lang)
+
+
+def _why_batch(part: Part, lang: str) -> list[str]:
+    f = dict(part.facts)
+    if "from" not in f:
+        return []
+    steps = f["to"] / f["from"]
+    out = [t("why.batch", lang, steps=f"{steps:.3g}", util_from=_pct(f.get("util_from")),
+             util_to=_pct(f.get("util_to")), **{"from": f["from"], "to": f["to"]})]
+    a, b = f.get("accuracy_from"), f.get("accuracy_to")
+    if a and b and not a.get("error") and not b.get("error"):
+        out.append(t("why.accuracy", lang, rounds=a.get("rounds"), acc_from=f"{a['final']:.2f}",
+                     acc_to=f"{b['final']:.2f}", steps_from=f"{a['local_steps']:.3g}",
+                     steps_to=f"{b['local_steps']:.3g}", **{"from": f["from"], "to": f["to"]}))
+        if a.get("target") is not None:
+            reached = "; ".join(
+                t("reached" if r.get("rounds_to_target") else "not_reached", lang,
+                  rounds=r.get("rounds_to_target") or r.get("rounds"), batch=r.get("batch_size"))
+                for r in (a, b)
+            )
+            out.append(t("why.target", lang, target=f"{a['target']:.2f}", reached=reached))
+    else:
+        out.append(t("why.accuracy.missing", lang, **{"from": f["from"], "to": f["to"]}))
+    return out
+
+
+def _why_memory(inputs: FaqInputs, lang: str) -> list[str]:
+    procs = memory.measured_processes(inputs)
+    split = [p for p in procs if p.context_bytes is not None and p.allocated_bytes is not None]
+    if split:
+        p = split[0]
+        return [t("why.memory.gpu", lang, total=_gib(p.total_bytes), reserved=_gib(p.reserved_bytes),
+                  allocated=_gib(p.allocated_bytes), context=_gib(p.context_bytes))]
+    return [t("why.memory.cpu", lang)] if procs else []
+
+
+def _findings(found: Sequence[Finding], lang: str) -> list[str]:
+    return [f"- {f.text(lang)[0]}" for f in found]
+
+
+def format_answer(index: int, answer: Answer, inputs: FaqInputs, lang: str,
+                  plots: Mapping[str, Plot]) -> str:
+    b = answer.belief
+    on_this = f"（{t('on_this', lang)}）" if lang == "zh" else f" ({t('on_this', lang)})"
+    lines = [f"## {index}. {t(f'q.{b}', lang)}", "",
+             f"{_label('label.belief', lang)} {t(f'b.{b}', lang)}", "",
+             f"{_label('label.verdict', lang)} **{t(f'verdict.{answer.verdict}', lang)}**"
+             f"{on_this}", ""]
+    lines += [_label("label.measured", lang), ""]
+    lines += [f"- {_measured(p, lang)}" for p in answer.parts] + [""]
+    why = _why(answer, inputs, lang)
+    if why:
+        lines += [f"{_label('label.why', lang)} " + ("" if lang == "zh" else " ").join(why), ""]
+    if answer.findings:
+        lines += [_label("label.findings", lang), "", *_findings(answer.findings, lang), ""]
+    lines += [f"{_label('label.instead', lang)} {t(f'instead.{b}', lang)}", ""]
+    if b == "memory":
+        lines += format_memory(inputs, lang)
+    for key in faq_plots.PLOTS_OF.get(b, ()):
+        if key in plots:
+            lines += [_plot_link(plots[key], lang), ""]
+    if answer.command:
+        lines += [_label("label.reproduce", lang), "", f"```\n{answer.command}\n```", ""]
+    return "\n".join(lines).rstrip()
+
+
+def _plot_link(plot: Plot, lang: str) -> str:
+    if plot.path is not None:
+        return f"![{plot.title}]({plot.path.name})"
+    return f"*{t('plot.missing', lang, plot=plot.title, reason=plot.reason)}*"
+
+
+# --- the memory answer --------------------------------------------------------------------
+
+
+def format_memory(inputs: FaqInputs, lang: str) -> list[str]:
+    procs = memory.measured_processes(inputs)
+    if not procs:
+        return [t("mem.none", lang), ""]
+    cpu = inputs.cpu_slots
+    headers = [t(f"mem.col.{k}", lang)
+               for k in ("process", "clients", "batch", "total", "tensors", "cache", "context", "source")]
+    rows = [[f"{mode_label(p.mode, lang, cpu_slots=cpu)} · {device_label(p.device, lang)}",
+             str(p.clients or "—"), str(p.batch_size or "—"), _gib(p.total_bytes),
+             _gib(p.allocated_bytes), _gib(p.cache_bytes), _gib(p.context_bytes),
+             t(f"mem.source.{p.source}", lang)] for p in procs]
+    out = [f"**{t('mem.processes', lang)}**", "", tables.render(rows, headers, "github"), ""]
+    per = memory.per_client_bytes(procs)
+    out += [t("mem.per_client", lang, per=_gib(per)) if per else t("mem.per_client.none", lang), ""]
+    serial = {p.batch_size: p for p in procs if p.mode == "serial" and p.batch_size}
+    if len(serial) >= 2:
+        items = [t("mem.per_batch.item", lang, batch=b, total=_gib(p.total_bytes),
+                   tensors=_gib(p.allocated_bytes)) for b, p in sorted(serial.items())]
+        sep = "; " if lang == "en" else "；"
+        out += [t("mem.per_batch", lang, items=sep.join(items)), ""]
+    workers = [p for p in procs if p.mode != "serial"] or procs
+    fits = memory.fits(inputs, memory.median_total(workers))
+    if not fits:
+        return [*out, t("mem.fits.none", lang), ""]
+    clients = int((inputs.comparison or inputs.runs[0]).config.get("clients") or 1)
+    headers = [t(f"mem.col.{k}", lang, clients=clients)
+               for k in ("device", "memory", "per_process", "fit", "num_gpus")]
+    rows = [[device_label(f.device, lang), _gib(f.total_bytes), _gib(f.per_process_bytes),
+             str(f.processes), f"{f.num_gpus:g}"] for f in fits]
+    out += [f"**{t('mem.fits', lang)}**", "", tables.render(rows, headers, "github"), ""]
+    out += [t("mem.ray", lang, num_gpus=f"{fits[0].num_gpus:g}", clients=clients, k=len(fits),
+              smallest=f"{fits[0].fill_first:g}"), ""]
+    return out
+
+
+# --- the performance table ----------------------------------------------------------------
+
+
+def _speed(results: Results, mode: ModeResult) -> str:
+    serial = results.mode("serial")
+    if mode.name == "serial":
+        return "1.00x"
+    if serial is None or not serial.ok or not mode.ok or not mode.round_times_s:
+        return tables.status_cell(mode, "en") if not mode.ok else "—"
+    interval, (side,) = ratio_vs_limits([serial.round_times_s], [mode.round_times_s], [1.0])
+    mark = {"above": " ✅", "below": " ❌", "straddles": " ≈"}.get(side, "")
+    if not interval.estimated:
+        return _x(interval.estimate)
+    return f"{_x(interval.estimate)} [{interval.low:.2f}, {interval.high:.2f}]{mark}"
+
+
+def _mode_memory(results: Results, mode: ModeResult, device: str) -> str:
+    procs = [p for p in memory.processes(results, (mode.name,)) if p.device == device]
+    if not procs:
+        return "—"
+    total = sum(p.total_bytes for p in procs)
+    floor = "≥ " if any(p.source == "allocator" for p in procs) else ""
+    return floor + _gib(total)
+
+
+def format_performance(results: Results, lang: str) -> str:
+    devices = device_ids(results)
+    cpu = measures.cpu_slots_only(devices)
+    mem_header = text("col.memory_cpu" if cpu else "col.memory", lang)
+    headers = [text("col.config", lang), *(device_label(d, lang) for d in devices),
+               text("col.speed", lang), mem_header]
+    rows = []
+    for mode in results.modes:
+        row = [mode_label(mode.name, lang, cpu_slots=cpu, devices=len(mode.devices))]
+        row += [tables.busy_cell(mode, d, lang, monitored=True) for d in devices]
+        row.append(_speed(results, mode) if mode.ok else tables.status_cell(mode, lang))
+        row.append(" / ".join(_mode_memory(results, mode, d) for d in mode.devices) or "—")
+        rows.append(row)
+    legend = t("performance_legend", lang, what=t("mem_what.cpu" if cpu else "mem_what.gpu", lang))
+    return tables.render(rows, headers, "github") + "\n\n" + legend
+
+
+# --- the page -------------------------------------------------------------------------------
+
+
+def _summary(answers: Sequence[Answer], lang: str) -> str:
+    headers = ["#", t("col.belief", lang), t("col.verdict", lang), t("col.measured", lang)]
+    rows = [[str(i), t(f"short.belief.{a.belief}", lang), t(f"verdict.{a.verdict}", lang),
+             "; ".join(format_interval(p) for p in a.parts)]
+            for i, a in enumerate(answers, 1)]
+    return tables.render(rows, headers, "github")
+
+
+def format_faq(inputs: FaqInputs, lang: str, plots: Mapping[str, Plot] | None = None) -> str:
+    """The whole page in ``lang``; ``plots`` maps plot keys to the plots already drawn."""
+    check_lang(lang)
+    plots = plots or {}
+    answers = answer_beliefs(inputs)
+    run = inputs.comparison or inputs.runs[0]
+    devices = ", ".join(device_label(d, lang) for d in run_devices(inputs)) or "?"
+    cfg = run.config
+    parts = [f"# {t('title', lang, case=cfg.get('case', '?'), devices=devices)}",
+             t("intro", lang, case=cfg.get("case", "?"), clients=cfg.get("clients", "?"),
+               samples=cfg.get("samples_per_client", "?"))]
+    if inputs.cpu_slots:
+        parts.append(t("cpu_note", lang))
+    parts += [f"## {t('summary', lang)}", _summary(answers, lang)]
+    if "verdicts" in plots:
+        parts.append(_plot_link(plots["verdicts"], lang))
+    if inputs.comparison is not None:
+        parts += [f"## {t('performance', lang)}", format_performance(inputs.comparison, lang)]
+        if "utilisation" in plots:
+            parts.append(_plot_link(plots["utilisation"], lang))
+    parts += [format_answer(i, a, inputs, lang, plots) for i, a in enumerate(answers, 1)]
+    parts += [f"## {t('sources', lang)}", t("plan", lang),
+              "\n".join(f"- `{s}`" for s in inputs.sources) or "—"]
+    return "\n\n".join(parts).rstrip() + "\n"
+
+
+def write_faq(inputs: FaqInputs, out_dir: str | Path, langs: Sequence[str] = LANGS) -> list[Path]:
+    """Draw each language's plots and write ``faq.<lang>.md``; return the pages' paths."""
+    out = Path(out_dir)
+    written = []
+    answers = answer_beliefs(inputs)
+    for lang in langs:
+        check_lang(lang)
+        plots = faq_plots.write_faq_plots(inputs, answers, out, f"{PAGE_STEM}.{lang}", lang)
+        page = format_faq(inputs, lang, plots)
+        written.append(write_text_atomic(out / f"{PAGE_STEM}.{lang}.md", page))
+    return written
