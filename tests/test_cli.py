@@ -67,7 +67,7 @@ def test_compare_writes_results_and_prints_the_table(tmp_path):
     assert f"results: {out}" in proc.stdout
     assert "multi-gpu" in proc.stdout
     data = json.loads(out.read_text())
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert [m["name"] for m in data["modes"]] == ["serial", "multi-gpu"]
     for key in ("name", "status", "error", "devices", "cold_start_s", "warmup_times_s",
                 "round_times_s", "speedup_vs_serial", "max_abs_diff_vs_serial"):
