@@ -7,8 +7,6 @@ import re
 import shutil
 import subprocess
 import sys
-import types
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -103,44 +101,31 @@ def test_font_fallback_is_said_on_the_page() -> None:
     assert "本机没有可显示中文的字体" not in native
 
 
-@dataclass(frozen=True)
-class _Finding:
-    level: str
-    message: str
-    hint: str
-    message_zh: str | None = None
-    hint_zh: str | None = None
+def test_the_pages_findings_are_the_runs_findings_in_its_language() -> None:
+    from gpubench.findings import compute_findings
+    from gpubench.report.findings import finding_text
 
-
-def test_findings_module_is_used_when_present(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = types.ModuleType("gpubench.findings")
-    seen = []
-
-    def compute_findings(results):  # type: ignore[no-untyped-def]
-        seen.append(results)
-        return [
-            _Finding(
-                "warning", "threaded 0.41x of serial", "use processes", "多线程仅为串行的 0.41 倍"
-            ),
-            _Finding("info", "cold start 3.1 s", ""),
-        ]
-
-    fake.compute_findings = compute_findings  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "gpubench.findings", fake)
     results = read_results(FIXTURES / "report_2slots.json")
+    found = compute_findings(results)
     views = findings_for(results, "zh")
-    assert seen == [results]
-    assert views is not None and views[0].message == "多线程仅为串行的 0.41 倍"
-    assert views[0].hint == "use processes"  # no translation: the English hint
-    assert views[1].message == "cold start 3.1 s"
+    assert [v.code for v in views] == [f.code for f in found] and views
+    assert [(v.message, v.hint) for v in views] == [finding_text(f, "zh") for f in found]
     body = format_report([("x", results)], lang="zh")
-    assert "- **警告**: 多线程仅为串行的 0.41 倍" in body
-    assert "*建议:* use processes" in body
+    assert f"- **警告**: {views[0].message}" in body
+    assert f"*建议:* {views[0].hint}" in body
 
 
-def test_findings_missing_module_gives_none(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "gpubench.findings", None)  # import raises ImportError
-    assert findings_for(read_results(FIXTURES / "report_2slots.json"), "en") is None
+def test_an_error_finding_is_labelled_on_the_page() -> None:
+    results = read_results(FIXTURES / "report_2slots.json")
+    view = page.FindingView("error", "ray computed something else", "", "result-differs")
+    body = format_report([("x", results)], lang="en", findings=lambda r, lang: [view])
+    assert "- **error**: ray computed something else" in body
+
+
+def test_no_findings_computed_says_they_are_not_available() -> None:
+    results = read_results(FIXTURES / "report_2slots.json")
+    body = format_report([("x", results)], lang="en", findings=lambda r, lang: None)
+    assert "Findings are not available" in body
 
 
 def test_report_modules_do_not_import_torch() -> None:
