@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,49 @@ def test_no_findings_computed_says_they_are_not_available() -> None:
     results = read_results(FIXTURES / "report_2slots.json")
     body = format_report([("x", results)], lang="en", findings=lambda r, lang: None)
     assert "Findings are not available" in body
+
+
+def test_the_device_column_says_what_its_percentage_is() -> None:
+    from gpubench.report.tables import busy_cell, same_result_cell
+    from gpubench.results import DeviceStats, ModeResult, Results
+
+    gpu = ModeResult("serial", "ok", devices=("cuda:0",), device_stats=(
+        DeviceStats("cuda:0", False, 9.0, 20.0, None),))
+    cpu = ModeResult("serial", "ok", devices=("cpu:0",), device_stats=(
+        DeviceStats("cpu:0", True, 93.0, 99.0, None),))
+    unknown = ModeResult("serial", "ok", devices=("cuda:0",), device_stats=(
+        DeviceStats("cuda:0", True, None, None, None),))
+    assert busy_cell(gpu, "cuda:0", "en", monitored=True) == "idle (9% kernel-active)"
+    assert busy_cell(gpu, "cuda:0", "zh", monitored=True) == "闲置（kernel 活跃 9%）"
+    assert busy_cell(cpu, "cpu:0", "en", monitored=True) == "busy (93% of the slot's cores)"
+    assert busy_cell(cpu, "cpu:0", "zh", monitored=True) == "工作（槽内核心占用 93%）"
+    assert busy_cell(unknown, "cuda:0", "en", monitored=True) == "busy"
+
+    @dataclass(frozen=True)
+    class Unrepeatable(ModeResult):
+        reproducible: bool = True
+
+    results = Results({}, {}, (gpu,))
+    odd = Unrepeatable("threaded", "ok", reproducible=False, same_result=None)
+    assert same_result_cell(results, odd, "en") == "not reproducible"
+    assert same_result_cell(results, odd, "zh") == "不可复现"
+
+
+def test_the_catalogue_has_both_languages_and_the_monitors_own_notes() -> None:
+    from gpubench import results
+    from gpubench.report.i18n import CatalogueError, catalogue, load_catalogue
+
+    phrases = catalogue()
+    assert phrases["note.no-gpu"][0] == results.NOTE_NO_GPU
+    assert phrases["note.host-chosen"][0] == results.NOTE_HOST_CHOSEN
+    assert phrases["note.host-instead"][0] == "{reason}" + results.NOTE_HOST_INSTEAD
+    assert phrases["note.ticks-skipped"][0] == results.NOTE_TICKS_SKIPPED
+    assert phrases["note.samples-failed"][0] == results.NOTE_SAMPLES_FAILED
+    assert all(en.strip() and zh.strip() for en, zh in phrases.values())
+    with pytest.raises(CatalogueError, match="a.b"):
+        load_catalogue('[a.b]\nen = "only English"\n')
+    with pytest.raises(CatalogueError, match="stray"):
+        load_catalogue('stray = 1\n')
 
 
 def test_report_modules_do_not_import_torch() -> None:

@@ -135,11 +135,12 @@ def device_starved(results: Results) -> list[Finding]:
     if stats is None:
         return []
     batch = results.config.get("batch_size")
-    known = isinstance(batch, int) and not isinstance(batch, bool)
+    bigger: Facts = {"variant": "unknown"}
+    if isinstance(batch, int) and not isinstance(batch, bool):
+        bigger = {"variant": "known", "batch": batch * 4}
     facts: Facts = {
         "device": device, "util_pct": stats.util_mean_pct, "sm_pct": stats.sm_active_mean_pct,
-        "samples": stats.samples, "batch": batch,
-        "bigger": {"variant": "known", "batch": batch * 4} if known else {"variant": "unknown"},
+        "samples": stats.samples, "batch": batch, "bigger": bigger,
     }
     util, sm = stats.util_mean_pct, stats.sm_active_mean_pct
     if util is not None and util < STARVED_PCT:
