@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from gpubench.doctor import collect_machine, order_mismatch, shared_memory, with_nvml_view
-from gpubench.findings import machine_findings
+from gpubench.findings import CODES, machine_findings
 from gpubench.report.doctor import doctor_json, format_doctor
 from gpubench.report.findings import finding_text
 
@@ -110,6 +110,8 @@ def codes(m):
 
 def words(f):
     """(message, hint) in English, after checking that Chinese renders too."""
+    variant = f.facts.get("variant")
+    assert f.code in CODES and (variant in CODES[f.code] if variant else not CODES[f.code])
     zh, _ = finding_text(f, "zh")
     assert zh and zh != finding_text(f, "en")[0]
     return finding_text(f, "en")

@@ -79,7 +79,10 @@ def only(found, code) -> Finding:
 
 
 def words(f: Finding) -> tuple[str, str, str, str]:
-    """(message, hint, message_zh, hint_zh); the Chinese message is Chinese."""
+    """(message, hint, message_zh, hint_zh); the Chinese message is Chinese, and the code and
+    variant are ones the catalogue test covers."""
+    variant = f.facts.get("variant")
+    assert f.code in CODES and (variant in CODES[f.code] if variant else not CODES[f.code])
     en, hint = finding_text(f, "en")
     zh, hint_zh = finding_text(f, "zh")
     assert CJK.search(zh) and not CJK.search(en), (en, zh)
