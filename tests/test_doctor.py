@@ -8,13 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gpubench.doctor import (
-    collect_machine,
-    format_doctor,
-    machine_findings,
-    order_mismatch,
-    shared_memory,
-)
+from gpubench.doctor import collect_machine, order_mismatch, shared_memory, with_nvml_view
+from gpubench.findings import CODES, machine_findings
+from gpubench.report.doctor import doctor_json, format_doctor
+from gpubench.report.findings import finding_text
 
 ROOT = Path(__file__).resolve().parents[1]
 GiB = 2**30
@@ -40,11 +37,15 @@ def test_doctor_json_exits_0_with_findings():
             "findings"} <= set(report)
     assert report["cpu"]["usable"] >= 1
     codes = [f["code"] for f in report["findings"]]
+    assert all({"code", "level", "facts", "message", "hint"} <= set(f) for f in report["findings"])
     if not _has_gpu():
         no_gpu = next(f for f in report["findings"] if f["code"] == "no-gpu")
         assert no_gpu["message"].startswith("no CUDA GPU visible: modes run on CPU slots")
-        assert no_gpu["message_zh"] and no_gpu["hint"]
+        assert no_gpu["hint"] and no_gpu["facts"]["usable"] == report["cpu"]["usable"]
         assert report["gpus"] == []
+        zh = json.loads(_doctor("--json", "--lang", "zh").stdout)
+        assert next(f for f in zh["findings"] if f["code"] == "no-gpu")["message"].startswith(
+            "看不到 CUDA GPU")
     else:
         assert "no-gpu" not in codes
 
@@ -65,6 +66,8 @@ def test_doctor_text_exits_0():
     assert proc.returncode == 0, proc.stderr
     assert "torch" in proc.stdout and "/dev/shm" in proc.stdout
     assert "Traceback" not in proc.stderr
+    zh = _doctor("--lang", "zh")
+    assert zh.returncode == 0 and "本进程可用" in zh.stdout
 
 
 def machine(**over):
@@ -105,6 +108,15 @@ def codes(m):
     return [f.code for f in machine_findings(m)]
 
 
+def words(f):
+    """(message, hint) in English, after checking that Chinese renders too."""
+    variant = f.facts.get("variant")
+    assert f.code in CODES and (variant in CODES[f.code] if variant else not CODES[f.code])
+    zh, _ = finding_text(f, "zh")
+    assert zh and zh != finding_text(f, "en")[0]
+    return finding_text(f, "en")
+
+
 def test_a_healthy_gpu_machine_has_only_infos():
     found = machine_findings(machine())
     assert [f.code for f in found] == ["no-mps"]
@@ -114,14 +126,35 @@ def test_a_healthy_gpu_machine_has_only_infos():
 def test_cpu_only_torch_build_is_named():
     m = machine(gpus=[], torch={**machine()["torch"], "torch_cuda": None})
     f = next(f for f in machine_findings(m) if f.code == "no-gpu")
-    assert "CPU-only build" in f.message and "CUDA build" in f.hint
+    message, hint = words(f)
+    assert f.facts["variant"] == "cpu-build"
+    assert "CPU-only build" in message and "CUDA build" in hint
+
+
+def test_hidden_gpus_name_cuda_visible_devices():
+    m = machine(gpus=[], environment={**machine()["environment"], "CUDA_VISIBLE_DEVICES": ""})
+    f = next(f for f in machine_findings(m) if f.code == "no-gpu")
+    message, hint = words(f)
+    assert "built for CUDA 12.1, but sees no GPU (CUDA_VISIBLE_DEVICES='')" in message
+    assert "docker run --gpus all" in hint
+
+
+def test_cuda_error_is_an_error_with_the_runtime_version():
+    m = machine(gpus=[{"error": "RuntimeError: driver too old"}])
+    f = next(f for f in machine_findings(m) if f.code == "cuda-error")
+    assert f.level == "error" and machine_findings(m)[0] == f
+    message, hint = words(f)
+    assert "driver too old" in message and "(12.1)" in hint
+    assert "no-gpu" not in codes(m)
 
 
 def test_small_shared_memory_is_a_warning_with_its_size():
     m = machine(shared_memory={"path": "/dev/shm", "total_bytes": 64 * 2**20,
                                "free_bytes": 60 * 2**20})
     f = next(f for f in machine_findings(m) if f.code == "small-shm")
-    assert f.level == "warning" and "64 MiB" in f.message and "--shm-size" in f.hint
+    message, hint = words(f)
+    assert f.level == "warning" and "holds only 64 MiB (60 MiB free)" in message
+    assert "--shm-size" in hint
     assert "small-shm" not in codes(machine())
 
 
@@ -129,14 +162,16 @@ def test_order_mismatch_between_cuda_and_nvml():
     gpus = machine()["gpus"]
     nvml_gpus = [dict(g, nvml_index=1 - g["nvml_index"]) for g in machine()["nvml"]["nvml_gpus"]]
     differs = order_mismatch(gpus, nvml_gpus)
-    assert differs == ["cuda:0 is NVML GPU 1", "cuda:1 is NVML GPU 0"]
+    assert differs == [{"cuda": 0, "nvml": 1}, {"cuda": 1, "nvml": 0}]
     assert order_mismatch(gpus, machine()["nvml"]["nvml_gpus"]) == []
     # NVML's 8-digit domain and torch's 4-digit, upper- and lower-case, are the same bus
     assert order_mismatch([dict(gpus[0], pci_bus_id="0000:41:00.0")],
                           [dict(machine()["nvml"]["nvml_gpus"][0], pci_bus_id="00000000:41:00.0")]) == []
     f = next(f for f in machine_findings(machine(cuda_nvml_order_differs=differs))
              if f.code == "gpu-order")
-    assert "cuda:0 is NVML GPU 1" in f.message and "PCI_BUS_ID" in f.hint
+    message, hint = words(f)
+    assert "differently: cuda:0 is NVML GPU 1; cuda:1 is NVML GPU 0." in message
+    assert "PCI_BUS_ID" in hint
 
 
 def test_exclusive_compute_mode_mig_and_mps():
@@ -147,10 +182,20 @@ def test_exclusive_compute_mode_mig_and_mps():
                 mps={"running": True, "processes": ["nvidia-cuda-mps-control (42)"],
                      "pipe_directory": "/tmp/nvidia-mps", "pipe_directory_exists": True})
     found = {f.code: f for f in machine_findings(m)}
-    assert "exclusive_process" in found["compute-mode"].message
+    message, hint = words(found["compute-mode"])
+    assert "NVML GPU 0 (RTX 4090) is in compute mode exclusive_process" in message
+    assert "multiprocess on it fails" in message and "nvidia-smi -i 0 -c DEFAULT" in hint
     assert found["compute-mode"].level == "warning"
-    assert "MIG" in found["mig"].message
-    assert "(42)" in found["mps"].message and "no-mps" not in found
+    assert "NVML GPU 1 (RTX 4090) has MIG enabled" in words(found["mig"])[0]
+    assert "(nvidia-cuda-mps-control (42))" in words(found["mps"])[0] and "no-mps" not in found
+
+
+def test_a_prohibited_gpu_is_an_error():
+    nvml = machine()["nvml"]
+    gpus = [dict(nvml["nvml_gpus"][0], compute_mode="Prohibited"), nvml["nvml_gpus"][1]]
+    f = next(f for f in machine_findings(machine(nvml={**nvml, "nvml_gpus": gpus}))
+             if f.code == "compute-mode")
+    assert f.level == "error" and "no process can use it" in words(f)[0]
 
 
 def test_tf32_off_and_deprecated_binding_and_missing_nvml():
@@ -158,24 +203,41 @@ def test_tf32_off_and_deprecated_binding_and_missing_nvml():
     nvml = {"available": False, "note": "NVML not available: no library",
             "deprecated_pynvml_package": "11.5.0", "nvml_gpus": []}
     found = {f.code: f for f in machine_findings(machine(torch=torch, nvml=nvml))}
-    assert "tf32-off" in found and "no-nvml" in found
-    assert "11.5.0" in found["deprecated-pynvml"].message
+    assert "cuDNN TF32 is on, cudnn.benchmark is off" in words(found["tf32-off"])[0]
+    assert "NVML is not available (NVML not available: no library)" in words(found["no-nvml"])[0]
+    assert "`pynvml` package 11.5.0" in words(found["deprecated-pynvml"])[0]
+
+
+def test_host_limits_affinity_one_core_and_thread_variables():
+    env = {**machine()["environment"], "OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "2"}
+    m = machine(cpu={"model": "EPYC", "count": 8, "affinity": [3], "usable": 1}, gpus=[],
+                environment=env)
+    found = {f.code: f for f in machine_findings(m)}
+    assert "may use 1 of 8 cores (3)" in words(found["cpu-affinity"])[0]
+    assert "only 1 usable core and no GPU" in words(found["one-core"])[0]
+    assert words(found["thread-variables"])[0].startswith(
+        "OMP_NUM_THREADS=4, MKL_NUM_THREADS=2 is set")
 
 
 def test_format_doctor_lists_gpus_and_findings():
     from gpubench.doctor import diagnose
 
     report = diagnose()
+    assert all(set(f) == {"level", "code", "facts"} for f in report["findings"])
     text = format_doctor(report)
     assert "CPU" in text and "NVML" in text
     fake = machine()
-    fake["findings"] = [
-        {"level": f.level, "code": f.code, "message": f.message, "hint": f.hint,
-         "message_zh": f.message_zh, "hint_zh": f.hint_zh} for f in machine_findings(fake)
-    ]
-    text = format_doctor(fake, lang="zh")
-    assert "cuda:0    RTX 4090, 24576 MiB, compute mode Default, MIG off" in text
-    assert "诊断结论" in text
+    fake["gpus"] = with_nvml_view(fake["gpus"], fake["nvml"]["nvml_gpus"])
+    fake["findings"] = [f.to_dict() for f in machine_findings(fake)]
+    text = format_doctor(fake)
+    assert "cuda:0    RTX 4090, 24576 MiB, compute mode Default, MIG off, GPU-a" in text
+    assert "NVML      available; binding nvidia-ml-py 12.560; driver 560.35" in text
+    assert "- info [no-mps] no MPS daemon runs" in text
+    zh = format_doctor(fake, lang="zh")
+    assert "cuda:0    RTX 4090，24576 MiB，计算模式 Default，MIG 关闭，GPU-a" in zh
+    assert "诊断结论" in zh and "没有运行 MPS 守护进程" in zh
+    record = doctor_json(fake, "zh")["findings"][0]
+    assert record["code"] == "no-mps" and record["facts"] == {} and "MPS" in record["message"]
 
 
 def test_collect_machine_without_gpu_and_shared_memory_errors(tmp_path):
@@ -184,4 +246,4 @@ def test_collect_machine_without_gpu_and_shared_memory_errors(tmp_path):
     missing = shared_memory(str(tmp_path / "nope"))
     assert missing["total_bytes"] is None and missing["note"]
     f = next(f for f in machine_findings(machine(shared_memory=missing)) if f.code == "no-shm")
-    assert f.level == "warning"
+    assert f.level == "warning" and f"{missing['path']} cannot be read" in words(f)[0]

@@ -64,7 +64,7 @@ def _stub_findings(results, lang):  # type: ignore[no-untyped-def]
     if results.mode("threaded") is None:
         return []
     message = "threaded ran at 0.43x of serial" if lang == "en" else "多线程速度为串行的 0.43 倍"
-    return [FindingView("problem", message, "use one process per device")]
+    return [FindingView("error", message, "use one process per device", "threads-slower")]
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

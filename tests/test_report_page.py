@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 import sys
-import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,44 +102,74 @@ def test_font_fallback_is_said_on_the_page() -> None:
     assert "本机没有可显示中文的字体" not in native
 
 
-@dataclass(frozen=True)
-class _Finding:
-    level: str
-    message: str
-    hint: str
-    message_zh: str | None = None
-    hint_zh: str | None = None
+def test_the_pages_findings_are_the_runs_findings_in_its_language() -> None:
+    from gpubench.findings import compute_findings
+    from gpubench.report.findings import finding_text
 
-
-def test_findings_module_is_used_when_present(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = types.ModuleType("gpubench.findings")
-    seen = []
-
-    def compute_findings(results):  # type: ignore[no-untyped-def]
-        seen.append(results)
-        return [
-            _Finding(
-                "warning", "threaded 0.41x of serial", "use processes", "多线程仅为串行的 0.41 倍"
-            ),
-            _Finding("info", "cold start 3.1 s", ""),
-        ]
-
-    fake.compute_findings = compute_findings  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "gpubench.findings", fake)
     results = read_results(FIXTURES / "report_2slots.json")
+    found = compute_findings(results)
     views = findings_for(results, "zh")
-    assert seen == [results]
-    assert views is not None and views[0].message == "多线程仅为串行的 0.41 倍"
-    assert views[0].hint == "use processes"  # no translation: the English hint
-    assert views[1].message == "cold start 3.1 s"
+    assert [v.code for v in views] == [f.code for f in found] and views
+    assert [(v.message, v.hint) for v in views] == [finding_text(f, "zh") for f in found]
     body = format_report([("x", results)], lang="zh")
-    assert "- **警告**: 多线程仅为串行的 0.41 倍" in body
-    assert "*建议:* use processes" in body
+    assert f"- **警告**: {views[0].message}" in body
+    assert f"*建议:* {views[0].hint}" in body
 
 
-def test_findings_missing_module_gives_none(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "gpubench.findings", None)  # import raises ImportError
-    assert findings_for(read_results(FIXTURES / "report_2slots.json"), "en") is None
+def test_an_error_finding_is_labelled_on_the_page() -> None:
+    results = read_results(FIXTURES / "report_2slots.json")
+    view = page.FindingView("error", "ray computed something else", "", "result-differs")
+    body = format_report([("x", results)], lang="en", findings=lambda r, lang: [view])
+    assert "- **error**: ray computed something else" in body
+
+
+def test_no_findings_computed_says_they_are_not_available() -> None:
+    results = read_results(FIXTURES / "report_2slots.json")
+    body = format_report([("x", results)], lang="en", findings=lambda r, lang: None)
+    assert "Findings are not available" in body
+
+
+def test_the_device_column_says_what_its_percentage_is() -> None:
+    from gpubench.report.tables import busy_cell, same_result_cell
+    from gpubench.results import DeviceStats, ModeResult, Results
+
+    gpu = ModeResult("serial", "ok", devices=("cuda:0",), device_stats=(
+        DeviceStats("cuda:0", False, 9.0, 20.0, None),))
+    cpu = ModeResult("serial", "ok", devices=("cpu:0",), device_stats=(
+        DeviceStats("cpu:0", True, 93.0, 99.0, None),))
+    unknown = ModeResult("serial", "ok", devices=("cuda:0",), device_stats=(
+        DeviceStats("cuda:0", True, None, None, None),))
+    assert busy_cell(gpu, "cuda:0", "en", monitored=True) == "idle (9% kernel-active)"
+    assert busy_cell(gpu, "cuda:0", "zh", monitored=True) == "闲置（kernel 活跃 9%）"
+    assert busy_cell(cpu, "cpu:0", "en", monitored=True) == "busy (93% of the slot's cores)"
+    assert busy_cell(cpu, "cpu:0", "zh", monitored=True) == "工作（槽内核心占用 93%）"
+    assert busy_cell(unknown, "cuda:0", "en", monitored=True) == "busy"
+
+    @dataclass(frozen=True)
+    class Unrepeatable(ModeResult):
+        reproducible: bool = True
+
+    results = Results({}, {}, (gpu,))
+    odd = Unrepeatable("threaded", "ok", reproducible=False, same_result=None)
+    assert same_result_cell(results, odd, "en") == "not reproducible"
+    assert same_result_cell(results, odd, "zh") == "不可复现"
+
+
+def test_the_catalogue_has_both_languages_and_the_monitors_own_notes() -> None:
+    from gpubench import results
+    from gpubench.report.i18n import CatalogueError, catalogue, load_catalogue
+
+    phrases = catalogue()
+    assert phrases["note.no-gpu"][0] == results.NOTE_NO_GPU
+    assert phrases["note.host-chosen"][0] == results.NOTE_HOST_CHOSEN
+    assert phrases["note.host-instead"][0] == "{reason}" + results.NOTE_HOST_INSTEAD
+    assert phrases["note.ticks-skipped"][0] == results.NOTE_TICKS_SKIPPED
+    assert phrases["note.samples-failed"][0] == results.NOTE_SAMPLES_FAILED
+    assert all(en.strip() and zh.strip() for en, zh in phrases.values())
+    with pytest.raises(CatalogueError, match="a.b"):
+        load_catalogue('[a.b]\nen = "only English"\n')
+    with pytest.raises(CatalogueError, match="stray"):
+        load_catalogue('stray = 1\n')
 
 
 def test_report_modules_do_not_import_torch() -> None:

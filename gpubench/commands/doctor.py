@@ -9,16 +9,19 @@ HELP = "show the GPUs, drivers, flags and limits of this machine, with findings"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print JSON (with a findings list)")
-    p.add_argument("--lang", default="en", choices=("en", "zh"), help="language of the findings")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON (with a findings list: code, level, facts, message, hint)")
+    p.add_argument("--lang", default="en", choices=("en", "zh"), help="language of the output")
 
 
 def run(args: argparse.Namespace) -> int:
-    from gpubench.doctor import diagnose, format_doctor
+    from gpubench.doctor import diagnose
+    from gpubench.report.doctor import doctor_json, format_doctor
 
     report = diagnose()
     if args.json:
-        print(json.dumps(report, indent=1, sort_keys=True, ensure_ascii=False))
+        print(json.dumps(doctor_json(report, args.lang), indent=1, sort_keys=True,
+                         ensure_ascii=False))
     else:
         print(format_doctor(report, lang=args.lang))
     return 0

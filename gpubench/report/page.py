@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gpubench.report import measures, tables
+from gpubench.report.findings import finding_text, level_label
 from gpubench.report.i18n import check_lang, mode_label, monitor_note, text
 from gpubench.report.plots import Plot, write_plots
 from gpubench.results import Results, write_text_atomic
@@ -26,24 +27,17 @@ class FindingView:
     level: str
     message: str
     hint: str = ""
+    code: str = ""
 
 
-def findings_for(results: Results, lang: str) -> list[FindingView] | None:
-    """Findings from ``gpubench.findings`` when this gpubench has it; None when it does not.
+def findings_for(results: Results, lang: str) -> list[FindingView]:
+    """The run's findings (``gpubench.findings``), in words from the catalogue."""
+    from gpubench.findings import compute_findings
 
-    The only place the report knows about the findings module: it takes any object with
-    ``level``, ``message`` and ``hint`` (and ``message_zh``/``hint_zh`` when translated).
-    """
-    try:
-        from gpubench.findings import compute_findings  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
     views = []
     for f in compute_findings(results):
-        zh = lang == "zh"
-        message = (getattr(f, "message_zh", None) if zh else None) or getattr(f, "message", "")
-        hint = (getattr(f, "hint_zh", None) if zh else None) or getattr(f, "hint", "") or ""
-        views.append(FindingView(str(getattr(f, "level", "info")), str(message), str(hint)))
+        message, hint = finding_text(f, lang)
+        views.append(FindingView(f.level, message, hint, f.code))
     return views
 
 
@@ -172,10 +166,7 @@ def _findings(views: list[FindingView] | None, lang: str) -> list[str]:
         return [text("page.no_findings", lang)]
     lines = []
     for f in views:
-        level = (
-            text(f"level.{f.level}", lang) if f.level in ("info", "warning", "problem") else f.level
-        )
-        lines.append(f"- **{level}**: {f.message}")
+        lines.append(f"- **{level_label(f.level, lang)}**: {f.message}")
         if f.hint:
             lines.append(f"  *{text('page.hint', lang)}:* {f.hint}")
     return ["\n".join(lines)]

@@ -87,6 +87,8 @@ def same_result_cell(results: Results, mode: ModeResult, lang: str) -> str:
         return "—"
     if mode.name == "serial":
         return text("baseline", lang)
+    if getattr(mode, "reproducible", True) is False:
+        return text("cell.not_reproducible", lang)
     diff = mode.max_abs_diff_vs_serial
     diff_text = f"{diff:.1e}" if diff is not None else ""
     if mode.same_result is None:
@@ -95,8 +97,15 @@ def same_result_cell(results: Results, mode: ModeResult, lang: str) -> str:
     return f"{mark} {diff_text}".rstrip()
 
 
+def _util_kind(device: str) -> str:
+    """What a device's utilisation measures: kernel-active time (GPU) or busy cores (CPU slot)."""
+    kind = device.split(":", 1)[0]
+    return {"cuda": "gpu", "cpu": "cpu"}.get(kind, "other")
+
+
 def busy_cell(mode: ModeResult, device: str, lang: str, *, monitored: bool) -> str:
-    """``busy 97%`` / ``idle 3%``; without monitoring, whether the mode used the device."""
+    """``busy (97% kernel-active)`` / ``idle (3% of the slot's cores)``; without monitoring,
+    whether the mode used the device."""
     if not mode.ok:
         return "—"
     stat = measures.device_stat(mode, device)
@@ -104,11 +113,15 @@ def busy_cell(mode: ModeResult, device: str, lang: str, *, monitored: bool) -> s
         if not monitored and device in mode.devices:
             return text("used", lang)
         return "—"
-    util = f"{stat.util_mean_pct:.0f}%" if stat.util_mean_pct is not None else ""
+    util = (
+        text(f"util.{_util_kind(device)}", lang, util=stat.util_mean_pct)
+        if stat.util_mean_pct is not None
+        else ""
+    )
     if stat.busy is None:
         return util or "—"
-    word = text("busy" if stat.busy else "idle", lang)
-    return f"{word} {util}".rstrip()
+    state = text("busy" if stat.busy else "idle", lang)
+    return text("cell.state", lang, state=state, util=util) if util else state
 
 
 def _fmt(value: float | None, spec: str) -> str:

@@ -1,0 +1,44 @@
+"""Findings: what a run's numbers (or the doctor's machine) say, as data.
+
+``compute_findings(results)`` reads a :class:`Results` alone (a saved JSON file on a machine
+without a GPU is enough) and returns :class:`Finding` objects: a level, a code and the facts
+behind it. Nothing here measures, imports torch or holds a word of English or Chinese:
+``gpubench.report.findings`` renders findings from the catalogue (``report/catalogue.toml``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gpubench.findings import machine, one_device, scaling, truth
+from gpubench.findings.base import LEVELS, Finding, by_level
+from gpubench.findings.machine import machine_findings
+from gpubench.results import Results
+
+__all__ = ["CODES", "LEVELS", "RULES", "Finding", "compute_findings", "machine_findings"]
+
+# The order findings of one level appear in.
+RULES: tuple[Callable[[Results], list[Finding]], ...] = (
+    truth.RULES + one_device.RULES + scaling.RULES
+)
+
+# Every code a rule can emit -> the variants its facts may name.
+CODES: dict[str, tuple[str, ...]] = {
+    **truth.CODES, **one_device.CODES, **scaling.CODES, **machine.CODES,
+}
+
+
+def compute_findings(results: Results) -> list[Finding]:
+    """Every finding the run's numbers support: errors first, then warnings, then infos."""
+    return by_level([f for rule in RULES for f in rule(results)])
+
+
+def __getattr__(name: str) -> Any:
+    # Callers that print findings (``compare``) once took the renderer from here; its home is
+    # gpubench.report.findings.
+    if name == "format_findings":
+        from gpubench.report.findings import format_findings
+
+        return format_findings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
