@@ -150,6 +150,21 @@ class RunConfig:
         return d
 
 
+# The process modes ``--mps on`` measures once more under CUDA MPS, as a row of their own.
+MPS_MODES = {"multiprocess": "multiprocess+mps", "multi-gpu": "multi-gpu+mps"}
+
+
+def with_mps_rows(modes: tuple[str, ...]) -> tuple[str, ...]:
+    """``--mps on``: each process mode followed by its MPS twin (once)."""
+    out: list[str] = []
+    for m in modes:
+        out.append(m)
+        twin = MPS_MODES.get(m)
+        if twin and twin not in modes:
+            out.append(twin)
+    return tuple(out)
+
+
 def parse_modes(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     if not names:

@@ -430,17 +430,6 @@ def test_errors_are_labelled_for_the_terminal():
     assert format_findings([f], "zh").startswith("诊断结论：\n- 错误 [result-differs]")
 
 
-def test_compare_can_still_take_the_renderer_from_findings():
-    import gpubench.findings as findings
-
-    assert findings.format_findings is format_findings
-    with pytest.raises(AttributeError):
-        _ = findings.no_such_name  # type: ignore[attr-defined]
-
-
-# --- the catalogue and the rule code ----------------------------------------------------
-
-
 def test_every_code_a_rule_can_emit_has_en_and_zh_text():
     phrases = catalogue()
     for code, variants in CODES.items():

@@ -22,9 +22,9 @@ from gpubench.config import (
     SampleSizes,
     TrainConfig,
     parse_modes,
+    with_mps_rows,
 )
 from gpubench.errors import UsageError
-from gpubench.modes.mps_modes import with_mps_rows
 from gpubench.results import STATUS_FAILED, Results, write_results
 
 HELP = "run the same federated round under each execution mode and compare them"
@@ -199,7 +199,8 @@ def sampler_factory_or_none() -> Any:
 
 
 def write_outputs(results: Results, args: argparse.Namespace, out: Path) -> int:
-    from gpubench.findings import compute_findings, format_findings
+    from gpubench.findings import compute_findings
+    from gpubench.report.findings import format_findings
     from gpubench.report.tables import format_summary_table
 
     path = write_results(results, out)

@@ -21,15 +21,15 @@ Every number comes from the results alone; the wording is in ``gpubench.report.f
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpubench import findings, stats
+from gpubench import stats
 from gpubench.faq import memory, timeline
 from gpubench.faq.inputs import FaqInputs, device_ids
 from gpubench.findings import Finding, compute_findings
+from gpubench.findings import base as findings
 from gpubench.results import ModeResult, Results
 
 LEVEL = 0.95
@@ -252,6 +252,15 @@ def memory_growth_part(inputs: FaqInputs) -> Part:
 # --- answers ----------------------------------------------------------------------------------
 
 
+def _modes_named(f: Finding) -> set[str]:
+    """The modes a finding's facts name (``mode``, or a list under ``modes``)."""
+    named = {str(f.facts["mode"])} if "mode" in f.facts else set()
+    modes = f.facts.get("modes")
+    if isinstance(modes, (list, tuple)):
+        named |= {str(m.get("mode", m)) if isinstance(m, dict) else str(m) for m in modes}
+    return named
+
+
 def _findings_for(belief: str, runs: Sequence[Results | None], names: Sequence[str]) -> tuple[Finding, ...]:
     out: list[Finding] = []
     for run in runs:
@@ -259,8 +268,7 @@ def _findings_for(belief: str, runs: Sequence[Results | None], names: Sequence[s
             continue
         for f in compute_findings(run):
             wanted = f.code in FINDING_CODES[belief] or (
-                f.code in _RUN_PROBLEMS
-                and any(re.search(rf"(^|[ :;]){re.escape(n)}[ :]", f.message) for n in names)
+                f.code in _RUN_PROBLEMS and bool(_modes_named(f) & set(names))
             )
             if wanted and f not in out:
                 out.append(f)

@@ -9,7 +9,6 @@ behind it. Nothing here measures, imports torch or holds a word of English or Ch
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from gpubench.findings import machine, one_device, scaling, truth
 from gpubench.findings.base import LEVELS, Finding, by_level
@@ -32,13 +31,3 @@ CODES: dict[str, tuple[str, ...]] = {
 def compute_findings(results: Results) -> list[Finding]:
     """Every finding the run's numbers support: errors first, then warnings, then infos."""
     return by_level([f for rule in RULES for f in rule(results)])
-
-
-def __getattr__(name: str) -> Any:
-    # Callers that print findings (``compare``) once took the renderer from here; its home is
-    # gpubench.report.findings.
-    if name == "format_findings":
-        from gpubench.report.findings import format_findings
-
-        return format_findings
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

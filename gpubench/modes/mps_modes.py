@@ -19,9 +19,6 @@ from gpubench.modes.multigpu import MultiGpuMode
 from gpubench.modes.multiprocess import MultiprocessMode
 from gpubench.modes.processes import ProcessModeBase
 
-MPS_SUFFIX = "+mps"
-MPS_MODES = {"multiprocess": "multiprocess+mps", "multi-gpu": "multi-gpu+mps"}
-
 
 class _WithMps(ProcessModeBase):
     """Wraps a process mode's start and close with a private MPS daemon."""
@@ -66,14 +63,3 @@ class MultiprocessMpsMode(_WithMps, MultiprocessMode):
 
 class MultiGpuMpsMode(_WithMps, MultiGpuMode):
     name = "multi-gpu+mps"
-
-
-def with_mps_rows(modes: tuple[str, ...]) -> tuple[str, ...]:
-    """``--mps on``: each process mode followed by its MPS twin (once)."""
-    out: list[str] = []
-    for m in modes:
-        out.append(m)
-        twin = MPS_MODES.get(m)
-        if twin and twin not in modes:
-            out.append(twin)
-    return tuple(out)

@@ -155,7 +155,9 @@ def _why_memory(inputs: FaqInputs, lang: str) -> list[str]:
 
 
 def _findings(found: Sequence[Finding], lang: str) -> list[str]:
-    return [f"- {f.text(lang)[0]}" for f in found]
+    from gpubench.report.findings import finding_text
+
+    return [f"- {finding_text(f, lang)[0]}" for f in found]
 
 
 def format_answer(index: int, answer: Answer, inputs: FaqInputs, lang: str,
