@@ -14,7 +14,7 @@ import pytest
 from gpubench.config import RunConfig, SampleSizes, TrainConfig
 from gpubench.harness import compare
 from gpubench.modes.flower import FLOWER_MISSING
-from tests.conftest import CASES
+from tests.conftest import CASES, wait_for_training
 from tests.ray_helpers import named_descendants, new_ray_processes, ray_processes
 
 
@@ -68,18 +68,21 @@ def test_flowers_fedavg_matches_serial(flower_installed):
 
 
 @pytest.mark.slow
-def test_a_killed_flower_actor_fails_the_mode_within_seconds(flower_installed):
+def test_a_killed_flower_actor_fails_the_mode_within_seconds(flower_installed, tmp_path,
+                                                             monkeypatch):
     config = small(
         case=f"{CASES}:slow_case", modes=("flower", "serial"), warmup=0, rounds=1,
         train=TrainConfig(batch_size=8, samples=SampleSizes(64, 64)),
     )
+    monkeypatch.setenv("GPUBENCH_TEST_MARKS", str(tmp_path))
     seen: dict[str, float] = {}
 
     def kill_soon() -> None:
-        time.sleep(0.5)
         victims = named_descendants("ray::ClientAppActor")
         assert victims, "no Flower actor to kill"
-        os.kill(victims[0].pid, signal.SIGKILL)
+        # Kill an actor once it is training a client of the measured round.
+        victim = wait_for_training(tmp_path, {v.pid for v in victims})
+        os.kill(victim, signal.SIGKILL)
         seen["killed"] = time.monotonic()
 
     def progress(mode: str, phase: str, index: int, total: int) -> None:
