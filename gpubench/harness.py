@@ -32,6 +32,7 @@ from gpubench.modes import (
     RoundOutput,
     mode_class,
 )
+from gpubench.modes.base import first_line
 from gpubench.prepare import ModeSession, Prepared, fedavg_update, open_mode, prepare
 from gpubench.results import (
     PHASE_BETWEEN,
@@ -246,8 +247,7 @@ class _Harness:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, (ModeFailure, NotApplicable)):
         return str(exc)
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return first_line(exc)
 
 
 def _detail(exc: BaseException) -> str:

@@ -6,7 +6,7 @@ import time
 
 import psutil
 
-from gpubench.modes.ray_mode import is_ray_process
+from gpubench.modes.ray_common import is_ray_process
 
 
 def ray_processes() -> list[psutil.Process]:

@@ -17,7 +17,7 @@ from gpubench.config import RunConfig, SampleSizes, TrainConfig
 from gpubench.devices import cpu_slots
 from gpubench.harness import compare, open_mode
 from gpubench.modes.base import ModeFailure, Plan
-from gpubench.modes.ray_mode import RAY_MISSING, worker_resources
+from gpubench.modes.ray_common import RAY_MISSING, worker_resources
 from tests.conftest import CASES
 from tests.ray_helpers import named_descendants, new_ray_processes, ray_processes
 

@@ -20,7 +20,8 @@ from gpubench.fl import initial_global_state, sizes_for
 from gpubench.harness import compare
 from gpubench.modes import ModeFailure
 from gpubench.modes.pool import ClientLoop, WorkerSetup, WorkerSpec
-from gpubench.modes.vectorized import StepGroup, VectorizedBody, check_vectorizable, plan_steps
+from gpubench.modes.stacked import StepGroup, check_vectorizable, plan_steps
+from gpubench.modes.vectorized import VectorizedBody
 from gpubench.updates import FINGERPRINT_SIZE
 
 CPU = Device("cpu:0", "cpu", 0, "CPU slot 0", (0,))
@@ -298,7 +299,7 @@ def test_parameters_take_their_gradients_layout() -> None:
 
 
 def test_sequential_models_run_layer_by_layer_and_others_are_vmapped(case_file: Path) -> None:
-    from gpubench.modes.vectorized import StackedSequential
+    from gpubench.modes.stacked import StackedSequential
 
     mixed = load_case(f"{case_file}:MIXED").build_model()
     stacked = StackedSequential.of(mixed)
@@ -317,7 +318,7 @@ def test_sequential_models_run_layer_by_layer_and_others_are_vmapped(case_file: 
 def test_layer_by_layer_forward_equals_the_vmapped_model(case_file: Path) -> None:
     from torch.func import functional_call, vmap
 
-    from gpubench.modes.vectorized import StackedSequential
+    from gpubench.modes.stacked import StackedSequential
 
     model = load_case(f"{case_file}:MIXED").build_model()
     stacked = StackedSequential.of(model)

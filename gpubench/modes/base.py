@@ -14,6 +14,22 @@ if TYPE_CHECKING:
     import torch
 
 
+def process_rss() -> int | None:
+    """This process's resident memory in bytes (None where psutil cannot tell)."""
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except Exception:  # psutil missing or refused: memory is optional
+        return None
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (just the type when the message is empty)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 class ModeFailure(RuntimeError):
     """The mode cannot go on (a worker died, a client raised, a timeout); says why.
 

@@ -55,9 +55,9 @@ import torch.multiprocessing as tmp
 
 from gpubench.config import TrainConfig
 from gpubench.devices import Device
-from gpubench.modes.base import ModeDefaults, ModeFailure, Plan, RoundOutput
-from gpubench.modes.pool import describe_exit
-from gpubench.modes.ray_mode import (
+from gpubench.modes.base import ModeDefaults, ModeFailure, Plan, RoundOutput, process_rss
+from gpubench.modes.pool import describe_exit, sigint_deferred
+from gpubench.modes.ray_common import (
     Resources,
     local_cluster_size,
     local_init_args,
@@ -121,15 +121,6 @@ def _actor_state(blob: bytes) -> _ActorState:
     return state
 
 
-def _rss() -> int:
-    try:
-        import psutil
-
-        return int(psutil.Process().memory_info().rss)
-    except Exception:
-        return 0
-
-
 def _flat(record: Any) -> torch.Tensor:
     import numpy as np
 
@@ -145,7 +136,7 @@ def _client_train(msg: Any, context: Any) -> Any:
     state = _actor_state(bytes(config["setup"]))
     client = int(context.node_config["partition-id"])
     trainer = state.trainer
-    metrics: dict[str, Any] = {"client": client, "pid": os.getpid(), "rss": _rss()}
+    metrics: dict[str, Any] = {"client": client, "pid": os.getpid(), "rss": process_rss() or 0}
     gpus = [int(g) for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.isdigit()]
     metrics["gpu"] = gpus[0] if gpus else -1
     if bool(config["setup-round"]):
@@ -438,11 +429,9 @@ class FlowerMode(ModeDefaults):
         )
         ctx = tmp.get_context("spawn")
         parent_end, child_end = ctx.Pipe()
-        before = signal.getsignal(signal.SIGINT)
-        in_main = _in_main_thread()
-        if in_main:  # the driver and its Ray inherit an ignored SIGINT: Ctrl-C is ours
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
+        # The driver and its Ray inherit an ignored SIGINT (Ctrl-C is ours); one pressed
+        # while it spawns is held back, not lost.
+        with sigint_deferred():
             proc = ctx.Process(
                 target=driver_main,
                 args=(setup, self.global_state, self.aggregate, child_end),
@@ -451,9 +440,6 @@ class FlowerMode(ModeDefaults):
             )
             proc.start()
             self.proc = proc
-        finally:
-            if in_main:
-                signal.signal(signal.SIGINT, before)
         child_end.close()
         self.conn = parent_end
         msg = self._receive("ready", None if cfg.timeout_s is None else cfg.timeout_s + 60)
@@ -520,9 +506,3 @@ class FlowerMode(ModeDefaults):
         reap(procs + ray_descendants())
         self.ray_procs = []
         self.actor_pids = {}
-
-
-def _in_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()

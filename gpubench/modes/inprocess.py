@@ -16,7 +16,7 @@ from gpubench.devices import (
     torch_device_in_process,
 )
 from gpubench.fl import ClientTrainer, build_datasets
-from gpubench.modes.base import ModeDefaults, Plan, RoundOutput
+from gpubench.modes.base import ModeDefaults, Plan, RoundOutput, process_rss
 from gpubench.results import ClientTiming, WorkerMemory
 
 
@@ -76,13 +76,7 @@ class InProcessBase(ModeDefaults):
     def _memory(self) -> list[WorkerMemory]:
         allocated, reserved = peak_memory(self.torch_device)
         reset_peak_memory(self.torch_device)
-        rss = None
-        try:
-            import psutil
-
-            rss = int(psutil.Process().memory_info().rss)
-        except Exception:  # psutil missing or refused: memory is optional
-            pass
+        rss = process_rss()
         return [
             WorkerMemory(
                 worker=0,

@@ -6,7 +6,7 @@ global model, one row per client holds its update; pipes carry only small messag
 
 The parent waits on the workers' pipes *and* their process sentinels, so a worker that dies
 (killed, segfault, out of memory) fails the mode at once, not at a timeout. Workers ignore
-SIGINT (the parent owns Ctrl-C; see ``_sigint_deferred``), die with the parent (PR_SET_PDEATHSIG, and EOF on their
+SIGINT (the parent owns Ctrl-C; see ``sigint_deferred``), die with the parent (PR_SET_PDEATHSIG, and EOF on their
 pipe), and are terminated, then killed, by ``close()``.
 """
 
@@ -36,7 +36,7 @@ from gpubench.devices import (
     peak_memory,
     reset_peak_memory,
 )
-from gpubench.modes.base import ModeFailure
+from gpubench.modes.base import ModeFailure, first_line, process_rss
 from gpubench.results import ClientTiming, WorkerMemory
 
 
@@ -112,11 +112,6 @@ def die_with_parent() -> None:
         pass
 
 
-def _describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-
-
 @dataclass(frozen=True)
 class SharedRound:
     """The round's buffers in shared memory: the global model, every client's fingerprint,
@@ -170,7 +165,7 @@ def worker_main(
             torch.zeros(1, device=torch_device)  # create the CUDA context now: cold start
     except BaseException as exc:  # report, then exit: the parent fails the mode
         conn.send(("error", f"worker {spec.worker} on {spec.device.id} failed to start: "
-                   f"{_describe(exc)}", traceback.format_exc()))
+                   f"{first_line(exc)}", traceback.format_exc()))
         return
     conn.send(("ready", os.getpid()))
     current = None  # the round this worker has begun
@@ -195,20 +190,11 @@ def worker_main(
                 weight = body.finish()
                 shared.weights[index] = weight
             allocated, reserved = peak_memory(torch_device)
-            rss = _rss()
+            rss = process_rss()
             memory = WorkerMemory(spec.worker, spec.device.id, os.getpid(), allocated, reserved, rss)
             conn.send(("done", timings, memory, weight))
         except Exception as exc:
-            conn.send(("error", _describe(exc), traceback.format_exc()))
-
-
-def _rss() -> int | None:
-    try:
-        import psutil
-
-        return int(psutil.Process().memory_info().rss)
-    except Exception:
-        return None
+            conn.send(("error", first_line(exc), traceback.format_exc()))
 
 
 def describe_exit(code: int | None) -> str:
@@ -223,7 +209,7 @@ def describe_exit(code: int | None) -> str:
 
 
 @contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
+def sigint_deferred() -> Iterator[None]:
     """Hold Ctrl-C back while workers are being spawned.
 
     During the spawns SIGINT is both *ignored* and *blocked*. Ignored, because an ignored
@@ -270,7 +256,7 @@ class WorkerPool:
 
     def start(self) -> None:
         ctx = tmp.get_context("spawn")
-        with _sigint_deferred(), openmp_wait_for_children():
+        with sigint_deferred(), openmp_wait_for_children():
             for index, spec in enumerate(self.specs):
                 parent_end, child_end = ctx.Pipe()
                 proc = ctx.Process(

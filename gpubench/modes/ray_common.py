@@ -1,0 +1,191 @@
+"""What the ray and flower modes share: Ray's import, resources, a local Ray, and its reaping.
+
+Both modes run on Ray (flower through Flower's simulation engine), so both reserve the same
+per-worker resources, start a private local Ray the same way when no ``--ray-address`` is
+given, and make sure no Ray process of theirs outlives the mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gpubench.devices import Device
+from gpubench.modes.base import ModeFailure, Plan
+
+RAY_MISSING = "ray is not installed: pip install 'gpubench[ray]'"
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a ModeFailure with the install hint."""
+    try:
+        import ray
+    except ImportError:
+        raise ModeFailure(RAY_MISSING) from None
+    return ray
+
+
+# --- resources ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one actor (or one Flower client) reserves from Ray."""
+
+    cpus: float
+    gpus: float
+
+
+def _option(options: Mapping[str, Any], name: str, flag: str) -> float | None:
+    value = options.get(name)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ModeFailure(f"{flag} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise ModeFailure(f"{flag} must be >= 0, got {value!r}")
+    return number
+
+
+def worker_resources(plan: Plan, device: Device) -> Resources:
+    """Reservations of one worker on ``device`` from --cpus-per-worker / --gpus-per-worker."""
+    options = plan.config.options
+    cpus = _option(options, "cpus_per_worker", "--cpus-per-worker")
+    gpus = _option(options, "gpus_per_worker", "--gpus-per-worker")
+    if cpus is None:
+        cpus = float(len(device.cores) or 1) if not device.is_cuda else 1.0
+    if gpus is None:
+        gpus = 1.0 / plan.config.workers_per_device if device.is_cuda else 0.0
+    if gpus > 1 and gpus != int(gpus):
+        raise ModeFailure(f"--gpus-per-worker above 1 must be a whole number, got {gpus:g}")
+    if device.is_cuda and gpus == 0:
+        raise ModeFailure("--gpus-per-worker 0 on CUDA devices would leave the workers no GPU")
+    return Resources(cpus, gpus)
+
+
+def ray_address(plan: Plan) -> str | None:
+    value = plan.config.options.get("ray_address")
+    return str(value) if value else None
+
+
+def local_cluster_size(plan: Plan, needed: Sequence[Resources]) -> tuple[float, int]:
+    """(CPUs, GPUs) a local Ray gets: the devices' cores and GPUs, or what the workers need."""
+    cores = sum(len(d.cores) for d in plan.devices if not d.is_cuda)
+    gpus = sum(1 for d in plan.devices if d.is_cuda)
+    cpus = max(float(cores or 1), float(math.ceil(sum(r.cpus for r in needed) - 1e-9)))
+    return cpus, gpus
+
+
+def local_init_args(cpus: float, gpus: int) -> dict[str, Any]:
+    """``ray.init`` arguments for a private local Ray: loopback, no dashboard, quiet."""
+    return {
+        "address": "local",
+        "num_cpus": int(math.ceil(cpus)),
+        "num_gpus": gpus,
+        "include_dashboard": False,
+        "_node_ip_address": "127.0.0.1",
+        "log_to_driver": False,
+        "logging_level": logging.ERROR,
+        # Workers import gpubench (and a user's case) the way this process does.
+        "runtime_env": {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}},
+    }
+
+
+@contextlib.contextmanager
+def visible_gpus(devices: Sequence[Device]) -> Iterator[None]:
+    """While a local Ray starts, let it see exactly the run's GPUs (its raylet inherits this)."""
+    gpus = [d for d in devices if d.is_cuda]
+    if not gpus:
+        yield
+        return
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(d.visible_as or str(d.index) for d in gpus)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = before
+
+
+def start_local_ray(ray: Any, plan: Plan, needed: Sequence[Resources]) -> None:
+    cpus, gpus = local_cluster_size(plan, needed)
+    with visible_gpus(plan.devices), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Ray's FutureWarnings about env vars go to stderr
+        ray.init(**local_init_args(cpus, gpus))
+
+
+def check_capacity(ray: Any, needed: Sequence[Resources]) -> None:
+    """Fail at once, not by waiting forever, when the cluster cannot place every worker."""
+    total = ray.cluster_resources()
+    for key, want in (("CPU", sum(r.cpus for r in needed)), ("GPU", sum(r.gpus for r in needed))):
+        have = float(total.get(key, 0.0))
+        if want > have + 1e-9:
+            raise ModeFailure(
+                f"the Ray cluster has {have:g} {key}(s) but {len(needed)} worker(s) reserve "
+                f"{want:g}: lower --{key.lower()}s-per-worker or add nodes"
+            )
+
+
+# --- Ray's own processes ----------------------------------------------------------------------
+
+
+def is_ray_process(name: str, cmdline: Sequence[str]) -> bool:
+    text = " ".join(cmdline)
+    return (
+        name in ("raylet", "gcs_server")
+        or name.startswith("ray::")
+        or text.startswith("ray::")
+        or f"{os.sep}ray{os.sep}" in text
+    )
+
+
+def ray_descendants() -> list[Any]:
+    """Ray processes started under this process (a local Ray's head, raylet and workers)."""
+    import psutil
+
+    found = []
+    with contextlib.suppress(psutil.Error):
+        for p in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if is_ray_process(p.name(), p.cmdline()):
+                    found.append(p)
+    return found
+
+
+def reap(procs: Sequence[Any], grace_s: float = 5.0) -> None:
+    """Wait for ``procs`` to end after a shutdown; kill whatever is still there."""
+    import psutil
+
+    if not procs:
+        return
+    _, alive = psutil.wait_procs(list(procs), timeout=grace_s)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=2)
+
+
+def describe_ray_error(exc: BaseException) -> str:
+    """One line out of Ray's long error texts: the cause of a task error, else the first line."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        text = str(cause).strip().splitlines()
+        return text[0] if text else type(cause).__name__
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+# --- the actor --------------------------------------------------------------------------------
+
+
