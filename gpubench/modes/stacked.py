@@ -211,7 +211,7 @@ def plan_steps(sizes: Sequence[int], batch_size: int, epochs: int) -> list[list[
 
 
 @dataclass(frozen=True)
-class _Slot:
+class StateSlot:
     """One state_dict entry's place in the flat state vector."""
 
     offset: int
@@ -224,13 +224,13 @@ class _Slot:
         return math.prod(self.shape)
 
 
-def _layout(model: nn.Module) -> list[_Slot]:
+def state_layout(model: nn.Module) -> list[StateSlot]:
     """The flat layout of :func:`gpubench.fl.flatten_state` (state_dict order)."""
     params = {id(p): n for n, p in model.named_parameters()}
     buffers = {id(b): n for n, b in model.named_buffers()}
     slots, at = [], 0
     for t in model.state_dict(keep_vars=True).values():
-        slots.append(_Slot(at, t.shape, params.get(id(t)), buffers.get(id(t))))
+        slots.append(StateSlot(at, t.shape, params.get(id(t)), buffers.get(id(t))))
         at += t.numel()
     return slots
 

@@ -63,10 +63,10 @@ from gpubench.modes.pool import WorkerSetup, WorkerSpec
 from gpubench.modes.processes import ProcessModeBase, plan_workers
 from gpubench.modes.stacked import (
     StackedSequential,
-    _layout,
-    _Slot,
+    StateSlot,
     check_vectorizable,
     plan_steps,
+    state_layout,
 )
 from gpubench.results import ClientTiming
 from gpubench.updates import UpdateSink
@@ -113,8 +113,8 @@ class VectorizedBody:
         self.x_rows = self.x.reshape(self.x.shape[0], -1)
         self.y_rows = self.y.reshape(self.y.shape[0], -1)
         self.offsets = torch.tensor([0, *self.sizes[:-1]]).cumsum(0)
-        self.slots = _layout(self.model)
-        self.param_slots: dict[str, _Slot] = {}
+        self.slots = state_layout(self.model)
+        self.param_slots: dict[str, StateSlot] = {}
         for slot in self.slots:
             if slot.param is not None:
                 self.param_slots.setdefault(slot.param, slot)
