@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpubench.cli import main
-from gpubench.gate import FAIL, INCONCLUSIVE, PASS, SKIP, load_runs, run_gate
+from gpubench.gate import FAIL, INCONCLUSIVE, PASS, SKIP, evaluate_gate, load_runs
 from gpubench.results import ModeResult, Results, median, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ def verdicts(report) -> dict[str, str]:
 
 def test_a_results_file_gated_against_itself_passes(tmp_path: Path) -> None:
     path = write(tmp_path, "run.json", make_results())
-    report = run_gate(load_runs(path)[0], path)
+    report = evaluate_gate(load_runs(path)[0], path)
     assert report.exit_code == 0
     assert verdicts(report) == dict.fromkeys(TYPICAL, PASS)
     assert main(["gate", "--baseline", path, path]) == 0
@@ -94,7 +94,7 @@ def test_a_results_file_gated_against_itself_passes(tmp_path: Path) -> None:
 
 def test_a_rerun_with_other_noise_passes(tmp_path: Path) -> None:
     base = write(tmp_path, "base.json", make_results(seed=0))
-    report = run_gate(make_results(seed=1), base)
+    report = evaluate_gate(make_results(seed=1), base)
     assert report.exit_code == 0, report
 
 
@@ -144,7 +144,7 @@ def test_a_mode_that_failed_to_run_fails(tmp_path: Path) -> None:
     cur = base_results.with_modes(
         tuple(broken if m.name == "multi-gpu" else m for m in base_results.modes)
     )
-    report = run_gate(cur, base)
+    report = evaluate_gate(cur, base)
     (v,) = [v for v in report.verdicts if v.mode == "multi-gpu"]
     assert v.verdict == FAIL and "worker 1 died" in (v.message or "")
     assert report.exit_code == 1
@@ -155,7 +155,7 @@ def test_without_serial_no_speedup_can_pass(tmp_path: Path) -> None:
     base = write(tmp_path, "base.json", base_results)
     broken = ModeResult("serial", "failed", error="MemoryError")
     cur = base_results.with_modes((broken, *base_results.modes[1:]))
-    report = run_gate(cur, base)
+    report = evaluate_gate(cur, base)
     assert set(verdicts(report).values()) == {FAIL}
     assert "no serial rounds" in (report.verdicts[-1].message or "")
 
@@ -175,7 +175,7 @@ def test_a_saved_speedup_stands_in_for_missing_round_times(tmp_path: Path) -> No
     full = make_results()
     base = write(tmp_path, "base.json", full)
     stripped = full.with_modes(tuple(replace(m, round_times_s=()) for m in full.modes))
-    report = run_gate(stripped, base)
+    report = evaluate_gate(stripped, base)
     assert report.exit_code == 0
     assert any("point estimate" in n for v in report.verdicts for n in v.notes)
 
@@ -183,7 +183,7 @@ def test_a_saved_speedup_stands_in_for_missing_round_times(tmp_path: Path) -> No
 def test_a_mode_missing_from_the_baseline_is_skipped(tmp_path: Path) -> None:
     full = make_results()
     base = write(tmp_path, "base.json", full.with_modes(full.modes[:3]))
-    report = run_gate(full, base)
+    report = evaluate_gate(full, base)
     assert verdicts(report)["multi-gpu"] == SKIP and report.exit_code == 0
 
 
@@ -197,9 +197,9 @@ def _straddling(tmp_path: Path) -> tuple[str, str]:
 
 def test_inconclusive_passes_unless_strict(tmp_path: Path) -> None:
     base, cur = _straddling(tmp_path)
-    report = run_gate(load_runs(cur)[0], base)
+    report = evaluate_gate(load_runs(cur)[0], base)
     assert verdicts(report)["multi-gpu"] == INCONCLUSIVE and report.exit_code == 0
-    assert run_gate(load_runs(cur)[0], base, strict=True).exit_code == 1
+    assert evaluate_gate(load_runs(cur)[0], base, strict=True).exit_code == 1
     assert main(["gate", "--baseline", base, cur]) == 0
     assert main(["gate", "--baseline", base, cur, "--strict"]) == 1
 
@@ -207,9 +207,9 @@ def test_inconclusive_passes_unless_strict(tmp_path: Path) -> None:
 def test_single_round_runs_never_fail_on_a_point(tmp_path: Path) -> None:
     base = write(tmp_path, "base.json", make_results(n=1))
     cur = slow_down(make_results(n=1, seed=1), "multi-gpu", 1.7)
-    report = run_gate(cur, base)
+    report = evaluate_gate(cur, base)
     assert verdicts(report)["multi-gpu"] == INCONCLUSIVE
-    assert run_gate(cur, base, strict=True).exit_code == 1
+    assert evaluate_gate(cur, base, strict=True).exit_code == 1
 
 
 @settings(max_examples=15, derandomize=True, deadline=None)
@@ -230,7 +230,7 @@ def test_any_run_gated_against_itself_passes(times: list[float], factor: float) 
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_results(results, Path(tmp) / "r.json")
-        assert run_gate(results, path).exit_code == 0
+        assert evaluate_gate(results, path).exit_code == 0
 
 
 # --- refusals (exit 2) --------------------------------------------------------------------
@@ -291,7 +291,7 @@ def test_unusable_files_are_refused(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_project_expectations_pass_on_a_healthy_run(tmp_path: Path) -> None:
-    report = run_gate(make_results(), EXPECTATIONS)
+    report = evaluate_gate(make_results(), EXPECTATIONS)
     assert report.baseline_kind == "expectations"
     assert verdicts(report) == dict.fromkeys(TYPICAL, PASS)
 
@@ -307,13 +307,13 @@ def test_project_expectations_fail_when_multi_device_does_not_scale(
 
 def test_single_device_mode_above_one_fails(tmp_path: Path) -> None:
     means = dict(TYPICAL, threaded=0.6)  # physics says it cannot beat serial on one slot
-    report = run_gate(make_results(means=means), EXPECTATIONS)
+    report = evaluate_gate(make_results(means=means), EXPECTATIONS)
     assert verdicts(report)["threaded"] == FAIL
 
 
 def test_an_expected_mode_that_did_not_run_fails(tmp_path: Path) -> None:
     full = make_results()
-    report = run_gate(full.with_modes(full.modes[:3]), EXPECTATIONS)
+    report = evaluate_gate(full.with_modes(full.modes[:3]), EXPECTATIONS)
     assert verdicts(report)["multi-gpu"] == FAIL
 
 
