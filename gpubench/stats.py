@@ -34,9 +34,9 @@ Why these choices:
   somewhat too narrow, and 99% keeps the false-FAIL rate under 1% despite that.
 - *Seeded* generator (``DEFAULT_SEED``): the same files always give the same verdict.
 
-With fewer than two rounds (or pairs) in any sample there is no spread to resample, and the
-interval comes back degenerate, flagged ``estimated=False``; :func:`decide` never lets such a
-point cross a limit (it is UNDECIDED outside the limits).
+With fewer than ``MIN_ROUNDS`` (5) rounds in any sample the data cannot give a 99% interval:
+the interval comes back flagged ``estimated=False`` (a lone point with one round, the whole
+range of the bootstrap's draws with 2 to 4), and :func:`decide` never lets it cross a limit.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_RESAMPLES",
     "DEFAULT_SEED",
     "MIN_PAIRS",
+    "MIN_ROUNDS",
     "NOISY_SPREAD",
     "REFERENCE_MODE",
     "UNDECIDED",
@@ -88,6 +89,12 @@ REFERENCE_MODE = "serial"
 # fell exactly --max-drop FAILs in 2% (4 pairs) to 7% (3 pairs) of runs. Fewer pairs fall
 # back to the unpaired statistic, which counts common drift as noise and so errs wide.
 MIN_PAIRS = 6
+# Fewest rounds per sample for a 99% interval. A percentile bootstrap cannot reach beyond the
+# values it resamples, and with 3 rounds per mode even the whole range of its draws FAILs a
+# speedup that fell exactly --max-drop in about 1.1% of runs (4 rounds: 0.7%, 5: 0.1%). With
+# fewer rounds the interval is that whole range, flagged not estimated: it can show a speedup
+# well inside a limit, never one beyond it.
+MIN_ROUNDS = 5
 
 # What an interval says about limits (see decide).
 WITHIN = "within"  # the interval is on the allowed side of every limit
@@ -182,12 +189,22 @@ def _resampled_medians(a: np.ndarray, resamples: int, rng: np.random.Generator) 
     return (ordered[idx[:, lo]] + ordered[idx[:, hi]]) / 2
 
 
-def _percentile_interval(estimate: float, draws: np.ndarray, level: float) -> Interval:
-    """The central ``level`` share of bootstrap draws of a log ratio, around ``estimate``."""
-    tail = (1 - level) / 2 * 100
-    low, high = np.exp(np.percentile(draws, [tail, 100 - tail]))
+def _percentile_interval(
+    estimate: float, draws: np.ndarray, level: float, smallest: int
+) -> Interval:
+    """The central ``level`` share of bootstrap draws of a log ratio, around ``estimate``.
+
+    ``smallest``: rounds in the smallest sample. Under ``MIN_ROUNDS``, the whole range of
+    the draws, flagged not estimated.
+    """
+    if smallest < MIN_ROUNDS:
+        low, high = float(np.exp(draws.min())), float(np.exp(draws.max()))
+    else:
+        tail = (1 - level) / 2 * 100
+        low, high = (float(v) for v in np.exp(np.percentile(draws, [tail, 100 - tail])))
     # The percentile interval of a discrete bootstrap can miss the point estimate by a hair.
-    return Interval(estimate, min(float(low), estimate), max(float(high), estimate), level)
+    low, high = min(low, estimate), max(high, estimate)
+    return Interval(estimate, low, high, level, estimated=smallest >= MIN_ROUNDS)
 
 
 def bootstrap_ratio(
@@ -219,7 +236,7 @@ def bootstrap_ratio(
         log_ratio += np.log(_resampled_medians(a, resamples, rng))
     for a in dens:
         log_ratio -= np.log(_resampled_medians(a, resamples, rng))
-    return _percentile_interval(estimate, log_ratio, level)
+    return _percentile_interval(estimate, log_ratio, level, min(a.size for a in nums + dens))
 
 
 # --- speedups -----------------------------------------------------------------------------
@@ -299,7 +316,7 @@ def speedup_interval(
     if rounds.size < 2:
         return Interval(estimate, estimate, estimate, level, estimated=False)
     draws = rounds.log_speedup_draws(resamples, np.random.default_rng(seed))
-    return _percentile_interval(estimate, draws, level)
+    return _percentile_interval(estimate, draws, level, rounds.size)
 
 
 def change_interval(
@@ -321,25 +338,24 @@ def change_interval(
         return Interval(estimate, estimate, estimate, level, estimated=False)
     rng = np.random.default_rng(seed)
     draws = current.log_speedup_draws(resamples, rng) - baseline.log_speedup_draws(resamples, rng)
-    return _percentile_interval(estimate, draws, level)
+    return _percentile_interval(estimate, draws, level, min(current.size, baseline.size))
 
 
 def decide(interval: Interval, low: float | None = None, high: float | None = None) -> str:
     """What an interval says about the limits ``low`` and/or ``high`` on its value.
 
     BEYOND when the *whole* interval lies below ``low`` or above ``high``; WITHIN when it
-    lies entirely inside the limits; UNDECIDED when it straddles one. A lone point (not
-    ``estimated``) cannot show noise: inside the limits it is WITHIN, outside UNDECIDED.
+    lies entirely inside the limits; UNDECIDED when it straddles one. An interval that is
+    not ``estimated`` (fewer than ``MIN_ROUNDS`` rounds) is never BEYOND: WITHIN when its
+    whole range is inside the limits, else UNDECIDED.
     """
+    inside = (low is None or interval.low >= low) and (high is None or interval.high <= high)
+    if inside:
+        return WITHIN
     if not interval.estimated:
-        inside = (low is None or interval.estimate >= low) and (
-            high is None or interval.estimate <= high
-        )
-        return WITHIN if inside else UNDECIDED
+        return UNDECIDED
     if (low is not None and interval.below(low)) or (high is not None and interval.above(high)):
         return BEYOND
-    if (low is None or interval.low >= low) and (high is None or interval.high <= high):
-        return WITHIN
     return UNDECIDED
 
 

@@ -7,10 +7,9 @@ time is ``scale * drift * noise``: ``noise`` is each mode's own log-normal noise
 round of the run. In an interleaved run (``--interleave``) serial's round *i* and the mode's
 round *i* run back to back and share that round's drift; in a sequential run the modes run
 at different times and each round has drift of its own. The gate's statistic is computed
-exactly as ``gpubench gate`` does (``gpubench.stats.change_interval``: paired for an
-interleaved run of at least
-``MIN_PAIRS`` rounds), and a trial FAILs when the whole interval of ``current speedup / baseline
-speedup`` lies below ``1 - max_drop``. Columns:
+exactly as ``gpubench gate`` does (``gpubench.stats.change_interval``, paired for an
+interleaved run of at least ``MIN_PAIRS`` rounds), and a trial FAILs when the whole interval
+of ``current speedup / baseline speedup`` lies below ``1 - max_drop``. Columns:
 
 - identical: nothing changed (every FAIL is a false alarm);
 - at limit: the speedup really fell by exactly ``max_drop`` (FAILs here are still wrong,

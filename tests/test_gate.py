@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from gpubench.cli import main
 from gpubench.errors import UsageError
-from gpubench.report.gate_pages import format_gate_report
 from gpubench.gate import FAIL, INCONCLUSIVE, PASS, SKIP, evaluate_gate, load_runs
+from gpubench.report.gate_pages import format_gate_report
 from gpubench.results import ModeResult, Results, median, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +95,9 @@ def test_a_rerun_with_other_noise_passes(tmp_path: Path) -> None:
     base = write(tmp_path, "base.json", make_results(seed=0))
     report = evaluate_gate(make_results(seed=1), base)
     assert verdicts(report) == dict.fromkeys(TYPICAL, PASS), report
-    assert main(["gate", "--baseline", base, write(tmp_path, "cur.json", make_results(seed=2))]) == 0
+    assert (
+        main(["gate", "--baseline", base, write(tmp_path, "cur.json", make_results(seed=2))]) == 0
+    )
 
 
 def test_multi_gpu_17x_slower_fails_in_the_real_cli(tmp_path: Path) -> None:
@@ -638,5 +640,8 @@ def test_the_gate_table_says_when_rounds_were_paired(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base = write(tmp_path, "base.json", drifting_run(1, 1.9, True))
-    assert main(["gate", "--baseline", base, write(tmp_path, "c.json", drifting_run(3, 1.9, True))]) == 0
+    assert (
+        main(["gate", "--baseline", base, write(tmp_path, "c.json", drifting_run(3, 1.9, True))])
+        == 0
+    )
     assert "pair each mode round with serial's round" in capsys.readouterr().out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -59,6 +60,16 @@ def test_the_interval_is_seeded_and_has_width() -> None:
 def test_one_round_gives_no_interval() -> None:
     ci = speedup_interval(Rounds.of([1.0], [0.5, 0.6]))
     assert not ci.estimated and ci.low == ci.high == ci.estimate == pytest.approx(1.0 / 0.55)
+
+
+def test_few_rounds_give_the_whole_range_never_a_crossing() -> None:
+    rounds = Rounds.of([1.0, 1.1, 0.9], [0.5, 0.55, 0.45])
+    ci = speedup_interval(rounds)
+    assert not ci.estimated
+    assert (ci.low, ci.high) == pytest.approx((0.9 / 0.55, 1.1 / 0.45))  # every resample's value
+    assert decide(ci, 1.5) == WITHIN  # clearly inside: 1.64 .. 2.44
+    assert decide(ci, 3.0) == UNDECIDED  # beyond, on 3 rounds: not a FAIL
+    assert decide(replace(ci, estimated=True), 3.0) == BEYOND
 
 
 @pytest.mark.parametrize("bad", [[], [0.0, 1.0], [1.0, math.nan], [-1.0, 1.0]])
@@ -191,13 +202,13 @@ def test_decide_reads_the_whole_interval(
     a: float, b: float, low: float | None, high: float | None, point: bool
 ) -> None:
     assume(low is None or high is None or low <= high)
-    lo, hi = (a, a) if point else (min(a, b), max(a, b))
+    lo, hi = min(a, b), max(a, b)
     interval = Interval(lo, lo, hi, DEFAULT_LEVEL, estimated=not point)
     outcome = decide(interval, low, high)
     beyond = (low is not None and hi < low) or (high is not None and lo > high)
     inside = (low is None or lo >= low) and (high is None or hi <= high)
     if point:
-        assert outcome == (WITHIN if inside else UNDECIDED)  # a lone point never crosses
+        assert outcome == (WITHIN if inside else UNDECIDED)  # too few rounds never cross
     else:
         assert outcome == (BEYOND if beyond else WITHIN if inside else UNDECIDED)
 

@@ -32,7 +32,10 @@ from gpubench.results import STATUS_FAILED, STATUS_NOT_APPLICABLE, ModeResult, R
 from gpubench.stats import DEFAULT_LEVEL, NOISY_SPREAD, REFERENCE_MODE, Interval
 
 NOISY_HINT = "run more rounds, or compare with --interleave on a shared machine"
-POINT_HINT = "one round per mode gives no interval: run 5 or more rounds"
+POINT_HINT = (
+    f"fewer than {stats.MIN_ROUNDS} rounds per mode give no 99% interval: "
+    f"run {stats.MIN_ROUNDS} or more"
+)
 _VERDICT_OF = {stats.WITHIN: PASS, stats.BEYOND: FAIL, stats.UNDECIDED: INCONCLUSIVE}
 
 
@@ -169,9 +172,14 @@ class SpeedupDropCheck:
             stats.rounds_vs_serial(self.baseline, base_mode) if base_mode is not None else None
         )
         if base_mode is None or not base_mode.ok or base_rounds is None:
-            why = "not in the baseline" if base_mode is None else (
-                f"{base_mode.status} in the baseline" if not base_mode.ok
-                else "no serial rounds in the baseline"
+            why = (
+                "not in the baseline"
+                if base_mode is None
+                else (
+                    f"{base_mode.status} in the baseline"
+                    if not base_mode.ok
+                    else "no serial rounds in the baseline"
+                )
             )
             return Verdict(case, name, SKIP, cur, "-", None, limit_text,
                            f"{name}: {why}; nothing to compare", notes, result,

@@ -39,9 +39,7 @@ def require_measured(results: Results, source: str) -> Results:
         raise ResultsFileError(f"{source}: holds no modes: nothing was measured")
     for mode in results.modes:
         if mode.status == STATUS_OK and not mode.round_times_s:
-            raise ResultsFileError(
-                f"{source}: mode {mode.name!r} is ok but has no measured rounds"
-            )
+            raise ResultsFileError(f"{source}: mode {mode.name!r} is ok but has no measured rounds")
     return results
 
 

@@ -18,6 +18,8 @@ from gpubench.results import DeviceStats, ModeResult, Results, RoundRecord, medi
 # The report's question is the gate's expectation ``min_speedup = 1.05``: ✅ exactly when that
 # check PASSes, never when it is INCONCLUSIVE or FAILs.
 CLEARLY_FASTER = 1.05
+
+
 def relative_spread(times: Sequence[float]) -> float | None:
     """Interquartile range over median (``stats.spread``); None with fewer than two values."""
     if len(times) < 2:
