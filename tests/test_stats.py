@@ -254,7 +254,7 @@ def _fail_rate(
     for _ in range(trials):
         base = _run(rng, interleaved, n, drift, noise, speedup_, outliers)
         cur = _run(rng, interleaved, n, drift, noise, speedup_ * ratio, outliers)
-        fails += change_interval(cur, base).below(LIMIT)
+        fails += decide(change_interval(cur, base), LIMIT) == BEYOND
     return fails / trials
 
 
