@@ -434,13 +434,12 @@ def test_the_benchmark_suite_writes_a_file_that_gates(tmp_path: Path) -> None:
     assert kind == "pytest-benchmark" and len(runs) == 1
     modes = {m.name: m for m in runs[0].modes}
     assert len(modes) >= 4 and all(len(m.round_times_s) == 3 for m in modes.values())
-    # the physics may not hold on a loaded machine; the file must still give verdicts with
-    # intervals for every expected mode (a refusal would raise)
+    # the physics may not hold on a loaded machine; the file must still give a speedup for
+    # every expected mode (a refusal would raise; a mode without rounds would have none)
     report = evaluate_gate(runs, EXPECTATIONS)
     checked = {v.mode: v for v in report.verdicts}
     assert {"serial", "threaded", "multiprocess", "multi-gpu"} <= set(checked)
-    assert all(v.speedup is not None and v.speedup.estimated for m, v in checked.items()
-               if m != "serial")  # fmt: skip
+    assert all(v.speedup is not None for v in checked.values()), report
 
 
 # --- runs that did not measure the same work (exit 2, never a verdict) ----------------------
@@ -645,3 +644,22 @@ def test_the_gate_table_says_when_rounds_were_paired(
         == 0
     )
     assert "pair each mode round with serial's round" in capsys.readouterr().out
+
+
+def test_the_gate_and_the_statistics_import_without_torch() -> None:
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('torch is blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import gpubench.gate, gpubench.gate.checks, gpubench.gate.inputs, gpubench.gate.keys\n"
+        "import gpubench.stats, gpubench.report.gate_pages, gpubench.report.measures\n"
+        "import gpubench.commands.gate\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
