@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import tabulate
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from gpubench.gate import INCONCLUSIVE, PASS, evaluate_gate
 from gpubench.report import measures
 from gpubench.report.i18n import device_label, mode_label, text
 from gpubench.report.tables import (
@@ -69,15 +73,93 @@ def test_wide_spread_keeps_a_modest_gain_unmarked() -> None:
     assert cell.endswith("❌"), cell  # 1.05x ±15%: not clearly faster
 
 
-def test_speedup_is_derived_when_not_recorded() -> None:
+def test_the_speedup_comes_from_the_round_times() -> None:
     results = Results(
         environment={},
         config={},
         modes=(ok_mode("serial", (2.0, 2.0)), ok_mode("multi-gpu", (1.0, 1.0))),
     )
     assert measures.speedup(results, results.modes[1]) == pytest.approx(2.0)
+    # a recorded figure that disagrees with the rounds loses: one speedup, from stats
     recorded = replace(results.modes[1], speedup_vs_serial=1.5)
-    assert measures.speedup(results, recorded) == 1.5
+    assert measures.speedup(results, recorded) == pytest.approx(2.0)
+    # a file without round times keeps its recorded figure
+    bare = replace(recorded, round_times_s=())
+    assert measures.speedup(results, bare) == 1.5
+
+
+def test_an_interleaved_run_shows_the_paired_speedup() -> None:
+    serial = (1.0, 1.1, 3.0) * 2
+    mode = (0.5, 2.0, 1.0) * 2  # per-round ratios 2, 0.55, 3: median 2; medians 1.1 / 1.0
+    modes = (ok_mode("serial", serial), ok_mode("multi-gpu", mode, ("cpu:0", "cpu:1")))
+    interleaved = Results(environment={}, config={"interleave": True}, modes=modes)
+    sequential = Results(environment={}, config={}, modes=modes)
+    assert speed_cell(interleaved, modes[1]).startswith("2.00x")
+    assert speed_cell(sequential, modes[1]).startswith("1.10x")
+
+
+# --- the ✅ is the gate's verdict on the same question ----------------------------------------
+
+
+def _gate_on_faster(results: Results, tmp: Path) -> dict[str, str]:
+    """The gate's verdicts on the report's question: speedup >= CLEARLY_FASTER."""
+    toml = tmp / "faster.toml"
+    toml.write_text(
+        f"[[expect]]\nmode = ['threaded', 'multi-gpu']\nmin_speedup = {measures.CLEARLY_FASTER}\n"
+    )
+    report = evaluate_gate(results, toml)
+    return {v.mode: v.verdict for v in report.verdicts}
+
+
+def _mark(results: Results, name: str) -> str:
+    mode = results.mode(name)
+    assert mode is not None
+    return speed_cell(results, mode).split()[-1]
+
+
+def _two_modes(serial: list[float], threaded: list[float], multi: list[float],
+               interleave: bool = False) -> Results:  # fmt: skip
+    return Results(
+        environment={},
+        config={"case": "cnn", "clients": 4, "device_ids": ["cpu:0", "cpu:1"],
+                "interleave": interleave},
+        modes=(
+            ok_mode("serial", tuple(serial)),
+            ok_mode("threaded", tuple(threaded)),
+            ok_mode("multi-gpu", tuple(multi), ("cpu:0", "cpu:1")),
+        ),
+    )  # fmt: skip
+
+
+def test_a_mode_the_gate_calls_inconclusive_gets_no_tick(tmp_path: Path) -> None:
+    # 1.25x with an IQR of 12%: the old spread rule ticked it; its 99% interval [1.00, 1.25]
+    # straddles 1.05
+    results = _two_modes([1.0] * 5, [0.8, 0.8, 0.8, 1.0, 1.0], [0.5, 0.51, 0.5, 0.52, 0.5])
+    assert _gate_on_faster(results, tmp_path) == {"threaded": INCONCLUSIVE, "multi-gpu": PASS}
+    assert _mark(results, "threaded") == "❌" and _mark(results, "multi-gpu") == "✅"
+
+
+round_times = st.lists(st.floats(0.2, 5.0), min_size=6, max_size=10)
+
+
+@settings(max_examples=40, derandomize=True, deadline=None)
+@given(
+    serial=round_times,
+    threaded=round_times,
+    scale=st.floats(0.3, 1.2),
+    interleave=st.booleans(),
+)
+def test_the_tick_and_the_gate_never_disagree(
+    serial: list[float], threaded: list[float], scale: float, interleave: bool
+) -> None:
+    n = min(len(serial), len(threaded))
+    multi = [t * scale for t in serial[:n]]  # near the limit often: the hard cases
+    results = _two_modes(serial[:n], threaded[:n], multi, interleave)
+    with tempfile.TemporaryDirectory() as tmp:
+        gate = _gate_on_faster(results, Path(tmp))
+    for name, verdict in gate.items():
+        mark = _mark(results, name)
+        assert (mark == "✅") == (verdict == PASS), (name, verdict, mark)
 
 
 def test_relative_spread_is_iqr_over_median() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from gpubench.gate.inputs import read_measured_results
 from gpubench.predict import format_prediction, predict
-from gpubench.results import read_results
 
 HELP = "predict the round time and speedup on K devices from a results file's serial times"
 
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    prediction = predict(read_results(args.results), args.devices, args.assign)
+    prediction = predict(read_measured_results(args.results), args.devices, args.assign)
     if args.json:
         print(json.dumps(prediction.to_dict(), indent=1, sort_keys=True))
     else:

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from gpubench.errors import UsageError
+from gpubench.gate.inputs import read_measured_results
 from gpubench.report.i18n import LANGS
-from gpubench.results import read_results
 
 HELP = "write a markdown report (tables, PNG plots, findings) from results JSON files"
 
@@ -33,7 +33,7 @@ def default_out(first: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    runs = [read_results(path) for path in args.results]
+    runs = [read_measured_results(path) for path in args.results]
     out = Path(args.out) if args.out else default_out(args.results[0])
     if out.suffix.lower() != ".md":
         raise UsageError(f"-o must name a .md file, got {str(out)!r}")

@@ -13,8 +13,10 @@ from typing import Any
 from gpubench import stats
 from gpubench.results import DeviceStats, ModeResult, Results, RoundRecord, median
 
-# A mode is marked clearly faster than serial (✅) when even the low end of its speedup's
-# spread is above this; at or below 1x (within the noise) it is marked ❌.
+# A mode is marked clearly faster than serial (✅) when the whole confidence interval of its
+# speedup (``stats.compare_speed``, the gate's own statistic) lies above this; otherwise ❌.
+# The report's question is the gate's expectation ``min_speedup = 1.05``: ✅ exactly when that
+# check PASSes, never when it is INCONCLUSIVE or FAILs.
 CLEARLY_FASTER = 1.05
 
 
@@ -27,16 +29,11 @@ def relative_spread(times: Sequence[float]) -> float | None:
 
 
 def speedup(results: Results, mode: ModeResult) -> float | None:
-    """The recorded speedup vs serial, or one derived from the medians when not recorded."""
-    if mode.speedup_vs_serial is not None:
-        return mode.speedup_vs_serial
-    serial = results.mode("serial")
-    if serial is None or not serial.ok or not mode.ok:
-        return None
-    s, m = serial.median_round_s, mode.median_round_s
-    if s is None or m is None or m <= 0:
-        return None
-    return s / m
+    """The mode's speedup vs serial (``stats.speedup``); the recorded one without round times."""
+    rounds = stats.rounds_vs_serial(results, mode)
+    if rounds is not None:
+        return stats.speedup(rounds)
+    return mode.speedup_vs_serial if mode.ok else None
 
 
 def speedup_spread(results: Results, mode: ModeResult) -> float | None:
@@ -53,7 +50,19 @@ def speedup_spread(results: Results, mode: ModeResult) -> float | None:
     return math.hypot(a / 2, b / 2)
 
 
+def faster_than_serial(results: Results, mode: ModeResult) -> bool:
+    """The whole interval of the mode's speedup lies above ``CLEARLY_FASTER`` (the ✅)."""
+    rounds = stats.rounds_vs_serial(results, mode)
+    if rounds is None or mode.name == stats.REFERENCE_MODE:
+        return False
+    return stats.compare_speed(rounds, at_least=CLEARLY_FASTER).holds
+
+
 def clearly_faster(value: float, spread: float | None) -> bool:
+    """The older spread rule, still used by the speedup plot's bar colours.
+
+    Prefer :func:`faster_than_serial`, which decides as the gate does.
+    """
     return value * (1 - (spread or 0.0)) > CLEARLY_FASTER
 
 

@@ -79,7 +79,7 @@ def speed_cell(results: Results, mode: ModeResult) -> str:
     cell = f"{value:.2f}x"
     if spread is not None:
         cell += f" ±{spread * 100:.0f}%" if spread >= 0.005 else " ±<1%"
-    return cell + (" ✅" if measures.clearly_faster(value, spread) else " ❌")
+    return cell + (" ✅" if measures.faster_than_serial(results, mode) else " ❌")
 
 
 def same_result_cell(results: Results, mode: ModeResult, lang: str) -> str:
