@@ -219,7 +219,8 @@ def write_outputs(results: Results, args: argparse.Namespace, out: Path) -> int:
 
         print(f"report: {write_report([results], args.report, lang=args.lang)}")
     if args.gate:
-        from gpubench.gate import format_gate_report, run_gate
+        from gpubench.commands.gate import run_gate
+        from gpubench.report.gate_pages import format_gate_report
 
         report = run_gate(results, args.gate, max_drop=args.max_drop, strict=args.strict,
                           junit_path=args.junit)

@@ -35,7 +35,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from gpubench.errors import UsageError
 from gpubench.gate.checks import Expectation, SpeedupDropCheck, differs_reason, result_of
@@ -189,18 +188,3 @@ def evaluate_gate(
             notes.append(f"the current run of case {run.config.get('case')!r} was interrupted")
         verdicts.extend(check.evaluate(run) for check in checks)
     return GateReport(str(path), kind, tuple(verdicts), max_drop, strict, level, tuple(notes))
-
-
-def __getattr__(name: str) -> Any:
-    # ``run_gate`` (gate, then write JUnit and the step summary) and ``format_gate_report``
-    # live in the CLI and the report; these names stay importable from here for callers of
-    # the single-module gate.
-    if name == "run_gate":
-        from gpubench.commands.gate import run_gate
-
-        return run_gate
-    if name in ("format_gate_report", "format_gate_markdown", "format_junit"):
-        from gpubench.report import gate_pages
-
-        return getattr(gate_pages, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
