@@ -16,8 +16,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from gpubench.devices import OPENMP_WAIT_VARIABLES
 from gpubench.findings import Finding, format_findings
+from gpubench.isolation import OPENMP_WAIT_VARIABLES
 
 SHM_PATH = "/dev/shm"
 # Process modes pass weights through shared memory; Docker's default /dev/shm is 64 MiB.

@@ -8,14 +8,10 @@ from collections.abc import Mapping
 import torch
 
 from gpubench.cases import load_case
-from gpubench.devices import (
-    Device,
-    peak_memory,
-    reset_peak_memory,
-    steady_host_allocator,
-    torch_device_in_process,
-)
+from gpubench.cuda import peak_memory, reset_peak_memory
+from gpubench.devices import Device, torch_device_in_process
 from gpubench.fl import ClientTrainer, build_datasets
+from gpubench.isolation import steady_host_allocator
 from gpubench.modes.base import Plan
 from gpubench.results import WorkerMemory
 

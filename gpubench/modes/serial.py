@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from gpubench.devices import pinned_thread
+from gpubench.isolation import pinned_thread
 from gpubench.modes.base import RoundOutput
 from gpubench.modes.inprocess import InProcessBase
 

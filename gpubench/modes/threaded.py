@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from gpubench.devices import pinned_thread
 from gpubench.fl import ClientTrainer
+from gpubench.isolation import pinned_thread
 from gpubench.modes.base import Plan, RoundOutput
 from gpubench.modes.inprocess import InProcessBase
 from gpubench.results import ClientTiming

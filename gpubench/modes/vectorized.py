@@ -59,12 +59,13 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
-from gpubench.cases import derive_seed, load_case
-from gpubench.devices import synchronize
+from gpubench.cases import load_case
+from gpubench.cuda import synchronize
 from gpubench.modes.base import ModeFailure
 from gpubench.modes.pool import WorkerSetup, WorkerSpec
 from gpubench.modes.processes import ProcessModeBase, plan_workers
 from gpubench.results import ClientTiming
+from gpubench.seeds import derive_seed
 
 
 def check_vectorizable(model: nn.Module) -> None:
