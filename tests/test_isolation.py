@@ -40,11 +40,13 @@ _PROBE = textwrap.dedent(
     stop = threading.Event()
     early = threading.Thread(target=stop.wait)
     early.start()
+    spare = threading.Thread(target=stop.wait)  # e.g. a sampler: not the mode's work
+    spare.start()
     before = masks()
     slot = Device("cpu:0", "cpu", 0, "CPU slot 0", cores=(cores[0],))
     with pinned_thread(slot):
         calling_thread_only = masks()
-    with pin_in_process(slot):
+    with pin_in_process(slot, spare=(spare.native_id,)):
         entered = masks()
         started = threading.Event()
         late = threading.Thread(target=lambda: (started.set(), stop.wait()))
@@ -55,12 +57,12 @@ _PROBE = textwrap.dedent(
         working = masks()
     after = masks()
     stop.set()
-    early.join()
-    late.join()
+    for t in (early, spare, late):
+        t.join()
     print(json.dumps({
         "main": threading.get_native_id(), "cores": cores, "before": before,
         "calling_thread_only": calling_thread_only, "entered": entered, "working": working,
-        "after": after, "late": late.native_id,
+        "after": after, "late": late.native_id, "spare": spare.native_id,
     }))
     """
 )
@@ -79,16 +81,18 @@ def _probe() -> dict:
 @needs_two_cores
 def test_every_thread_of_the_process_runs_on_the_slot_inside_and_gets_its_cores_back() -> None:
     p = _probe()
-    cores, main, slot = p["cores"], p["main"], [p["cores"][0]]
-    # The process has threads besides the main one and the Python thread (OpenMP's team), and
+    cores, main, slot, spare = p["cores"], p["main"], [p["cores"][0]], p["spare"]
+    # The process has threads besides the main one and the Python threads (OpenMP's team), and
     # pinning the calling thread alone leaves them on every core: the fault being fixed.
-    assert len(p["before"]) >= 3
+    assert len(p["before"]) >= 4
     assert p["calling_thread_only"][main] == slot
     assert any(m == cores for t, m in p["calling_thread_only"].items() if t != main)
-    # Inside: every thread, those from before and those started inside, on the slot only.
-    assert p["entered"] and all(m == slot for m in p["entered"].values())
+    # Inside: every thread, those from before and those started inside, on the slot only;
+    # the spare thread keeps its cores.
+    assert p["entered"][spare] == p["working"][spare] == cores
+    assert all(m == slot for t, m in p["entered"].items() if t != spare)
     assert p["late"] in p["working"]
-    assert all(m == slot for m in p["working"].values())
+    assert all(m == slot for t, m in p["working"].items() if t != spare)
     # After: each thread from before has its own affinity back; threads started inside get
     # the one the calling thread had.
     for tid, mask in p["before"].items():
