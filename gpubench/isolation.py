@@ -36,7 +36,10 @@ def bind_process(device: Device) -> str:
     os.environ.update(worker_environment(device))
     if device.is_cuda:
         return cuda.BOUND_TORCH_DEVICE
-    pin_threads(device.cores)
+    # The calling thread: threads it starts (torch's OpenMP team) inherit the slot; a host's
+    # own threads (Ray's) stay where they are.
+    if device.cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(device.cores))
     steady_host_allocator()
     import torch
 
