@@ -23,14 +23,10 @@ from typing import Any
 
 import torch
 
-from gpubench.cases import derive_seed, load_case
+from gpubench.cases import load_case
 from gpubench.config import Partition, RunConfig
-from gpubench.devices import (
-    pinned_thread,
-    resolve_devices,
-    synchronize,
-    torch_device_in_process,
-)
+from gpubench.cuda import synchronize
+from gpubench.devices import resolve_devices, torch_device_in_process
 from gpubench.fl import (
     build_datasets,
     flatten_state,
@@ -40,6 +36,8 @@ from gpubench.fl import (
     sizes_for,
     state_tensors,
 )
+from gpubench.isolation import pinned_thread
+from gpubench.seeds import derive_seed
 from gpubench.updates import UpdateSink
 
 DEFAULT_HELD_OUT = 1024

@@ -10,8 +10,8 @@ from types import ModuleType
 
 from gpubench import __version__
 from gpubench.commands import COMMANDS
-from gpubench.devices import bound_openmp_wait
 from gpubench.errors import USER_ERRORS
+from gpubench.isolation import bound_openmp_wait
 from gpubench.progress import close_open_displays
 
 

@@ -16,8 +16,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from gpubench.devices import OPENMP_WAIT_VARIABLES
 from gpubench.findings.machine import THREAD_VARIABLES, machine_findings
+from gpubench.isolation import OPENMP_WAIT_VARIABLES
 
 SHM_PATH = "/dev/shm"
 MPS_PROCESSES = ("nvidia-cuda-mps-control", "nvidia-cuda-mps-server")

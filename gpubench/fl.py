@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from gpubench.cases import Case, client_sizes, derive_seed
+from gpubench.cases import Case, client_sizes
 from gpubench.config import TrainConfig
-from gpubench.devices import synchronize
+from gpubench.cuda import synchronize
 from gpubench.results import ClientTiming
+from gpubench.seeds import derive_seed
 from gpubench.updates import UpdateSink
 
 

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gpubench.devices import assign_clients
+from gpubench.assign import assign_clients
 from gpubench.errors import UsageError
 from gpubench.results import ClientTiming, ModeResult, Results, RoundRecord, median
 

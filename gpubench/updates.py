@@ -29,7 +29,7 @@ import math
 import numpy as np
 import torch
 
-from gpubench.cases import derive_seed
+from gpubench.seeds import derive_seed
 
 FINGERPRINT_SIZE = 16
 ACCUMULATE_BLOCK = 32

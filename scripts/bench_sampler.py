@@ -16,7 +16,7 @@ import argparse
 import sys
 from dataclasses import replace
 
-from gpubench.devices import bound_openmp_wait  # noqa: E402
+from gpubench.isolation import bound_openmp_wait  # noqa: E402
 
 bound_openmp_wait()  # as the command line does, before anything loads torch
 

@@ -117,3 +117,22 @@ def _fewer(seed, client, n, partition):
 
 
 fewer_case = Case("fewer", tiny_model, (16,), 4, "odd clients have half", make_data=_fewer)
+
+
+SEEN_AFFINITIES: list[dict[int, frozenset[int]]] = []
+
+
+def _affinity_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Records, while a client trains, the CPU affinity of every thread of this process."""
+    seen = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            seen[int(tid)] = frozenset(os.sched_getaffinity(int(tid)))
+        except OSError:  # the thread ended meanwhile
+            pass
+    SEEN_AFFINITIES.append(seen)
+    return functional.cross_entropy(logits, y)
+
+
+affinity_case = Case("affinity", tiny_model, (16,), 4, "records thread affinities",
+                     loss=_affinity_loss)

@@ -12,9 +12,9 @@ import psutil
 import pytest
 import torch
 
+from gpubench.assign import assign_clients
 from gpubench.cases import load_case
 from gpubench.config import RunConfig, SampleSizes, TrainConfig
-from gpubench.devices import assign_clients
 from gpubench.fl import initial_global_state
 from gpubench.harness import compare, open_mode
 from gpubench.results import from_dict, to_dict
@@ -257,7 +257,7 @@ def test_a_round_over_the_timeout_fails_its_mode_and_stops_its_workers():
 
 
 def test_openmp_wait_is_bounded_unless_the_user_chose_one() -> None:
-    from gpubench.devices import OPENMP_SPIN_COUNT, openmp_wait_environment
+    from gpubench.isolation import OPENMP_SPIN_COUNT, openmp_wait_environment
 
     assert openmp_wait_environment({}) == {"GOMP_SPINCOUNT": str(OPENMP_SPIN_COUNT)}
     assert openmp_wait_environment({"GOMP_SPINCOUNT": "5"}) == {}
@@ -266,7 +266,8 @@ def test_openmp_wait_is_bounded_unless_the_user_chose_one() -> None:
 
 @pytest.mark.parametrize("users", [None, "123"])
 def test_workers_start_with_the_openmp_wait(monkeypatch: pytest.MonkeyPatch, users: str | None) -> None:
-    from gpubench.devices import OPENMP_SPIN_COUNT, cpu_slots
+    from gpubench.devices import cpu_slots
+    from gpubench.isolation import OPENMP_SPIN_COUNT
     from gpubench.modes.pool import WorkerPool, WorkerSetup, WorkerSpec
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)

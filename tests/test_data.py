@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 
+from gpubench import seeds
 from gpubench.cases import client_sizes, load_case, synthetic_data
 from gpubench.config import Partition, SampleSizes
 
@@ -56,3 +60,56 @@ def test_builtin_cases_build_and_fit_their_data():
         x, y = case.data(0, 0, 4, Partition())
         logits = case.build_model()(x)
         assert logits.shape == (4, case.num_classes)
+
+
+# --- seeds and the cases package -------------------------------------------------------------
+
+
+def test_derived_seeds_are_the_same_numbers_in_every_process_and_release():
+    # Golden values: a change here changes every run's data, initial model and shuffles.
+    assert seeds.derive_seed(0, "init") == 2020223635098297231
+    assert seeds.derive_seed(7, "shuffle", 3, 1) == 7515301806516984973
+    assert client_sizes(SampleSizes(10, 1000), 1, 5) == [117, 435, 659, 234, 345]
+    assert synthetic_data((2,), 3, 5, 1, 4, Partition())[1].tolist() == [2, 1, 0, 1]
+
+
+def test_each_use_of_a_seed_has_its_own_stream():
+    named = {
+        "init": seeds.init_seed(3),
+        "shuffle": seeds.shuffle_seed(3, 1, 0),
+        "prototypes": seeds.prototype_seed(3),
+        "client": seeds.client_data_seed(3, 1),
+        "labels": seeds.label_mix_seed(3, 1),
+        "size": seeds.size_seed(3, 1),
+    }
+    assert named["init"] == seeds.derive_seed(3, "init")
+    assert named["shuffle"] == seeds.derive_seed(3, "shuffle", 1, 0)
+    assert named["size"] == seeds.derive_seed(3, "size", 1)
+    assert len(set(named.values())) == len(named)
+    assert seeds.shuffle_seed(3, 1, 0) != seeds.shuffle_seed(3, 1, 1) != seeds.shuffle_seed(3, 2, 1)
+
+
+def test_the_cases_package_keeps_its_public_names():
+    import gpubench.cases as cases
+
+    for name in ("Case", "load_case", "synthetic_data", "client_sizes", "derive_seed",
+                 "count_parameters", "builtin_cases"):  # fmt: skip
+        assert hasattr(cases, name), name
+    assert cases.derive_seed is seeds.derive_seed
+    assert set(cases.builtin_cases()) >= {"cnn", "mlp", "resnet18"}
+    assert cases.count_parameters(cases.load_case("mlp").build_model()) == 109386
+
+
+def test_the_cases_package_and_seeds_import_without_torch():
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None\n"
+        "import gpubench.cases, gpubench.seeds\n"
+        "print(gpubench.cases.Case.__name__)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "Case"

@@ -13,7 +13,6 @@ import pytest
 
 from gpubench.faq import memory
 from gpubench.faq.inputs import FaqInputs, gather
-from gpubench.faq.plan import FULL, QUICK, estimate_seconds
 from gpubench.faq.verdicts import (
     DOES_NOT_HOLD,
     HOLDS,
@@ -23,6 +22,7 @@ from gpubench.faq.verdicts import (
     judge,
     ratio_vs_limits,
 )
+from gpubench.faq_plan import FULL, QUICK, estimate_seconds
 from gpubench.results import (
     ClientTiming,
     DeviceStats,

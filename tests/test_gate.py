@@ -360,7 +360,7 @@ def benchmark_file(results: Results, drop_data: bool = False) -> dict[str, Any]:
             {
                 "group": f"gpubench-{results.config['case']}",
                 "name": f"test_round[{results.config['case']}-{m.name}]",
-                "fullname": f"bench_cases/test_benchmarks.py::test_round[{m.name}]",
+                "fullname": f"benchmarks/test_benchmarks.py::test_round[{m.name}]",
                 "extra_info": {
                     "gpubench_mode": m.name,
                     "gpubench_case": results.config["case"],
@@ -420,7 +420,7 @@ def test_the_benchmark_suite_writes_a_file_that_gates(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [
-            sys.executable, "-m", "pytest", "bench_cases", "-q", "-p", "no:cacheprovider",
+            sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "no:cacheprovider",
             f"--benchmark-json={out}", "--gpubench-clients=2", "--gpubench-samples=64",
             "--gpubench-rounds=3",
         ],

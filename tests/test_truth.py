@@ -129,3 +129,32 @@ def test_dropout_case_same_under_ray_and_flower() -> None:
         assert m.status == "ok", m.error
         assert m.same_result is True, (m.name, m.worst_client_diff)
     assert not new_ray_processes(before)
+
+
+@pytest.mark.parametrize("mode", ["serial", "threaded"])
+def test_in_process_modes_keep_every_working_thread_on_slot_0(mode: str) -> None:
+    import os
+    import threading
+
+    import torch
+
+    from gpubench.cases import load_case
+
+    spec = f"{CASES}:affinity_case"
+    seen_list = load_case(spec).loss.__globals__["SEEN_AFFINITIES"]  # the module compare loads
+    torch.set_num_threads(2)
+    torch.ones(1000, 1000) @ torch.ones(1000, 1000)  # an OpenMP team made before pinning
+    cfg = config(case=spec, devices="cpu:2", warmup=0, rounds=1, modes=(mode,), clients=2)
+    prepared = prepare(cfg)  # its probe step runs the loss outside any mode
+    seen_list.clear()
+    results = compare(cfg, prepared=prepared)
+    assert results.modes[0].status == "ok", results.modes[0].error
+    slot0 = frozenset(results.devices[0]["cores"])
+    others = {t.native_id for t in threading.enumerate()
+              if t.name.startswith(("gpubench-monitor", "pytest_timeout"))}
+    assert seen_list
+    for seen in seen_list:
+        working = {tid: a for tid, a in seen.items() if tid not in others}
+        assert all(a == slot0 for a in working.values()), working
+    # ... and afterwards the process has its whole machine again.
+    assert os.sched_getaffinity(0) != slot0 or len(os.sched_getaffinity(0)) == 1

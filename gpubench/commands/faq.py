@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         inputs = load_inputs(args.from_files)  # before anything is written: bad files fail fast
         out = _out_dir(args.out)
     else:
-        from gpubench.faq.plan import PLANS, run_config, run_plan
+        from gpubench.faq_plan import PLANS, run_config, run_plan
         from gpubench.progress import open_progress, work_for
 
         out = _out_dir(args.out)

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 
 import torch
 
 from gpubench.cases import load_case
-from gpubench.devices import (
-    Device,
-    peak_memory,
-    reset_peak_memory,
-    steady_host_allocator,
-    torch_device_in_process,
-)
+from gpubench.cuda import peak_memory, reset_peak_memory
+from gpubench.devices import Device, torch_device_in_process
 from gpubench.fl import ClientTrainer, build_datasets
+from gpubench.isolation import pin_in_process, steady_host_allocator
 from gpubench.modes.base import ModeDefaults, Plan, RoundOutput, process_rss
 from gpubench.results import ClientTiming, WorkerMemory
+
+# The name prefix of the threaded and streams modes' client threads.
+CLIENT_THREADS = "gpubench-client"
 
 
 class InProcessBase(ModeDefaults):
@@ -61,6 +62,19 @@ class InProcessBase(ModeDefaults):
             ClientTrainer(case, self.plan.config.train, self.torch_device, self.device.id, w, data)
             for w in range(self.replicas_wanted)
         ]
+
+    @contextlib.contextmanager
+    def in_slot(self) -> Iterator[None]:
+        """The block runs with every thread of this process that does the mode's work (the
+        calling thread, torch's OpenMP team, the mode's client threads) on slot 0's cores;
+        other threads (the monitor's sampler, a progress display) are left alone."""
+        me = threading.current_thread()
+        spare = {
+            t.native_id for t in threading.enumerate()
+            if t is not me and t.native_id and not t.name.startswith(CLIENT_THREADS)
+        }
+        with pin_in_process(self.device, spare):
+            yield
 
     def _begin(self, global_state: torch.Tensor) -> None:
         for trainer in self.trainers:

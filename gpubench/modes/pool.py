@@ -29,13 +29,9 @@ import torch
 import torch.multiprocessing as tmp
 
 from gpubench.config import TrainConfig
-from gpubench.devices import (
-    Device,
-    bind_process,
-    openmp_wait_for_children,
-    peak_memory,
-    reset_peak_memory,
-)
+from gpubench.cuda import peak_memory, reset_peak_memory
+from gpubench.devices import Device
+from gpubench.isolation import bind_process, openmp_wait_for_children
 from gpubench.modes.base import ModeFailure, first_line, process_rss
 from gpubench.results import ClientTiming, WorkerMemory
 

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 
 import torch
 
-from gpubench.devices import Device, assign_clients
+from gpubench.assign import assign_clients
+from gpubench.devices import Device
 from gpubench.modes.base import ModeDefaults, Plan, RoundOutput
 from gpubench.modes.pool import WorkerPool, WorkerSetup, WorkerSpec
 

@@ -59,8 +59,8 @@ class RayWorker:
 
     def __init__(self, setup: WorkerSetup, spec: WorkerSpec, resources: Resources) -> None:
         from gpubench.cases import load_case
-        from gpubench.devices import bind_process
         from gpubench.fl import ClientTrainer, build_datasets
+        from gpubench.isolation import bind_process
 
         # The global model arrives as a read-only view of the object store: only read.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -101,7 +101,7 @@ class RayWorker:
         self, global_state: np.ndarray
     ) -> tuple[np.ndarray, float, np.ndarray, list[ClientTiming], WorkerMemory]:
         """(partial sum, its weight, this actor's clients' fingerprints, timings, memory)."""
-        from gpubench.devices import peak_memory, reset_peak_memory
+        from gpubench.cuda import peak_memory, reset_peak_memory
 
         flat = torch.from_numpy(global_state)
         dev = self.trainer.torch_device

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from gpubench.devices import pinned_thread
 from gpubench.modes.base import RoundOutput
 from gpubench.modes.inprocess import InProcessBase
 
@@ -16,7 +15,7 @@ class SerialMode(InProcessBase):
         trainer = self.trainers[0]
         self._begin(global_state)
         timings = []
-        with pinned_thread(self.device):
+        with self.in_slot():
             for client in range(self.plan.clients):
                 timings.append(trainer.run(client, fingerprints))
         return self._output(fingerprints, timings)

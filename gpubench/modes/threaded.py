@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from gpubench.devices import pinned_thread
 from gpubench.fl import ClientTrainer
+from gpubench.isolation import pinned_thread
 from gpubench.modes.base import Plan, RoundOutput
-from gpubench.modes.inprocess import InProcessBase
+from gpubench.modes.inprocess import CLIENT_THREADS, InProcessBase
 from gpubench.results import ClientTiming
 
 
@@ -31,7 +31,7 @@ class ThreadedMode(InProcessBase):
         self.free: queue.Queue[ClientTrainer] = queue.Queue()
         for t in self.trainers:
             self.free.put(t)
-        self.pool = ThreadPoolExecutor(self.replicas_wanted, thread_name_prefix="gpubench-client")
+        self.pool = ThreadPoolExecutor(self.replicas_wanted, thread_name_prefix=CLIENT_THREADS)
 
     def not_reproducible(self, draws_global_rng: bool) -> str | None:
         if draws_global_rng:
@@ -52,10 +52,11 @@ class ThreadedMode(InProcessBase):
     def run_round(self, global_state: torch.Tensor, fingerprints: torch.Tensor) -> RoundOutput:
         assert self.pool is not None, "start() first"
         self._begin(global_state)
-        futures = [
-            self.pool.submit(self._one, c, fingerprints) for c in range(self.plan.clients)
-        ]
-        timings = [f.result() for f in futures]
+        with self.in_slot():
+            futures = [
+                self.pool.submit(self._one, c, fingerprints) for c in range(self.plan.clients)
+            ]
+            timings = [f.result() for f in futures]
         return self._output(fingerprints, timings)
 
     def close(self) -> None:

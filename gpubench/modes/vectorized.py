@@ -56,8 +56,8 @@ from typing import Any
 
 import torch
 
-from gpubench.cases import derive_seed, load_case
-from gpubench.devices import synchronize
+from gpubench.cases import load_case
+from gpubench.cuda import synchronize
 from gpubench.modes.base import ModeFailure
 from gpubench.modes.pool import WorkerSetup, WorkerSpec
 from gpubench.modes.processes import ProcessModeBase, plan_workers
@@ -69,6 +69,7 @@ from gpubench.modes.stacked import (
     state_layout,
 )
 from gpubench.results import ClientTiming
+from gpubench.seeds import derive_seed
 from gpubench.updates import UpdateSink
 
 # --- the worker body ------------------------------------------------------------------------

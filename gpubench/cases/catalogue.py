@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from gpubench.cases import Case
+from gpubench.cases.contract import Case
 
 
 def small_cnn(num_classes: int = 10) -> nn.Module:

@@ -121,8 +121,8 @@ def run_plan(
     progress: Progress | None = None,
 ) -> FaqInputs:
     """Measure the plan; every results file goes under ``out_dir/results/`` as it is made."""
-    from gpubench.commands.compare import sampler_factory_or_none
     from gpubench.harness import compare, prepare
+    from gpubench.monitor import create_sampler
     from gpubench.sweep import run_sweep, summarize, write_summary
 
     comp_cfg = run_config(plan, case, devices)
@@ -132,7 +132,7 @@ def run_plan(
                   for b in plan.batches]
     prepared = prepare(comp_cfg)  # bad input fails here, before anything is measured
     batch_prepared = [prepare(c) for _, c in batch_cfgs]
-    sampler = sampler_factory_or_none()
+    sampler = create_sampler
     folder = out_dir / RESULTS_DIR
     files: list[str] = []
 

@@ -1,0 +1,102 @@
+"""The thin CUDA part: which GPUs torch sees, binding a worker to one, synchronising before a
+timestamp, and the caching allocator's memory statistics.
+
+Every function here is a no-op (or returns nothing) on a CPU device string, so callers need not
+ask which kind of device they run on. torch is imported inside the functions: importing this
+module costs nothing on a machine that only reads results.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+# A worker bound to one GPU sees it alone, as its device 0.
+BOUND_TORCH_DEVICE = "cuda:0"
+
+
+@dataclass(frozen=True)
+class GpuFacts:
+    """What torch reports about one visible GPU (index as this process sees it)."""
+
+    index: int
+    name: str
+    uuid: str | None  # "GPU-..." as nvidia-smi and CUDA_VISIBLE_DEVICES spell it
+    pci_bus_id: str | None
+    memory_total_bytes: int
+    # What CUDA_VISIBLE_DEVICES must say for a worker to see exactly this GPU; None when it
+    # cannot be told safely (the worker then uses the index).
+    visible_as: str | None
+
+
+def visible_gpus() -> tuple[GpuFacts, ...]:
+    """The GPUs torch can use in this process; () without CUDA."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return ()
+    if not torch.cuda.is_available():
+        return ()
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")]
+    has_visible = "CUDA_VISIBLE_DEVICES" in os.environ
+    found = []
+    for i in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(i)
+        uuid = getattr(props, "uuid", None)
+        uuid_text = f"GPU-{uuid}" if uuid is not None else None
+        pci = None
+        dom, bus, dev = (getattr(props, a, None) for a in ("pci_domain_id", "pci_bus_id", "pci_device_id"))
+        if dom is not None and bus is not None and dev is not None:
+            pci = f"{dom:08X}:{bus:02X}:{dev:02X}.0"
+        if uuid_text:
+            visible_as = uuid_text
+        elif has_visible and i < len(visible):
+            visible_as = visible[i]
+        else:
+            visible_as = None
+        found.append(
+            GpuFacts(
+                index=i,
+                name=props.name,
+                uuid=uuid_text,
+                pci_bus_id=pci,
+                memory_total_bytes=int(props.total_memory),
+                visible_as=visible_as,
+            )
+        )
+    return tuple(found)
+
+
+def binding_environment(index: int, visible_as: str | None) -> dict[str, str]:
+    """Environment that makes a worker see one GPU only; set before CUDA initialises."""
+    return {
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        "CUDA_VISIBLE_DEVICES": visible_as or str(index),
+    }
+
+
+def synchronize(torch_device: str) -> None:
+    """Wait for queued kernels so that a timestamp means what it says."""
+    if torch_device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(torch_device)
+
+
+def reset_peak_memory(torch_device: str) -> None:
+    if torch_device.startswith("cuda"):
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(torch_device)
+
+
+def peak_memory(torch_device: str) -> tuple[int | None, int | None]:
+    """(max allocated, max reserved) bytes by torch's CUDA allocator; (None, None) on CPU."""
+    if torch_device.startswith("cuda"):
+        import torch
+
+        return (
+            int(torch.cuda.max_memory_allocated(torch_device)),
+            int(torch.cuda.max_memory_reserved(torch_device)),
+        )
+    return None, None
