@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -137,7 +137,7 @@ class ClientTrainer:
         torch_device: str,
         device_id: str,
         worker: int,
-        datasets: dict[int, tuple[torch.Tensor, torch.Tensor]],
+        datasets: Mapping[int, tuple[torch.Tensor, torch.Tensor]],
     ) -> None:
         self.case = case
         self.cfg = cfg
@@ -198,6 +198,35 @@ class ClientTrainer:
             end_s=t4,
             phases=phases,
         )
+
+
+class Trainer(Protocol):
+    """What every mode trains clients with: :class:`ClientTrainer`, or a case's own."""
+
+    torch_device: str
+    device_id: str
+    worker: int
+    sink: UpdateSink
+    synchronize: Callable[[], None]
+
+    def run(self, client: int, fingerprints: torch.Tensor, fold: bool = True) -> ClientTiming:
+        """Train ``client`` from ``self.sink.global_state``; its fingerprint into
+        ``fingerprints[client]``; its update folded into the sink (unless ``fold`` is False)."""
+        ...
+
+
+def make_trainer(
+    case: Case,
+    cfg: TrainConfig,
+    torch_device: str,
+    device_id: str,
+    worker: int,
+    datasets: Mapping[int, tuple[torch.Tensor, torch.Tensor]],
+) -> Trainer:
+    """The trainer a worker uses for ``case``: the case's own if it brings one."""
+    factory = case.make_trainer or ClientTrainer
+    trainer: Trainer = factory(case, cfg, torch_device, device_id, worker, datasets)
+    return trainer
 
 
 def build_datasets(

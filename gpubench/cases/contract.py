@@ -28,6 +28,10 @@ class Case:
     description: str = ""
     make_data: Callable[[int, int, int, Partition], tuple[Any, Any]] | None = None
     loss: Callable[[Any, Any], Any] | None = None
+    # A trainer of the case's own (e.g. a Flower app's client), built per worker by
+    # ``gpubench.fl.make_trainer`` in place of the built-in one; same arguments and protocol
+    # as ``gpubench.fl.ClientTrainer``.
+    make_trainer: Callable[..., Any] | None = None
 
     def data(self, seed: int, client: int, n: int, partition: Partition) -> tuple[Any, Any]:
         if self.make_data is not None:

@@ -12,7 +12,7 @@ import torch
 from gpubench.cases import load_case
 from gpubench.cuda import peak_memory, reset_peak_memory
 from gpubench.devices import Device, torch_device_in_process
-from gpubench.fl import ClientTrainer, build_datasets
+from gpubench.fl import Trainer, build_datasets, make_trainer
 from gpubench.isolation import pin_in_process, steady_host_allocator
 from gpubench.modes.base import ModeDefaults, Plan, RoundOutput, process_rss
 from gpubench.results import ClientTiming, WorkerMemory
@@ -30,7 +30,7 @@ class InProcessBase(ModeDefaults):
         self.plan = plan
         self.device: Device = plan.devices[0]
         self.torch_device = torch_device_in_process(self.device)
-        self.trainers: list[ClientTrainer] = []
+        self.trainers: list[Trainer] = []
         self._threads_before: int | None = None
 
     @property
@@ -59,7 +59,7 @@ class InProcessBase(ModeDefaults):
             self.torch_device,
         )
         self.trainers = [
-            ClientTrainer(case, self.plan.config.train, self.torch_device, self.device.id, w, data)
+            make_trainer(case, self.plan.config.train, self.torch_device, self.device.id, w, data)
             for w in range(self.replicas_wanted)
         ]
 

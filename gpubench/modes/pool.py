@@ -75,12 +75,12 @@ class ClientLoop:
 
     def __init__(self, setup: WorkerSetup, spec: WorkerSpec, torch_device: str) -> None:
         from gpubench.cases import load_case
-        from gpubench.fl import ClientTrainer, build_datasets
+        from gpubench.fl import build_datasets, make_trainer
 
         case = load_case(setup.case)
         data = build_datasets(case, setup.train, spec.clients, setup.sizes, torch_device)
         self.clients = spec.clients
-        self.trainer = ClientTrainer(
+        self.trainer = make_trainer(
             case, setup.train, torch_device, spec.device.id, spec.worker, data
         )
 

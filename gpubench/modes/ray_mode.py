@@ -59,7 +59,7 @@ class RayWorker:
 
     def __init__(self, setup: WorkerSetup, spec: WorkerSpec, resources: Resources) -> None:
         from gpubench.cases import load_case
-        from gpubench.fl import ClientTrainer, build_datasets
+        from gpubench.fl import build_datasets, make_trainer
         from gpubench.isolation import bind_process
 
         # The global model arrives as a read-only view of the object store: only read.
@@ -77,7 +77,7 @@ class RayWorker:
                 torch.set_num_threads(max(1, int(resources.cpus)))
         case = load_case(setup.case)
         data = build_datasets(case, setup.train, spec.clients, setup.sizes, torch_device)
-        self.trainer = ClientTrainer(
+        self.trainer = make_trainer(
             case, setup.train, torch_device, self.device_id, spec.worker, data
         )
         self.fingerprints = torch.zeros(max(spec.clients, default=0) + 1, FINGERPRINT_SIZE,

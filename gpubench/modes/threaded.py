@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from gpubench.fl import ClientTrainer
+from gpubench.fl import Trainer
 from gpubench.isolation import pinned_thread
 from gpubench.modes.base import Plan, RoundOutput
 from gpubench.modes.inprocess import CLIENT_THREADS, InProcessBase
@@ -28,7 +28,7 @@ class ThreadedMode(InProcessBase):
 
     def start(self) -> None:
         super().start()
-        self.free: queue.Queue[ClientTrainer] = queue.Queue()
+        self.free: queue.Queue[Trainer] = queue.Queue()
         for t in self.trainers:
             self.free.put(t)
         self.pool = ThreadPoolExecutor(self.replicas_wanted, thread_name_prefix=CLIENT_THREADS)
