@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from gpubench import __version__
+from gpubench import __version__, stats
 from gpubench.config import RunConfig
 from gpubench.devices import Device
 from gpubench.environment import collect_environment
@@ -47,7 +47,6 @@ from gpubench.results import (
     Results,
     RoundRecord,
     WorkerMemory,
-    median,
 )
 from gpubench.updates import FINGERPRINT_SIZE
 
@@ -308,7 +307,7 @@ def compare(
         if sampler is not None:
             sampler.stop()
     modes = _mode_results(runs, harness, sampler)
-    return Results(
+    results = Results(
         environment=environment,
         config={
             **config.to_dict(),
@@ -326,24 +325,27 @@ def compare(
         interrupted=interrupted,
         tool_version=__version__,
     )
+    return results.with_modes(tuple(_with_speedup(results, m) for m in results.modes))
+
+
+def _with_speedup(results: Results, mode: ModeResult) -> ModeResult:
+    """The saved speedup is the one the report and the gate compute (paired rounds when
+    the run was interleaved): ``gpubench.stats`` holds the one definition."""
+    rounds = stats.rounds_vs_serial(results, mode)
+    return replace(mode, speedup_vs_serial=None if rounds is None else stats.speedup(rounds))
 
 
 def _mode_results(
     runs: Sequence[_Run], harness: _Harness, sampler: Sampler | None
 ) -> tuple[ModeResult, ...]:
     serial = next((r for r in runs if r.name == "serial" and r.status == STATUS_OK), None)
-    serial_median = (
-        median([r.time_s for r in serial.rounds if not r.warmup]) if serial else None
-    )
     out = []
     for run in runs:
         measured = [r.time_s for r in run.rounds if not r.warmup]
         ok = run.status == STATUS_OK and bool(measured)
         if run.status == STATUS_OK and not measured:
             run.status, run.error = STATUS_FAILED, "no round was measured"
-        speedup = None
-        if ok and serial_median is not None:
-            speedup = serial_median / median(measured)
+        speedup = None  # set from the Results (see _with_speedup)
         verdict = _Verdict()
         if ok and serial is not None:
             verdict = _compare_with_serial(run, serial, harness.ledger)
