@@ -46,6 +46,7 @@ from gpubench.results import (
     ModeResult,
     Results,
     RoundRecord,
+    RunRecord,
     WorkerMemory,
 )
 from gpubench.updates import FINGERPRINT_SIZE
@@ -309,14 +310,14 @@ def compare(
     modes = _mode_results(runs, harness, sampler)
     results = Results(
         environment=environment,
-        config={
+        config=RunRecord.of({
             **config.to_dict(),
             "device_ids": [d.id for d in prep.devices],
             "tolerance_used": prep.tolerance,
             "draws_global_rng": prep.draws_global_rng,
             "samples": list(prep.plan.sizes),
             "state_size": prep.plan.state_size,
-        },
+        }),
         modes=modes,
         devices=tuple(d.to_dict() for d in prep.all_devices),
         monitor=sampler.results_section() if sampler is not None else None,

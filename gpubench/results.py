@@ -11,7 +11,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -165,10 +165,78 @@ class ModeResult:
         return median(self.round_times_s) if self.round_times_s else None
 
 
+_RECORDED = (
+    "case", "clients", "batch_size", "local_epochs", "samples_per_client", "partition", "seed",
+    "devices", "device_ids", "modes", "interleave", "warmup", "rounds", "tolerance_used",
+    "samples", "state_size", "draws_global_rng",
+)
+
+
+@dataclass(frozen=True)
+class RunRecord(Mapping[str, Any]):
+    """The configuration a results file records: what ran, typed; the part of the schema the
+    gate compares runs by and the reports describe them with.
+
+    The settings every reader relies on are fields; every other recorded setting (an option of
+    one mode, a newer option) is kept in ``other``. It reads like the flat mapping of the
+    JSON file as well (``record["batch_size"]``, ``record.get("interleave")``), where a
+    setting that is not recorded (``None``) counts as absent.
+    """
+
+    case: str | None = None
+    clients: int | None = None
+    batch_size: int | None = None
+    local_epochs: int | None = None
+    samples_per_client: str | None = None
+    partition: str | None = None
+    seed: int | None = None
+    devices: str | None = None
+    device_ids: tuple[str, ...] | None = None
+    modes: tuple[str, ...] | None = None
+    interleave: bool | None = None
+    warmup: int | None = None
+    rounds: int | None = None
+    tolerance_used: float | None = None
+    samples: tuple[int, ...] | None = None  # per client, the samples it really has
+    state_size: int | None = None
+    draws_global_rng: bool | None = None
+    other: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any] | None) -> RunRecord:
+        if isinstance(data, RunRecord):
+            return data
+        data = dict(data or {})
+        known = {k: data.pop(k) for k in _RECORDED if k in data}
+        for k in ("device_ids", "modes", "samples"):
+            if isinstance(known.get(k), list):
+                known[k] = tuple(known[k])
+        return cls(**known, other=data)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.other)
+        out.update({k: v for k in _RECORDED if (v := getattr(self, k)) is not None})
+        return out
+
+    def __getitem__(self, key: str) -> Any:
+        if key in _RECORDED:
+            value = getattr(self, key)
+            if value is None:
+                raise KeyError(key)
+            return value
+        return self.other[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+
 @dataclass(frozen=True)
 class Results:
     environment: dict[str, Any]
-    config: dict[str, Any]
+    config: RunRecord
     modes: tuple[ModeResult, ...]
     devices: tuple[dict[str, Any], ...] = ()
     monitor: dict[str, Any] | None = None
@@ -177,6 +245,10 @@ class Results:
     interrupted: bool = False
     tool_version: str = ""
     schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, RunRecord):  # a plain mapping: made typed
+            object.__setattr__(self, "config", RunRecord.of(self.config))
 
     def mode(self, name: str) -> ModeResult | None:
         for m in self.modes:
@@ -213,6 +285,7 @@ def _clean(value: Any) -> Any:
 
 def to_dict(results: Results) -> dict[str, Any]:
     d = asdict(results)
+    d["config"] = results.config.to_dict()
     return _clean(d)
 
 
@@ -281,7 +354,7 @@ def from_dict(data: Mapping[str, Any]) -> Results:
         modes = tuple(_mode_from_dict(m) for m in d.get("modes", ()))
         return Results(
             environment=dict(d.get("environment") or {}),
-            config=dict(d.get("config") or {}),
+            config=RunRecord.of(d.get("config") or {}),
             modes=modes,
             devices=tuple(d.get("devices") or ()),
             monitor=d.get("monitor"),

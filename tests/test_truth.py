@@ -158,3 +158,20 @@ def test_in_process_modes_keep_every_working_thread_on_slot_0(mode: str) -> None
         assert all(a == slot0 for a in working.values()), working
     # ... and afterwards the process has its whole machine again.
     assert os.sched_getaffinity(0) != slot0 or len(os.sched_getaffinity(0)) == 1
+
+
+def test_results_config_is_a_typed_record_that_round_trips() -> None:
+    from gpubench.results import RunRecord, from_dict, to_dict
+
+    results = compare(config(warmup=0, rounds=1, modes=("serial",), clients=2))
+    record = results.config
+    assert isinstance(record, RunRecord)
+    assert record.batch_size == 16 and record.clients == 2 and record.samples == (32, 32)
+    assert record["case"] == "mlp" and record.get("interleave") is False
+    assert "ray_address" not in record or record["ray_address"] is None
+    again = from_dict(to_dict(results)).config
+    assert again == record
+    # A version-1 file's plain config is read into the same typed record.
+    old = to_dict(results)
+    old["schema_version"] = 1
+    assert from_dict(old).config.batch_size == 16

@@ -22,6 +22,7 @@ from gpubench.results import (
     ModeResult,
     Results,
     ResultsFileError,
+    RunRecord,
     read_results,
 )
 
@@ -182,13 +183,13 @@ def benchmark_runs(data: Mapping[str, Any], source: str) -> tuple[Results, ...]:
     return tuple(
         Results(
             environment=environment,
-            config={
+            config=RunRecord.of({
                 "case": case,
                 "clients": clients,
                 "devices": str(devices),
                 "device_count": devices,
                 **info[(case, clients, devices)],
-            },
+            }),
             modes=tuple(modes),
             created_utc=str(data.get("datetime") or ""),
         )

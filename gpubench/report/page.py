@@ -8,7 +8,7 @@ documents as it is: GitHub-flavoured markdown tables and relative image links.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,7 @@ def _cell(value: Any) -> str:
     return text_value.replace("\n", " ").replace("|", "\\|")
 
 
-def _key_value_table(data: dict[str, Any], lang: str) -> str:
+def _key_value_table(data: Mapping[str, Any], lang: str) -> str:
     rows = [[_cell(k), _cell(data[k])] for k in sorted(data)]
     return tables.render(rows, [text("page.key", lang), text("page.value", lang)], "github")
 
