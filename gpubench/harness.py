@@ -43,6 +43,7 @@ from gpubench.results import (
     STATUS_NOT_APPLICABLE,
     STATUS_OK,
     DeviceStats,
+    ModeExtra,
     ModeResult,
     Results,
     RoundRecord,
@@ -90,6 +91,7 @@ class _Run:
     workers: int = 0
     tolerance: float = 0.0  # set when the run is made; a mode may widen it on CUDA
     not_reproducible: str | None = None
+    startup: dict[str, float] = field(default_factory=dict)
 
     def fail(self, status: str, reason: str, detail: str | None = None) -> None:
         self.status = status
@@ -150,6 +152,7 @@ class _Harness:
             t0 = self.clock()
             mode.start()
             run.cold_start_s = self.clock() - t0
+            run.startup = dict(mode.startup_parts())
             if self.sampler is not None:
                 self.sampler.watch_pids(run.name, mode.pids())
         except NotApplicable as exc:
@@ -379,7 +382,7 @@ def _mode_results(
                 rounds=rounds,
                 device_stats=stats,
                 worker_memory=tuple(run.memory[k] for k in sorted(run.memory)),
-                extra={"tolerance": run.tolerance},
+                extra=ModeExtra(tolerance=run.tolerance, startup_s=run.startup or None),
             )
         )
     return tuple(out)

@@ -144,7 +144,7 @@ class ModeResult:
     device_stats: tuple[DeviceStats, ...] = ()
     worker_memory: tuple[WorkerMemory, ...] = ()
     notes: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: ModeExtra = field(default_factory=lambda: ModeExtra())
     # The whole traceback of a failure (``error`` is its one-line reason).
     error_detail: str | None = None
     # The client (and round) whose update differs most from serial's, relative to the size
@@ -156,6 +156,10 @@ class ModeResult:
     reproducible: bool = True
     not_reproducible_reason: str | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.extra, ModeExtra):  # a plain mapping: made typed
+            object.__setattr__(self, "extra", ModeExtra.of(self.extra))
+
     @property
     def ok(self) -> bool:
         return self.status == STATUS_OK
@@ -165,23 +169,55 @@ class ModeResult:
         return median(self.round_times_s) if self.round_times_s else None
 
 
-_RECORDED = (
-    "case", "clients", "batch_size", "local_epochs", "samples_per_client", "partition", "seed",
-    "devices", "device_ids", "modes", "interleave", "warmup", "rounds", "tolerance_used",
-    "samples", "state_size", "draws_global_rng",
-)
+class FlatRecord(Mapping[str, Any]):
+    """A typed part of the schema that reads like the flat JSON object it is saved as.
+
+    Subclasses are frozen dataclasses whose fields (but ``other``) are the typed keys;
+    ``other`` keeps every other key. A key whose value is ``None`` counts as absent.
+    """
+
+    other: dict[str, Any]
+
+    @classmethod
+    def typed_keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls) if f.name != "other")  # type: ignore[arg-type]
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any] | None) -> Any:
+        if isinstance(data, cls):
+            return data
+        rest = dict(data or {})
+        known = {k: rest.pop(k) for k in cls.typed_keys() if k in rest}
+        for k, v in known.items():
+            if isinstance(v, list):
+                known[k] = tuple(v)
+        return cls(**known, other=rest)  # type: ignore[call-arg]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.other)
+        out.update({k: v for k in self.typed_keys() if (v := getattr(self, k)) is not None})
+        return out
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.typed_keys():
+            value = getattr(self, key)
+            if value is None:
+                raise KeyError(key)
+            return value
+        return self.other[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
 
 
 @dataclass(frozen=True)
-class RunRecord(Mapping[str, Any]):
+class RunRecord(FlatRecord):
     """The configuration a results file records: what ran, typed; the part of the schema the
-    gate compares runs by and the reports describe them with.
-
-    The settings every reader relies on are fields; every other recorded setting (an option of
-    one mode, a newer option) is kept in ``other``. It reads like the flat mapping of the
-    JSON file as well (``record["batch_size"]``, ``record.get("interleave")``), where a
-    setting that is not recorded (``None``) counts as absent.
-    """
+    gate compares runs by and the reports describe them with. Every other recorded setting
+    (an option of one mode, a newer option) is kept in ``other``."""
 
     case: str | None = None
     clients: int | None = None
@@ -202,35 +238,16 @@ class RunRecord(Mapping[str, Any]):
     draws_global_rng: bool | None = None
     other: dict[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def of(cls, data: Mapping[str, Any] | None) -> RunRecord:
-        if isinstance(data, RunRecord):
-            return data
-        data = dict(data or {})
-        known = {k: data.pop(k) for k in _RECORDED if k in data}
-        for k in ("device_ids", "modes", "samples"):
-            if isinstance(known.get(k), list):
-                known[k] = tuple(known[k])
-        return cls(**known, other=data)
 
-    def to_dict(self) -> dict[str, Any]:
-        out = dict(self.other)
-        out.update({k: v for k in _RECORDED if (v := getattr(self, k)) is not None})
-        return out
+@dataclass(frozen=True)
+class ModeExtra(FlatRecord):
+    """What a mode records of its own, beyond what every mode has."""
 
-    def __getitem__(self, key: str) -> Any:
-        if key in _RECORDED:
-            value = getattr(self, key)
-            if value is None:
-                raise KeyError(key)
-            return value
-        return self.other[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.to_dict())
-
-    def __len__(self) -> int:
-        return len(self.to_dict())
+    tolerance: float | None = None  # the relative per-client tolerance it was checked with
+    # The parts of its cold start it can tell apart (flower: importing flwr, Flower's engine
+    # up to the first round, the set-up round), in seconds.
+    startup_s: dict[str, float] | None = None
+    other: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -286,6 +303,8 @@ def _clean(value: Any) -> Any:
 def to_dict(results: Results) -> dict[str, Any]:
     d = asdict(results)
     d["config"] = results.config.to_dict()
+    for m, out in zip(results.modes, d["modes"], strict=True):
+        out["extra"] = m.extra.to_dict()
     return _clean(d)
 
 
@@ -318,7 +337,7 @@ def _mode_from_dict(d: Mapping[str, Any]) -> ModeResult:
     d["worker_memory"] = tuple(_build(WorkerMemory, w) for w in d.get("worker_memory", ()))
     for key in ("devices", "warmup_times_s", "round_times_s", "notes"):
         d[key] = tuple(d.get(key) or ())
-    d["extra"] = dict(d.get("extra") or {})
+    d["extra"] = ModeExtra.of(d.get("extra") or {})
     if d.get("status") not in STATUSES:
         raise ResultsFileError(f"mode {d.get('name')!r} has unknown status {d.get('status')!r}")
     return _build(ModeResult, d)

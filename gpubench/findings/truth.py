@@ -19,15 +19,14 @@ CODES: dict[str, tuple[str, ...]] = {
 
 
 def _tolerance(results: Results, mode: ModeResult) -> float | None:
-    extra = mode.extra if isinstance(mode.extra, dict) else {}
-    for value in (extra.get("tolerance"), results.config.get("tolerance_used")):
+    for value in (mode.extra.tolerance, results.config.tolerance_used):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
     return None
 
 
 def _reproducible(mode: ModeResult) -> bool:
-    return getattr(mode, "reproducible", True) is not False
+    return mode.reproducible
 
 
 def result_differs(results: Results) -> list[Finding]:
@@ -38,11 +37,11 @@ def result_differs(results: Results) -> list[Finding]:
             continue
         facts: Facts = {"mode": mode.name, "tolerance": _tolerance(results, mode),
                         "max_abs_diff": mode.max_abs_diff_vs_serial}
-        client = getattr(mode, "worst_client", None)
+        client = mode.worst_client
         if client is not None:
             facts.update(variant="client", client=client,
-                         round=getattr(mode, "worst_round", None),
-                         diff=getattr(mode, "worst_client_diff", None))
+                         round=mode.worst_round,
+                         diff=mode.worst_client_diff)
         else:
             facts["variant"] = "aggregate"
         out.append(Finding("error", "result-differs", facts))
@@ -55,7 +54,7 @@ def not_reproducible(results: Results) -> list[Finding]:
     for mode in results.modes:
         if _reproducible(mode):
             continue
-        reason = getattr(mode, "not_reproducible_reason", None)
+        reason = mode.not_reproducible_reason
         out.append(Finding("warning", "not-reproducible", {
             "variant": "threads" if mode.name in THREAD_MODES else "other",
             "mode": mode.name,

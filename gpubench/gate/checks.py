@@ -50,15 +50,14 @@ def _first_line(text: str | None, default: str) -> str:
 
 
 def _tolerance(run: Results, mode: ModeResult) -> Any:
-    extra = mode.extra if isinstance(mode.extra, dict) else {}
-    return extra.get("tolerance", run.config.get("tolerance_used"))
+    return mode.extra.tolerance if mode.extra.tolerance is not None else run.config.tolerance_used
 
 
 def differs_reason(run: Results, mode: ModeResult) -> str:
     """Why a mode's result differs from serial's, as precisely as the file records it."""
-    client = getattr(mode, "worst_client", None)
-    round_ = getattr(mode, "worst_round", None)
-    diff = getattr(mode, "worst_client_diff", None)
+    client = mode.worst_client
+    round_ = mode.worst_round
+    diff = mode.worst_client_diff
     tolerance = _tolerance(run, mode)
     limit = f" > tolerance {tolerance:g}" if isinstance(tolerance, (int, float)) else ""
     if client is not None and diff is not None:
@@ -73,8 +72,8 @@ def result_of(mode: ModeResult) -> str:
     """The mode's result vs serial's: same, differs, not reproducible (with why), not compared."""
     if mode.name == REFERENCE_MODE:
         return RESULT_REFERENCE
-    if getattr(mode, "reproducible", True) is False:
-        reason = getattr(mode, "not_reproducible_reason", None) or "no reason recorded"
+    if not mode.reproducible:
+        reason = mode.not_reproducible_reason or "no reason recorded"
         return f"{NOT_REPRODUCIBLE}: {reason}"
     if mode.same_result is True:
         return RESULT_SAME

@@ -97,12 +97,18 @@ class ModeDefaults:
         """
         return None
 
+    def startup_parts(self) -> Mapping[str, float]:
+        """The parts of its cold start this mode can tell apart, in seconds (after start)."""
+        return {}
+
 
 class Mode(Protocol):
     name: ClassVar[str]
     cuda_tolerance_scale: ClassVar[float]
 
     def not_reproducible(self, draws_global_rng: bool) -> str | None: ...
+
+    def startup_parts(self) -> Mapping[str, float]: ...
 
     def __init__(self, plan: Plan) -> None: ...
 

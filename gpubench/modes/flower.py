@@ -113,6 +113,9 @@ class FlowerMode(ModeDefaults):
     def pids(self) -> Mapping[int, str]:
         return dict(self.actor_pids)
 
+    def startup_parts(self) -> Mapping[str, float]:
+        return dict(self.startup)
+
     def start(self) -> None:
         for module, hint in (("flwr", FLOWER_MISSING), ("ray", FLOWER_MISSING)):
             if importlib.util.find_spec(module) is None:

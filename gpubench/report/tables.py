@@ -87,7 +87,7 @@ def same_result_cell(results: Results, mode: ModeResult, lang: str) -> str:
         return "—"
     if mode.name == "serial":
         return text("baseline", lang)
-    if getattr(mode, "reproducible", True) is False:
+    if not mode.reproducible:
         return text("cell.not_reproducible", lang)
     diff = mode.max_abs_diff_vs_serial
     diff_text = f"{diff:.1e}" if diff is not None else ""
