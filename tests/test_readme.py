@@ -1,0 +1,14 @@
+"""The README's "What it measured" table is what the committed results files say."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_readme_table_is_regenerated_from_the_committed_results():
+    proc = subprocess.run([sys.executable, "scripts/readme_table.py", "--check"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, "README.md is stale: run python scripts/readme_table.py"
