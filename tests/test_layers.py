@@ -92,3 +92,12 @@ def test_each_contract_catches_its_breach(
     assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr[-2000:]
     broken = [ln for ln in proc.stdout.splitlines() if " BROKEN" in ln]
     assert any(ln.startswith(contract) for ln in broken), proc.stdout[-4000:]
+
+
+def test_no_module_of_the_package_is_over_450_lines():
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent.parent / "gpubench"
+    long = {str(p.relative_to(package)): n for p in package.rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 450}
+    assert not long, f"split these modules (a module over ~450 lines is two): {long}"
