@@ -88,3 +88,15 @@ def wait_for_training(marks: Path, pids: set[int] | None = None, timeout: float 
                 return int(f.name)
         time.sleep(0.05)
     raise AssertionError("no process began training in time")
+
+
+def spawned_workers(parent: psutil.Process | None = None) -> list[psutil.Process]:
+    """The spawn-started worker processes under ``parent`` (default: this process)."""
+    out = []
+    for child in (parent or psutil.Process()).children(recursive=True):
+        try:  # a child may end (or be a zombie) while it is looked at
+            if "spawn_main" in " ".join(child.cmdline()):
+                out.append(child)
+        except psutil.Error:
+            pass
+    return out

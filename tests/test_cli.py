@@ -14,7 +14,7 @@ import pytest
 
 from gpubench.config import ConfigError, Partition, SampleSizes
 from gpubench.devices import resolve_devices, split_cores
-from tests.conftest import CASES, ROOT, run_cli, wait_for_training
+from tests.conftest import CASES, ROOT, run_cli, spawned_workers, wait_for_training
 
 TINY = ["--case", "mlp", "--clients", "2", "--samples-per-client", "32", "--batch-size", "16",
         "--rounds", "1", "--warmup", "0", "--sample-interval", "0", "--quiet"]
@@ -116,8 +116,7 @@ def test_ctrl_c_and_sigterm_stop_every_worker_and_write_what_was_measured(tmp_pa
         workers: list[psutil.Process] = []
         deadline = time.monotonic() + 120
         while len(workers) < 2 and time.monotonic() < deadline:
-            workers = [c for c in parent.children(recursive=True)
-                       if "spawn_main" in " ".join(c.cmdline())]
+            workers = spawned_workers(parent)
             time.sleep(0.05)
         assert len(workers) == 2, "multi-gpu workers never started"
         wait_for_training(marks, {w.pid for w in workers})

@@ -8,7 +8,6 @@ import threading
 import time
 from dataclasses import replace
 
-import psutil
 import pytest
 import torch
 
@@ -18,7 +17,7 @@ from gpubench.config import RunConfig, SampleSizes, TrainConfig
 from gpubench.fl import initial_global_state
 from gpubench.harness import compare, open_mode
 from gpubench.results import from_dict, to_dict
-from tests.conftest import CASES, wait_for_training
+from tests.conftest import CASES, spawned_workers, wait_for_training
 
 
 def small(**kw) -> RunConfig:
@@ -121,9 +120,7 @@ def test_a_killed_worker_fails_only_its_mode_within_seconds(tmp_path, monkeypatc
     seen: dict[str, float] = {}
 
     def kill_soon() -> None:
-        victims = {
-            p.pid for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())
-        }
+        victims = {p.pid for p in spawned_workers()}
         assert victims, "no worker to kill"
         victim = wait_for_training(tmp_path, victims)  # it is inside its round now
         os.kill(victim, signal.SIGKILL)
