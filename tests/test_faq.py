@@ -163,9 +163,14 @@ def test_a_verdict_per_outcome(threaded: tuple[float, ...], verdict: str, reason
 
 def test_a_claim_between_two_limits() -> None:
     claim = Claim(low=0.75, high=1.25)
+    six = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert judge("m", claim, [[1.0, 1.01, 0.99, 1.0, 1.01, 0.99]], [six]).verdict == HOLDS
+    assert judge("m", claim, [[0.4, 0.41, 0.42, 0.4, 0.41, 0.42]], [six]).verdict == DOES_NOT_HOLD
+    assert judge("m", claim, [[0.5, 1.0, 1.5, 0.5, 1.0, 1.5]], [six]).verdict == INCONCLUSIVE
+    # Fewer than 5 rounds (the gate's rule): a claim can be confirmed, never refuted.
     assert judge("m", claim, [[1.0, 1.01, 0.99]], [[1.0, 1.0]]).verdict == HOLDS
-    assert judge("m", claim, [[0.4, 0.41, 0.42]], [[1.0, 1.0]]).verdict == DOES_NOT_HOLD
-    assert judge("m", claim, [[0.5, 1.0, 1.5]], [[1.0, 1.0]]).verdict == INCONCLUSIVE
+    refuted = judge("m", claim, [[0.4, 0.41, 0.42]], [[1.0, 1.0]])
+    assert refuted.verdict == INCONCLUSIVE and refuted.reason == "few-rounds"
 
 
 def test_two_gpus_decide_every_belief() -> None:

@@ -92,7 +92,7 @@ def ratio_vs_limits(
     ``prod(median(n)) / prod(median(d))`` and, per limit, where the whole interval lies:
     ``"below"``, ``"above"``, ``"straddles"``, or ``"unknown"`` when the data gave none."""
     interval = stats.bootstrap_ratio(numerators, denominators, level=LEVEL)
-    if not interval.estimated:
+    if not interval.estimated and interval.low == interval.high:  # one round: no spread
         return interval, tuple("unknown" for _ in limits)
     sides = tuple(
         "below" if interval.below(x) else "above" if interval.above(x) else "straddles"
@@ -107,7 +107,10 @@ def judge(
     numerators: Sequence[Sequence[float]],
     denominators: Sequence[Sequence[float]],
     facts: Mapping[str, Any] | None = None,
+    rounds: bool = True,
 ) -> Part:
+    """``rounds``: the samples are round times (the gate's few-rounds rule applies), not
+    values of another kind (memory of several processes)."""
     limits = [x for x in (claim.low, claim.high) if x is not None]
     interval, sides = ratio_vs_limits(numerators, denominators, limits)
     found = iter(sides)
@@ -118,6 +121,10 @@ def judge(
     on_side = (low in (None, "above")) and (high in (None, "below"))
     off_side = low == "below" or high == "above"
     verdict = HOLDS if on_side else DOES_NOT_HOLD if off_side else INCONCLUSIVE
+    if verdict == DOES_NOT_HOLD and not interval.estimated and rounds:
+        # The gate's rule (gpubench.stats): with fewer than stats.MIN_ROUNDS rounds the
+        # interval is the whole bootstrap range, enough to confirm a claim, never to refute it.
+        return Part(key, INCONCLUSIVE, claim, interval, "few-rounds", facts or {})
     return Part(key, verdict, claim, interval, None, facts or {})
 
 
@@ -224,7 +231,7 @@ def process_memory_part(inputs: FaqInputs) -> Part:
     facts = {"processes": len(procs), "median_bytes": memory.median_total(procs),
              "sources": sorted({p.source for p in procs})}
     # The reference is a constant: a sample of it that cannot vary.
-    return judge("process-memory", claim, [values], [[1.0, 1.0]], facts)
+    return judge("process-memory", claim, [values], [[1.0, 1.0]], facts, rounds=False)
 
 
 def memory_growth_part(inputs: FaqInputs) -> Part:
@@ -246,7 +253,7 @@ def memory_growth_part(inputs: FaqInputs) -> Part:
         return missing("memory-growth", claim, "no-samples", **facts)
     facts.update(one_bytes=stats.summarize(one).median, many_bytes=stats.summarize(many).median)
     return judge("memory-growth", claim, [[v for v in many if v > 0]],
-                 [[v for v in one if v > 0]], facts)
+                 [[v for v in one if v > 0]], facts, rounds=False)
 
 
 # --- answers ----------------------------------------------------------------------------------

@@ -141,6 +141,9 @@ FAQ_TEXT: dict[str, tuple[str, str]] = {
         "区间跨过了界限：更多轮次（`--rounds`）或更安静的机器才能下结论",
     ),
     "reason.few-values": ("fewer than two values in a sample: no interval", "样本少于两个值：没有置信区间"),
+    "reason.few-rounds": ("fewer than 5 rounds: enough to confirm the belief, not to refute it "
+                          "(run more rounds)",
+                          "少于 5 轮：足以证实这一看法，但不足以否定它（请增加轮数）"),
     "reason.missing": ("these runs did not measure it", "这些运行没有测量它"),
     "reason.failed": ("the mode failed: {error}", "该模式失败：{error}"),
     "reason.result-differs": (
