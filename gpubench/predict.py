@@ -131,7 +131,7 @@ def _work(results: Results, clients: int) -> list[float]:
     """The harness's work estimate (samples x local epochs), from the file's config."""
     samples = results.config.get("samples")
     epochs = float(results.config.get("local_epochs") or 1)
-    if isinstance(samples, list) and len(samples) == clients:
+    if isinstance(samples, (list, tuple)) and len(samples) == clients:
         return [float(s) * epochs for s in samples]
     return [1.0] * clients
 

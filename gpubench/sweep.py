@@ -145,7 +145,7 @@ def run_sweep(
 def _samples_per_round(results: Results) -> int | None:
     samples = results.config.get("samples")
     epochs = results.config.get("local_epochs") or 1
-    if not isinstance(samples, list) or not samples:
+    if not isinstance(samples, (list, tuple)) or not samples:
         return None
     return int(sum(samples)) * int(epochs)
 

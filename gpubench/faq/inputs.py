@@ -53,7 +53,7 @@ class FaqInputs:
 
 def device_ids(results: Results) -> list[str]:
     ids = results.config.get("device_ids")
-    if isinstance(ids, list) and ids:
+    if isinstance(ids, (list, tuple)) and ids:
         return [str(d) for d in ids]
     return sorted({d for m in results.modes for d in m.devices})
 

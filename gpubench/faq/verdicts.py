@@ -203,7 +203,7 @@ def _per_sample(results: Results) -> list[float]:
     mode = results.mode("serial")
     samples = results.config.get("samples")
     epochs = int(results.config.get("local_epochs") or 1)
-    n = sum(samples) * epochs if isinstance(samples, list) and samples else 1
+    n = sum(samples) * epochs if isinstance(samples, (list, tuple)) and samples else 1
     return [t / n for t in (mode.round_times_s if mode is not None else ())]
 
 
