@@ -99,7 +99,7 @@ def test_balanced_policy_drives_multi_gpu_placement():
         clients=6,
     )
     results = compare(config)
-    sizes = results.config["samples"]
+    sizes = list(results.config["samples"])
     expected = assign_clients([float(s) for s in sizes], 2, "balanced")
     mg = results.mode("multi-gpu")
     assert mg is not None and mg.status == "ok", mg and mg.error

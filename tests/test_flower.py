@@ -59,7 +59,7 @@ def test_flowers_fedavg_matches_serial(flower_installed):
     assert flower.cold_start_s is not None and flower.cold_start_s > 0
     assert len(flower.warmup_times_s) == 1 and len(flower.round_times_s) == 2
     assert flower.workers == 2  # two one-CPU actors on two one-core slots
-    sizes = results.config["samples"]
+    sizes = list(results.config["samples"])
     for r in flower.rounds:
         assert sorted(c.client for c in r.clients) == list(range(4))
         assert [c.samples for c in sorted(r.clients, key=lambda c: c.client)] == sizes
