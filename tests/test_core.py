@@ -114,7 +114,8 @@ def test_a_killed_worker_fails_only_its_mode_within_seconds(tmp_path, monkeypatc
         case=f"{CASES}:slow_case",
         modes=("multi-gpu", "serial"),
         clients=4,
-        train=TrainConfig(batch_size=8, samples=SampleSizes(64, 64)),
+        # 2 x 24 batches of 50 ms per worker: the round outlasts a slow machine's kill.
+        train=TrainConfig(batch_size=8, samples=SampleSizes(192, 192)),
     )
     monkeypatch.setenv("GPUBENCH_TEST_MARKS", str(tmp_path))
     seen: dict[str, float] = {}
