@@ -362,3 +362,31 @@ def test_with_mps_rows_puts_each_twin_after_its_mode():
 
     assert with_mps_rows(("serial", "multiprocess", "threaded", "multi-gpu")) == (
         "serial", "multiprocess", "multiprocess+mps", "threaded", "multi-gpu", "multi-gpu+mps")
+
+
+def _mode(name, times, workers=2):
+    from gpubench.results import ModeResult
+
+    return ModeResult(name=name, status="ok", devices=("cuda:0",), workers=workers,
+                      round_times_s=tuple(times))
+
+
+@pytest.mark.parametrize(("twin_times", "variant"), [
+    ((0.70, 0.71, 0.69, 0.70, 0.72, 0.70), "faster"),
+    ((1.00, 1.01, 0.99, 1.00, 1.02, 1.00), "same"),
+    ((1.40, 1.41, 1.39, 1.40, 1.42, 1.40), "slower"),
+])
+def test_the_mps_finding_compares_the_twins_side_by_side(twin_times, variant):
+    from gpubench.findings import compute_findings
+    from gpubench.report.findings import finding_text
+    from gpubench.results import Results
+
+    plain = (1.00, 1.01, 0.99, 1.00, 1.02, 1.00)
+    results = Results(environment={}, config={"interleave": True, "modes": ["serial"]},
+                      modes=(_mode("serial", plain, 1), _mode("multiprocess", plain),
+                             _mode("multiprocess+mps", twin_times)))
+    (found,) = [f for f in compute_findings(results) if f.code == "mps-effect"]
+    assert found.facts["variant"] == variant
+    for lang in ("en", "zh"):
+        message, hint = finding_text(found, lang)
+        assert "multiprocess+mps" in message and "MPS" in hint
