@@ -39,6 +39,12 @@ class StreamsMode(ThreadedMode):
         # streams read them.
         torch.cuda.synchronize(self.torch_device)
 
+    def _begin(self, global_state: torch.Tensor) -> None:
+        super()._begin(global_state)
+        # The round's global model was copied on the default stream: finish that before the
+        # clients' streams read it.
+        torch.cuda.synchronize(self.torch_device)
+
     def _one(self, client: int, fingerprints: torch.Tensor) -> ClientTiming:
         trainer = self.free.get()
         try:
