@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpubench import stats
 from gpubench.results import DeviceStats, ModeResult, Results
 
 LEVELS = ("error", "warning", "info")
@@ -67,13 +68,24 @@ def ok_mode(results: Results, name: str) -> ModeResult | None:
 
 
 def speedup(results: Results, mode: ModeResult) -> float | None:
-    if mode.speedup_vs_serial is not None:
-        return mode.speedup_vs_serial
-    serial = ok_mode(results, "serial")
-    if serial is None or not mode.ok or mode.median_round_s is None:
-        return None
-    s = serial.median_round_s
-    return s / mode.median_round_s if s and mode.median_round_s > 0 else None
+    """The mode's speedup over serial as :mod:`gpubench.stats` computes it (paired rounds in
+    an interleaved run): the figure the report's table and the gate show."""
+    rounds = stats.rounds_vs_serial(results, mode)
+    if rounds is not None:
+        return stats.speedup(rounds)
+    return mode.speedup_vs_serial
+
+
+def clearly(
+    results: Results, mode: ModeResult, *, at_least: float | None = None,
+    at_most: float | None = None,
+) -> bool:
+    """Whether the mode is at least / at most that fast against serial, by the one decision
+    (:func:`gpubench.stats.compare_speed`) the report's marks and the gate use."""
+    rounds = stats.rounds_vs_serial(results, mode)
+    if rounds is None:
+        return False
+    return stats.compare_speed(rounds, at_least=at_least, at_most=at_most).holds
 
 
 def stats_of(mode: ModeResult, device: str) -> DeviceStats | None:

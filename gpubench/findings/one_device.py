@@ -13,6 +13,7 @@ from gpubench.findings.base import (
     THREAD_MODES,
     Facts,
     Finding,
+    clearly,
     is_cpu,
     ok_mode,
     speedup,
@@ -43,7 +44,7 @@ def threads_slower(results: Results) -> list[Finding]:
         if mode is None or serial is None:
             continue
         sp = speedup(results, mode)
-        if sp is None or sp >= SLOWER:
+        if sp is None or not clearly(results, mode, at_most=SLOWER):
             continue
         out.append(Finding("warning", "threads-slower", {
             "mode": name, "workers": mode.workers,
@@ -66,7 +67,7 @@ def one_device_faster(results: Results) -> list[Finding]:
         if mode.name == "serial" or not mode.ok or len(mode.devices) != 1 or mode.workers < 2:
             continue
         sp = speedup(results, mode)
-        if sp is not None and sp >= NO_FASTER:
+        if sp is not None and clearly(results, mode, at_least=NO_FASTER):
             modes.append({"mode": mode.name, "workers": mode.workers, "speedup": sp})
     if not modes:
         return []
@@ -115,7 +116,7 @@ def processes_time_sliced(results: Results) -> list[Finding]:
                 or mode.median_round_s is None):
             continue
         sp = speedup(results, mode)
-        if sp is None or sp >= NO_FASTER:
+        if sp is None or clearly(results, mode, at_least=NO_FASTER):
             continue
         device = mode.devices[0]
         out.append(Finding("warning", "processes-time-sliced", {
@@ -156,10 +157,11 @@ def vectorized(results: Results) -> list[Finding]:
     if serial is None or mode is None:
         return []
     sp = speedup(results, mode)
-    if sp is None or SLOWER <= sp < NO_FASTER:
+    faster = clearly(results, mode, at_least=NO_FASTER)
+    if sp is None or not (faster or clearly(results, mode, at_most=SLOWER)):
         return []
     facts: Facts = {"mode": mode.name, "versus": versus_serial(serial, mode, sp)}
-    if sp >= NO_FASTER:
+    if faster:
         clients = results.config.get("clients")
         facts["clients"] = ({"variant": "count", "clients": clients} if clients
                             else {"variant": "all"})
