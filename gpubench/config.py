@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 
@@ -65,6 +66,97 @@ class SampleSizes:
         return cls(low, high)
 
 
+DATA_PLACES = ("device", "host")
+LOADERS = ("tensor", "dataloader")
+LOADER_STARTS = ("forkserver", "spawn", "fork")
+AUGMENTS = ("none", "crop-flip")
+CLIENT_SETUPS = ("reuse", "fresh")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+AMP_MODES = ("off", "bf16", "fp16")
+PRESETS = ("none", "flower-like")
+CIFAR10_BATCHES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
+                   "data_batch_5", "test_batch")
+
+
+def cifar_folder(path: str) -> str:
+    """The folder holding ``cifar-10-batches-py`` (torchvision's layout), or a ConfigError."""
+    for root in (path, os.path.dirname(path.rstrip("/"))):
+        folder = os.path.join(root, "cifar-10-batches-py")
+        if os.path.isdir(folder):
+            if not any(os.path.isfile(os.path.join(folder, b)) for b in CIFAR10_BATCHES):
+                raise ConfigError(f"--dataset cifar10:{path}: {folder} holds no CIFAR-10 batch "
+                                  f"file ({', '.join(CIFAR10_BATCHES)})")
+            return root
+    raise ConfigError(f"--dataset cifar10:{path}: no folder cifar-10-batches-py there (the "
+                      "python version of CIFAR-10, as torchvision's CIFAR10 downloads it)")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """How a client gets its batches and steps, beyond the idealised default (data on the
+    device as two tensors, a model built once per worker, plain SGD): the parts of a real
+    client's pipeline, each one an option; identical in every mode."""
+
+    data: str = "device"  # where a client's dataset lives between steps
+    pin_memory: bool = False  # host data: page-locked batches, copied without blocking
+    loader: str = "tensor"  # index two tensors, or iterate a torch DataLoader
+    loader_workers: int = 0
+    persistent_workers: bool = False
+    loader_start: str = "forkserver"  # how the loader's worker processes start
+    augment: str = "none"
+    client_setup: str = "reuse"  # fresh: model, optimizer and loader built per client, per round
+    optimizer: str = "sgd"
+    amp: str = "off"
+    torch_threads: int | None = None  # per worker process; None: the slot's cores (CPU)
+    sync_loss: bool = False  # loss.item() every step
+    dataset: str | None = None  # "cifar10:PATH"
+    preset: str = "none"
+
+    @property
+    def idealised(self) -> bool:
+        """The pipeline every mode of gpubench was first written for (vectorized's too)."""
+        return replace(self, torch_threads=None, preset="none") == PipelineConfig()
+
+    @property
+    def cifar_root(self) -> str | None:
+        return self.dataset.split(":", 1)[1] if self.dataset else None
+
+    @classmethod
+    def preset_values(cls, name: str) -> dict[str, Any]:
+        """What ``--preset`` sets (options given on the command line win)."""
+        if name == "flower-like":
+            return {"data": "host", "loader": "dataloader", "loader_workers": 2,
+                    "augment": "crop-flip", "client_setup": "fresh", "sync_loss": True}
+        return {}
+
+    def validate(self) -> None:
+        for flag, value, allowed in (
+            ("--data", self.data, DATA_PLACES), ("--loader", self.loader, LOADERS),
+            ("--loader-start", self.loader_start, LOADER_STARTS),
+            ("--augment", self.augment, AUGMENTS), ("--client-setup", self.client_setup,
+                                                      CLIENT_SETUPS),
+            ("--optimizer", self.optimizer, OPTIMIZERS), ("--amp", self.amp, AMP_MODES),
+            ("--preset", self.preset, PRESETS),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
+        if self.loader_workers < 0:
+            raise ConfigError(f"--loader-workers must be >= 0, got {self.loader_workers}")
+        if self.loader == "tensor" and (self.loader_workers or self.persistent_workers):
+            raise ConfigError("--loader-workers and --persistent-workers need --loader dataloader")
+        if self.persistent_workers and not self.loader_workers:
+            raise ConfigError("--persistent-workers needs --loader-workers K with K >= 1")
+        if self.pin_memory and self.data != "host":
+            raise ConfigError("--pin-memory needs --data host (device data is not copied)")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ConfigError(f"--torch-threads must be >= 1, got {self.torch_threads}")
+        if self.dataset is not None:
+            kind, _, path = self.dataset.partition(":")
+            if kind != "cifar10" or not path:
+                raise ConfigError(f"--dataset must be cifar10:PATH, got {self.dataset!r}")
+            cifar_folder(path)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """What one client does in one round; identical in every mode."""
@@ -76,8 +168,10 @@ class TrainConfig:
     momentum: float = 0.9
     partition: Partition = field(default_factory=Partition)
     seed: int = 0
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     def validate(self) -> None:
+        self.pipeline.validate()
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.local_epochs < 1:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -21,6 +20,18 @@ from torch import nn
 from gpubench.cases import Case, client_sizes
 from gpubench.config import TrainConfig
 from gpubench.cuda import synchronize
+from gpubench.pipeline import (
+    ClientSource,
+    NullClock,
+    PhaseClock,
+    autocast,
+    check_pipeline,
+    cifar_pick,
+    grad_scaler,
+    load_cifar,
+    loader_hint,
+    set_torch_threads,
+)
 from gpubench.results import ClientTiming
 from gpubench.seeds import derive_seed
 from gpubench.updates import UpdateSink
@@ -101,25 +112,73 @@ def local_train(
     loss_fn: Callable[[Any, Any], Any],
     opt: torch.optim.Optimizer | None = None,
 ) -> None:
-    """SGD with momentum over the client's data; shuffling from the client's own generator,
-    every other draw from the global RNGs seeded per (seed, client, epoch)."""
+    """The client's local epochs over ``(x, y)`` through its pipeline (by default: SGD with
+    momentum over shuffled slices of the two tensors); shuffling from the client's own
+    generator, every other draw from the global RNGs seeded per (seed, client, epoch)."""
+    device = str(x.device)
+    source = ClientSource(cfg, client, x, y, device)
+    try:
+        train_epochs(model, opt or make_optimizer(model, cfg), source, cfg, client, loss_fn,
+                     NullClock(), device)
+    finally:
+        source.close()
+
+
+def train_epochs(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    source: ClientSource,
+    cfg: TrainConfig,
+    client: int,
+    loss_fn: Callable[[Any, Any], Any],
+    clock: PhaseClock,
+    torch_device: str,
+    synced: bool = False,
+) -> None:
+    """The step loop, each part charged to its phase: waiting for a batch (``data``), the copy
+    to the device (``copy``), forward, backward and step (``compute``). ``synced``: wait for
+    the device before each timestamp (CUDA), so its time lands in the phase that queued it."""
+    p = cfg.pipeline
     model.train()
-    if opt is None:
-        opt = make_optimizer(model, cfg)
-    n = int(x.shape[0])
+    scaler = grad_scaler(p.amp, torch_device)
+    non_blocking = p.pin_memory
+    target = model_device(model)
     for epoch in range(cfg.local_epochs):
         seed_client_rngs(cfg.seed, client, epoch)
-        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "shuffle", client, epoch))
-        order = torch.randperm(n, generator=gen).to(x.device)
-        for start in range(0, n, cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
+        for xb, yb in source.epoch(epoch):
+            clock.tick("data")
+            if xb.device != target:
+                xb = xb.to(torch_device, non_blocking=non_blocking)
+                yb = yb.to(torch_device, non_blocking=non_blocking)
+                clock.tick("copy", synced)
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x[idx]), y[idx])
-            loss.backward()
-            opt.step()
+            with autocast(p.amp, torch_device):
+                loss = loss_fn(model(xb), yb)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            if p.sync_loss:
+                loss.item()
+            clock.tick("compute", synced)
+        clock.tick("data")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    return torch.device("cpu")
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    name = cfg.pipeline.optimizer
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if name == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
 
 
@@ -128,7 +187,12 @@ class ClientError(RuntimeError):
 
 
 class ClientTrainer:
-    """A model replica on one device plus the datasets of the clients it may train."""
+    """A model replica on one device plus the datasets of the clients it may train.
+
+    ``--client-setup fresh`` builds the model, optimizer and loader again each time a client
+    trains (as a Flower ``client_fn`` does); ``reuse`` keeps one model per trainer and one
+    source (loader) per client.
+    """
 
     def __init__(
         self,
@@ -141,10 +205,13 @@ class ClientTrainer:
     ) -> None:
         self.case = case
         self.cfg = cfg
+        self.pipeline = cfg.pipeline
         self.torch_device = torch_device
         self.device_id = device_id
         self.worker = worker
         self.datasets = datasets
+        check_pipeline(cfg.pipeline, case.input_shape, torch_device.startswith("cuda"))
+        set_torch_threads(cfg.pipeline.torch_threads)
         self.model = case.build_model().to(torch_device)
         self.tensors = state_tensors(self.model)
         self.loss_fn = case.loss_fn()
@@ -152,40 +219,80 @@ class ClientTrainer:
         # What "wait for this trainer's queued kernels" means; the streams mode narrows it
         # to the trainer's own CUDA stream.
         self.synchronize: Callable[[], None] = lambda: synchronize(torch_device)
+        # Wait for the device at every phase boundary of a step (CUDA); off only to measure
+        # what the waiting costs.
+        self.step_sync = torch_device.startswith("cuda")
+        self.sources: dict[int, ClientSource] = {}
+        self._host: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _client_data(
+        self, client: int, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``--data host``: the client's tensors in host memory (pinned with --pin-memory)."""
+        if self.pipeline.data != "host" or x.device.type == "cpu":
+            return x, y
+        if client not in self._host:
+            xs, ys = x.cpu(), y.cpu()
+            if self.pipeline.pin_memory:
+                xs, ys = xs.pin_memory(), ys.pin_memory()
+            self._host[client] = (xs, ys)
+        return self._host[client]
+
+    def _source(self, client: int, x: torch.Tensor, y: torch.Tensor) -> ClientSource:
+        fresh = self.pipeline.client_setup == "fresh"
+        if not fresh and client in self.sources:
+            return self.sources[client]
+        x, y = self._client_data(client, x, y)
+        cifar = None
+        if self.pipeline.cifar_root is not None:
+            images, labels = load_cifar(self.pipeline.cifar_root)
+            cifar = images[cifar_pick(labels, y, self.cfg.seed, client)]
+        source = ClientSource(self.cfg, client, x, y, self.torch_device, cifar)
+        if not fresh:
+            self.sources[client] = source
+        return source
 
     def run(self, client: int, fingerprints: torch.Tensor, fold: bool = True) -> ClientTiming:
         """Train one client from the round's global model (``self.sink.begin`` first), write
         its fingerprint into ``fingerprints[client]`` and fold its update into the sink.
 
         Times are absolute ``perf_counter`` values for start/end (one monotonic clock is
-        shared by all processes); on CUDA every timestamp follows a synchronise.
+        shared by all processes); on CUDA every timestamp follows a synchronise. The client's
+        phases add up to ``end_s - start_s``.
         """
         x, y = self.datasets[client]
         samples = int(x.shape[0])
         self.synchronize()
-        t0 = time.perf_counter()
+        clock = PhaseClock(self.synchronize)
+        fresh = self.pipeline.client_setup == "fresh"
+        source = None
         with client_rngs(self.torch_device):
-            load_state(self.tensors, self.sink.global_state)
-            opt = make_optimizer(self.model, self.cfg)
-            self.synchronize()
-            t1 = time.perf_counter()
             try:
-                local_train(self.model, x, y, self.cfg, client, self.loss_fn, opt)
+                if fresh:
+                    self.model = self.case.build_model().to(self.torch_device)
+                    self.tensors = state_tensors(self.model)
+                load_state(self.tensors, self.sink.global_state)
+                opt = make_optimizer(self.model, self.cfg)
+                source = self._source(client, x, y)
+                t1 = clock.tick("setup", synced=True)
+                train_epochs(self.model, opt, source, self.cfg, client, self.loss_fn, clock,
+                             self.torch_device, self.step_sync)
             except Exception as exc:
                 raise ClientError(
                     f"client {client} on {self.device_id} raised {type(exc).__name__}: {exc}"
+                    f"{loader_hint(exc)}"
                 ) from exc
-        self.synchronize()
-        t2 = time.perf_counter()
+            finally:
+                if fresh and source is not None:
+                    source.close()
+        t2 = clock.tick("compute", synced=True)
         flatten_state(self.tensors, self.sink.state_view())
         fingerprints[client] = self.sink.take()
-        self.synchronize()
-        t3 = time.perf_counter()
+        clock.tick("write", synced=True)
         if fold:
             self.sink.fold(float(samples))
-        self.synchronize()
-        t4 = time.perf_counter()
-        phases = {"setup": t1 - t0, "compute": t2 - t1, "write": t3 - t2, "aggregate": t4 - t3}
+        t4 = clock.tick("aggregate", synced=True)
+        t0 = clock.start
         return ClientTiming(
             client=client,
             device=self.device_id,
@@ -196,8 +303,13 @@ class ClientTrainer:
             write_s=t4 - t2,
             start_s=t0,
             end_s=t4,
-            phases=phases,
+            phases=dict(clock.phases),
         )
+
+    def close(self) -> None:
+        for source in self.sources.values():
+            source.close()
+        self.sources.clear()
 
 
 class Trainer(Protocol):
@@ -224,6 +336,7 @@ def make_trainer(
     datasets: Mapping[int, tuple[torch.Tensor, torch.Tensor]],
 ) -> Trainer:
     """The trainer a worker uses for ``case``: the case's own if it brings one."""
+    set_torch_threads(cfg.pipeline.torch_threads)
     factory = case.make_trainer or ClientTrainer
     trainer: Trainer = factory(case, cfg, torch_device, device_id, worker, datasets)
     return trainer

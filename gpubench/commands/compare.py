@@ -15,9 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from gpubench.config import (
+    AMP_MODES,
+    AUGMENTS,
+    CLIENT_SETUPS,
+    DATA_PLACES,
     DEFAULT_MODES,
+    LOADER_STARTS,
+    LOADERS,
+    OPTIMIZERS,
+    PRESETS,
     ConfigError,
     Partition,
+    PipelineConfig,
     RunConfig,
     SampleSizes,
     TrainConfig,
@@ -40,10 +49,12 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--local-epochs", type=int, default=1, help="local epochs (default 1)")
     g.add_argument("--samples-per-client", default="512",
                    help="N, or LOW..HIGH drawn per client from the seed (default 512)")
-    g.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default 0.05)")
+    g.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default 0.05 for sgd, 0.001 for adam and adamw)")
     g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
     g.add_argument("--partition", default="iid", help="iid (default) or dirichlet:ALPHA")
     g.add_argument("--seed", type=int, default=0)
+    add_pipeline_arguments(p)
     d = p.add_argument_group("devices and modes")
     d.add_argument("--devices", default="auto",
                    help="auto (every GPU, else 2 CPU slots), cpu:K, cuda, cuda:0,1")
@@ -91,6 +102,66 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="print the whole traceback of a failure (it is in the JSON anyway)")
 
 
+def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
+    """How each client gets its batches and steps (default: the idealised client)."""
+    c = p.add_argument_group("the client's pipeline")
+    c.add_argument("--preset", default="none", choices=PRESETS,
+                   help="flower-like: what a typical Flower client does (host data, a "
+                   "DataLoader with 2 workers, crop-flip, fresh setup, loss.item() every "
+                   "step); options given as well win")
+    c.add_argument("--data", default=None, choices=DATA_PLACES,
+                   help="where a client's dataset lives: device (default) or host (every "
+                   "batch copied to the device)")
+    c.add_argument("--pin-memory", action="store_true", default=None,
+                   help="with --data host: page-locked batches, copied without blocking")
+    c.add_argument("--loader", default=None, choices=LOADERS,
+                   help="tensor (default: index two tensors) or dataloader (a torch "
+                   "DataLoader over a per-sample Dataset)")
+    c.add_argument("--loader-workers", type=int, default=None, metavar="K",
+                   help="the DataLoader's worker processes (default 0)")
+    c.add_argument("--persistent-workers", action="store_true", default=None,
+                   help="keep the loader's workers between epochs (and rounds, with reuse)")
+    c.add_argument("--loader-start", default=None, choices=LOADER_STARTS,
+                   help="how loader workers start: forkserver (default; safe under threads), "
+                   "spawn, or fork (what torch does on Linux; unsafe from a threaded process)")
+    c.add_argument("--augment", default=None, choices=AUGMENTS,
+                   help="none (default) or crop-flip (random crop with padding 4, horizontal "
+                   "flip, normalise, per sample on the CPU with a DataLoader)")
+    c.add_argument("--client-setup", default=None, choices=CLIENT_SETUPS,
+                   help="reuse (default: one model per worker) or fresh (model, optimizer and "
+                   "loader built each time a client trains, as a Flower client_fn does)")
+    c.add_argument("--optimizer", default=None, choices=OPTIMIZERS, help="sgd (default), "
+                   "adam or adamw")
+    c.add_argument("--amp", default=None, choices=AMP_MODES,
+                   help="off (default), bf16 (autocast) or fp16 (autocast and GradScaler; "
+                   "CUDA only)")
+    c.add_argument("--torch-threads", type=int, default=None, metavar="N",
+                   help="torch's intra-op threads per worker process (default: a CPU slot's "
+                   "cores; torch's own default on CUDA)")
+    c.add_argument("--sync-loss", action="store_true", default=None,
+                   help="call loss.item() every step, as most client code does")
+    c.add_argument("--dataset", default=None, metavar="cifar10:PATH",
+                   help="CIFAR-10 from a folder you have (torchvision's python version, "
+                   "not downloaded), partitioned per client like the synthetic data")
+    c.add_argument("--counterfactual", default="auto", choices=("auto", "off"),
+                   help="auto (default): when threaded is slower than serial on a CPU slot "
+                   "of several cores, run it once more with --torch-threads cores/workers "
+                   "(and without loader workers) and say what that changed")
+
+
+def pipeline_from_args(args: argparse.Namespace) -> PipelineConfig:
+    """The pipeline options: the preset's values, then every option given on its own."""
+    preset = getattr(args, "preset", "none") or "none"
+    values: dict[str, Any] = {"preset": preset, **PipelineConfig.preset_values(preset)}
+    for name in ("data", "pin_memory", "loader", "loader_workers", "persistent_workers",
+                 "loader_start", "augment", "client_setup", "optimizer", "amp",
+                 "torch_threads", "sync_loss", "dataset"):
+        value = getattr(args, name, None)
+        if value is not None:
+            values[name] = value
+    return PipelineConfig(**values)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_arguments(p)
     o = p.add_argument_group("output")
@@ -114,14 +185,17 @@ def config_from_args(args: argparse.Namespace, **override: Any) -> RunConfig:
         "samples": args.samples_per_client,
         **override,
     }
+    pipeline = pipeline_from_args(args)
+    lr = args.lr if args.lr is not None else (0.05 if pipeline.optimizer == "sgd" else 0.001)
     train = TrainConfig(
         batch_size=values["batch_size"],
         local_epochs=args.local_epochs,
         samples=SampleSizes.parse(values["samples"]),
-        lr=args.lr,
+        lr=lr,
         momentum=args.momentum,
         partition=Partition.parse(args.partition),
         seed=args.seed,
+        pipeline=pipeline,
     )
     interval = args.sample_interval
     if interval is not None and interval < 0:
@@ -234,8 +308,24 @@ def run_failed(results: Results) -> bool:
     return any(m.status == STATUS_FAILED or m.same_result is False for m in results.modes)
 
 
+def counterfactuals(results: Results, prepared: Any, progress: Any, command: str) -> Results:
+    """The run plus its counterfactual rows (gpubench.explain), measured the same way."""
+    from gpubench.explain import with_counterfactuals
+    from gpubench.harness import compare
+
+    def rerun(config: RunConfig, prep: Any, rename: Any) -> Results:
+        def shown(mode: str, *a: Any, **k: Any) -> None:
+            progress(rename(mode), *a, **k)
+
+        return compare(config, progress=shown, sampler_factory=sampler_factory_or_none(),
+                       command=command, prepared=prep)
+
+    return with_counterfactuals(results, prepared, rerun)
+
+
 def run(args: argparse.Namespace) -> int:
     from gpubench.harness import compare, prepare
+    from gpubench.pipeline import check_pipeline
 
     config = config_from_args(args)
     out = Path(args.out) if args.out else default_out(config.case)
@@ -245,12 +335,16 @@ def run(args: argparse.Namespace) -> int:
     if args.gate and not Path(args.gate).is_file():
         raise UsageError(f"--gate {args.gate}: no such file")
     prepared = prepare(config)
+    check_pipeline(config.train.pipeline, prepared.case.input_shape,
+                   any(d.is_cuda for d in prepared.devices))
     command = "gpubench " + shlex.join(getattr(args, "argv", []))
     from gpubench.progress import open_progress, work_for
 
     with sigterm_as_interrupt(), open_progress(work_for(config), quiet=args.quiet) as progress:
         results = compare(config, progress=progress, sampler_factory=sampler_factory_or_none(),
                           command=command, prepared=prepared)
+        if getattr(args, "counterfactual", "auto") == "auto" and not results.interrupted:
+            results = counterfactuals(results, prepared, progress, command)
     code = write_outputs(results, args, out)
     if results.interrupted:
         print("gpubench: interrupted; what was measured is in the results file", file=sys.stderr)

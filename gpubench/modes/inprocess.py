@@ -45,11 +45,15 @@ class InProcessBase(ModeDefaults):
         return {os.getpid(): self.device.id}
 
     def start(self) -> None:
+        threads = self.plan.config.train.pipeline.torch_threads
         if not self.device.is_cuda:
-            # Like one GPU, one CPU slot offers its cores and no more.
+            # Like one GPU, one CPU slot offers its cores and no more (unless --torch-threads
+            # says how many threads this process's ops use).
             steady_host_allocator()
+            threads = threads or len(self.device.cores)
+        if threads is not None:
             self._threads_before = torch.get_num_threads()
-            torch.set_num_threads(len(self.device.cores))
+            torch.set_num_threads(threads)
         case = load_case(self.plan.config.case)
         data = build_datasets(
             case,
@@ -103,7 +107,11 @@ class InProcessBase(ModeDefaults):
         ]
 
     def close(self) -> None:
-        self.trainers = []
+        trainers, self.trainers = self.trainers, []
+        for trainer in trainers:
+            close = getattr(trainer, "close", None)
+            if close is not None:
+                close()  # a loader's persistent workers stop with the mode
         if self._threads_before is not None:
             torch.set_num_threads(self._threads_before)
             self._threads_before = None
