@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -36,7 +36,14 @@ from gpubench.cases.flower_app import AppError, FlowerClients, check_arrays
 from gpubench.cases.own_train import sgd_train
 from gpubench.config import TrainConfig
 from gpubench.cuda import synchronize
-from gpubench.fl import ClientError, client_rngs, flatten_state, load_state, seed_client_rngs, state_tensors
+from gpubench.fl import (
+    ClientError,
+    client_rngs,
+    flatten_state,
+    load_state,
+    seed_client_rngs,
+    state_tensors,
+)
 from gpubench.results import ClientTiming
 from gpubench.seeds import derive_seed
 from gpubench.updates import UpdateSink
@@ -77,7 +84,7 @@ def _install_loader_clock() -> bool:
             wrapper._gpubench_clock = True  # type: ignore[attr-defined]
             return wrapper
 
-        _BaseDataLoaderIter.__next__ = timed(_BaseDataLoaderIter.__next__)  # type: ignore[method-assign]
+        _BaseDataLoaderIter.__next__ = timed(_BaseDataLoaderIter.__next__)  # type: ignore[method-assign,assignment]
         DataLoader.__iter__ = timed(DataLoader.__iter__)  # type: ignore[method-assign]
         return True
 

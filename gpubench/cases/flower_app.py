@@ -195,7 +195,9 @@ class FlowerClients:
     def context(self, client: int) -> Any:
         from flwr.app import Context, RecordDict
 
-        node_config = {"partition-id": client, "num-partitions": self.num_partitions}
+        node_config: dict[str, bool | float | int | str] = {
+            "partition-id": client, "num-partitions": self.num_partitions,
+        }
         return Context(run_id=1, node_id=client + 2, node_config=node_config,
                        state=RecordDict(), run_config=dict(self.run_config))
 
@@ -207,7 +209,9 @@ class FlowerClients:
             src_node_id=SUPERLINK_NODE, dst_node_id=client + 2, reply_to_message_id="",
             group_id="", created_at=time.time(), ttl=DEFAULT_TTL, message_type=message_type,
         )
-        return Message(content=content, metadata=metadata)
+        # Metadata of our own, not Flower's process-wide TaskIdentity (which Flower's
+        # actors set for themselves in the flower mode).
+        return Message(content=content, metadata=metadata)  # type: ignore[call-overload]
 
     def prepare(self, client: int, names: Sequence[str], arrays: Sequence[np.ndarray]) -> Any:
         """What Flower's server would send client ``client``: (message or client input, context)."""

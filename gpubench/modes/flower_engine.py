@@ -68,8 +68,9 @@ def _actor_state(blob: bytes) -> _ActorState:
         # A case's own trainer (a Flower app: the user's ClientApp runs here, in Flower's
         # actor, on the arrays Flower's server sent) or the built-in one.
         trainer = make_trainer(case, setup.train, torch_device, "flower", 0, data)
-        names = list(getattr(trainer, "names", None) or trainer.model.state_dict().keys())
-        shapes = list(getattr(trainer, "shapes", None) or [tuple(t.shape) for t in trainer.tensors])
+        own: Any = trainer
+        names = list(getattr(own, "names", None) or own.model.state_dict().keys())
+        shapes = list(getattr(own, "shapes", None) or [tuple(t.shape) for t in own.tensors])
         from gpubench.updates import FINGERPRINT_SIZE
 
         fps = torch.zeros(len(setup.sizes), FINGERPRINT_SIZE, dtype=torch.float64)
