@@ -19,7 +19,7 @@ from typing import Any
 
 from gpubench.config import RunConfig
 from gpubench.prepare import Prepared
-from gpubench.results import ModeResult, Results
+from gpubench.results import ModeExtra, ModeResult, Results, RunRecord
 
 SLOWER = 0.95  # as gpubench.findings.base.SLOWER: slower than serial beyond noise
 # setting (PipelineConfig field) -> the flag a row's name shows
@@ -59,10 +59,10 @@ def row_name(mode: str, setting: str, value: int) -> str:
 def _renamed(row: ModeResult, setting: str, value: int, serial_s: float | None) -> ModeResult:
     median = row.median_round_s
     speedup = serial_s / median if serial_s and median else None
-    extra = {**row.extra, "counterfactual": {
+    extra = ModeExtra.of({**row.extra.to_dict(), "counterfactual": {
         "mode": row.name, "setting": setting, "value": value,
         "checked_against": row_name("serial", setting, value),
-    }}
+    }})
     return replace(
         row, name=row_name(row.name, setting, value), speedup_vs_serial=speedup, extra=extra,
         # serial@... is the baseline of its own try, not a result checked against serial
@@ -82,16 +82,19 @@ def with_counterfactuals(results: Results, prepared: Prepared, run: RunCompare) 
     interrupted = results.interrupted
     config = prepared.config
     for setting, value in tried:
-        pipeline = replace(config.train.pipeline, **{setting: value})
+        pipeline = replace(config.train.pipeline, **{setting: value})  # type: ignore[arg-type]
         cf_config = replace(config, modes=("serial", "threaded"),
                             train=replace(config.train, pipeline=pipeline))
         cf_prep = replace(prepared, config=cf_config, plan=replace(prepared.plan, config=cf_config))
-        out = run(cf_config, cf_prep, lambda mode, s=setting, v=value: row_name(mode, s, v))
+        def name(mode: str, s: str = setting, v: int = value) -> str:
+            return row_name(mode, s, v)
+
+        out = run(cf_config, cf_prep, name)
         rows += [_renamed(m, setting, value, serial_s) for m in out.modes]
         records.append({"setting": setting, "flag": FLAGS[setting], "value": value,
                         "modes": [row_name(m.name, setting, value) for m in out.modes]})
         if out.interrupted:
             interrupted = True
             break
-    config_dict = {**results.config, "counterfactuals": records}
-    return replace(results, modes=tuple(rows), config=config_dict, interrupted=interrupted)
+    record = RunRecord.of({**results.config.to_dict(), "counterfactuals": records})
+    return replace(results, modes=tuple(rows), config=record, interrupted=interrupted)

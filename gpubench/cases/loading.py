@@ -3,20 +3,18 @@
 A case is named by a spec rather than passed as an object, so that a worker process can load
 exactly the same case again: a built-in name (``cnn``), a module attribute
 (``package.module:NAME``) or a file (``path/to/file.py:NAME``). ``NAME`` is a :class:`Case`
-or a callable returning one.
+or a callable returning one. ``flower:TARGET:NAME`` names a Flower app instead (see
+:mod:`gpubench.cases.flower_app`).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 from gpubench.cases.contract import Case
+from gpubench.cases.flower_app import FLOWER_PREFIX, load_flower_case
+from gpubench.cases.importing import import_target
 from gpubench.config import ConfigError
-from gpubench.seeds import derive_seed
 
 
 def builtin_cases() -> dict[str, Case]:
@@ -41,36 +39,18 @@ def load_case(spec: str) -> Case:
     builtins = builtin_cases()
     if spec in builtins:
         return builtins[spec]
+    if spec.startswith(FLOWER_PREFIX):
+        return load_flower_case(spec)
     if ":" not in spec:
         raise ConfigError(
             f"unknown case {spec!r}: built-in cases are {', '.join(sorted(builtins))}; "
-            "a case of your own is package.module:NAME or path/to/file.py:NAME"
+            "a case of your own is package.module:NAME or path/to/file.py:NAME, a Flower app "
+            "flower:path/to/app.py:NAME"
         )
     target, _, attr = spec.rpartition(":")
     if not attr:
         raise ConfigError(f"--case {spec!r}: missing NAME after ':'")
-    if target.endswith(".py"):
-        path = Path(target).expanduser().resolve()
-        if not path.is_file():
-            raise ConfigError(f"--case {spec!r}: no such file {target}")
-        mod_name = f"_gpubench_case_{derive_seed(str(path)):x}"
-        module = sys.modules.get(mod_name)
-        if module is None:
-            file_spec = importlib.util.spec_from_file_location(mod_name, path)
-            if file_spec is None or file_spec.loader is None:
-                raise ConfigError(f"--case {spec!r}: cannot load {target} as Python")
-            module = importlib.util.module_from_spec(file_spec)
-            sys.modules[mod_name] = module
-            try:
-                file_spec.loader.exec_module(module)
-            except Exception as exc:
-                del sys.modules[mod_name]
-                raise ConfigError(f"--case {spec!r}: {target} failed to import: {exc}") from None
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as exc:
-            raise ConfigError(f"--case {spec!r}: cannot import {target}: {exc}") from None
+    module = import_target(target, spec)
     if not hasattr(module, attr):
         raise ConfigError(f"--case {spec!r}: {target} has no attribute {attr!r}")
     return _from_object(getattr(module, attr), spec)

@@ -83,6 +83,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--ray-address", default=None, metavar="ADDRESS",
                    help="an existing Ray cluster (auto, host:port, ray://host:port); "
                    "default: start a private local Ray and stop it afterwards")
+    add_flower_app_arguments(p)
     m = p.add_argument_group("measuring")
     m.add_argument("--warmup", type=int, default=1, help="warm-up rounds, not counted (default 1)")
     m.add_argument("--rounds", type=int, default=3, help="measured rounds (default 3)")
@@ -162,6 +163,31 @@ def pipeline_from_args(args: argparse.Namespace) -> PipelineConfig:
     return PipelineConfig(**values)
 
 
+def add_flower_app_arguments(p: argparse.ArgumentParser) -> None:
+    """A Flower app as the case (--case flower:path/to/app.py:NAME); written into the spec."""
+    f = p.add_argument_group("a Flower app as the case (--case flower:path/to/app.py:NAME)")
+    f.add_argument("--run-config", default=None, metavar="'KEY=VALUE ...'",
+                   help="the app's context.run_config, in flwr run's syntax and types, e.g. "
+                   "'batch-size=32 local-epochs=1'")
+    f.add_argument("--train-config", default=None, metavar="'KEY=VALUE ...'",
+                   help="the config record of each train message, e.g. 'lr=0.01'")
+    f.add_argument("--initial-model", default=None, metavar="module:NAME|file.py:NAME",
+                   help="a callable returning the nn.Module the server starts from (needed "
+                   "for a Message-API ClientApp; default: a client_fn's get_parameters)")
+    f.add_argument("--client-timeout", type=float, default=None, metavar="SECONDS",
+                   help="a client app that has not returned after this long fails its mode, "
+                   "naming the client (the app then runs in a thread of its own)")
+
+
+def flower_app_spec(args: argparse.Namespace, case: str, clients: int) -> str:
+    from gpubench.cases.flower_app import with_app_options
+
+    return with_app_options(
+        case, clients, getattr(args, "run_config", None), getattr(args, "train_config", None),
+        getattr(args, "initial_model", None), getattr(args, "client_timeout", None),
+    )
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_arguments(p)
     o = p.add_argument_group("output")
@@ -202,7 +228,7 @@ def config_from_args(args: argparse.Namespace, **override: Any) -> RunConfig:
         raise ConfigError(f"--sample-interval must be >= 0, got {interval}")
     options = {k: v for k, v in vars(args).items() if k.startswith("ray_") or k.endswith("_per_worker")}
     config = RunConfig(
-        case=values["case"],
+        case=flower_app_spec(args, values["case"], values["clients"]),
         clients=values["clients"],
         train=train,
         devices=args.devices,

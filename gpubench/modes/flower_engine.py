@@ -58,16 +58,19 @@ def _actor_state(blob: bytes) -> _ActorState:
     state = _ACTOR.get(blob)
     if state is None:
         from gpubench.cases import load_case
-        from gpubench.fl import ClientTrainer, build_datasets
+        from gpubench.fl import build_datasets, make_trainer
 
         setup: FlowerSetup = pickle.loads(blob)
         torch_device = "cuda:0" if torch.cuda.is_available() else "cpu"
         case = load_case(setup.case)
         clients = range(len(setup.sizes))
         data = build_datasets(case, setup.train, clients, setup.sizes, torch_device)
-        trainer = ClientTrainer(case, setup.train, torch_device, "flower", 0, data)
-        names = list(trainer.model.state_dict().keys())
-        shapes = [tuple(t.shape) for t in trainer.tensors]
+        # A case's own trainer (a Flower app: the user's ClientApp runs here, in Flower's
+        # actor, on the arrays Flower's server sent) or the built-in one.
+        trainer = make_trainer(case, setup.train, torch_device, "flower", 0, data)
+        own: Any = trainer
+        names = list(getattr(own, "names", None) or own.model.state_dict().keys())
+        shapes = list(getattr(own, "shapes", None) or [tuple(t.shape) for t in own.tensors])
         from gpubench.updates import FINGERPRINT_SIZE
 
         fps = torch.zeros(len(setup.sizes), FINGERPRINT_SIZE, dtype=torch.float64)
@@ -106,7 +109,7 @@ def _client_train(msg: Any, context: Any) -> Any:
                         "write-s": t.write_s, "start-s": t.start_s, "end-s": t.end_s,
                         "fingerprint": [float(v) for v in state.fingerprints[client]]})
         metrics.update({f"phase-{k}": v for k, v in t.phases.items()})
-        trained = flatten_state(trainer.tensors)
+        trained = trainer.trained() if hasattr(trainer, "trained") else flatten_state(trainer.tensors)
         parts = torch.split(trained, [int(torch.Size(s).numel()) for s in state.shapes])
         arrays = ArrayRecord(
             {n: Array(p.reshape(s).numpy().copy())
