@@ -122,7 +122,7 @@ def bounded(fn: Callable[[], Any], timeout_s: float | None) -> Any:
     thread.start()
     thread.join(timeout_s)
     if thread.is_alive():
-        raise AppError(f"it did not return within {timeout_s:g} s (client-timeout)")
+        raise AppError(f"did not return within {timeout_s:g} s (client-timeout)")
     if "error" in box:
         raise box["error"]
     return box["value"]
@@ -217,12 +217,12 @@ class OwnTrainer:
 
     def _examples(self, client: int, n: Any) -> int:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or int(n) <= 0:
-            raise AppError(f"train must return the number of examples (> 0), got {n!r}")
+            raise AppError(f"returned {n!r}, not the number of examples it trained on (> 0)")
         data = self.data[client]
         have = len(data) if self.case.make_dataset is not None else int(data[0].shape[0])
         if int(n) != have:
             raise AppError(
-                f"train returned {int(n)} examples but the client has {have}: return the "
+                f"returned {int(n)} examples but the client has {have}: return the "
                 "examples it trained on, len(loader.dataset) (FedAvg's weight)"
             )
         return int(n)
@@ -239,7 +239,7 @@ class OwnTrainer:
             if arrays else np.zeros(0, np.float32)
         )
         if not torch.isfinite(flat).all():
-            raise AppError("its arrays hold NaN or infinite values")
+            raise AppError("returned arrays holding NaN or infinite values")
         view.copy_(flat)
         self._trained = flat
 
@@ -251,8 +251,8 @@ class OwnTrainer:
 
     def _failed(self, client: int, exc: BaseException) -> ClientError:
         what = str(exc) if isinstance(exc, AppError) else f"raised {type(exc).__name__}: {exc}"
-        kind = "app" if self.app is not None else "train"
-        return ClientError(f"client {client} on {self.device_id}: its {kind} {what}")
+        kind = "the app" if self.app is not None else "train"
+        return ClientError(f"client {client} on {self.device_id}: {kind} {what}")
 
     def run(self, client: int, fingerprints: torch.Tensor, fold: bool = True) -> ClientTiming:
         self.synchronize()

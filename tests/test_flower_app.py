@@ -152,14 +152,14 @@ def test_a_numpy_client_fn_agrees_with_serial_under_threads():
 
 
 @pytest.mark.parametrize("problem, message", [
-    ("raises", "client 2 on cpu:0: its app raised RuntimeError: the data server is unreachable"),
-    ("shapes", "client 2 on cpu:0: its app array 0 has shape (3, 6), the global model's is (2, 6)"),
-    ("examples", "client 2 on cpu:0: its app its reply has no 'num-examples'"),
-    ("hangs", "client 2 on cpu:0: its app it did not return within 2 s"),
+    ("raises", "client 2 on cpu:0: the app raised RuntimeError: the data server is unreachable"),
+    ("shapes", "client 2 on cpu:0: the app returned array 0 of shape (3, 6), the global model's is (2, 6)"),
+    ("examples", "client 2 on cpu:0: the app replied with no 'num-examples'"),
+    ("hangs", "client 2 on cpu:0: the app did not return within 4 s"),
 ])
 def test_a_broken_client_fails_its_mode_naming_the_client(problem, message):
     case = app("broken_apps.py", problem, initial_model=f"{APPS / 'broken_apps.py'}:Net",
-               client_timeout=2 if problem == "hangs" else None)
+               client_timeout=4 if problem == "hangs" else None)
     results = compare(config(case, ("serial",)))
     serial = results.mode("serial")
     assert serial.status == "failed" and message in serial.error
@@ -193,10 +193,12 @@ def test_other_apps_under_the_default_modes(file, name, run_config, initial):
 @pytest.mark.slow
 def test_a_broken_client_fails_the_process_modes_too():
     case = app("broken_apps.py", "hangs", initial_model=f"{APPS / 'broken_apps.py'}:Net",
-               client_timeout=2)
-    results = compare(config(case, ("serial", "multi-gpu")))
+               client_timeout=8)
+    results = compare(config(case, ("multi-gpu",)))
     mode = results.mode("multi-gpu")
-    assert mode.status == "failed" and "client 2 on cpu:0: its app it did not return" in mode.error
+    # Client 2 trains on cpu:0 (round-robin); the worker is stopped when the mode closes.
+    assert mode.status == "failed"
+    assert "client 2 on cpu:0: the app did not return within 8 s" in mode.error
 
 
 @pytest.mark.slow

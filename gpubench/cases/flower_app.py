@@ -241,9 +241,9 @@ class FlowerClients:
         from flwr.app import Message
 
         if not isinstance(reply, Message):
-            raise AppError(f"the app returned {type(reply).__name__}, not a Flower Message")
+            raise AppError(f"returned {type(reply).__name__}, not a Flower Message")
         if reply.has_error():
-            raise AppError(f"the app replied with an error: {reply.error.reason}")
+            raise AppError(f"replied with an error: {reply.error.reason}")
         if self.kind == "legacy-app":
             from flwr.common import parameters_to_ndarrays
             from flwr.compat.common.recorddict_compat import recorddict_to_fitres
@@ -251,7 +251,7 @@ class FlowerClients:
             try:
                 res = recorddict_to_fitres(reply.content, keep_input=False)
             except Exception as exc:
-                raise AppError(f"its reply is not a fit result: {exc}") from None
+                raise AppError(f"sent a reply that is not a fit result: {exc}") from None
             return parameters_to_ndarrays(res.parameters), _examples(res.num_examples)
         return _read_reply(reply.content)
 
@@ -263,16 +263,16 @@ class FlowerClients:
         if isinstance(client, NumPyClient):
             out = client.fit(parameters_to_ndarrays(fitins.parameters), dict(fitins.config))
             if not isinstance(out, tuple) or len(out) != 3:
+                got = type(out).__name__ + (f" of {len(out)}" if isinstance(out, tuple) else "")
                 raise AppError(
-                    "NumPyClient.fit must return (arrays, num_examples, metrics), got "
-                    f"{type(out).__name__}" + (f" of {len(out)}" if isinstance(out, tuple) else "")
+                    f"returned a {got} from NumPyClient.fit, not (arrays, num_examples, metrics)"
                 )
             return [_array(a) for a in out[0]], _examples(out[1])
         if isinstance(client, Client):
             res = client.fit(fitins)
             return parameters_to_ndarrays(res.parameters), _examples(res.num_examples)
         raise AppError(
-            f"client_fn returned {type(client).__name__}, not a Flower Client or NumPyClient"
+            f"returned {type(client).__name__} from client_fn, not a Flower Client or NumPyClient"
         )
 
     def initial_arrays(self, seed_context: int = 0) -> list[np.ndarray]:
@@ -330,9 +330,9 @@ def _array(a: Any) -> np.ndarray:
 
 def _examples(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-        raise AppError(f"num-examples must be a whole number, got {value!r}")
+        raise AppError(f"reported num-examples {value!r}, not a whole number")
     if int(value) <= 0:
-        raise AppError(f"num-examples must be > 0, got {int(value)}")
+        raise AppError(f"reported num-examples {int(value)}, FedAvg needs > 0")
     return int(value)
 
 
@@ -341,10 +341,10 @@ def _read_reply(content: Any) -> tuple[list[np.ndarray], int]:
     Flower's FedAvg aggregates: ``weighted_by_key="num-examples"``)."""
     records = list(content.array_records.values())
     if len(records) != 1:
-        raise AppError(f"its reply holds {len(records)} ArrayRecords, FedAvg needs exactly one")
+        raise AppError(f"replied with {len(records)} ArrayRecords, FedAvg needs exactly one")
     metrics = [m for m in content.metric_records.values() if "num-examples" in m]
     if not metrics:
-        raise AppError("its reply has no 'num-examples' in a MetricRecord (FedAvg's weight)")
+        raise AppError("replied with no 'num-examples' in a MetricRecord (FedAvg's weight)")
     return [a.numpy() for a in records[0].values()], _examples(metrics[0]["num-examples"])
 
 
@@ -352,11 +352,12 @@ def check_arrays(arrays: Sequence[np.ndarray], shapes: Sequence[tuple[int, ...]]
     """AppError unless ``arrays`` have the global model's shapes, in its order."""
     got = [tuple(getattr(a, "shape", ())) for a in arrays]
     if len(got) != len(shapes):
-        raise AppError(f"it returned {len(got)} arrays, the global model has {len(shapes)}")
+        raise AppError(f"returned {len(got)} arrays, the global model has {len(shapes)}")
     for i, (g, want) in enumerate(zip(got, shapes, strict=True)):
         if g != tuple(want):
             raise AppError(
-                f"array {i} has shape {g or '()'}, the global model's is {tuple(want) or '()'}"
+                f"returned array {i} of shape {g or '()'}, the global model's is "
+                f"{tuple(want) or '()'}"
             )
 
 
