@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from gpubench.cases import Case, client_sizes
+from gpubench.clientdata import ClientData
 from gpubench.config import TrainConfig
 from gpubench.cuda import synchronize
 from gpubench.results import ClientTiming
@@ -160,10 +161,12 @@ class ClientTrainer:
         Times are absolute ``perf_counter`` values for start/end (one monotonic clock is
         shared by all processes); on CUDA every timestamp follows a synchronise.
         """
-        x, y = self.datasets[client]
-        samples = int(x.shape[0])
         self.synchronize()
         t0 = time.perf_counter()
+        x, y = self.datasets[client]  # made here when not kept: the "data" phase
+        samples = int(x.shape[0])
+        self.synchronize()
+        td = time.perf_counter()
         with client_rngs(self.torch_device):
             load_state(self.tensors, self.sink.global_state)
             opt = make_optimizer(self.model, self.cfg)
@@ -185,7 +188,10 @@ class ClientTrainer:
             self.sink.fold(float(samples))
         self.synchronize()
         t4 = time.perf_counter()
-        phases = {"setup": t1 - t0, "compute": t2 - t1, "write": t3 - t2, "aggregate": t4 - t3}
+        phases = {
+            "data": td - t0, "setup": t1 - td, "compute": t2 - t1, "write": t3 - t2,
+            "aggregate": t4 - t3,
+        }
         return ClientTiming(
             client=client,
             device=self.device_id,
@@ -235,12 +241,11 @@ def build_datasets(
     clients: Sequence[int],
     sizes: Sequence[int],
     torch_device: str,
-) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    out = {}
-    for c in clients:
-        x, y = case.data(cfg.seed, c, sizes[c], cfg.partition)
-        out[c] = (x.to(torch_device), y.to(torch_device))
-    return out
+    peers: int = 1,
+) -> ClientData:
+    """The clients' data on ``torch_device``, each made when it first trains and kept
+    within ``cfg.data_budget`` (``peers``: the processes sharing the device)."""
+    return ClientData(case, cfg, clients, sizes, torch_device, cfg.data_budget, peers=peers)
 
 
 def sizes_for(cfg: TrainConfig, clients: int) -> list[int]:
