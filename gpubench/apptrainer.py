@@ -25,16 +25,17 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from gpubench.casecheck import CaseFacts, check_client_data
 from gpubench.cases import Case, client_sizes
 from gpubench.cases.flower_app import AppError, FlowerClients, check_arrays
 from gpubench.cases.own_train import sgd_train
-from gpubench.config import TrainConfig
+from gpubench.config import ConfigError, TrainConfig
 from gpubench.cuda import synchronize
 from gpubench.fl import (
     ClientError,
@@ -340,3 +341,50 @@ def probe_case(
             raise
         return sizes, None
     return sizes, update_difference(before, fps[first]) > 1e-3
+
+
+def check_self_training(
+    case: Case, spec: str, cfg: TrainConfig, requested: Sequence[int]
+) -> CaseFacts:
+    """A case with its own ``train``/``make_dataset``, or a Flower app: its sizes, and whether
+    its training depends on the global RNGs, by training it here (on the CPU).
+
+    A Flower app reports its num-examples only after training, so every client trains once
+    (a client that fails is left to fail the modes, naming it); client 0 trains once more
+    with other global RNG seeds. Its own ``train``: client 0 trains twice.
+    """
+    from gpubench.cases.own_train import dataset_size
+    from gpubench.fl import ClientError, initial_global_state
+
+    global_state = initial_global_state(case, cfg.seed)
+    nothing = (torch.zeros(0), torch.zeros(0))
+    if case.app is not None:
+        if case.app.num_partitions != len(requested):
+            raise ConfigError(
+                f"case {spec!r}: num-partitions={case.app.num_partitions} but the run has "
+                f"{len(requested)} clients"
+            )
+        datasets = dict.fromkeys(range(len(requested)), nothing)
+        sizes, draws = probe_case(case, global_state, cfg, datasets, trains_all=True)
+        return CaseFacts(tuple(sizes.get(c, n) for c, n in enumerate(requested)), bool(draws))
+    counts: list[int] = []
+    first: tuple[torch.Tensor, torch.Tensor] = nothing
+    for client, n in enumerate(requested):
+        where = f"case {spec!r}, client {client}"
+        try:
+            if case.make_dataset is not None:
+                counts.append(dataset_size(case.dataset(cfg.seed, client, n, cfg.partition), where))
+                continue
+            x, y = case.data(cfg.seed, client, n, cfg.partition)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(f"{where}: making its data raised {type(exc).__name__}: {exc}") from None
+        counts.append(check_client_data(case, spec, client, x, y))
+        if client == 0:
+            first = (x, y)
+    try:
+        _, draws = probe_case(case, global_state, cfg, {0: first}, trains_all=False)
+    except ClientError as exc:
+        raise ConfigError(f"case {spec!r}: {exc}") from None
+    return CaseFacts(tuple(counts), bool(draws))

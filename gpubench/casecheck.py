@@ -1,27 +1,40 @@
-"""What a case must satisfy before anything starts: every client's data, and one step.
+"""What a case must satisfy before anything starts: its clients' data, and one step.
 
 Bad data is bad input (``ConfigError``: one line naming the case, the client and what is
-wrong; exit 2), found in the parent before a worker starts. The real sample counts found here
-are the FedAvg weights of the run. One probe step on client 0 also tells whether the case's
+wrong; exit 2). The parent makes and checks a bounded sample of clients (all of them in a
+small run); a worker checks the same way every client it makes
+(:class:`gpubench.clientdata.ClientData`). The real sample counts found here are the FedAvg
+weights of the run. One probe step on client 0 also tells whether the case's
 training draws from torch's global RNG (Dropout does), which decides whether threads can
 reproduce serial's result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from gpubench.cases import Case
 from gpubench.config import ConfigError, TrainConfig
 
+# The bounded sample of clients the parent makes and checks in full before a run.
+CHECK_CLIENTS = 64
+CHECK_BYTES = 32 << 20
+# Samples of client 0 the probe step trains on.
+PROBE_SAMPLES = 4
+
 
 @dataclass(frozen=True)
 class CaseFacts:
-    sizes: tuple[int, ...]  # samples each client really has
+    sizes: tuple[int, ...]  # samples each client really has (or, beyond the checked, asked for)
     draws_global_rng: bool
+    data_bytes_per_sample: int = 0  # the largest of the checked clients
+    activation_bytes_per_sample: int = 0
+    checked: int = 0  # clients made and checked in the parent (the first ones)
 
 
 def _shape(t: object) -> str:
@@ -63,16 +76,49 @@ def check_client_data(case: Case, spec: str, client: int, x: object, y: object) 
     return n
 
 
-def probe_step(case: Case, spec: str, x: torch.Tensor, y: torch.Tensor) -> bool:
-    """One forward and backward on a few of client 0's samples, on the CPU; whether it drew
-    from torch's global RNG. A model that cannot take the data is bad input."""
+@contextlib.contextmanager
+def saved_tensor_bytes(exclude: Iterable[torch.Tensor] = ()) -> Iterator[list[int]]:
+    """Bytes of the tensors autograd saves for backward inside the block (each storage
+    once, none of ``exclude``'s, e.g. the parameters): a batch's activation memory. The
+    count is in the yielded list's one item."""
+    seen = {(str(t.device), t.untyped_storage().data_ptr()) for t in exclude}
+    total = [0]
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        try:
+            storage = t.untyped_storage()
+            key = (str(t.device), storage.data_ptr())
+            if key not in seen:
+                seen.add(key)
+                total[0] += storage.nbytes()
+        except (RuntimeError, NotImplementedError):  # a tensor without plain storage
+            total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield total
+
+
+@dataclass(frozen=True)
+class Probe:
+    draws_global_rng: bool
+    activation_bytes_per_sample: int  # saved for backward, measured on a few samples
+
+
+def probe_step(case: Case, spec: str, x: torch.Tensor, y: torch.Tensor) -> Probe:
+    """One forward and backward on a few of client 0's samples, on the CPU: whether it drew
+    from torch's global RNG, and its activations' bytes per sample. A model that cannot take
+    the data is bad input."""
+    k = min(PROBE_SAMPLES, int(x.shape[0]))
+    x, y = x[:k].clone(), y[:k].clone()  # their own storage: what the step saves is counted
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         try:
             model = case.build_model()  # its initialisation draws; the step must not
             model.train()
             before = torch.get_rng_state()
-            loss = case.loss_fn()(model(x[:2]), y[:2])
+            with saved_tensor_bytes(model.parameters()) as saved:
+                loss = case.loss_fn()(model(x), y)
             loss.backward()
         except Exception as exc:
             text = str(exc).strip().splitlines()
@@ -80,74 +126,56 @@ def probe_step(case: Case, spec: str, x: torch.Tensor, y: torch.Tensor) -> bool:
                 f"case {spec!r}: the model cannot train on client 0's data: "
                 f"{type(exc).__name__}: {text[0] if text else ''}"
             ) from None
-        return not torch.equal(before, torch.get_rng_state())
+        return Probe(not torch.equal(before, torch.get_rng_state()), saved[0] // k)
 
 
-def check_case(case: Case, spec: str, cfg: TrainConfig, requested: Sequence[int]) -> CaseFacts:
-    """Make every client's data once (and drop it), check it, probe one step."""
-    if case.trains_itself:
-        return check_self_training(case, spec, cfg, requested)
-    sizes = []
-    first: tuple[torch.Tensor, torch.Tensor] | None = None
-    for client, n in enumerate(requested):
-        try:
-            x, y = case.data(cfg.seed, client, n, cfg.partition)
-        except ConfigError:
-            raise
-        except Exception as exc:
-            raise ConfigError(
-                f"case {spec!r}, client {client}: make_data raised {type(exc).__name__}: {exc}"
-            ) from None
-        sizes.append(check_client_data(case, spec, client, x, y))
-        if first is None:
-            first = (x, y)
-    assert first is not None
-    return CaseFacts(tuple(sizes), probe_step(case, spec, *first))
-
-
-def check_self_training(
-    case: Case, spec: str, cfg: TrainConfig, requested: Sequence[int]
-) -> CaseFacts:
-    """A case with its own ``train``/``make_dataset``, or a Flower app: its sizes, and whether
-    its training depends on the global RNGs, by training it here (on the CPU).
-
-    A Flower app reports its num-examples only after training, so every client trains once
-    (a client that fails is left to fail the modes, naming it); client 0 trains once more
-    with other global RNG seeds. Its own ``train``: client 0 trains twice.
-    """
-    from gpubench.apptrainer import probe_case
-    from gpubench.cases.own_train import dataset_size
-    from gpubench.fl import ClientError, initial_global_state
-
-    global_state = initial_global_state(case, cfg.seed)
-    nothing = (torch.zeros(0), torch.zeros(0))
-    if case.app is not None:
-        if case.app.num_partitions != len(requested):
-            raise ConfigError(
-                f"case {spec!r}: num-partitions={case.app.num_partitions} but the run has "
-                f"{len(requested)} clients"
-            )
-        datasets = dict.fromkeys(range(len(requested)), nothing)
-        sizes, draws = probe_case(case, global_state, cfg, datasets, trains_all=True)
-        return CaseFacts(tuple(sizes.get(c, n) for c, n in enumerate(requested)), bool(draws))
-    counts: list[int] = []
-    first: tuple[torch.Tensor, torch.Tensor] = nothing
-    for client, n in enumerate(requested):
-        where = f"case {spec!r}, client {client}"
-        try:
-            if case.make_dataset is not None:
-                counts.append(dataset_size(case.dataset(cfg.seed, client, n, cfg.partition), where))
-                continue
-            x, y = case.data(cfg.seed, client, n, cfg.partition)
-        except ConfigError:
-            raise
-        except Exception as exc:
-            raise ConfigError(f"{where}: making its data raised {type(exc).__name__}: {exc}") from None
-        counts.append(check_client_data(case, spec, client, x, y))
-        if client == 0:
-            first = (x, y)
+def make_checked(case: Case, spec: str, cfg: TrainConfig, client: int, n: int) -> tuple[Any, Any]:
     try:
-        _, draws = probe_case(case, global_state, cfg, {0: first}, trains_all=False)
-    except ClientError as exc:
-        raise ConfigError(f"case {spec!r}: {exc}") from None
-    return CaseFacts(tuple(counts), bool(draws))
+        return case.data(cfg.seed, client, n, cfg.partition)  # type: ignore[no-any-return]
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"case {spec!r}, client {client}: make_data raised {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def check_case(
+    case: Case,
+    spec: str,
+    cfg: TrainConfig,
+    requested: Sequence[int],
+    after_first: Callable[[CaseFacts], object] | None = None,
+) -> CaseFacts:
+    """Make and check client 0's data (``after_first`` then sees the sizes and bytes of a
+    sample, e.g. to refuse a run that cannot fit before anything more is made), probe one
+    step; then make and check a bounded sample of the other clients: the first ones, up to
+    ``CHECK_CLIENTS`` and ``CHECK_BYTES``. Every other client is checked when a worker
+    makes its data. A case whose clients do not have the samples asked for is checked
+    whole: their sizes are the FedAvg weights. (A case that trains itself, its own train or
+    a Flower app, is checked by training it: :func:`gpubench.apptrainer.check_self_training`.)"""
+    x, y = make_checked(case, spec, cfg, 0, requested[0])
+    sizes = [check_client_data(case, spec, 0, x, y)]
+    per_sample = data_bytes_of(x, y) // sizes[0]
+    if after_first is not None:  # activations not measured yet: 0, a lower bound
+        after_first(CaseFacts(tuple(sizes) + tuple(requested[1:]), False, per_sample, 0, 1))
+    probe = probe_step(case, spec, x, y)
+    made = data_bytes_of(x, y)
+    del x, y
+    exact = sizes[0] == requested[0]
+    for client in range(1, len(requested)):
+        if exact and (client >= CHECK_CLIENTS or made >= CHECK_BYTES):
+            break
+        x, y = make_checked(case, spec, cfg, client, requested[client])
+        sizes.append(check_client_data(case, spec, client, x, y))
+        made += data_bytes_of(x, y)
+        per_sample = max(per_sample, data_bytes_of(x, y) // sizes[-1])
+        exact = exact and sizes[-1] == requested[client]
+    return CaseFacts(
+        tuple(sizes) + tuple(requested[len(sizes):]), probe.draws_global_rng, per_sample,
+        probe.activation_bytes_per_sample, len(sizes),
+    )
+
+
+def data_bytes_of(x: torch.Tensor, y: torch.Tensor) -> int:
+    return int(x.numel() * x.element_size() + y.numel() * y.element_size())

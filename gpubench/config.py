@@ -157,6 +157,17 @@ class PipelineConfig:
             cifar_folder(path)
 
 
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str, flag: str) -> int:
+    """Bytes from ``512M``, ``2G``, ``1.5g``, ``0`` or a plain number of bytes."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*", str(text))
+    if not m:
+        raise ConfigError(f"{flag} must be a size such as 512M or 2G, got {text!r}")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """What one client does in one round; identical in every mode."""
@@ -169,6 +180,9 @@ class TrainConfig:
     partition: Partition = field(default_factory=Partition)
     seed: int = 0
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    # Bytes of client data a worker keeps (None: every client's, if the plan finds room);
+    # beyond it a client's data is made again each time it trains (its "data" phase).
+    data_budget: int | None = None
 
     def validate(self) -> None:
         self.pipeline.validate()
@@ -180,6 +194,8 @@ class TrainConfig:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if self.data_budget is not None and self.data_budget < 0:
+            raise ConfigError(f"--data-budget must be >= 0, got {self.data_budget}")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from gpubench.cases import Case, client_sizes
+from gpubench.clientdata import ClientData
 from gpubench.config import TrainConfig
 from gpubench.cuda import synchronize
 from gpubench.pipeline import (
@@ -260,10 +261,12 @@ class ClientTrainer:
         shared by all processes); on CUDA every timestamp follows a synchronise. The client's
         phases add up to ``end_s - start_s``.
         """
-        x, y = self.datasets[client]
-        samples = int(x.shape[0])
         self.synchronize()
         clock = PhaseClock(self.synchronize)
+        # Made here when the worker does not keep it (--data-budget): part of "data".
+        x, y = self.datasets[client]
+        samples = int(x.shape[0])
+        clock.tick("data", synced=True)
         fresh = self.pipeline.client_setup == "fresh"
         source = None
         with client_rngs(self.torch_device):
@@ -348,12 +351,11 @@ def build_datasets(
     clients: Sequence[int],
     sizes: Sequence[int],
     torch_device: str,
-) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    out = {}
-    for c in clients:
-        x, y = case.data(cfg.seed, c, sizes[c], cfg.partition)
-        out[c] = (x.to(torch_device), y.to(torch_device))
-    return out
+    peers: int = 1,
+) -> ClientData:
+    """The clients' data on ``torch_device``, each made when it first trains and kept
+    within ``cfg.data_budget`` (``peers``: the processes sharing the device)."""
+    return ClientData(case, cfg, clients, sizes, torch_device, cfg.data_budget, peers=peers)
 
 
 def sizes_for(cfg: TrainConfig, clients: int) -> list[int]:

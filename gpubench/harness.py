@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from gpubench import __version__, stats
+from gpubench import __version__, memplan, stats
 from gpubench.config import RunConfig
 from gpubench.devices import Device
 from gpubench.environment import collect_environment
@@ -328,6 +328,7 @@ def compare(
         created_utc=created,
         interrupted=interrupted,
         tool_version=__version__,
+        memory_plan=memplan.record(prep.memory, modes),
     )
     return results.with_modes(tuple(_with_speedup(results, m) for m in results.modes))
 

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 
 import torch
 
-from gpubench.casecheck import check_case
+from gpubench.casecheck import CaseFacts, check_case
 from gpubench.cases import Case, load_case
 from gpubench.config import RunConfig
 from gpubench.devices import Device, resolve_devices
 from gpubench.equivalence import default_tolerance
 from gpubench.fl import initial_global_state, sizes_for
+from gpubench.memplan import Inputs, MemoryPlan, check_fits, estimate
 from gpubench.modes import Mode, ModeFailure, Plan, RoundOutput, check_modes, mode_class
+from gpubench.modes.base import process_rss
 from gpubench.results import ClientTiming
 from gpubench.updates import FINGERPRINT_SIZE, Sketch
 
@@ -37,6 +39,7 @@ class Prepared:
     tolerance: float  # relative, per client (see gpubench.equivalence)
     draws_global_rng: bool = False
     _global: tuple[int, torch.Tensor] | None = None
+    memory: MemoryPlan | None = None  # the estimate of each process's peak memory
 
     @property
     def global_state(self) -> torch.Tensor:
@@ -53,16 +56,39 @@ class Prepared:
         return Sketch(self.plan.state_size, self.config.train.seed)
 
 
-def prepare(config: RunConfig) -> Prepared:
+def prepare(config: RunConfig, check_fit: bool = True) -> Prepared:
     """Validate everything a user can get wrong before anything starts: the configuration,
-    the devices, the case and every client's data."""
+    the devices, the case, the clients' data (a bounded sample; workers check the rest as
+    they make it), and whether the run fits in memory (``check_fit``; the estimate is in
+    ``Prepared.memory`` either way)."""
     config.validate()
     check_modes(config.modes)
     device_set = resolve_devices(config.devices)
     case = load_case(config.case)
-    facts = check_case(case, config.case, config.train, sizes_for(config.train, config.clients))
     first = initial_global_state(case, config.train.seed)
     state_size = int(first.numel())
+    requested = sizes_for(config.train, config.clients)
+    # A process with torch and the case loaded (a worker's too), less the model kept here.
+    base = max(0, (process_rss() or 0) - 4 * state_size)
+
+    def plan_memory(facts: CaseFacts) -> MemoryPlan:
+        memory = estimate(Inputs(
+            config, device_set.devices, facts.sizes, state_size, facts.data_bytes_per_sample,
+            facts.activation_bytes_per_sample, base,
+        ))
+        if check_fit:
+            check_fits(memory)
+        return memory
+
+    # Once client 0's data is known (without activations: a lower bound), a run that cannot
+    # fit is refused before more is made; then with the probe step's activations.
+    if case.trains_itself:  # its own train, or a Flower app: checked by training it
+        from gpubench.apptrainer import check_self_training
+
+        facts = check_self_training(case, config.case, config.train, requested)
+    else:
+        facts = check_case(case, config.case, config.train, requested, plan_memory)
+    memory = plan_memory(facts)
     plan = Plan(config, device_set.devices, facts.sizes, state_size)
     tolerance = (
         config.tolerance
@@ -79,6 +105,7 @@ def prepare(config: RunConfig) -> Prepared:
         tolerance,
         facts.draws_global_rng,
         (0, first),
+        memory,
     )
 
 

@@ -262,6 +262,9 @@ class Results:
     interrupted: bool = False
     tool_version: str = ""
     schema_version: int = SCHEMA_VERSION
+    # The memory plan's estimate before the run, next to what was measured
+    # (gpubench.memplan.record): {"estimate": {...}, "measured": {...}}; None if not made.
+    memory_plan: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.config, RunRecord):  # a plain mapping: made typed
@@ -382,6 +385,7 @@ def from_dict(data: Mapping[str, Any]) -> Results:
             interrupted=bool(d.get("interrupted", False)),
             tool_version=str(d.get("tool_version") or ""),
             schema_version=SCHEMA_VERSION,
+            memory_plan=d.get("memory_plan"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ResultsFileError):

@@ -31,6 +31,7 @@ from gpubench.config import (
     SampleSizes,
     TrainConfig,
     parse_modes,
+    parse_size,
     with_mps_rows,
 )
 from gpubench.errors import UsageError
@@ -84,6 +85,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="an existing Ray cluster (auto, host:port, ray://host:port); "
                    "default: start a private local Ray and stop it afterwards")
     add_flower_app_arguments(p)
+    mem = p.add_argument_group("memory")
+    mem.add_argument("--data-budget", default="auto", metavar="SIZE",
+                     help="client data each worker keeps, e.g. 512M or 2G; beyond it a "
+                     "client's data is made again each time it trains (timed as its 'data' "
+                     "phase). auto (default): every client's, if the plan finds room")
+    mem.add_argument("--vectorize-chunk", type=int, default=None, metavar="N",
+                     help="vectorized: clients stacked at once (default: as many as fit)")
     m = p.add_argument_group("measuring")
     m.add_argument("--warmup", type=int, default=1, help="warm-up rounds, not counted (default 1)")
     m.add_argument("--rounds", type=int, default=3, help="measured rounds (default 3)")
@@ -201,6 +209,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --gate: tolerated speedup drop (default 0.10)")
     o.add_argument("--strict", action="store_true", help="with --gate: inconclusive fails")
     o.add_argument("--junit", default=None, help="with --gate: write JUnit XML here")
+    o.add_argument("--plan", action="store_true",
+                   help="print the memory plan (each process's estimated peak) and exit "
+                   "without training (exit 2 when the run cannot fit)")
+
+
+def data_budget(text: str) -> int | None:
+    return None if str(text).strip() == "auto" else parse_size(text, "--data-budget")
 
 
 def config_from_args(args: argparse.Namespace, **override: Any) -> RunConfig:
@@ -222,11 +237,17 @@ def config_from_args(args: argparse.Namespace, **override: Any) -> RunConfig:
         partition=Partition.parse(args.partition),
         seed=args.seed,
         pipeline=pipeline,
+        data_budget=data_budget(getattr(args, "data_budget", "auto")),
     )
+    chunk = getattr(args, "vectorize_chunk", None)
+    if chunk is not None and chunk < 1:
+        raise ConfigError(f"--vectorize-chunk must be >= 1, got {chunk}")
     interval = args.sample_interval
     if interval is not None and interval < 0:
         raise ConfigError(f"--sample-interval must be >= 0, got {interval}")
     options = {k: v for k, v in vars(args).items() if k.startswith("ray_") or k.endswith("_per_worker")}
+    if chunk is not None:
+        options["vectorize_chunk"] = chunk
     config = RunConfig(
         case=flower_app_spec(args, values["case"], values["clients"]),
         clients=values["clients"],
@@ -349,11 +370,27 @@ def counterfactuals(results: Results, prepared: Any, progress: Any, command: str
     return with_counterfactuals(results, prepared, rerun)
 
 
+def print_plan(config: RunConfig) -> int:
+    """``--plan``: the memory estimate as a table; 0 if the run fits, else 2 and why."""
+    from gpubench.prepare import prepare
+
+    prepared = prepare(config, check_fit=False)
+    assert prepared.memory is not None
+    print(prepared.memory.table())
+    reason = prepared.memory.refusal()
+    if reason is not None:
+        print(f"gpubench: {reason}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from gpubench.harness import compare, prepare
     from gpubench.pipeline import check_pipeline
 
     config = config_from_args(args)
+    if getattr(args, "plan", False):
+        return print_plan(config)
     out = Path(args.out) if args.out else default_out(config.case)
     check_writable(out)
     if args.report:

@@ -165,6 +165,30 @@ class StackedSequential:
         return True
 
 
+# --- chunks of clients -------------------------------------------------------------------------
+
+# The share of the available memory (host, or the GPU's) the stacked clients of all
+# vectorized workers on it may take together.
+VECTORIZE_SHARE = 0.5
+
+
+def chunk_size(
+    clients: int, per_client: int, available: int, workers: int, option: Any = None
+) -> int:
+    """How many of a worker's ``clients`` train stacked at once: ``--vectorize-chunk``, else
+    as many as fit in the worker's part of ``VECTORIZE_SHARE`` of ``available`` bytes,
+    ``per_client`` bytes each (at least one)."""
+    if option:
+        return max(1, min(clients, int(option)))
+    room = int(VECTORIZE_SHARE * available) // max(1, workers)
+    return max(1, min(clients, room // max(1, per_client)))
+
+
+def chunks(n: int, size: int) -> list[range]:
+    """Positions ``0..n-1`` in consecutive runs of ``size`` (the last may be shorter)."""
+    return [range(i, min(n, i + size)) for i in range(0, n, max(1, size))]
+
+
 # --- the step plan ---------------------------------------------------------------------------
 
 

@@ -1,0 +1,354 @@
+"""The memory plan: each process's and the host's peak memory, estimated before a run.
+
+From what the parent knows before any worker starts (the model's state size, the bytes of a
+sample, the activations one sample leaves for backward, measured in the probe step, and the
+workers every mode starts) it adds up, per process, what a round holds at its peak:
+
+- ``base``: the interpreter with torch and the case loaded (the parent's resident memory
+  before the run, less the model it holds; a worker loads the same);
+- ``model``: a replica's state, its gradients and momentum, the update sink's buffers;
+- ``data``: the client data kept (``--data-budget``, or every client's), plus one client
+  made on demand;
+- ``activations``: one batch's, what autograd saves for backward and as much again while
+  the backward runs;
+- ``shared``: the shared-memory buffers of a process mode's round the process touches;
+- ``harness`` (the parent only): the round's global models, FedAvg's float64 sums, each
+  mode's last aggregate, the clients' fingerprints and timings kept for the results.
+
+Modes run one after another (their peaks do not add up) unless ``--interleave`` starts them
+all at once. A run that cannot fit is refused before anything starts (``ConfigError``: one
+line with what is needed, what is available, and the option to change).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gpubench.config import ConfigError, RunConfig
+from gpubench.devices import Device
+from gpubench.modes.base import process_rss
+from gpubench.modes.stacked import chunk_size
+
+# A CUDA context and the kernels torch loads into it, per process and GPU.
+CUDA_CONTEXT_BYTES = 600 << 20
+RAY_PROCESSES_BYTES = 700 << 20  # a local Ray's head processes (gcs, raylet, ...)
+# What the parent keeps per client and round of each mode (a ClientTiming and its phases,
+# a fingerprint row in the ledger).
+RECORD_BYTES = 1200
+# Activations: what autograd saves, and about as much again for its gradients in backward.
+ACTIVATION_FACTOR = 2.0
+PROCESS_MODES = {"multiprocess", "multi-gpu", "vectorized", "ray", "flower",
+                 "multiprocess+mps", "multi-gpu+mps"}
+THREAD_MODES = {"threaded", "streams"}
+
+
+@dataclass(frozen=True)
+class ProcessEstimate:
+    """One process's estimated peak: host bytes (resident) and device bytes (a GPU's)."""
+
+    mode: str
+    role: str  # "parent" or "worker N"
+    device: str
+    parts: dict[str, int] = field(default_factory=dict)  # host bytes by part
+    device_bytes: int = 0
+
+    @property
+    def host_bytes(self) -> int:
+        return sum(self.parts.values())
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    processes: tuple[ProcessEstimate, ...]
+    host_bytes: int  # the peak of all processes together (modes at once if interleaved)
+    host_available: int | None
+    shared_bytes: int  # shared memory in use at the peak
+    shared_available: int | None
+    device_bytes: dict[str, int]  # GPU id -> peak bytes
+    device_total: dict[str, int]
+    data_budget: int | None
+    peak_modes: tuple[str, ...] = ()  # the modes running at the host's peak
+
+    @property
+    def parent_bytes(self) -> int:
+        """The parent's peak (its in-process modes at once if interleaved, else the largest)."""
+        return sum(p.host_bytes for p in self.processes if p.role == "parent")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["parent_bytes"] = self.parent_bytes
+        for p, proc in zip(d["processes"], self.processes, strict=True):
+            p["host_bytes"] = proc.host_bytes
+        return d
+
+    def refusal(self) -> str | None:
+        """Why the run cannot fit, on one line (None: it fits)."""
+        if self.host_available is not None and self.host_bytes > self.host_available:
+            return (
+                f"the run needs about {gib(self.host_bytes)} of host memory "
+                f"({self._largest()}) but {gib(self.host_available)} is available: "
+                f"{self._hint()}"
+            )
+        if self.shared_available is not None and self.shared_bytes > self.shared_available:
+            return (
+                f"the run needs about {gib(self.shared_bytes)} of shared memory (/dev/shm) but "
+                f"{gib(self.shared_available)} is free: run fewer process modes at once (no "
+                "--interleave), or a smaller model"
+            )
+        for dev, need in self.device_bytes.items():
+            total = self.device_total.get(dev)
+            if total and need > total:
+                return (
+                    f"{dev} needs about {gib(need)} of device memory but has {gib(total)}: "
+                    f"{self._hint()}"
+                )
+        return None
+
+    def _parts(self) -> dict[str, int]:
+        """Host bytes by part, over the processes of the peak (the largest mode's, unless
+        interleaved)."""
+        parts: dict[str, int] = {}
+        for p in self.processes:
+            if p.mode in self.peak_modes or p.mode == "-":
+                for k, v in p.parts.items():
+                    parts[k] = parts.get(k, 0) + v
+        return parts
+
+    def _largest(self) -> str:
+        parts = self._parts()
+        name = max(parts, key=lambda k: parts[k])
+        return f"{name} {gib(parts[name])}"
+
+    def _hint(self) -> str:
+        parts = self._parts()
+        name = max(parts, key=lambda k: parts[k])
+        return {
+            "data": "set --data-budget (e.g. 1G) to keep at most that much client data per "
+            "worker and make the rest again when it trains, or lower --clients or "
+            "--samples-per-client",
+            "activations": "lower --batch-size",
+            "harness": "lower --clients, --rounds or the number of --modes",
+        }.get(name, "run fewer workers (--workers, --workers-per-device) or fewer --modes at "
+                    "once (no --interleave)")
+
+    def table(self) -> str:
+        """The estimate as a text table, one row per process, then the totals."""
+        names = ["base", "model", "data", "activations", "shared", "harness"]
+        head = ["mode", "process", "device", *names, "host", "device mem"]
+        rows = [head]
+        for p in self.processes:
+            rows.append([p.mode, p.role, p.device, *(mib(p.parts.get(n, 0)) for n in names),
+                         mib(p.host_bytes), mib(p.device_bytes) if p.device_bytes else "-"])
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        avail = gib(self.host_available) if self.host_available is not None else "unknown"
+        lines.append("")
+        lines.append(f"host peak: {gib(self.host_bytes)} of {avail} available "
+                     f"(parent {gib(self.parent_bytes)})")
+        shm = gib(self.shared_available) if self.shared_available is not None else "unknown"
+        lines.append(f"shared memory: {gib(self.shared_bytes)} of {shm} free")
+        for dev, need in self.device_bytes.items():
+            lines.append(f"{dev}: {gib(need)} of {gib(self.device_total.get(dev, 0))}")
+        budget = "every client's" if self.data_budget is None else gib(self.data_budget)
+        lines.append(f"client data kept per worker: {budget}")
+        return "\n".join(lines)
+
+
+def gib(n: int | None) -> str:
+    return "?" if n is None else f"{n / (1 << 30):.2f} GiB"
+
+
+def mib(n: int) -> str:
+    return f"{n / (1 << 20):.0f}"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the estimate is made from."""
+
+    config: RunConfig
+    devices: tuple[Device, ...]
+    sizes: Sequence[int]
+    state_size: int
+    data_bytes_per_sample: int
+    activation_bytes_per_sample: int
+    base_bytes: int
+
+
+def _workers(config: RunConfig, mode: str, devices: tuple[Device, ...]) -> list[Device]:
+    """The devices of the worker processes ``mode`` starts (one entry per worker)."""
+    if mode in ("multiprocess", "multiprocess+mps"):
+        return [devices[0]] * min(config.workers, config.clients)
+    if mode == "vectorized":
+        return list(devices)[: config.clients]
+    per = config.workers_per_device
+    return [d for d in devices for _ in range(per)][: config.clients]
+
+
+def vectorized_chunk(cfg: RunConfig, clients: int, per_client: int, workers: int) -> int:
+    """The clients a vectorized worker stacks at once (as the worker decides it)."""
+    return chunk_size(clients, per_client, _host_available() or 0, workers,
+                      cfg.options.get("vectorize_chunk"))
+
+
+def estimate(inputs: Inputs) -> MemoryPlan:
+    cfg = inputs.config
+    s = inputs.state_size
+    clients = cfg.clients
+    batch = cfg.train.batch_size
+    budget = cfg.train.data_budget
+    per_sample = inputs.data_bytes_per_sample
+    largest = max(inputs.sizes) * per_sample
+    activations = int(ACTIVATION_FACTOR * min(batch, max(inputs.sizes))
+                      * inputs.activation_bytes_per_sample)
+    # A replica (4 B a float): state, gradients, momentum; the sink: a padded row, a float32
+    # block and, off the host partial sum, a float64 one; the fingerprint's signs.
+    replica = 4 * s * 3 + 4 * s * 2
+
+    def data(share: int) -> int:
+        """Data one store keeps for ``share`` samples' worth of clients, plus one made."""
+        total = share * per_sample
+        kept = total if budget is None else min(budget, total)
+        return kept + (largest if kept < total else 0)
+
+    steps = cfg.warmup + cfg.rounds
+    total_samples = sum(inputs.sizes)
+    procs: list[ProcessEstimate] = []
+    shared_by_mode: dict[str, int] = {}
+    for mode in cfg.modes:
+        if mode in PROCESS_MODES:
+            workers = _workers(cfg, mode, inputs.devices)
+            n = max(1, len(workers))
+            share = math.ceil(total_samples / n)
+            shared = 4 * s + 8 * s * n + 16 * 8 * clients
+            shared_by_mode[mode] = shared
+            for w, dev in enumerate(workers):
+                model = replica
+                acts = activations
+                if mode == "vectorized":
+                    # stacked clients: a chunk's states, gradients and momenta at once
+                    k = vectorized_chunk(cfg, math.ceil(clients / n), 3 * 4 * s + activations, n)
+                    model = replica + 3 * 4 * s * k
+                    acts = activations * k
+                host = {"base": inputs.base_bytes, "shared": 4 * s + 8 * s}
+                device_bytes = 0
+                if dev.is_cuda:
+                    device_bytes = CUDA_CONTEXT_BYTES + model + data(share) + acts
+                else:
+                    host.update(model=model, data=data(share), activations=acts)
+                procs.append(ProcessEstimate(mode, f"worker {w}", dev.id, host, device_bytes))
+            if mode in ("ray", "flower"):
+                procs.append(ProcessEstimate(mode, "ray", "-", {"base": RAY_PROCESSES_BYTES}))
+        replicas = 0 if mode in PROCESS_MODES else cfg.workers if mode in THREAD_MODES else 1
+        dev = inputs.devices[0]
+        parent = {"harness": 12 * s + (RECORD_BYTES + 16 * 8) * clients * steps}
+        if mode in PROCESS_MODES:
+            parent["shared"] = 4 * s + 8 * s * max(1, len(_workers(cfg, mode, inputs.devices)))
+        device_bytes = 0
+        if replicas:
+            if dev.is_cuda:
+                device_bytes = CUDA_CONTEXT_BYTES + replicas * replica + data(total_samples)
+                device_bytes += replicas * activations
+            else:
+                parent.update(model=replicas * replica, data=data(total_samples),
+                              activations=replicas * activations)
+        procs.append(ProcessEstimate(mode, "parent", dev.id, parent, device_bytes))
+    # The harness's own: the base, one global model and FedAvg's float64 sums of a round.
+    procs.insert(0, ProcessEstimate("-", "parent", "host",
+                                    {"base": inputs.base_bytes, "harness": 4 * s * 2 + 8 * s * 3}))
+    return _totals(procs, cfg, shared_by_mode, inputs.devices)
+
+
+def _totals(
+    procs: list[ProcessEstimate],
+    cfg: RunConfig,
+    shared_by_mode: dict[str, int],
+    devices: tuple[Device, ...],
+) -> MemoryPlan:
+    def of(mode: str) -> list[ProcessEstimate]:
+        return [p for p in procs if p.mode == mode]
+
+    common = sum(p.host_bytes for p in of("-"))
+    per_mode = {m: sum(p.host_bytes for p in of(m)) for m in cfg.modes}
+    kept = {m: sum(p.parts.get("harness", 0) for p in of(m)) for m in cfg.modes}
+    if cfg.interleave:
+        host = common + sum(per_mode.values())
+        shared = sum(shared_by_mode.values())
+        peak: tuple[str, ...] = tuple(cfg.modes)
+    else:  # one mode at a time, but what the parent keeps of each mode adds up
+        largest = max(cfg.modes, key=lambda m: per_mode[m] - kept[m])
+        host = common + sum(kept.values()) + per_mode[largest] - kept[largest]
+        shared = max(shared_by_mode.values(), default=0)
+        peak = (largest,)
+    device_bytes: dict[str, int] = {}
+    for d in devices:
+        if not d.is_cuda:
+            continue
+        by_mode = {m: sum(p.device_bytes for p in of(m) if p.device == d.id) for m in cfg.modes}
+        device_bytes[d.id] = sum(by_mode.values()) if cfg.interleave else max(by_mode.values())
+    available = _host_available()
+    return MemoryPlan(
+        tuple(procs),
+        host,
+        available,
+        shared,
+        _shared_free(),
+        device_bytes,
+        {d.id: d.memory_total_bytes for d in devices if d.is_cuda and d.memory_total_bytes},
+        cfg.train.data_budget,
+        peak,
+    )
+
+
+def _host_available() -> int | None:
+    """Memory this run may use: what is available now plus what the parent already holds."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available) + (process_rss() or 0)
+    except Exception:  # psutil missing: no host check
+        return None
+
+
+def _shared_free() -> int | None:
+    try:
+        return int(shutil.disk_usage("/dev/shm").free)
+    except OSError:
+        return None
+
+
+def check_fits(plan: MemoryPlan) -> None:
+    reason = plan.refusal()
+    if reason is not None:
+        raise ConfigError(reason)
+
+
+def parent_peak_rss() -> int | None:
+    """This process's peak resident memory so far (bytes; Linux reports KiB)."""
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    except (ImportError, OSError):
+        return None
+
+
+def record(plan: MemoryPlan | None, modes: Sequence[Any]) -> dict[str, Any] | None:
+    """The estimate next to what the run measured: the parent's peak RSS and each mode's
+    workers' (``ModeResult.worker_memory``)."""
+    if plan is None:
+        return None
+    workers = {
+        m.name: [w.rss_bytes for w in m.worker_memory]
+        for m in modes
+        if m.worker_memory and m.name not in ("serial", "threaded", "streams")
+    }
+    return {
+        "estimate": plan.to_dict(),
+        "measured": {"parent_peak_rss_bytes": parent_peak_rss(), "worker_rss_bytes": workers},
+    }
