@@ -88,7 +88,12 @@ def with_counterfactuals(results: Results, prepared: Prepared, run: RunCompare) 
         cf_prep = replace(prepared, config=cf_config, plan=replace(prepared.plan, config=cf_config))
         out = run(cf_config, cf_prep, lambda mode, s=setting, v=value: row_name(mode, s, v))
         rows += [_renamed(m, setting, value, serial_s) for m in out.modes]
-        records.append({"setting": setting, "flag": FLAGS[setting], "value": value,
+        device = prepared.devices[0]
+        was = getattr(config.train.pipeline, setting)
+        if setting == "torch_threads" and was is None:
+            was = len(device.cores)
+        records.append({"setting": setting, "flag": FLAGS[setting], "value": value, "was": was,
+                        "device": device.id, "cores": len(device.cores),
                         "modes": [row_name(m.name, setting, value) for m in out.modes]})
         if out.interrupted:
             interrupted = True
