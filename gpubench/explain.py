@@ -91,7 +91,12 @@ def with_counterfactuals(results: Results, prepared: Prepared, run: RunCompare) 
 
         out = run(cf_config, cf_prep, name)
         rows += [_renamed(m, setting, value, serial_s) for m in out.modes]
-        records.append({"setting": setting, "flag": FLAGS[setting], "value": value,
+        device = prepared.devices[0]
+        was = getattr(config.train.pipeline, setting)
+        if setting == "torch_threads" and was is None:
+            was = len(device.cores)
+        records.append({"setting": setting, "flag": FLAGS[setting], "value": value, "was": was,
+                        "device": device.id, "cores": len(device.cores),
                         "modes": [row_name(m.name, setting, value) for m in out.modes]})
         if out.interrupted:
             interrupted = True

@@ -24,11 +24,12 @@ from gpubench.faq.timeline import RoundWindow, outside_rounds_s, round_windows, 
 from gpubench.report import measures
 from gpubench.report.fonts import find_cjk_font
 from gpubench.report.i18n import check_lang, device_label, mode_label, text
+from gpubench.report.phase_plots import draw_phases
 from gpubench.results import ModeResult, Results
 
 DPI = 100
 WIDTH_IN = 10.0
-PLOT_KINDS = ("speedup", "utilisation", "memory", "gantt")
+PLOT_KINDS = ("speedup", "utilisation", "memory", "gantt", "phases")
 
 # Wording of the round-by-round utilisation plot (key -> (en, zh)); the rest is in i18n.
 _PLOT_TEXT: dict[str, tuple[str, str]] = {
@@ -396,6 +397,7 @@ _DRAWERS: dict[str, tuple[str, Callable[[Results, Path, str], Path | str]]] = {
     "utilisation": ("plot.util", draw_utilisation),
     "memory": ("plot.memory", draw_memory),
     "gantt": ("plot.gantt", draw_gantt),
+    "phases": ("plot.phases", draw_phases),
 }
 
 

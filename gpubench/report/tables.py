@@ -12,8 +12,9 @@ from collections.abc import Sequence
 
 import tabulate as _tabulate_module
 
+from gpubench.findings.phases import largest_phase
 from gpubench.report import measures
-from gpubench.report.i18n import check_lang, device_label, mode_label, text
+from gpubench.report.i18n import check_lang, device_label, has, mode_label, text
 from gpubench.results import ModeResult, Results
 
 TABLE_FORMATS = ("simple", "github")
@@ -133,6 +134,21 @@ def _speedup_cell(results: Results, mode: ModeResult) -> str:
     return "—" if value is None else f"{value:.2f}x"
 
 
+def _phased(results: Results) -> bool:
+    """Whether any client of the run recorded its phases (older results have none)."""
+    return any(c.phases for m in results.modes for r in m.rounds for c in r.clients)
+
+
+def largest_phase_cell(mode: ModeResult, lang: str) -> str:
+    """``data 62%``: the phase a client of the mode spends most of its time in."""
+    found = largest_phase(mode) if mode.ok else None
+    if found is None:
+        return "—"
+    name, share = found
+    label = text(f"phase.{name}", lang) if has(f"phase.{name}") else name
+    return f"{label} {share * 100:.0f}%"
+
+
 def _monitored(results: Results) -> bool:
     return any(m.device_stats for m in results.modes)
 
@@ -145,8 +161,11 @@ def format_summary_table(results: Results, *, tablefmt: str = "simple", lang: st
     cpu = measures.cpu_slots_only(measures.device_ids(results))
     mem_key = "col.mem_of_cpu" if cpu else "col.mem_of"
     with_note = any(not m.ok for m in results.modes)
+    phased = _phased(results)
     headers = [text(k, lang) for k in ("col.mode", "col.devices", "col.round", "col.spread")]
     headers += [text(k, lang) for k in ("col.speedup", "col.cold", "col.same")]
+    if phased:
+        headers.append(text("col.largest_phase", lang))
     headers += [device_label(d, lang) for d in devices]
     headers += [text(mem_key, lang, device=device_label(d, lang)) for d in devices]
     if with_note:
@@ -163,6 +182,8 @@ def format_summary_table(results: Results, *, tablefmt: str = "simple", lang: st
             _fmt(mode.cold_start_s, ".2f"),
             same_result_cell(results, mode, lang) if mode.ok else "—",
         ]
+        if phased:
+            row.append(largest_phase_cell(mode, lang))
         row += [busy_cell(mode, d, lang, monitored=True) for d in devices]
         row += [
             measures.format_bytes(measures.device_memory(mode, d)) if mode.ok else "—"
