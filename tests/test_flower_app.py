@@ -136,7 +136,7 @@ def test_quickstart_serial_and_threaded_with_the_global_rng_finding():
     results = compare(config(QUICKSTART, ("serial", "threaded")))
     serial, threaded = results.mode("serial"), results.mode("threaded")
     assert serial.status == "ok" and threaded.status == "ok", (serial.error, threaded.error)
-    assert results.config["samples"] == [32, 32, 32, 32]
+    assert list(results.config["samples"]) == [32, 32, 32, 32]
     # DataLoader(shuffle=True) without a generator: the threads share torch's global RNG.
     assert threaded.reproducible is False and "global RNG" in threaded.not_reproducible_reason
     assert phases_add_up(results)
@@ -148,7 +148,7 @@ def test_a_numpy_client_fn_agrees_with_serial_under_threads():
                                  train_config="lr=0.1"), ("serial", "threaded")))
     threaded = results.mode("threaded")
     assert threaded.status == "ok" and threaded.same_result is True, threaded.error
-    assert results.config["samples"] == [40, 48, 56, 64]
+    assert list(results.config["samples"]) == [40, 48, 56, 64]
 
 
 @pytest.mark.parametrize("problem, message", [
