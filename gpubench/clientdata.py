@@ -22,8 +22,8 @@ from collections.abc import Iterator, MutableMapping, Sequence
 
 import torch
 
-from gpubench.cases import Case
 from gpubench.casecheck import check_client_data
+from gpubench.cases import Case
 from gpubench.config import ConfigError, TrainConfig
 
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -113,6 +113,15 @@ class ClientData(MutableMapping[int, Data]):
                 f"{self.sizes[client]} before the run (it must return the same data each time)"
             )
         return x.to(self.torch_device), y.to(self.torch_device)
+
+    def reserve(self, nbytes: int) -> bool:
+        """Count ``nbytes`` of data the caller keeps itself (e.g. clients stacked into one
+        tensor) against the budget, if they fit; whether they did."""
+        with self.lock:
+            if self.budget is not None and self.kept_bytes + nbytes > self.budget:
+                return False
+            self.kept_bytes += nbytes
+            return True
 
     def __setitem__(self, client: int, data: Data) -> None:
         """Pin ``data`` as the client's (kept whatever the budget)."""
