@@ -24,6 +24,8 @@ from gpubench.config import ConfigError, TrainConfig
 # The bounded sample of clients the parent makes and checks in full before a run.
 CHECK_CLIENTS = 64
 CHECK_BYTES = 32 << 20
+# cross_entropy's default ignore_index: a label that counts for nothing.
+IGNORE_INDEX = -100
 # Samples of client 0 the probe step trains on.
 PROBE_SAMPLES = 4
 
@@ -68,10 +70,13 @@ def check_client_data(case: Case, spec: str, client: int, x: object, y: object) 
             f"{where}: the default loss (cross entropy) needs y as one integer class per "
             f"sample, got {y.dtype} of shape {_shape(y)}"
         )
-    if case.loss is None and (int(y.min()) < 0 or int(y.max()) >= case.num_classes):
+    counted = y[y != IGNORE_INDEX] if case.loss is None else y
+    if case.loss is None and counted.numel() and (
+        int(counted.min()) < 0 or int(counted.max()) >= case.num_classes
+    ):
         raise ConfigError(
-            f"{where}: labels must be in 0..{case.num_classes - 1}, got "
-            f"{int(y.min())}..{int(y.max())}"
+            f"{where}: labels must be in 0..{case.num_classes - 1} (or {IGNORE_INDEX}, "
+            f"ignored), got {int(counted.min())}..{int(counted.max())}"
         )
     return n
 

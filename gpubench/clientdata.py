@@ -114,6 +114,15 @@ class ClientData(MutableMapping[int, Data]):
             )
         return x.to(self.torch_device), y.to(self.torch_device)
 
+    def reserve(self, nbytes: int) -> bool:
+        """Count ``nbytes`` of data the caller keeps itself (e.g. clients stacked into one
+        tensor) against the budget, if they fit; whether they did."""
+        with self.lock:
+            if self.budget is not None and self.kept_bytes + nbytes > self.budget:
+                return False
+            self.kept_bytes += nbytes
+            return True
+
     def __setitem__(self, client: int, data: Data) -> None:
         """Pin ``data`` as the client's (kept whatever the budget)."""
         with self.lock:

@@ -84,8 +84,9 @@ class UpdateSink:
         self.row = torch.zeros(self.sketch.padded, dtype=torch.float32, device=torch_device)
         self.block = torch.zeros(state_size, dtype=torch.float32, device=torch_device)
         self.in_block = 0
-        self.own_sum = torch.zeros(state_size, dtype=torch.float64, device=torch_device)
-        self.sum = self.own_sum
+        # The float64 sum when it is not accumulated in the caller's buffer; made when needed.
+        self.own_sum: torch.Tensor | None = None
+        self.sum = torch.zeros(0, dtype=torch.float64)
         self.out: torch.Tensor | None = None
         self.global_state = torch.zeros(0)
         self.weight = 0.0
@@ -95,7 +96,12 @@ class UpdateSink:
         float64) if given. On the CPU the sum is accumulated in ``out`` itself."""
         self.global_state = global_state.to(self.torch_device)
         self.out = out
-        self.sum = out if out is not None and self.torch_device == "cpu" else self.own_sum
+        if out is not None and self.torch_device == "cpu":
+            self.sum = out
+        else:
+            if self.own_sum is None:
+                self.own_sum = torch.zeros(self.size, dtype=torch.float64, device=self.torch_device)
+            self.sum = self.own_sum
         self.sum.zero_()
         self.block.zero_()
         self.in_block = 0

@@ -286,8 +286,9 @@ def test_parameters_take_their_gradients_layout() -> None:
     setup = WorkerSetup("mlp", cfg, (32, 32, 32))
     body = VectorizedBody(setup, WorkerSpec(0, CPU, (0, 1, 2)), "cpu")
     state = initial_global_state(load_case("mlp"), 0)
-    params = body._load(state)
-    x, y = body._batch(torch.arange(3)[:, None] * 32 + torch.arange(16))
+    params = body._load(state, 3)
+    data = body._data(body.chunks[0])
+    x, y = body._batch(torch.arange(3)[:, None] * 32 + torch.arange(16), *data)
     grads = body._grads(params, x, y)
     assert any(not g.is_contiguous() for g in grads.values())  # the transposed weight grads
     for name, g in grads.items():
@@ -334,3 +335,65 @@ def test_layer_by_layer_forward_equals_the_vmapped_model(case_file: Path) -> Non
 
 def test_a_mixed_sequential_matches_serial(case_file: Path) -> None:
     assert _serial_and_vectorized(f"{case_file}:MIXED", (40, 24, 40)) <= CLOSE
+
+
+# --- chunks of clients ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 4])
+def test_chunks_of_clients_compute_the_unchunked_result(chunk: int) -> None:
+    cfg = TrainConfig(samples=SampleSizes.parse("20..70"), batch_size=16, local_epochs=2)
+    sizes = tuple(sizes_for(cfg, 5))
+    state = initial_global_state(load_case("mlp"), cfg.seed)
+    spec = WorkerSpec(0, CPU, (0, 1, 2, 3, 4))
+    whole = VectorizedBody(WorkerSetup("mlp", cfg, sizes), spec, "cpu")
+    assert len(whole.chunks) == 1
+    chunked = VectorizedBody(
+        WorkerSetup("mlp", cfg, sizes, options={"vectorize_chunk": chunk}), spec, "cpu"
+    )
+    assert [len(c.clients) for c in chunked.chunks][0] == chunk
+    assert sum(len(c.clients) for c in chunked.chunks) == 5
+    a_fps, a_partial, _ = train_body(whole, state, 5)
+    b_fps, b_partial, timings = train_body(chunked, state, 5)
+    assert [t.client for t in timings] == [0, 1, 2, 3, 4]
+    assert worst(b_fps, a_fps) <= CLOSE
+    assert (a_partial - b_partial).abs().max().item() <= 1e-6 * float(a_partial.abs().max())
+    serial = train_body(ClientLoop(WorkerSetup("mlp", cfg, sizes), spec, "cpu"), state, 5)[0]
+    assert worst(b_fps, serial) <= CLOSE
+    # Each client's phases add up to its share of its chunk's window, the data phase included.
+    for t in timings:
+        assert set(t.phases) == {"data", "setup", "compute", "write"}
+        assert all(v >= 0 for v in t.phases.values())
+
+
+def test_the_chunk_holds_as_many_clients_as_fit() -> None:
+    from gpubench.modes.stacked import chunk_size, chunks
+
+    assert chunk_size(1000, per_client=10, available=10_000, workers=1) == 500  # half of it
+    assert chunk_size(1000, per_client=10, available=10_000, workers=2) == 250
+    assert chunk_size(3, per_client=10, available=10_000, workers=1) == 3
+    assert chunk_size(1000, per_client=10**9, available=10_000, workers=1) == 1
+    assert chunk_size(1000, per_client=10, available=10_000, workers=1, option=7) == 7
+    assert [list(r) for r in chunks(5, 2)] == [[0, 1], [2, 3], [4]]
+
+
+def test_a_worker_short_of_memory_trains_in_chunks(monkeypatch) -> None:
+    cfg = TrainConfig(samples=SampleSizes.parse("32"), batch_size=16)
+    monkeypatch.setattr(VectorizedBody, "_available", lambda self: 1)
+    body = VectorizedBody(WorkerSetup("mlp", cfg, (32,) * 3), WorkerSpec(0, CPU, (0, 1, 2)),
+                          "cpu")
+    assert [c.clients for c in body.chunks] == [(0,), (1,), (2,)]
+
+
+def test_the_cli_option_reaches_the_workers() -> None:
+    results = compare(
+        RunConfig(
+            case="mlp", clients=4, devices="cpu:1", modes=("serial", "vectorized"),
+            train=TrainConfig(samples=SampleSizes.parse("32"), batch_size=16),
+            warmup=0, rounds=1, sample_interval_s=None, options={"vectorize_chunk": 3},
+        )
+    )
+    vec = results.mode("vectorized")
+    assert vec is not None and vec.same_result is True, vec
+    windows = {(c.start_s, c.end_s) for c in vec.rounds[0].clients}
+    assert len(windows) == 2  # two chunks: clients 0-2, then 3

@@ -1,8 +1,9 @@
 """A persistent pool of worker processes (spawn) that train clients on their devices.
 
-Workers start once, bind to their device, build their model and their clients' data once,
-and are reused every round. Weights move through shared memory: one flat tensor holds the
-global model, one row per client holds its update; pipes carry only small messages.
+Workers start once, bind to their device, build their model once (their clients' data as
+each first trains, kept within the data budget), and are reused every round. Weights move
+through shared memory: one flat tensor holds the global model, one row per worker its
+partial sum, one small row per client its fingerprint; pipes carry only small messages.
 
 The parent waits on the workers' pipes *and* their process sentinels, so a worker that dies
 (killed, segfault, out of memory) fails the mode at once, not at a timeout. Workers ignore
@@ -44,6 +45,9 @@ class WorkerSpec:
     # Environment set after binding and before CUDA initialises (MPS: its pipe directory
     # and the GPU by UUID, over the binding's index).
     env: tuple[tuple[str, str], ...] = ()
+    # Workers sharing this one's memory: those on its GPU, or every worker on CPU slots
+    # (they share the host's); client data and stacked clients are sized by it.
+    peers: int = 1
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,9 @@ class ClientLoop:
         from gpubench.fl import build_datasets, make_trainer
 
         case = load_case(setup.case)
-        data = build_datasets(case, setup.train, spec.clients, setup.sizes, torch_device)
+        data = build_datasets(
+            case, setup.train, spec.clients, setup.sizes, torch_device, spec.peers
+        )
         self.clients = spec.clients
         self.trainer = make_trainer(
             case, setup.train, torch_device, spec.device.id, spec.worker, data

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 
 import torch
 
@@ -18,16 +20,16 @@ def plan_workers(
     """Clients onto devices by the assignment policy, then onto each device's workers by the
     same policy. Workers without clients are not started.
 
-    ``dynamic``: every worker may train every client (each holds all the clients' data) and
-    the pool hands clients out at run time.
+    ``dynamic``: every worker may train every client (each makes the data of those it is
+    handed) and the pool hands clients out at run time.
     """
     if dynamic:
         every = tuple(range(plan.clients))
-        return [
+        return with_peers([
             WorkerSpec(d * per_device + k, device, every)
             for d, device in enumerate(devices)
             for k in range(min(per_device, plan.clients))
-        ][: max(plan.clients, 1)]
+        ][: max(plan.clients, 1)])
     on_device = assign_clients(plan.work, len(devices), plan.config.assign)
     specs: list[WorkerSpec] = []
     for d, device in enumerate(devices):
@@ -41,7 +43,17 @@ def plan_workers(
         for group in groups:
             if group:
                 specs.append(WorkerSpec(len(specs), device, tuple(group)))
-    return specs
+    return with_peers(specs)
+
+
+def with_peers(specs: list[WorkerSpec]) -> list[WorkerSpec]:
+    """Each spec with the number of workers that share its memory (its GPU's, or the
+    host's for CPU slots)."""
+    def pool(s: WorkerSpec) -> str:
+        return s.device.id if s.device.is_cuda else "host"
+
+    counts = Counter(pool(s) for s in specs)
+    return [replace(s, peers=counts[pool(s)]) for s in specs]
 
 
 class WorkerSpecs(ModeDefaults):

@@ -184,6 +184,21 @@ def chunk_size(
     return max(1, min(clients, room // max(1, per_client)))
 
 
+def layout_order(strides: Sequence[int]) -> tuple[int, ...]:
+    """A tensor's dimensions from the largest stride to the smallest: its memory order."""
+    return tuple(sorted(range(len(strides)), key=lambda d: (-strides[d], d)))
+
+
+def stacked_in_order(one: torch.Tensor, n: int, order: Sequence[int]) -> torch.Tensor:
+    """``one`` repeated for ``n`` clients (a leading dimension), laid out in memory in
+    ``order`` (e.g. a linear layer's weight transposed, as its batched gradient comes out)."""
+    shape = (n, *one.shape)
+    dense = torch.empty([shape[d] for d in order], dtype=one.dtype, device=one.device)
+    inverse = sorted(range(len(order)), key=lambda i: order[i])
+    dense.copy_(one.expand(shape).permute(list(order)))  # written in its own order
+    return dense.permute(inverse)
+
+
 def chunks(n: int, size: int) -> list[range]:
     """Positions ``0..n-1`` in consecutive runs of ``size`` (the last may be shorter)."""
     return [range(i, min(n, i + size)) for i in range(0, n, max(1, size))]
@@ -259,3 +274,65 @@ def state_layout(model: nn.Module) -> list[StateSlot]:
     return slots
 
 
+
+
+# --- a chunk of clients, on the device ----------------------------------------------------------
+
+
+@dataclass
+class StepIndex:
+    """A :class:`StepGroup` as index tensors on the device."""
+
+    rows: torch.Tensor
+    epochs: torch.Tensor
+    positions: torch.Tensor  # (rows x size) positions in each row's shuffle order
+    all_rows: bool  # every client of the chunk, in order: no gather/scatter needed
+    row_list: tuple[int, ...] = ()  # the same rows and epochs on the host
+    epoch_list: tuple[int, ...] = ()
+
+
+@dataclass
+class Chunk:
+    """Clients trained stacked at once: their step plan, and their data if kept."""
+
+    clients: tuple[int, ...]
+    sizes: list[int]
+    offsets: torch.Tensor  # where each client's samples start in the chunk's data
+    steps: list[list[StepIndex]]
+    data: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+def make_chunk(
+    clients: Sequence[int], sizes: Sequence[int], batch_size: int, epochs: int, device: str
+) -> Chunk:
+    n = len(sizes)
+    steps = [
+        [
+            StepIndex(
+                torch.tensor(g.rows, device=device),
+                torch.tensor(g.epochs, device=device),
+                (torch.tensor(g.starts)[:, None] + torch.arange(g.size)).to(device),
+                g.rows == tuple(range(n)),
+                g.rows,
+                g.epochs,
+            )
+            for g in groups
+        ]
+        for groups in plan_steps(sizes, batch_size, epochs)
+    ]
+    offsets = torch.tensor([0, *sizes[:-1]]).cumsum(0)
+    return Chunk(tuple(clients), list(sizes), offsets, steps)
+
+
+def shuffle_orders(chunk: Chunk, seed: int, epochs: int, device: str) -> torch.Tensor:
+    """(clients x epochs x max samples) shuffle orders, offset into the chunk's data: each
+    client's own generator, as :func:`gpubench.fl.local_train` draws it."""
+    from gpubench.seeds import derive_seed
+
+    orders = torch.zeros(len(chunk.clients), epochs, max(chunk.sizes), dtype=torch.long)
+    for r, (client, n) in enumerate(zip(chunk.clients, chunk.sizes, strict=True)):
+        for epoch in range(epochs):
+            gen = torch.Generator().manual_seed(derive_seed(seed, "shuffle", client, epoch))
+            orders[r, epoch, :n] = torch.randperm(n, generator=gen)
+    orders += chunk.offsets[:, None, None]
+    return orders.to(device)

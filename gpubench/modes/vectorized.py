@@ -27,7 +27,12 @@ step does not matter. A client that has run all of its steps simply leaves the g
 keeps the loss of a short batch the mean over *its* samples, as in serial (masking a padded
 batch would need every case's loss to accept per-sample weights).
 
-One worker process per device (the persistent pool), holding all of that device's clients.
+One worker process per device (the persistent pool). Its clients train in *chunks*: as many
+clients stacked at once as fit in the worker's part of ``VECTORIZE_SHARE`` of the free memory
+(the GPU's, or the host's), from one probe step at start-up (on a GPU its measured peak; on
+the CPU its saved activations, measured, and each client's state, gradient and momentum), or
+``--vectorize-chunk N``. The chunks train one after another into the same update sink, in
+client order, so the result is the unchunked one (each client's arithmetic is its own).
 
 Tolerance: the batched kernels (bmm over clients) sum each gradient in another order than
 one client's own matmuls, so the result is not bitwise serial's. The difference stays far
@@ -37,9 +42,10 @@ rounding steps, and 4.5e-7 on cnn (10 clients, batch 128), whose vmapped convolu
 as grouped ones. On CUDA, convolutions in TF32 make the kernel choice visible (up to 9.4e-4
 measured), so the mode asks for 4x the CUDA default there (``cuda_tolerance_scale``).
 
-Per-client timings: every client of a worker spans the whole batched window (``start_s`` to
-``end_s``), and its ``load_s``/``train_s``/``write_s`` are its share of the window's phases,
-in proportion to its samples, so that the clients' times add up to the worker's busy time.
+Per-client timings: every client of a chunk spans the chunk's batched window (``start_s`` to
+``end_s``), and its phases (``data``: the chunk's data, made again when the data budget did not
+keep it) are its share of the window's, in proportion to its samples, so that the clients'
+times add up to the worker's busy time.
 
 Not supported: layers that keep running statistics (BatchNorm): vmap cannot update an
 unbatched buffer from batched values, and a batched one would not be what serial computes.
@@ -51,21 +57,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from gpubench.cases import load_case
+from gpubench.clientdata import data_bytes
 from gpubench.cuda import synchronize
 from gpubench.modes.base import ModeFailure
 from gpubench.modes.pool import WorkerSetup, WorkerSpec
 from gpubench.modes.processes import ProcessModeBase, plan_workers
 from gpubench.modes.stacked import (
+    Chunk,
     StackedSequential,
     StateSlot,
+    StepIndex,
     check_vectorizable,
-    plan_steps,
+    chunk_size,
+    chunks,
+    layout_order,
+    make_chunk,
+    shuffle_orders,
+    stacked_in_order,
     state_layout,
 )
 from gpubench.results import ClientTiming
@@ -75,20 +88,9 @@ from gpubench.updates import UpdateSink
 # --- the worker body ------------------------------------------------------------------------
 
 
-@dataclass
-class _Group:
-    """A :class:`StepGroup` as index tensors on the device."""
-
-    rows: torch.Tensor
-    epochs: torch.Tensor
-    positions: torch.Tensor  # (rows x size) positions in each row's shuffle order
-    all_rows: bool  # every client of the worker, in order: no gather/scatter needed
-    row_list: tuple[int, ...] = ()  # the same rows and epochs on the host
-    epoch_list: tuple[int, ...] = ()
-
-
 class VectorizedBody:
-    """A worker's clients as one stacked model; ``run_round`` trains them all at once."""
+    """A worker's clients as stacked models, in chunks of clients that fit its memory:
+    ``train`` trains each chunk at once, the chunks one after another."""
 
     def __init__(self, setup: WorkerSetup, spec: WorkerSpec, torch_device: str) -> None:
         from torch.func import functional_call, vmap
@@ -105,38 +107,18 @@ class VectorizedBody:
         self.device_id = spec.device.id
         self.worker = spec.worker
         self.clients = spec.clients
-        data = build_datasets(case, setup.train, spec.clients, setup.sizes, torch_device)
-        self.sizes = [int(data[c][0].shape[0]) for c in spec.clients]
-        # All clients' samples in one tensor; a client's shuffle order is offset into it.
-        self.x = torch.cat([data[c][0] for c in spec.clients])
-        self.y = torch.cat([data[c][1] for c in spec.clients])
-        # Row views for index_select, a plain row copy (much faster than advanced indexing).
-        self.x_rows = self.x.reshape(self.x.shape[0], -1)
-        self.y_rows = self.y.reshape(self.y.shape[0], -1)
-        self.offsets = torch.tensor([0, *self.sizes[:-1]]).cumsum(0)
+        self.store = build_datasets(
+            case, setup.train, spec.clients, setup.sizes, torch_device, spec.peers
+        )
+        self.sizes = [int(setup.sizes[c]) for c in spec.clients]
         self.slots = state_layout(self.model)
         self.param_slots: dict[str, StateSlot] = {}
         for slot in self.slots:
             if slot.param is not None:
                 self.param_slots.setdefault(slot.param, slot)
         self.buffer_tensors = dict(self.model.named_buffers())
-        state_size = sum(slot.numel for slot in self.slots)
-        self.sink = UpdateSink(state_size, self.cfg.seed, torch_device)
-        n = len(spec.clients)
-        self.steps = [
-            [
-                _Group(
-                    torch.tensor(g.rows, device=torch_device),
-                    torch.tensor(g.epochs, device=torch_device),
-                    (torch.tensor(g.starts)[:, None] + torch.arange(g.size)).to(torch_device),
-                    g.rows == tuple(range(n)),
-                    g.rows,
-                    g.epochs,
-                )
-                for g in groups
-            ]
-            for groups in plan_steps(self.sizes, self.cfg.batch_size, self.cfg.local_epochs)
-        ]
+        self.state_size = sum(slot.numel for slot in self.slots)
+        self.sink = UpdateSink(self.state_size, self.cfg.seed, torch_device)
 
         model, loss_fn = self.model, self.loss_fn
 
@@ -149,9 +131,73 @@ class VectorizedBody:
         self.losses = vmap(loss_fn, randomness="different")
         # The default loss (cross entropy) is computed for the whole group at once.
         self.plain_cross_entropy = case.loss is None
-        # Each parameter's memory layout, taken from its gradient (see _adopt_layouts).
+        # Each parameter's memory layout (dimension order), from its gradient's.
         self.layouts: dict[str, tuple[int, ...]] = {}
-        self._adopt_layouts()
+        per_client = self._probe()
+        options = setup.options or {}
+        self.chunk_size = chunk_size(
+            len(self.clients), per_client, self._available(), spec.peers,
+            options.get("vectorize_chunk"),
+        )
+        self.chunks = [self._chunk(r) for r in chunks(len(self.clients), self.chunk_size)]
+
+    def _chunk(self, positions: range) -> Chunk:
+        return make_chunk(
+            [self.clients[p] for p in positions], [self.sizes[p] for p in positions],
+            self.cfg.batch_size, self.cfg.local_epochs, self.torch_device,
+        )
+
+    def _data(self, chunk: Chunk) -> tuple[torch.Tensor, torch.Tensor]:
+        """The chunk's samples in one tensor (kept while the data budget allows)."""
+        if chunk.data is not None:
+            return chunk.data
+        made = [self.store.make(c) for c in chunk.clients]
+        data = torch.cat([x for x, _ in made]), torch.cat([y for _, y in made])
+        del made
+        if self.store.reserve(data_bytes(*data)):
+            chunk.data = data
+        return data
+
+    def _available(self) -> int:
+        """Bytes free for stacked clients: the GPU's free memory, or the host's."""
+        if self.torch_device.startswith("cuda"):
+            return int(torch.cuda.mem_get_info(torch.device(self.torch_device))[0])
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+
+    def _probe(self) -> int:
+        """One step of the first (up to) two clients from the initial weights: each stacked
+        parameter's layout, and the bytes one more stacked client takes (measured on a GPU;
+        on the CPU its saved activations, measured, and its state, gradient and momentum)."""
+        from gpubench.casecheck import saved_tensor_bytes
+
+        if not self.clients:
+            return 1
+        probe = self._chunk(range(min(2, len(self.clients))))
+        x, y = self._data(probe)
+        probe.data = None
+        n = len(probe.clients)
+        size = min(min(probe.sizes), self.cfg.batch_size)
+        rows = (probe.offsets[:, None] + torch.arange(size)).to(self.torch_device)
+        cuda = [torch.device(self.torch_device).index or 0] if self.torch_device != "cpu" else []
+        if cuda:
+            torch.cuda.synchronize(self.torch_device)
+            torch.cuda.reset_peak_memory_stats(self.torch_device)
+            before = torch.cuda.memory_allocated(self.torch_device)
+        stacked = {
+            k: v.detach().unsqueeze(0).expand(n, *v.shape).contiguous()
+            for k, v in self.model.named_parameters()
+        }
+        with torch.random.fork_rng(devices=cuda), saved_tensor_bytes(stacked.values()) as saved:
+            grads = self._grads(stacked, *self._batch(rows, x, y))  # dropout's stream untouched
+        self.layouts = {k: layout_order(g.stride()) for k, g in grads.items()}
+        batch_share = self.cfg.batch_size / size
+        data = max(self.sizes) * data_bytes(x, y) // max(1, len(x))
+        if cuda:
+            peak = torch.cuda.max_memory_allocated(self.torch_device) - before
+            return int(peak * batch_share / n) + 4 * self.state_size + data
+        return int(2 * saved[0] * batch_share / n) + 3 * 4 * self.state_size + data
 
     def _grads(
         self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
@@ -190,67 +236,29 @@ class VectorizedBody:
             return (each.view_as(y).sum(dim=1) / counted).sum()
         return self.losses(out, y).sum()
 
-    def _adopt_layouts(self) -> None:
-        """Lay each stacked parameter out in memory the way its gradient comes out.
-
-        The batched backward of a linear layer gives the weight's gradient transposed in
-        memory. With the parameters, momenta and gradients in one layout, SGD's elementwise
-        updates stream through memory instead of striding across it: measured 14% off a
-        round (mlp, 10 clients, batch 64, one CPU slot). The layout is read from one probe
-        step (a few samples of every client, the model's initial weights) at start-up.
-        """
-        if not self.clients:
-            return
-        size = min(min(self.sizes), self.cfg.batch_size)
-        rows = (self.offsets[:, None] + torch.arange(size)).to(self.torch_device)
-        n = len(self.clients)
-        stacked = {
-            k: v.detach().unsqueeze(0).expand(n, *v.shape).contiguous()
-            for k, v in self.model.named_parameters()
-        }
-        cuda = [torch.device(self.torch_device).index or 0] if self.torch_device != "cpu" else []
-        with torch.random.fork_rng(devices=cuda):  # the probe leaves dropout's stream alone
-            grads = self._grads(stacked, *self._batch(rows))
-        self.layouts = {k: tuple(g.stride()) for k, g in grads.items()}
-
-    def _stacked(self, name: str, one: torch.Tensor) -> torch.Tensor:
-        """``one`` repeated for every client, in the layout its gradients will have."""
-        n = len(self.clients)
-        shape = (n, *one.shape)
-        strides = self.layouts.get(name)
-        if strides is None:
+    def _stacked(self, name: str, one: torch.Tensor, n: int) -> torch.Tensor:
+        """``one`` repeated for ``n`` clients, in the layout its gradients will have."""
+        order = self.layouts.get(name)
+        if order is None:
             return one.unsqueeze(0).repeat(n, *([1] * one.dim()))
-        # Dimensions from the largest stride to the smallest: a dense tensor in that order.
-        order = sorted(range(len(shape)), key=lambda d: (-strides[d], d))
-        dense = torch.empty([shape[d] for d in order], dtype=one.dtype, device=one.device)
-        inverse = sorted(range(len(order)), key=lambda i: order[i])
-        dense.copy_(one.expand(shape).permute(order))  # written in its own order: sequential
-        return dense.permute(inverse)
+        return stacked_in_order(one, n, order)
 
-    def _batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The samples at ``rows`` (clients x batch) of ``self.x`` and ``self.y``."""
+    def _batch(
+        self, rows: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The samples at ``rows`` (clients x batch) of a chunk's ``x`` and ``y``, gathered
+        with ``index_select`` on row views (a plain row copy, faster than indexing)."""
         flat = rows.reshape(-1)
-        x = torch.index_select(self.x_rows, 0, flat).view(*rows.shape, *self.x.shape[1:])
-        y = torch.index_select(self.y_rows, 0, flat).view(*rows.shape, *self.y.shape[1:])
-        return x, y
+        xs = torch.index_select(x.reshape(x.shape[0], -1), 0, flat)
+        ys = torch.index_select(y.reshape(y.shape[0], -1), 0, flat)
+        return xs.view(*rows.shape, *x.shape[1:]), ys.view(*rows.shape, *y.shape[1:])
 
-    def _orders(self) -> torch.Tensor:
-        """(clients x epochs x max samples) shuffle orders, offset into ``self.x``."""
-        cfg = self.cfg
-        orders = torch.zeros(len(self.clients), cfg.local_epochs, max(self.sizes), dtype=torch.long)
-        for r, (client, n) in enumerate(zip(self.clients, self.sizes, strict=True)):
-            for epoch in range(cfg.local_epochs):
-                gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "shuffle", client, epoch))
-                orders[r, epoch, :n] = torch.randperm(n, generator=gen)
-        orders += self.offsets[:, None, None]
-        return orders.to(self.torch_device)
-
-    def _load(self, global_state: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _load(self, global_state: torch.Tensor, n: int) -> dict[str, torch.Tensor]:
         flat = global_state.to(self.torch_device)
         params = {}
         for name, slot in self.param_slots.items():
             one = flat[slot.offset : slot.offset + slot.numel].view(slot.shape)
-            params[name] = self._stacked(name, one)
+            params[name] = self._stacked(name, one, n)
         with torch.no_grad():
             for slot in self.slots:
                 if slot.buffer is not None:
@@ -264,7 +272,7 @@ class VectorizedBody:
         params: dict[str, torch.Tensor],
         momenta: dict[str, torch.Tensor],
         grads: dict[str, torch.Tensor],
-        group: _Group,
+        group: StepIndex,
         first: bool,
     ) -> None:
         """The group's rows of the stacked tensors take one step of torch.optim.SGD(lr,
@@ -302,34 +310,38 @@ class VectorizedBody:
                     momenta[k] = torch.empty_like(params[k])
                 momenta[k].index_copy_(0, group.rows, buf)
 
-    def _train(self, params: dict[str, torch.Tensor]) -> None:
+    def _train(self, params: dict[str, torch.Tensor], chunk: Chunk, x: torch.Tensor,
+               y: torch.Tensor) -> None:
         momenta: dict[str, torch.Tensor] = {}
-        orders = self._orders()
+        orders = shuffle_orders(chunk, self.cfg.seed, self.cfg.local_epochs, self.torch_device)
         # Serial seeds the global RNG per (seed, client, epoch); each client's generator here.
-        gens = [torch.Generator(device=self.torch_device) for _ in self.clients]
-        epoch_of = [-1] * len(self.clients)
-        for t, groups in enumerate(self.steps):
+        gens = [torch.Generator(device=self.torch_device) for _ in chunk.clients]
+        epoch_of = [-1] * len(chunk.clients)
+        for t, groups in enumerate(chunk.steps):
             for group in groups:
                 rows = group.row_list
                 for r, epoch in zip(rows, group.epoch_list, strict=True):
                     if epoch_of[r] != epoch:
-                        gens[r].manual_seed(derive_seed(self.cfg.seed, "rng", self.clients[r], epoch))
+                        gens[r].manual_seed(
+                            derive_seed(self.cfg.seed, "rng", chunk.clients[r], epoch)
+                        )
                         epoch_of[r] = epoch
                 if self.stacked is not None:
                     self.stacked.generators = [gens[r] for r in rows]
                 idx = orders[group.rows[:, None], group.epochs[:, None], group.positions]
                 mine = params if group.all_rows else {k: v[group.rows] for k, v in params.items()}
-                grads = self._grads(mine, *self._batch(idx))
+                grads = self._grads(mine, *self._batch(idx, x, y))
                 self._sgd(params, momenta, grads, group, t == 0)
 
     def begin(self, global_state: torch.Tensor, partial: torch.Tensor) -> None:
         self.sink.begin(global_state, partial)
         self.global_state = global_state
 
-    def _write(self, params: dict[str, torch.Tensor], fingerprints: torch.Tensor) -> None:
+    def _write(self, params: dict[str, torch.Tensor], fingerprints: torch.Tensor,
+               chunk: Chunk) -> None:
         """Every client's state through the sink: fingerprint into its row, update folded."""
         row = self.sink.state_view()
-        for r, (client, n) in enumerate(zip(self.clients, self.sizes, strict=True)):
+        for r, (client, n) in enumerate(zip(chunk.clients, chunk.sizes, strict=True)):
             for slot in self.slots:
                 dest = row[slot.offset : slot.offset + slot.numel].view(slot.shape)
                 if slot.param is not None:
@@ -343,34 +355,46 @@ class VectorizedBody:
     def train(self, clients: Sequence[int] | None, fingerprints: torch.Tensor) -> list[ClientTiming]:
         if clients is not None and tuple(clients) != self.clients:
             raise ModeFailure("vectorized trains all of a worker's clients at once")
+        out: list[ClientTiming] = []
+        for chunk in self.chunks:
+            out.extend(self._train_chunk(chunk, fingerprints))
+        return out
+
+    def _train_chunk(self, chunk: Chunk, fingerprints: torch.Tensor) -> list[ClientTiming]:
+        """The chunk's clients at once; each client's phases are its share (by samples) of
+        the chunk's, and its window the chunk's."""
         dev = self.torch_device
         synchronize(dev)
         t0 = time.perf_counter()
-        params = self._load(self.global_state)
+        x, y = self._data(chunk)
+        synchronize(dev)
+        td = time.perf_counter()
+        params = self._load(self.global_state, len(chunk.clients))
         synchronize(dev)
         t1 = time.perf_counter()
         try:
             with torch.random.fork_rng(devices=[]):
-                self._train(params)
+                self._train(params, chunk, x, y)
         except Exception as exc:
             raise ModeFailure(
-                f"vectorized: clients {list(self.clients)} on {self.device_id} raised "
+                f"vectorized: clients {list(chunk.clients)} on {self.device_id} raised "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         synchronize(dev)
         t2 = time.perf_counter()
-        self._write(params, fingerprints)
+        self._write(params, fingerprints, chunk)
+        del params, x, y
         synchronize(dev)
         t3 = time.perf_counter()
-        total = float(sum(self.sizes))
+        total = float(sum(chunk.sizes))
         out = []
-        for client, n in zip(self.clients, self.sizes, strict=True):
+        for client, n in zip(chunk.clients, chunk.sizes, strict=True):
             share = n / total
-            phases = {"setup": (t1 - t0) * share, "compute": (t2 - t1) * share,
-                      "write": (t3 - t2) * share}
+            phases = {"data": (td - t0) * share, "setup": (t1 - td) * share,
+                      "compute": (t2 - t1) * share, "write": (t3 - t2) * share}
             out.append(ClientTiming(
                 client=client, device=self.device_id, worker=self.worker, samples=n,
-                load_s=phases["setup"], train_s=phases["compute"], write_s=phases["write"],
+                load_s=(t1 - t0) * share, train_s=phases["compute"], write_s=phases["write"],
                 start_s=t0, end_s=t3, phases=phases,
             ))
         return out
