@@ -306,3 +306,22 @@ def test_cpu_slots_say_so_and_leave_what_was_not_measured_open() -> None:
     assert answers["memory"].parts[0].verdict == DOES_NOT_HOLD  # ~0.9 GiB resident, not 2 GB
     assert answers["memory"].parts[1].reason == "no-samples" or answers["memory"].parts[1].reason == "missing"
     assert memory.fits(inputs, 1e9) == []  # CPU slots have no device memory to divide
+
+
+def test_the_committed_h200_results_give_gpu_pages_without_torch(tmp_path: Path) -> None:
+    h200 = ROOT / "reports" / "gpu-h200"
+    files = [str(h200 / "compare-all.json"), str(h200 / "compare-one-gpu.json"),
+             *sorted(str(p) for p in (h200 / "sweep").glob("*.json"))]
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from gpubench.cli import main\n"
+        f"code = main(['faq', '--out', {str(tmp_path)!r}, '--lang', 'both', '--from', *{files!r}])\n"
+        "assert 'torch' not in [m for m, v in sys.modules.items() if v is not None]\n"
+        "sys.exit(code)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    en = (tmp_path / "faq.en.md").read_text(encoding="utf-8")
+    assert "GPU 0" in en and "CPU slot" not in en
+    assert en.count("**Verdict:**") == 5
