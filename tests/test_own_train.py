@@ -35,7 +35,7 @@ def test_own_train_and_dataset_agree_with_serial_under_threads():
     assert serial.status == "ok" and threaded.status == "ok", (serial.error, threaded.error)
     assert threaded.same_result is True
     # FedAvg weights: the samples of each client's dataset.
-    assert [c.samples for c in serial.rounds[0].clients] == results.config["samples"]
+    assert [c.samples for c in serial.rounds[0].clients] == list(results.config["samples"])
     assert len(set(results.config["samples"])) > 1
     check_phases(results)
     # Waiting for the loader's batches is seen as its own phase.
