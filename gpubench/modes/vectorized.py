@@ -64,7 +64,7 @@ import torch
 from gpubench.cases import load_case
 from gpubench.clientdata import data_bytes
 from gpubench.cuda import synchronize
-from gpubench.modes.base import ModeFailure
+from gpubench.modes.base import ModeFailure, NotApplicable
 from gpubench.modes.pool import WorkerSetup, WorkerSpec
 from gpubench.modes.processes import ProcessModeBase, plan_workers
 from gpubench.modes.stacked import (
@@ -438,6 +438,11 @@ class VectorizedMode(ProcessModeBase):
         return plan_workers(self.plan, self.plan.devices, 1)
 
     def start(self) -> None:
+        if not self.plan.config.train.pipeline.idealised:
+            raise NotApplicable(
+                "vectorized batches the idealised client only (device data, one model per "
+                "worker, plain SGD); not applicable with these pipeline options"
+            )
         # Refuse a BatchNorm model here, with the layer's name, before any worker starts.
         check_vectorizable(load_case(self.plan.config.case).build_model())
         super().start()
