@@ -438,6 +438,11 @@ class VectorizedMode(ProcessModeBase):
         return plan_workers(self.plan, self.plan.devices, 1)
 
     def start(self) -> None:
+        if load_case(self.plan.config.case).trains_itself:
+            raise NotApplicable(
+                "vectorized runs gpubench's own batched SGD; not applicable to a case that "
+                "trains itself (its own train, or a Flower app)"
+            )
         if not self.plan.config.train.pipeline.idealised:
             raise NotApplicable(
                 "vectorized batches the idealised client only (device data, one model per "
