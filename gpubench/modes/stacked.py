@@ -336,3 +336,51 @@ def shuffle_orders(chunk: Chunk, seed: int, epochs: int, device: str) -> torch.T
             orders[r, epoch, :n] = torch.randperm(n, generator=gen)
     orders += chunk.offsets[:, None, None]
     return orders.to(device)
+
+
+@torch.no_grad()
+def sgd_step(
+    params: dict[str, torch.Tensor],
+    momenta: dict[str, torch.Tensor],
+    grads: dict[str, torch.Tensor],
+    group: StepIndex,
+    *,
+    first: bool,
+    lr: float,
+    momentum: float,
+) -> None:
+    """The group's rows of the stacked tensors take one step of torch.optim.SGD(lr,
+    momentum): its own functional update, ``torch.optim.sgd.sgd``. ``momenta`` holds each
+    parameter's stacked momentum buffer, made on the first step."""
+    from torch.optim.sgd import sgd
+
+    names = list(grads)
+    fresh = first or momentum == 0  # no momentum buffer to read
+    if group.all_rows:
+        ps = [params[k] for k in names]
+        bufs: list[torch.Tensor | None] = [None if fresh else momenta[k] for k in names]
+    else:
+        ps = [params[k][group.rows] for k in names]
+        bufs = [None if fresh else momenta[k][group.rows] for k in names]
+    sgd(
+        ps,
+        [grads[k] for k in names],
+        bufs,
+        foreach=True,
+        weight_decay=0.0,
+        momentum=momentum,
+        lr=lr,
+        dampening=0.0,
+        nesterov=False,
+        maximize=False,
+    )
+    for k, p, buf in zip(names, ps, bufs, strict=True):
+        if group.all_rows:
+            if buf is not None:
+                momenta[k] = buf
+            continue
+        params[k].index_copy_(0, group.rows, p)
+        if buf is not None:
+            if k not in momenta:
+                momenta[k] = torch.empty_like(params[k])
+            momenta[k].index_copy_(0, group.rows, buf)

@@ -71,12 +71,12 @@ from gpubench.modes.stacked import (
     Chunk,
     StackedSequential,
     StateSlot,
-    StepIndex,
     check_vectorizable,
     chunk_size,
     chunks,
     layout_order,
     make_chunk,
+    sgd_step,
     shuffle_orders,
     stacked_in_order,
     state_layout,
@@ -266,50 +266,6 @@ class VectorizedBody:
                     buf.copy_(flat[slot.offset : slot.offset + slot.numel].view_as(buf))
         return params
 
-    @torch.no_grad()
-    def _sgd(
-        self,
-        params: dict[str, torch.Tensor],
-        momenta: dict[str, torch.Tensor],
-        grads: dict[str, torch.Tensor],
-        group: StepIndex,
-        first: bool,
-    ) -> None:
-        """The group's rows of the stacked tensors take one step of torch.optim.SGD(lr,
-        momentum): its own functional update, ``torch.optim.sgd.sgd``."""
-        from torch.optim.sgd import sgd
-
-        names = list(grads)
-        fresh = first or self.cfg.momentum == 0  # no momentum buffer to read
-        if group.all_rows:
-            ps = [params[k] for k in names]
-            bufs: list[torch.Tensor | None] = [None if fresh else momenta[k] for k in names]
-        else:
-            ps = [params[k][group.rows] for k in names]
-            bufs = [None if fresh else momenta[k][group.rows] for k in names]
-        sgd(
-            ps,
-            [grads[k] for k in names],
-            bufs,
-            foreach=True,
-            weight_decay=0.0,
-            momentum=self.cfg.momentum,
-            lr=self.cfg.lr,
-            dampening=0.0,
-            nesterov=False,
-            maximize=False,
-        )
-        for k, p, buf in zip(names, ps, bufs, strict=True):
-            if group.all_rows:
-                if buf is not None:
-                    momenta[k] = buf
-                continue
-            params[k].index_copy_(0, group.rows, p)
-            if buf is not None:
-                if k not in momenta:
-                    momenta[k] = torch.empty_like(params[k])
-                momenta[k].index_copy_(0, group.rows, buf)
-
     def _train(self, params: dict[str, torch.Tensor], chunk: Chunk, x: torch.Tensor,
                y: torch.Tensor) -> None:
         momenta: dict[str, torch.Tensor] = {}
@@ -331,7 +287,8 @@ class VectorizedBody:
                 idx = orders[group.rows[:, None], group.epochs[:, None], group.positions]
                 mine = params if group.all_rows else {k: v[group.rows] for k, v in params.items()}
                 grads = self._grads(mine, *self._batch(idx, x, y))
-                self._sgd(params, momenta, grads, group, t == 0)
+                sgd_step(params, momenta, grads, group, first=t == 0, lr=self.cfg.lr,
+                         momentum=self.cfg.momentum)
 
     def begin(self, global_state: torch.Tensor, partial: torch.Tensor) -> None:
         self.sink.begin(global_state, partial)
