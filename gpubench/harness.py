@@ -34,6 +34,7 @@ from gpubench.modes import (
 )
 from gpubench.modes.base import first_line
 from gpubench.prepare import ModeSession, Prepared, fedavg_update, open_mode, prepare
+from gpubench.progress import ClientTicker
 from gpubench.results import (
     PHASE_BETWEEN,
     PHASE_COLD_START,
@@ -176,9 +177,12 @@ class _Harness:
         )
         self.mark(run.name, phase, index)
         try:
-            t0 = self.clock()
-            out = run.mode.run_round(global_state, fingerprints)
-            elapsed = self.clock() - t0
+            live = run.mode.live_fingerprints(fingerprints)
+            with ClientTicker(self.progress, (run.name, phase, index + 1, total),
+                              lambda: int((~torch.isnan(live[:, 0])).sum()), len(live)):
+                t0 = self.clock()
+                out = run.mode.run_round(global_state, fingerprints)
+                elapsed = self.clock() - t0
             # Close the round's span now: what follows (FedAvg, checks, closing the mode,
             # the next mode's start) must not count as this round's device time or energy.
             self.mark(run.name, PHASE_BETWEEN, None)

@@ -92,6 +92,8 @@ class WorkerMemory:
     max_allocated_bytes: int | None = None
     max_reserved_bytes: int | None = None
     rss_bytes: int | None = None
+    # The host that ran the worker, where a mode spans several (ray: the Ray node's id).
+    node: str | None = None
 
     def merged(self, later: WorkerMemory) -> WorkerMemory:
         """The same worker's peaks over both readings (``later`` names pid and device)."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import psutil
 
+from gpubench.config import RunConfig, SampleSizes, TrainConfig
 from gpubench.modes.ray_common import is_ray_process
 
 
@@ -47,3 +49,13 @@ def named_descendants(prefix: str) -> list[psutil.Process]:
         except psutil.Error:
             continue
     return found
+
+
+def small(**kw) -> RunConfig:
+    """Five mlp clients on two CPU slots, serial and ray, two rounds: the ray tests' run."""
+    train = TrainConfig(batch_size=32, samples=SampleSizes(64, 64), seed=3)
+    base = RunConfig(
+        case="mlp", clients=5, train=train, devices="cpu:2", modes=("serial", "ray"),
+        warmup=0, rounds=2, sample_interval_s=None,
+    )
+    return replace(base, **kw)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -291,3 +292,39 @@ def test_the_hook_accepts_the_harness_positional_call():
     d("serial", "warmup", 1, 1)
     d("serial", "round", 1, 1, clients_done=None, clients_total=None)
     d.close()
+
+
+def test_the_ticker_reports_clients_done_while_a_round_runs():
+    from gpubench.progress import ClientTicker
+
+    finished = [0]
+    seen: list[tuple] = []
+    got_three = threading.Event()
+
+    def hook(mode, phase, index, total, *, clients_done=None, clients_total=None):
+        seen.append((mode, phase, index, total, clients_done, clients_total))
+        if clients_done == 3:
+            got_three.set()
+
+    with ClientTicker(hook, ("multi-gpu", "round", 1, 2), lambda: finished[0], 5,
+                      interval_s=0.01) as ticker:
+        finished[0] = 3
+        assert got_three.wait(10), seen
+    assert ticker.thread is not None and not ticker.thread.is_alive()  # ends with the round
+    assert seen[-1] == ("multi-gpu", "round", 1, 2, 3, 5)
+    assert all(s[5] == 5 for s in seen)
+
+
+def test_a_hook_without_client_counts_is_never_ticked():
+    from gpubench.progress import ClientTicker, takes_client_counts
+
+    calls = []
+
+    def plain(mode, phase, index, total):
+        calls.append(mode)
+
+    assert not takes_client_counts(plain)
+    assert takes_client_counts(lambda *a, **k: None)
+    with ClientTicker(plain, ("serial", "round", 1, 1), lambda: 1, 1, interval_s=0.001) as t:
+        assert t.thread is None
+    assert calls == []

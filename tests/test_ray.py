@@ -8,27 +8,17 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import replace
 
 import pytest
 
 from gpubench.commands.compare import add_run_arguments, config_from_args
-from gpubench.config import RunConfig, SampleSizes, TrainConfig
+from gpubench.config import SampleSizes, TrainConfig
 from gpubench.devices import cpu_slots
 from gpubench.harness import compare, open_mode
 from gpubench.modes.base import ModeFailure, Plan
 from gpubench.modes.ray_common import RAY_MISSING, worker_resources
 from tests.conftest import CASES
-from tests.ray_helpers import named_descendants, new_ray_processes, ray_processes
-
-
-def small(**kw) -> RunConfig:
-    train = TrainConfig(batch_size=32, samples=SampleSizes(64, 64), seed=3)
-    base = RunConfig(
-        case="mlp", clients=5, train=train, devices="cpu:2", modes=("serial", "ray"),
-        warmup=0, rounds=2, sample_interval_s=None,
-    )
-    return replace(base, **kw)
+from tests.ray_helpers import named_descendants, new_ray_processes, ray_processes, small
 
 
 @pytest.fixture

@@ -101,6 +101,12 @@ class ModeDefaults:
         """The parts of its cold start this mode can tell apart, in seconds (after start)."""
         return {}
 
+    def live_fingerprints(self, fingerprints: torch.Tensor) -> torch.Tensor:
+        """Where this round's fingerprints appear as clients finish (the progress display
+        counts the rows filled so far): the harness's tensor for a mode that fills it as it
+        goes; a process mode's shared rows."""
+        return fingerprints
+
 
 class Mode(Protocol):
     name: ClassVar[str]
@@ -109,6 +115,8 @@ class Mode(Protocol):
     def not_reproducible(self, draws_global_rng: bool) -> str | None: ...
 
     def startup_parts(self) -> Mapping[str, float]: ...
+
+    def live_fingerprints(self, fingerprints: torch.Tensor) -> torch.Tensor: ...
 
     def __init__(self, plan: Plan) -> None: ...
 

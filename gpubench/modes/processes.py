@@ -109,6 +109,9 @@ class ProcessModeBase(WorkerSpecs):
         )
         self.pool.start()
 
+    def live_fingerprints(self, fingerprints: torch.Tensor) -> torch.Tensor:
+        return fingerprints if self.pool is None else self.pool.shared.fingerprints
+
     def run_round(self, global_state: torch.Tensor, fingerprints: torch.Tensor) -> RoundOutput:
         assert self.pool is not None, "start() first"
         timings, memory = self.pool.run_round(global_state)

@@ -30,6 +30,7 @@ import os
 import time
 import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,7 @@ class RayWorker:
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         self.spec = spec
         self.device_id = spec.device.id
+        self.node: str | None = None  # the Ray node it runs on, once ready() asked
         if spec.device.is_cuda:
             torch_device = "cuda:0"  # the GPU Ray assigned (it set CUDA_VISIBLE_DEVICES)
             self.device_id = self._assigned_gpu(spec.device)
@@ -95,25 +97,35 @@ class RayWorker:
     def ready(self) -> tuple[int, str, str]:
         import ray
 
-        return os.getpid(), ray.get_runtime_context().get_node_id(), self.device_id
+        self.node = ray.get_runtime_context().get_node_id()
+        return os.getpid(), self.node, self.device_id
 
     def run_round(
         self, global_state: np.ndarray
     ) -> tuple[np.ndarray, float, np.ndarray, list[ClientTiming], WorkerMemory]:
-        """(partial sum, its weight, this actor's clients' fingerprints, timings, memory)."""
+        """(partial sum, its weight, this actor's clients' fingerprints, timings, memory).
+
+        The timings' ``start_s``/``end_s`` are seconds since this actor began the round, on
+        its own node's clock: another node's ``perf_counter`` has another origin.
+        """
         from gpubench.cuda import peak_memory, reset_peak_memory
 
+        begun = time.perf_counter()
         flat = torch.from_numpy(global_state)
         dev = self.trainer.torch_device
         reset_peak_memory(dev)
         sink = self.trainer.sink
         sink.begin(flat)
         self.fingerprints.fill_(float("nan"))
-        timings = [self.trainer.run(c, self.fingerprints) for c in self.spec.clients]
+        timings = [
+            replace(t, start_s=t.start_s - begun, end_s=t.end_s - begun)
+            for t in (self.trainer.run(c, self.fingerprints) for c in self.spec.clients)
+        ]
         partial = sink.finish()
         allocated, reserved = peak_memory(dev)
         memory = WorkerMemory(
-            self.spec.worker, self.device_id, os.getpid(), allocated, reserved, process_rss()
+            self.spec.worker, self.device_id, os.getpid(), allocated, reserved, process_rss(),
+            node=self.node,
         )
         fps = self.fingerprints[list(self.spec.clients)].numpy()
         return partial.numpy(), sink.weight, fps, timings, memory
@@ -163,11 +175,13 @@ class RayMode(WorkerSpecs):
                 num_cpus=res.cpus, num_gpus=res.gpus, max_restarts=0, max_task_retries=0
             ).remote(setup, spec, res)
             self.actors.append(actor)
-        here = ray.get_runtime_context().get_node_id()
         replies = self._gather([a.ready.remote() for a in self.actors], "start")
+        # The monitor samples the actors on this machine (every node of a local cluster).
+        host_of = {n["NodeID"]: n.get("NodeManagerAddress") for n in ray.nodes()}
+        here = host_of.get(ray.get_runtime_context().get_node_id())
         for spec, (pid, node, device_id) in zip(self.specs, replies, strict=True):
             self.actor_pids[spec.worker] = pid
-            if node == here:
+            if host_of.get(node) == here:
                 self.local_pids[pid] = device_id
         if self.started_ray:
             self.ray_procs = ray_descendants()
@@ -206,6 +220,10 @@ class RayMode(WorkerSpecs):
 
     def run_round(self, global_state: torch.Tensor, fingerprints: torch.Tensor) -> RoundOutput:
         assert self.ray is not None, "start() first"
+        # Each actor's timings are relative to its own start of the round; on this clock that
+        # start is taken as the moment the round was sent (what separates them is Ray's
+        # dispatch, not training).
+        sent = time.perf_counter()
         ref = self.ray.put(global_state.numpy())  # once per round, shared by every actor
         replies = self._gather([a.run_round.remote(ref) for a in self.actors], "round")
         partials: list[torch.Tensor] = []
@@ -213,10 +231,12 @@ class RayMode(WorkerSpecs):
         timings: list[ClientTiming] = []
         memory: list[WorkerMemory] = []
         for spec, (partial, weight, fps, clients, mem) in zip(self.specs, replies, strict=True):
-            partials.append(torch.from_numpy(partial))
+            partials.append(torch.from_numpy(np.array(partial)))  # writable, its own
             weights.append(float(weight))
-            fingerprints[list(spec.clients)] = torch.from_numpy(fps)
-            timings.extend(clients)
+            fingerprints[list(spec.clients)] = torch.from_numpy(np.array(fps))
+            timings.extend(
+                replace(t, start_s=sent + t.start_s, end_s=sent + t.end_s) for t in clients
+            )
             memory.append(mem)
         return RoundOutput(partials, weights, fingerprints, timings, memory)
 

@@ -36,8 +36,10 @@ class ThreadedMode(InProcessBase):
     def not_reproducible(self, draws_global_rng: bool) -> str | None:
         if draws_global_rng:
             return (
-                "the case draws from torch's global RNG (e.g. Dropout), which every thread "
-                "shares: which thread draws next depends on timing"
+                "the case draws from torch's global RNG (e.g. Dropout, or a "
+                "DataLoader(shuffle=True) without a generator), which every thread shares: "
+                "which thread draws next depends on timing; for the loader, pass "
+                "generator=torch.Generator().manual_seed(partition_id)"
             )
         return None
 
