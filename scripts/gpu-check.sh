@@ -11,6 +11,7 @@
 #   compare-mps.json     serial + multiprocess with and without MPS (when compare has --mps)
 #   mps-raw.json         small-kernel processes on one GPU: alone, time-sliced, under MPS
 #   compare-one-gpu.json streams and vectorized
+#   compare-flower-like.json, compare-example-app.json  the own-client pipeline and example app
 #   device-stats.txt     per mode and device: kernel-active, SM active/occupancy, samples
 #   sweep/               batch sizes (last; skipped when time is short)
 #
@@ -121,6 +122,17 @@ EOF
 step "compare on cuda (streams, vectorized)" 60 $py -m gpubench compare --devices cuda --clients 10 \
   --batch-size 128 --rounds 5 --quiet --modes serial,threaded,streams,vectorized \
   --out "$out/compare-one-gpu.json"
+
+# The user's own client on CUDA: a typical Flower client's pipeline, and the example app.
+step "compare on cuda (--preset flower-like)" 70 $py -m gpubench compare --devices cuda \
+  --preset flower-like --clients 6 --batch-size 32 --samples-per-client 320 --rounds 3 --quiet \
+  --modes serial,threaded,multiprocess --out "$out/compare-flower-like.json"
+step "compare on cuda (the example Flower app)" 70 $py -m gpubench compare --devices cuda \
+  --case flower:examples/flower-quickstart/app.py:app \
+  --initial-model examples/flower-quickstart/task.py:Net \
+  --run-config "batch-size=32 local-epochs=1 dataset-size=1200" --train-config "lr=0.01" \
+  --clients 4 --rounds 3 --quiet --modes serial,threaded,multiprocess \
+  --out "$out/compare-example-app.json"
 
 log "device stats (kernel-active, SM activity and occupancy, samples per phase)"
 timeout 30 $py - "$out" >"$out/device-stats.txt" 2>>"$out/check.log" <<'EOF'
