@@ -165,6 +165,24 @@ def test_counterfactual_rows_are_renamed_timed_against_serial_and_explained() ->
                 and "@" in f.facts["mode"]]
 
 
+def test_a_change_within_round_noise_does_not_explain_the_ratio() -> None:
+    @dataclass
+    class Plan:
+        config: Any = None
+
+    prep = FakePrepared(_parse("--workers", "2"), plan=Plan())
+    base = results(SERIAL, SLOW_THREADS)
+    before = base.mode("threaded").median_round_s  # type: ignore[union-attr]
+
+    def rerun(config: RunConfig, p: Any, rename: Any) -> Results:  # threaded 6% faster
+        return results(mode("serial", 1.25), mode("threaded", before / 1.06, workers=2))
+
+    out = with_counterfactuals(base, prep, rerun)  # type: ignore[arg-type]
+    (f,) = [f for f in compute_findings(out) if f.code == "setting-moves-threads"]
+    en, _ = finding_text(f, "en")
+    assert "does not explain the ratio" in en and f.level == "info"
+
+
 def test_no_counterfactual_when_threads_do_not_lose() -> None:
     prep = FakePrepared(_parse("--workers", "2"))
     fast = results(SERIAL, mode("threaded", 0.8))
