@@ -45,7 +45,8 @@ def shm_used() -> int:
 
 
 def run_row(args: list[str], out: Path) -> tuple[float, int, int]:
-    """(wall seconds, exit status, peak shared memory in use above the start's)."""
+    """(wall seconds, exit status, peak shared memory in use above the start's); the run's
+    own output goes to ``out`` with ``.log``."""
     base = shm_used()
     peak = [0]
     stop = threading.Event()
@@ -58,8 +59,10 @@ def run_row(args: list[str], out: Path) -> tuple[float, int, int]:
     watcher.start()
     t0 = time.monotonic()
     try:
-        proc = subprocess.run([sys.executable, "-m", "gpubench", "compare", *args, *COMMON,
-                               "--out", str(out)], check=False)
+        with out.with_suffix(".log").open("w", encoding="utf-8") as log:
+            proc = subprocess.run([sys.executable, "-m", "gpubench", "compare", *args, *COMMON,
+                                   "--out", str(out)], stdout=log, stderr=subprocess.STDOUT,
+                                  check=False)
     finally:
         stop.set()
         watcher.join()
