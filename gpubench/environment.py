@@ -59,10 +59,12 @@ def torch_info() -> dict[str, Any]:
         info["cudnn"] = torch.backends.cudnn.version()
     except Exception:  # no cuDNN in this build
         pass
+    # Its version from the package metadata: importing torchvision costs ~2 s (it loads
+    # torch._dynamo), which every command would pay for one string.
     try:
-        import torchvision
+        from importlib import metadata
 
-        info["torchvision"] = torchvision.__version__
+        info["torchvision"] = metadata.version("torchvision")
     except Exception:
         info["torchvision"] = None
     return info

@@ -102,7 +102,7 @@ def test_ctrl_c_and_sigterm_stop_every_worker_and_write_what_was_measured(tmp_pa
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUBENCH_TEST_MARKS": str(marks)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gpubench", "compare", "--case", f"{CASES}:slow_case",
-         "--clients", "4", "--samples-per-client", "400", "--batch-size", "8",
+         "--clients", "4", "--samples-per-client", "200", "--batch-size", "8",
          "--modes", "serial,multi-gpu", "--devices", "cpu:2", "--rounds", "1", "--warmup", "0",
          "--sample-interval", "0", "--quiet", "--out", str(out)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
