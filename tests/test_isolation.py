@@ -143,6 +143,7 @@ def test_threaded_client_threads_end_with_their_round() -> None:
                        train=TrainConfig(batch_size=16, samples=SampleSizes(32, 32)),
                        sample_interval_s=None, workers=2)
     seen: set[str] = set()
+    before = {t.ident for t in threading.enumerate()}  # e.g. a hung app's thread of a test
     with open_mode(config, "threaded") as session:
         real = session.mode._one  # type: ignore[attr-defined]
 
@@ -152,6 +153,7 @@ def test_threaded_client_threads_end_with_their_round() -> None:
 
         session.mode._one = spy  # type: ignore[attr-defined]
         session.run_round()
-        left = [t.name for t in threading.enumerate() if t.name.startswith(CLIENT_THREADS)]
+        left = [t.name for t in threading.enumerate()
+                if t.ident not in before and t.name.startswith(CLIENT_THREADS)]
     assert seen and all(name.startswith(CLIENT_THREADS) for name in seen)
     assert left == [], f"client threads outlived their round: {left}"
