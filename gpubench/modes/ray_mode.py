@@ -230,10 +230,17 @@ class RayMode(WorkerSpecs):
         weights: list[float] = []
         timings: list[ClientTiming] = []
         memory: list[WorkerMemory] = []
-        for spec, (partial, weight, fps, clients, mem) in zip(self.specs, replies, strict=True):
-            partials.append(torch.from_numpy(np.array(partial)))  # writable, its own
+        # The replies are read-only views of the object store; they are only read here (FedAvg
+        # adds the partial sums into a sum of its own), so no state-sized copy per actor.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            views = [(torch.from_numpy(p), torch.from_numpy(f)) for p, _, f, _, _ in replies]
+        for spec, (partial, fps), (_, weight, _, clients, mem) in zip(
+            self.specs, views, replies, strict=True
+        ):
+            partials.append(partial)
             weights.append(float(weight))
-            fingerprints[list(spec.clients)] = torch.from_numpy(np.array(fps))
+            fingerprints[list(spec.clients)] = fps
             timings.extend(
                 replace(t, start_s=sent + t.start_s, end_s=sent + t.end_s) for t in clients
             )
