@@ -30,6 +30,8 @@ Data = tuple[torch.Tensor, torch.Tensor]
 
 # The share of a GPU's memory the client data kept by its processes may take.
 GPU_DATA_SHARE = 0.5
+SLAB_BYTES = 64 << 20  # above glibc's largest mmap threshold (32 MiB)
+SLAB_ALIGN = 64
 
 
 def data_bytes(x: torch.Tensor, y: torch.Tensor) -> int:
@@ -42,6 +44,35 @@ def device_cap(torch_device: str, peers: int = 1) -> int | None:
         return None
     total = torch.cuda.get_device_properties(torch.device(torch_device)).total_memory
     return int(GPU_DATA_SHARE * total / max(1, peers))
+
+
+class Slabs:
+    """Kept host tensors, copied one after another into large blocks of their own.
+
+    A client's data is made among temporaries (its generation, the training step before
+    it) in the heap; kept there, each client would pin the heap around it and the process
+    would grow by more than the data (measured: cnn, 1000 clients of 32 samples, 0.44 MB of
+    resident memory per 0.375 MB client). A slab is one allocation above glibc's mmap
+    threshold: its own mapping, resident only where written.
+    """
+
+    def __init__(self, size: int = SLAB_BYTES) -> None:
+        self.size = size
+        self.current: torch.Tensor | None = None
+        self.used = 0
+
+    def place(self, t: torch.Tensor) -> torch.Tensor:
+        """A copy of ``t`` in a slab (``t`` itself if it is large enough to be its own)."""
+        n = t.numel() * t.element_size()
+        if n == 0 or n > self.size // 4 or not t.is_contiguous():
+            return t
+        if self.current is None or self.used + n > self.size:
+            self.current = torch.empty(self.size, dtype=torch.uint8)
+            self.used = 0
+        view = self.current[self.used : self.used + n].view(t.dtype).view(t.shape)
+        view.copy_(t)
+        self.used += -(-n // SLAB_ALIGN) * SLAB_ALIGN
+        return view
 
 
 class ClientData(MutableMapping[int, Data]):
@@ -73,6 +104,12 @@ class ClientData(MutableMapping[int, Data]):
         cap = device_cap(torch_device, peers)
         self.budget = budget if cap is None else cap if budget is None else min(budget, cap)
         self.kept: dict[int, Data] = {}
+        # Host data kept: packed into slabs of its own (see Slabs). Not for a DataLoader's
+        # worker processes: handing them a client's tensors would share its whole slab.
+        p = cfg.pipeline
+        loader_processes = p.loader == "dataloader" and p.loader_workers > 0
+        on_host = torch.device(torch_device).type == "cpu"
+        self.slabs = Slabs() if on_host and not loader_processes else None
         self.kept_bytes = 0
         self.made = 0  # how many times data was made (kept or not)
         self.lock = threading.Lock()
@@ -91,6 +128,8 @@ class ClientData(MutableMapping[int, Data]):
             if client not in self.kept and (
                 self.budget is None or self.kept_bytes + size <= self.budget
             ):
+                if self.slabs is not None:
+                    data = (self.slabs.place(data[0]), self.slabs.place(data[1]))
                 self.kept[client] = data
                 self.kept_bytes += size
         return data
@@ -115,6 +154,11 @@ class ClientData(MutableMapping[int, Data]):
                 f"{self.sizes[client]} before the run (it must return the same data each time)"
             )
         return x.to(self.torch_device), y.to(self.torch_device)
+
+    def keeps(self, client: int) -> bool:
+        """Whether ``client``'s data is kept (what is built on it may be kept with it)."""
+        with self.lock:
+            return client in self.kept
 
     def reserve(self, nbytes: int) -> bool:
         """Count ``nbytes`` of data the caller keeps itself (e.g. clients stacked into one

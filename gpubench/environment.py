@@ -55,10 +55,12 @@ def torch_info() -> dict[str, Any]:
         "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
         "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
     }
-    try:
-        info["cudnn"] = torch.backends.cudnn.version()
-    except Exception:  # no cuDNN in this build
-        pass
+    # Asking loads cuDNN's libraries (~50 MB resident), which a run without CUDA never uses.
+    if info["cuda_available"]:
+        try:
+            info["cudnn"] = torch.backends.cudnn.version()
+        except Exception:  # no cuDNN in this build
+            pass
     # Its version from the package metadata: importing torchvision costs ~2 s (it loads
     # torch._dynamo), which every command would pay for one string.
     try:

@@ -232,12 +232,19 @@ class ClientTrainer:
         """``--data host``: the client's tensors in host memory (pinned with --pin-memory)."""
         if self.pipeline.data != "host" or x.device.type == "cpu":
             return x, y
-        if client not in self._host:
-            xs, ys = x.cpu(), y.cpu()
-            if self.pipeline.pin_memory:
-                xs, ys = xs.pin_memory(), ys.pin_memory()
+        if client in self._host:
+            return self._host[client]
+        xs, ys = x.cpu(), y.cpu()
+        if self.pipeline.pin_memory:
+            xs, ys = xs.pin_memory(), ys.pin_memory()
+        if self._keeps(client):
             self._host[client] = (xs, ys)
-        return self._host[client]
+        return xs, ys
+
+    def _keeps(self, client: int) -> bool:
+        """Whether what is built on ``client``'s data may be kept: while its data is."""
+        keeps = getattr(self.datasets, "keeps", None)
+        return keeps is None or bool(keeps(client))
 
     def _source(self, client: int, x: torch.Tensor, y: torch.Tensor) -> ClientSource:
         fresh = self.pipeline.client_setup == "fresh"
@@ -249,7 +256,7 @@ class ClientTrainer:
             images, labels = load_cifar(self.pipeline.cifar_root)
             cifar = images[cifar_pick(labels, y, self.cfg.seed, client)]
         source = ClientSource(self.cfg, client, x, y, self.torch_device, cifar)
-        if not fresh:
+        if not fresh and self._keeps(client):  # a source holds its client's data
             self.sources[client] = source
         return source
 

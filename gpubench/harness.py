@@ -25,6 +25,7 @@ from gpubench.config import RunConfig
 from gpubench.devices import Device
 from gpubench.environment import collect_environment
 from gpubench.equivalence import Comparison, Ledger, consistency_diff
+from gpubench.isolation import release_free_heap
 from gpubench.modes import (
     Mode,
     ModeFailure,
@@ -33,7 +34,7 @@ from gpubench.modes import (
     mode_class,
 )
 from gpubench.modes.base import first_line
-from gpubench.prepare import ModeSession, Prepared, fedavg_update, open_mode, prepare
+from gpubench.prepare import ModeSession, Prepared, fedavg, fedavg_update, open_mode, prepare
 from gpubench.progress import ClientTicker
 from gpubench.results import (
     PHASE_BETWEEN,
@@ -51,7 +52,7 @@ from gpubench.results import (
     RunRecord,
     WorkerMemory,
 )
-from gpubench.updates import FINGERPRINT_SIZE
+from gpubench.updates import FINGERPRINT_SIZE, FedAvgUpdate, LastUpdates
 
 __all__ = ["ModeSession", "Prepared", "compare", "fedavg_update", "open_mode", "prepare"]
 
@@ -86,8 +87,6 @@ class _Run:
     rounds: list[RoundRecord] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)  # the schedule step of each round
     memory: dict[int, WorkerMemory] = field(default_factory=dict)
-    aggregate: torch.Tensor | None = None  # of the last measured round
-    aggregate_update: torch.Tensor | None = None  # its update over the global model
     device_ids: tuple[str, ...] = ()
     workers: int = 0
     tolerance: float = 0.0  # set when the run is made; a mode may widen it on CUDA
@@ -131,6 +130,7 @@ class _Harness:
         ]
         self.ledger = Ledger()
         self.sketch = prep.sketch
+        self.last = LastUpdates("serial" if "serial" in cfg.modes else None)
 
     def mark(self, mode: str | None, phase: str, index: int | None) -> None:
         if self.sampler is not None:
@@ -187,10 +187,9 @@ class _Harness:
             # the next mode's start) must not count as this round's device time or energy.
             self.mark(run.name, PHASE_BETWEEN, None)
             a0 = self.clock()
-            update = fedavg_update(out)
-            aggregate = (global_state.to(torch.float64) + update).to(torch.float32)
-            aggregate_s = self.clock() - a0
+            update = fedavg(out)
             self.check_round(out, update, step)
+            aggregate_s = self.clock() - a0
         except Exception as exc:
             self.mark(run.name, PHASE_BETWEEN, None)
             run.fail(STATUS_FAILED, _reason(exc), _detail(exc))
@@ -207,10 +206,10 @@ class _Harness:
         run.steps.append(step)
         if not warmup:
             _keep_peak(run.memory, out.memory)
-            run.aggregate = aggregate
-            run.aggregate_update = update
+        if step == len(self.schedule) - 1:
+            self.last.add(run.name, update, self.prep.global_for(step))
 
-    def check_round(self, out: RoundOutput, update: torch.Tensor, step: int) -> None:
+    def check_round(self, out: RoundOutput, update: FedAvgUpdate, step: int) -> None:
         """Every client exactly once, every partial sum present, and an aggregate that is
         the FedAvg of the clients' updates; else the mode fails naming what is wrong."""
         where = f"round {step + 1}"
@@ -229,7 +228,7 @@ class _Harness:
             raise ModeFailure(f"{where}: client {int(missing[0])} has no result")
         total = float(sum(out.weights))
         expected = float(sum(self.prep.weights))
-        if not math.isfinite(total) or not torch.isfinite(update[:1]).all():
+        if not math.isfinite(total) or not torch.isfinite(update.chunk(0, 1)).all():
             raise ModeFailure(f"{where}: a worker returned no partial sum")
         if total != expected:
             raise ModeFailure(
@@ -245,6 +244,7 @@ class _Harness:
 
     def finish(self, run: _Run) -> None:
         run.close()
+        release_free_heap()  # the mode's replicas and data, before the next mode starts
         if self.sampler is not None:
             self.sampler.unwatch_pids(run.name)
         self.mark(None, PHASE_BETWEEN, None)
@@ -357,7 +357,7 @@ def _mode_results(
         speedup = None  # set from the Results (see _with_speedup)
         verdict = _Verdict()
         if ok and serial is not None:
-            verdict = _compare_with_serial(run, serial, harness.ledger)
+            verdict = _compare_with_serial(run, serial, harness)
         rounds = tuple(
             replace(r, client_diffs=tuple(verdict.diffs.get(step, ())))
             for r, step in zip(run.rounds, run.steps, strict=True)
@@ -403,11 +403,11 @@ class _Verdict:
     diffs: dict[int, list[float]] = field(default_factory=dict)
 
 
-def _compare_with_serial(run: _Run, serial: _Run, ledger: Ledger) -> _Verdict:
+def _compare_with_serial(run: _Run, serial: _Run, harness: _Harness) -> _Verdict:
     """Every client of every round against serial's; the last aggregate too. A mode whose
     work is known not to be reproducible is compared (its numbers are recorded) but never
     called the same, nor different."""
-    comparison: Comparison | None = ledger.compare(run.name, serial.name)
+    comparison: Comparison | None = harness.ledger.compare(run.name, serial.name)
     v = _Verdict()
     if comparison is None:
         return v
@@ -415,13 +415,7 @@ def _compare_with_serial(run: _Run, serial: _Run, ledger: Ledger) -> _Verdict:
     v.worst_client, v.worst_diff = comparison.worst_client, comparison.worst_diff
     if comparison.worst_step is not None:
         v.worst_round = run.steps.index(comparison.worst_step) if comparison.worst_step in run.steps else None
-    aggregate_rel = 0.0
-    if run.aggregate is not None and serial.aggregate is not None:
-        v.aggregate_diff = float((run.aggregate - serial.aggregate).abs().max().item())
-        assert run.aggregate_update is not None and serial.aggregate_update is not None
-        scale = float(serial.aggregate_update.abs().max().item())
-        gap = float((run.aggregate_update - serial.aggregate_update).abs().max().item())
-        aggregate_rel = gap / scale if scale else (0.0 if gap == 0 else math.inf)
+    v.aggregate_diff, aggregate_rel = harness.last.gaps.get(run.name, (None, 0.0))
     if run.not_reproducible is None:
         worst = v.worst_diff if v.worst_diff is not None else 0.0
         v.same = worst <= run.tolerance and aggregate_rel <= run.tolerance

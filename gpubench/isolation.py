@@ -69,6 +69,21 @@ def steady_host_allocator() -> bool:
     return bool(ok)
 
 
+def release_free_heap() -> bool:
+    """Hand the heap's free memory back to the OS now (Linux/glibc ``malloc_trim``).
+
+    What a step builds and frees (a probe model and its gradients, a mode's replicas) stays
+    in the heap: glibc's threshold for trimming it grows with the blocks freed, and on CPU
+    slots :func:`steady_host_allocator` keeps it on purpose. Called where the parent's work
+    changes (after the checks before a run, after a mode closes), never inside a round.
+    Measured (ResNet-18): the probe step leaves 128 MB of 856 MB resident; trimmed, 17 MB.
+    """
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 # libgomp's idle wait: how many times a thread with no work spins before it sleeps.
 OPENMP_WAIT_VARIABLES = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
 OPENMP_SPIN_COUNT = 30000

@@ -12,8 +12,11 @@ workers every mode starts) it adds up, per process, what a round holds at its pe
 - ``activations``: one batch's, what autograd saves for backward and as much again while
   the backward runs;
 - ``shared``: the shared-memory buffers of a process mode's round the process touches;
-- ``harness`` (the parent only): the round's global models, FedAvg's float64 sums, each
-  mode's last aggregate, the clients' fingerprints and timings kept for the results.
+- ``runtime``: what torch loads when a process first trains (its first optimizer imports
+  ``torch._dynamo``), in each process that trains and has not loaded it yet;
+- ``harness`` (the parent only): the round's global model, serial's last FedAvg update
+  (float64; another mode's is kept only while serial's is still to come), the clients'
+  fingerprints and timings kept for the results.
 
 Modes run one after another (their peaks do not add up) unless ``--interleave`` starts them
 all at once. A run that cannot fit is refused before anything starts (``ConfigError``: one
@@ -32,10 +35,15 @@ from gpubench.config import ConfigError, RunConfig
 from gpubench.devices import Device
 from gpubench.modes.base import process_rss
 from gpubench.modes.stacked import chunk_size
+from gpubench.updates import GAP_CHUNK
 
 # A CUDA context and the kernels torch loads into it, per process and GPU.
 CUDA_CONTEXT_BYTES = 600 << 20
 RAY_PROCESSES_BYTES = 700 << 20  # a local Ray's head processes (gcs, raylet, ...)
+# What a process's first optimizer loads (torch._dynamo): measured 148 MiB (torch 2.14, CPU).
+TORCH_RUNTIME_BYTES = 150 << 20
+# Checking a round reads the update a chunk at a time: a few float64 chunks at once.
+GAP_CHUNK_BYTES = 8 * 8 * GAP_CHUNK
 # What the parent keeps per client and round of each mode (a ClientTiming and its phases,
 # a fingerprint row in the ledger).
 RECORD_BYTES = 1200
@@ -137,7 +145,7 @@ class MemoryPlan:
 
     def table(self) -> str:
         """The estimate as a text table, one row per process, then the totals."""
-        names = ["base", "model", "data", "activations", "shared", "harness"]
+        names = ["base", "runtime", "model", "data", "activations", "shared", "harness"]
         head = ["mode", "process", "device", *names, "host", "device mem"]
         rows = [head]
         for p in self.processes:
@@ -178,6 +186,9 @@ class Inputs:
     data_bytes_per_sample: int
     activation_bytes_per_sample: int
     base_bytes: int
+    # 0 when the parent had loaded it before the run (the case's imports did): a worker
+    # loads the same with the case.
+    runtime_bytes: int = TORCH_RUNTIME_BYTES
 
 
 def _workers(config: RunConfig, mode: str, devices: tuple[Device, ...]) -> list[Device]:
@@ -235,7 +246,8 @@ def estimate(inputs: Inputs) -> MemoryPlan:
                     k = vectorized_chunk(cfg, math.ceil(clients / n), 3 * 4 * s + activations, n)
                     model = replica + 3 * 4 * s * k
                     acts = activations * k
-                host = {"base": inputs.base_bytes, "shared": 4 * s + 8 * s}
+                host = {"base": inputs.base_bytes, "runtime": inputs.runtime_bytes,
+                        "shared": 4 * s + 8 * s}
                 device_bytes = 0
                 if dev.is_cuda:
                     device_bytes = CUDA_CONTEXT_BYTES + model + data(share) + acts
@@ -246,7 +258,9 @@ def estimate(inputs: Inputs) -> MemoryPlan:
                 procs.append(ProcessEstimate(mode, "ray", "-", {"base": RAY_PROCESSES_BYTES}))
         replicas = 0 if mode in PROCESS_MODES else cfg.workers if mode in THREAD_MODES else 1
         dev = inputs.devices[0]
-        parent = {"harness": 12 * s + (RECORD_BYTES + 16 * 8) * clients * steps}
+        parent = {"harness": (RECORD_BYTES + 16 * 8) * clients * steps}
+        if _before_serial(cfg, mode):  # its last update waits for serial's
+            parent["harness"] += 8 * s
         if mode in PROCESS_MODES:
             parent["shared"] = 4 * s + 8 * s * max(1, len(_workers(cfg, mode, inputs.devices)))
         device_bytes = 0
@@ -258,10 +272,19 @@ def estimate(inputs: Inputs) -> MemoryPlan:
                 parent.update(model=replicas * replica, data=data(total_samples),
                               activations=replicas * activations)
         procs.append(ProcessEstimate(mode, "parent", dev.id, parent, device_bytes))
-    # The harness's own: the base, one global model and FedAvg's float64 sums of a round.
-    procs.insert(0, ProcessEstimate("-", "parent", "host",
-                                    {"base": inputs.base_bytes, "harness": 4 * s * 2 + 8 * s * 3}))
+    # The harness's own: the base, one global model, serial's last update and what checking
+    # a round reads at a time; torch's runtime once a mode trains in this process.
+    common = {"base": inputs.base_bytes, "harness": 4 * s + 8 * s + GAP_CHUNK_BYTES}
+    if any(m not in PROCESS_MODES for m in cfg.modes):
+        common["runtime"] = inputs.runtime_bytes
+    procs.insert(0, ProcessEstimate("-", "parent", "host", common))
     return _totals(procs, cfg, shared_by_mode, inputs.devices)
+
+
+def _before_serial(cfg: RunConfig, mode: str) -> bool:
+    """Whether ``mode``'s last round ends before serial's (its update is kept until then)."""
+    modes = list(cfg.modes)
+    return "serial" in modes and mode != "serial" and modes.index(mode) < modes.index("serial")
 
 
 def _totals(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,11 +20,12 @@ from gpubench.config import RunConfig
 from gpubench.devices import Device, resolve_devices
 from gpubench.equivalence import default_tolerance
 from gpubench.fl import initial_global_state, sizes_for
-from gpubench.memplan import Inputs, MemoryPlan, check_fits, estimate
+from gpubench.isolation import release_free_heap
+from gpubench.memplan import TORCH_RUNTIME_BYTES, Inputs, MemoryPlan, check_fits, estimate
 from gpubench.modes import Mode, ModeFailure, Plan, RoundOutput, check_modes, mode_class
 from gpubench.modes.base import process_rss
 from gpubench.results import ClientTiming
-from gpubench.updates import FINGERPRINT_SIZE, Sketch
+from gpubench.updates import FINGERPRINT_SIZE, FedAvgUpdate, Sketch
 
 
 @dataclass
@@ -75,6 +77,7 @@ def prepare(config: RunConfig, check_fit: bool = True) -> Prepared:
         memory = estimate(Inputs(
             config, device_set.devices, facts.sizes, state_size, facts.data_bytes_per_sample,
             facts.activation_bytes_per_sample, base,
+            0 if "torch._dynamo" in sys.modules else TORCH_RUNTIME_BYTES,
         ))
         if check_fit:
             check_fits(memory)
@@ -88,6 +91,7 @@ def prepare(config: RunConfig, check_fit: bool = True) -> Prepared:
         facts = check_self_training(case, config.case, config.train, requested)
     else:
         facts = check_case(case, config.case, config.train, requested, plan_memory)
+    release_free_heap()  # what the probe step built and freed
     memory = plan_memory(facts)
     plan = Plan(config, device_set.devices, facts.sizes, state_size)
     tolerance = (
@@ -109,17 +113,17 @@ def prepare(config: RunConfig, check_fit: bool = True) -> Prepared:
     )
 
 
-def fedavg_update(out: RoundOutput) -> torch.Tensor:
+def fedavg(out: RoundOutput) -> FedAvgUpdate:
     """FedAvg's update over the global model, from the workers' partial sums (float64:
-    the same whichever worker, or mode, added which client)."""
+    the same whichever worker, or mode, added which client), read as it is needed."""
     if not out.partials:
         raise ModeFailure("no partial sum was returned")
-    total = float(sum(out.weights))
-    acc = out.partials[0].to(torch.float64).clone()
-    for partial in out.partials[1:]:
-        acc.add_(partial.to(torch.float64))
-    return acc.div_(total)
+    return FedAvgUpdate(out.partials, float(sum(out.weights)))
 
+
+def fedavg_update(out: RoundOutput) -> torch.Tensor:
+    """:func:`fedavg`'s update as one float64 vector."""
+    return fedavg(out).materialise()
 
 
 # --- one mode at a time, for benchmark suites -----------------------------------------------

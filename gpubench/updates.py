@@ -25,6 +25,7 @@ ResNet-18 on one core); a float64 add of a float32 vector costs ~3x that, paid o
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ from gpubench.seeds import derive_seed
 
 FINGERPRINT_SIZE = 16
 ACCUMULATE_BLOCK = 32
+GAP_CHUNK = 1 << 18  # floats compared at a time by aggregate_gap
 
 
 class Sketch:
@@ -51,11 +53,44 @@ class Sketch:
         """Fingerprint of a padded float32 vector (on its device), as float64 on the host."""
         return (padded.view(self.k, self.m) @ self.signs).to(torch.float64).cpu()
 
-    def of_vector(self, vector: torch.Tensor) -> torch.Tensor:
-        """Fingerprint of an unpadded host vector (any float dtype), computed in float64."""
-        v = torch.zeros(self.padded, dtype=torch.float64)
-        v[: vector.numel()] = vector.reshape(-1).to(torch.float64)
-        return v.view(self.k, self.m) @ self.signs64
+    def of_vector(self, vector: torch.Tensor | FedAvgUpdate) -> torch.Tensor:
+        """Fingerprint of an unpadded host vector (any float dtype, or a FedAvg update read
+        from its partial sums), computed in float64 a block at a time (no padded float64
+        copy of the whole vector)."""
+        size = vector.size if isinstance(vector, FedAvgUpdate) else vector.numel()
+        out = torch.zeros(self.k, dtype=torch.float64)
+        for i in range(self.k):
+            lo, hi = i * self.m, min((i + 1) * self.m, size)
+            if hi > lo:
+                out[i] = _chunk(vector, lo, hi) @ self.signs64[: hi - lo]
+        return out
+
+
+class FedAvgUpdate:
+    """FedAvg's update over the global model, ``sum(partials) / total``, read from the
+    workers' partial sums a chunk at a time: checking a round holds no state-sized copy.
+    :meth:`materialise` makes one, for an update that must outlive the round's buffers."""
+
+    def __init__(self, partials: Sequence[torch.Tensor], total: float) -> None:
+        self.partials = [p.reshape(-1) for p in partials]
+        self.total = total
+        self.size = int(self.partials[0].numel())
+
+    def chunk(self, lo: int, hi: int) -> torch.Tensor:
+        """Elements ``lo:hi`` as float64 (the same adds, in the same order, as a whole)."""
+        acc = self.partials[0][lo:hi].to(torch.float64, copy=True)
+        for partial in self.partials[1:]:
+            acc.add_(partial[lo:hi].to(torch.float64))
+        return acc.div_(self.total)
+
+    def materialise(self) -> torch.Tensor:
+        return self.chunk(0, self.size)
+
+
+def _chunk(vector: torch.Tensor | FedAvgUpdate, lo: int, hi: int) -> torch.Tensor:
+    if isinstance(vector, FedAvgUpdate):
+        return vector.chunk(lo, hi)
+    return vector.reshape(-1)[lo:hi].to(torch.float64)
 
 
 def add_into_float64(acc: torch.Tensor, block: torch.Tensor) -> None:
@@ -138,6 +173,64 @@ class UpdateSink:
                 self.out.copy_(self.sum)
             return self.out
         return self.sum.cpu()
+
+
+def aggregate_gap(
+    global_state: torch.Tensor, update: torch.Tensor | FedAvgUpdate, reference: torch.Tensor
+) -> tuple[float, float]:
+    """How far a FedAvg ``update`` is from the ``reference`` update of the same round:
+    ``max |aggregate - reference's|`` with each aggregate ``global + update`` rounded to
+    float32 (the model a round hands on), and ``max |update - reference| / max |reference|``.
+
+    Computed ``GAP_CHUNK`` floats at a time: no state-sized temporary.
+    """
+    flat_g = global_state.reshape(-1)
+    size = update.size if isinstance(update, FedAvgUpdate) else update.numel()
+    gap = rel_gap = scale = 0.0
+    for lo in range(0, size, GAP_CHUNK):
+        hi = min(lo + GAP_CHUNK, size)
+        g = flat_g[lo:hi].to(torch.float64)
+        u, r = _chunk(update, lo, hi), _chunk(reference, lo, hi)
+        mine, theirs = (g + u).to(torch.float32), (g + r).to(torch.float32)
+        gap = max(gap, _largest(mine - theirs))
+        rel_gap = max(rel_gap, _largest(u - r))
+        scale = max(scale, _largest(r))
+    relative = rel_gap / scale if scale else (0.0 if rel_gap == 0 else math.inf)
+    return gap, relative
+
+
+class LastUpdates:
+    """Each mode's last FedAvg update against ``reference``'s (serial's), in bounded memory:
+    the reference is kept, another mode's is compared with it as soon as both exist (read
+    from the mode's partial sums) and kept only until then. The parent so holds one
+    state-sized vector for this, not one (and an aggregate) per mode."""
+
+    def __init__(self, reference: str | None = "serial") -> None:
+        self.name = reference  # None: no mode of the run is the reference, nothing is kept
+        self.reference: torch.Tensor | None = None
+        self.pending: dict[str, torch.Tensor] = {}
+        self.gaps: dict[str, tuple[float, float]] = {}  # mode -> aggregate_gap(...)
+
+    def add(self, mode: str, update: FedAvgUpdate, global_state: torch.Tensor) -> None:
+        if self.name is None:
+            return
+        if mode != self.name:
+            if self.reference is None:  # the reference has not got here (yet)
+                self.pending[mode] = update.materialise()
+            else:
+                self.gaps[mode] = aggregate_gap(global_state, update, self.reference)
+            return
+        self.reference = update.materialise()
+        self.pending[mode] = self.reference
+        for name, mine in self.pending.items():
+            self.gaps[name] = aggregate_gap(global_state, mine, self.reference)
+        self.pending.clear()
+
+
+def _largest(t: torch.Tensor) -> float:
+    """max |t| (inf if any element is NaN)."""
+    m = float(t.abs().max())
+    return math.inf if math.isnan(m) else m
 
 
 def nan_fill(t: torch.Tensor) -> torch.Tensor:

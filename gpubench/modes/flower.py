@@ -86,8 +86,8 @@ class FlowerMode(ModeDefaults):
         self.plan = plan
         self.proc: Any = None
         self.conn: Connection | None = None
-        self.global_state = torch.zeros(plan.state_size).share_memory_()
-        self.aggregate = torch.zeros(plan.state_size).share_memory_()
+        self.global_state = torch.empty(plan.state_size).share_memory_().zero_()
+        self.aggregate = torch.empty(plan.state_size).share_memory_().zero_()
         self.actor_pids: dict[int, str] = {}
         self.startup: dict[str, float] = {}
         self.ray_procs: list[Any] = []

@@ -130,7 +130,9 @@ class SharedRound:
         from gpubench.updates import FINGERPRINT_SIZE
 
         def shared(*shape: int, dtype: torch.dtype) -> torch.Tensor:
-            return torch.zeros(*shape, dtype=dtype).share_memory_()
+            # Zeroed where it lives: a private zero-filled tensor moved into shared memory
+            # would add its size to the parent's peak for a moment.
+            return torch.empty(*shape, dtype=dtype).share_memory_().zero_()
 
         return cls(
             shared(state_size, dtype=torch.float32),
