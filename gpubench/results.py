@@ -75,7 +75,7 @@ class RoundRecord:
     warmup: bool
     time_s: float
     clients: tuple[ClientTiming, ...] = ()
-    # The parent's FedAvg reduction of the round (outside ``time_s``).
+    # The parent's FedAvg reduction of the round and its check of it (outside ``time_s``).
     aggregate_s: float | None = None
     # Per client (client order): relative difference of its trained update from serial's
     # same client in the same round; () where not compared.
