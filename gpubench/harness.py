@@ -207,7 +207,7 @@ class _Harness:
         if not warmup:
             _keep_peak(run.memory, out.memory)
         if step == len(self.schedule) - 1:
-            self.last.add(run.name, update, self.prep.global_for(step))
+            self.last.add(run.name, update, global_state)
 
     def check_round(self, out: RoundOutput, update: FedAvgUpdate, step: int) -> None:
         """Every client exactly once, every partial sum present, and an aggregate that is

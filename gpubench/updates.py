@@ -57,12 +57,12 @@ class Sketch:
         """Fingerprint of an unpadded host vector (any float dtype, or a FedAvg update read
         from its partial sums), computed in float64 a block at a time (no padded float64
         copy of the whole vector)."""
-        size = vector.size if isinstance(vector, FedAvgUpdate) else vector.numel()
+        update = as_update(vector)
         out = torch.zeros(self.k, dtype=torch.float64)
         for i in range(self.k):
-            lo, hi = i * self.m, min((i + 1) * self.m, size)
+            lo, hi = i * self.m, min((i + 1) * self.m, update.size)
             if hi > lo:
-                out[i] = _chunk(vector, lo, hi) @ self.signs64[: hi - lo]
+                out[i] = update.chunk(lo, hi) @ self.signs64[: hi - lo]
         return out
 
 
@@ -87,10 +87,9 @@ class FedAvgUpdate:
         return self.chunk(0, self.size)
 
 
-def _chunk(vector: torch.Tensor | FedAvgUpdate, lo: int, hi: int) -> torch.Tensor:
-    if isinstance(vector, FedAvgUpdate):
-        return vector.chunk(lo, hi)
-    return vector.reshape(-1)[lo:hi].to(torch.float64)
+def as_update(vector: torch.Tensor | FedAvgUpdate) -> FedAvgUpdate:
+    """A whole vector read like an update (its one partial sum, over a total of 1)."""
+    return vector if isinstance(vector, FedAvgUpdate) else FedAvgUpdate([vector], 1.0)
 
 
 def add_into_float64(acc: torch.Tensor, block: torch.Tensor) -> None:
@@ -185,12 +184,12 @@ def aggregate_gap(
     Computed ``GAP_CHUNK`` floats at a time: no state-sized temporary.
     """
     flat_g = global_state.reshape(-1)
-    size = update.size if isinstance(update, FedAvgUpdate) else update.numel()
+    mine_u, ref_u = as_update(update), as_update(reference)
     gap = rel_gap = scale = 0.0
-    for lo in range(0, size, GAP_CHUNK):
-        hi = min(lo + GAP_CHUNK, size)
+    for lo in range(0, mine_u.size, GAP_CHUNK):
+        hi = min(lo + GAP_CHUNK, mine_u.size)
         g = flat_g[lo:hi].to(torch.float64)
-        u, r = _chunk(update, lo, hi), _chunk(reference, lo, hi)
+        u, r = mine_u.chunk(lo, hi), ref_u.chunk(lo, hi)
         mine, theirs = (g + u).to(torch.float32), (g + r).to(torch.float32)
         gap = max(gap, _largest(mine - theirs))
         rel_gap = max(rel_gap, _largest(u - r))
@@ -221,7 +220,7 @@ class LastUpdates:
                 self.gaps[mode] = aggregate_gap(global_state, update, self.reference)
             return
         self.reference = update.materialise()
-        self.pending[mode] = self.reference
+        self.gaps[mode] = (0.0, 0.0)  # the reference itself
         for name, mine in self.pending.items():
             self.gaps[name] = aggregate_gap(global_state, mine, self.reference)
         self.pending.clear()
