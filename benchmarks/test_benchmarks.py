@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from gpubench.config import RunConfig, SampleSizes, TrainConfig
-from gpubench.harness import Prepared, fedavg_update, prepare
 from gpubench.modes import NotApplicable, mode_class
 from gpubench.results import median
-from gpubench.updates import FINGERPRINT_SIZE
+from gpubench.run.harness import Prepared, fedavg_update, prepare
+from gpubench.train.updates import FINGERPRINT_SIZE
 
 # Per case, from its serial benchmark: round times and the FedAvg result to match.
 _SERIAL: dict[str, tuple[list[float], torch.Tensor]] = {}

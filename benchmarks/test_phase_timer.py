@@ -16,8 +16,8 @@ import torch
 
 from gpubench.cases import load_case
 from gpubench.config import SampleSizes, TrainConfig
-from gpubench.fl import make_optimizer, train_epochs
-from gpubench.pipeline import ClientSource, NullClock, PhaseClock
+from gpubench.train.fl import make_optimizer, train_epochs
+from gpubench.train.pipeline import ClientSource, NullClock, PhaseClock
 
 LIMIT = 0.02
 

@@ -10,9 +10,9 @@ from types import ModuleType
 
 from gpubench import __version__
 from gpubench.commands import COMMANDS
+from gpubench.commands.progress import close_open_displays
 from gpubench.errors import USER_ERRORS
-from gpubench.isolation import bound_openmp_wait
-from gpubench.progress import close_open_displays
+from gpubench.machine.isolation import bound_openmp_wait
 
 
 class _Parser(argparse.ArgumentParser):

@@ -8,7 +8,7 @@ The model, term by term (every number comes from the file):
   median over its measured rounds. Serial runs each client alone on one device, so ``w_c``
   is the client's cost with nothing competing.
 - **schedule**: clients go to K devices exactly as the run's ``--assign`` policy would put
-  them (:func:`gpubench.devices.assign_clients` on the same work estimate the harness uses,
+  them (:func:`gpubench.machine.devices.assign_clients` on the same work estimate the harness uses,
   samples x local epochs), and a device's clients run one after another. A device's load is
   the sum of its clients' times; the round waits for the most loaded device.
 - **per-client overhead** ``delta``: a client in a worker process of multi-gpu does not cost

@@ -265,7 +265,7 @@ class Results:
     tool_version: str = ""
     schema_version: int = SCHEMA_VERSION
     # The memory plan's estimate before the run, next to what was measured
-    # (gpubench.memplan.record): {"estimate": {...}, "measured": {...}}; None if not made.
+    # (gpubench.run.memplan.record): {"estimate": {...}, "measured": {...}}; None if not made.
     memory_plan: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:

@@ -15,14 +15,14 @@ import argparse
 import sys
 from collections import defaultdict
 
-from gpubench.isolation import bound_openmp_wait  # noqa: E402
+from gpubench.machine.isolation import bound_openmp_wait  # noqa: E402
 
 bound_openmp_wait()  # as the command line does, before anything loads torch
 
 from gpubench.commands.compare import sampler_factory_or_none  # noqa: E402
 from gpubench.config import RunConfig, TrainConfig  # noqa: E402
-from gpubench.harness import compare  # noqa: E402
 from gpubench.results import median, write_results  # noqa: E402
+from gpubench.run.harness import compare  # noqa: E402
 
 
 def main() -> int:

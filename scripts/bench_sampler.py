@@ -16,14 +16,14 @@ import argparse
 import sys
 from dataclasses import replace
 
-from gpubench.isolation import bound_openmp_wait  # noqa: E402
+from gpubench.machine.isolation import bound_openmp_wait  # noqa: E402
 
 bound_openmp_wait()  # as the command line does, before anything loads torch
 
 from gpubench.config import RunConfig, SampleSizes, TrainConfig  # noqa: E402
-from gpubench.harness import open_mode, prepare  # noqa: E402
 from gpubench.monitor import create_sampler  # noqa: E402
 from gpubench.results import PHASE_ROUND  # noqa: E402
+from gpubench.run.harness import open_mode, prepare  # noqa: E402
 from gpubench.stats import bootstrap_ratio, median  # noqa: E402
 
 

@@ -72,7 +72,7 @@ fi
 step "MPS raw: small-kernel processes alone, time-sliced, under MPS" 60 $py - "$out/mps-raw.json" <<'EOF'
 import json, os, subprocess, sys, time
 from gpubench import mps
-from gpubench.devices import resolve_devices
+from gpubench.machine.devices import resolve_devices
 
 WORK = r"""
 import sys, time, torch

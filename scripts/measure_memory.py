@@ -25,7 +25,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gpubench.isolation import bound_openmp_wait  # noqa: E402
+from gpubench.machine.isolation import bound_openmp_wait  # noqa: E402
 
 bound_openmp_wait()  # as the command line does, before anything loads torch
 
@@ -34,8 +34,8 @@ from gpubench.commands.compare import (  # noqa: E402
     config_from_args,
     sampler_factory_or_none,
 )
-from gpubench.harness import compare  # noqa: E402
 from gpubench.results import write_results  # noqa: E402
+from gpubench.run.harness import compare  # noqa: E402
 
 
 def pss(p: psutil.Process) -> int:

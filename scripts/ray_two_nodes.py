@@ -21,14 +21,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gpubench.isolation import bound_openmp_wait  # noqa: E402
+from gpubench.machine.isolation import bound_openmp_wait  # noqa: E402
 
 bound_openmp_wait()  # as the command line does, before anything loads torch
 
 from gpubench.commands.compare import add_run_arguments, config_from_args  # noqa: E402
-from gpubench.harness import compare  # noqa: E402
 from gpubench.report.tables import format_summary_table  # noqa: E402
 from gpubench.results import write_results  # noqa: E402
+from gpubench.run.harness import compare  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from gpubench.accuracy import AccuracyRun, local_steps, run_accuracy
 from gpubench.cli import main
 from gpubench.config import RunConfig, SampleSizes, TrainConfig
 from gpubench.results import ModeResult, Results
-from gpubench.sweep import format_sweep_table, run_sweep, summarize
+from gpubench.run.accuracy import AccuracyRun, local_steps, run_accuracy
+from gpubench.run.sweep import format_sweep_table, run_sweep, summarize
 
 
 def fake_results(batch: int, serial_s: float) -> Results:

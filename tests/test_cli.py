@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from gpubench.config import ConfigError, Partition, SampleSizes
-from gpubench.devices import resolve_devices, split_cores
+from gpubench.machine.devices import resolve_devices, split_cores
 from tests.conftest import CASES, ROOT, run_cli, spawned_workers, wait_for_training
 
 TINY = ["--case", "mlp", "--clients", "2", "--samples-per-client", "32", "--batch-size", "16",

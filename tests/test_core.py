@@ -14,9 +14,9 @@ import torch
 from gpubench.assign import assign_clients
 from gpubench.cases import load_case
 from gpubench.config import RunConfig, SampleSizes, TrainConfig
-from gpubench.fl import initial_global_state
-from gpubench.harness import compare, open_mode
 from gpubench.results import from_dict, to_dict
+from gpubench.run.harness import compare, open_mode
+from gpubench.train.fl import initial_global_state
 from tests.conftest import CASES, spawned_workers, wait_for_training
 
 
@@ -71,8 +71,8 @@ def test_the_round_trains_and_every_client_counts():
 
 
 def test_fedavg_is_weighted_by_samples():
-    from gpubench.harness import fedavg_update
     from gpubench.modes import RoundOutput
+    from gpubench.run.harness import fedavg_update
 
     partials = [torch.tensor([0.0, 10.0], dtype=torch.float64) * 1.0,
                 torch.tensor([3.0, 4.0], dtype=torch.float64) * 2.0]
@@ -255,7 +255,7 @@ def test_a_round_over_the_timeout_fails_its_mode_and_stops_its_workers():
 
 
 def test_openmp_wait_is_bounded_unless_the_user_chose_one() -> None:
-    from gpubench.isolation import OPENMP_SPIN_COUNT, openmp_wait_environment
+    from gpubench.machine.isolation import OPENMP_SPIN_COUNT, openmp_wait_environment
 
     assert openmp_wait_environment({}) == {"GOMP_SPINCOUNT": str(OPENMP_SPIN_COUNT)}
     assert openmp_wait_environment({"GOMP_SPINCOUNT": "5"}) == {}
@@ -264,8 +264,8 @@ def test_openmp_wait_is_bounded_unless_the_user_chose_one() -> None:
 
 @pytest.mark.parametrize("users", [None, "123"])
 def test_workers_start_with_the_openmp_wait(monkeypatch: pytest.MonkeyPatch, users: str | None) -> None:
-    from gpubench.devices import cpu_slots
-    from gpubench.isolation import OPENMP_SPIN_COUNT
+    from gpubench.machine.devices import cpu_slots
+    from gpubench.machine.isolation import OPENMP_SPIN_COUNT
     from gpubench.modes.pool import WorkerPool, WorkerSetup, WorkerSpec
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import torch
 
-from gpubench import seeds
-from gpubench.cases import client_sizes, load_case, synthetic_data
+from gpubench.cases import client_sizes, load_case, seeds, synthetic_data
 from gpubench.config import Partition, SampleSizes
 
 
@@ -104,7 +103,7 @@ def test_the_cases_package_and_seeds_import_without_torch():
     code = (
         "import sys\n"
         "sys.modules['torch'] = None\n"
-        "import gpubench.cases, gpubench.seeds\n"
+        "import gpubench.cases, gpubench.cases.seeds\n"
         "print(gpubench.cases.Case.__name__)\n"
     )
     root = Path(__file__).resolve().parent.parent

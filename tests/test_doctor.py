@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gpubench.doctor import collect_machine, order_mismatch, shared_memory, with_nvml_view
 from gpubench.findings import CODES, machine_findings
 from gpubench.report.doctor import doctor_json, format_doctor
 from gpubench.report.findings import finding_text
+from gpubench.run.doctor import collect_machine, order_mismatch, shared_memory, with_nvml_view
 
 ROOT = Path(__file__).resolve().parents[1]
 GiB = 2**30
@@ -220,7 +220,7 @@ def test_host_limits_affinity_one_core_and_thread_variables():
 
 
 def test_format_doctor_lists_gpus_and_findings():
-    from gpubench.doctor import diagnose
+    from gpubench.run.doctor import diagnose
 
     report = diagnose()
     assert all(set(f) == {"level", "code", "facts"} for f in report["findings"])

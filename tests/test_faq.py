@@ -22,7 +22,6 @@ from gpubench.faq.verdicts import (
     judge,
     ratio_vs_limits,
 )
-from gpubench.faq_plan import FULL, QUICK, estimate_seconds
 from gpubench.results import (
     ClientTiming,
     DeviceStats,
@@ -32,6 +31,7 @@ from gpubench.results import (
     WorkerMemory,
     write_results,
 )
+from gpubench.run.faq_plan import FULL, QUICK, estimate_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 GIB = 2**30

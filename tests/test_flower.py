@@ -12,8 +12,8 @@ from dataclasses import replace
 import pytest
 
 from gpubench.config import RunConfig, SampleSizes, TrainConfig
-from gpubench.harness import compare
 from gpubench.modes.flower import FLOWER_MISSING
+from gpubench.run.harness import compare
 from tests.conftest import CASES, wait_for_training
 from tests.ray_helpers import named_descendants, new_ray_processes, ray_processes
 

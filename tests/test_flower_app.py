@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gpubench.config import ConfigError, RunConfig, SampleSizes, TrainConfig
-from gpubench.harness import compare
+from gpubench.run.harness import compare
 from tests.conftest import ROOT, run_cli
 
 pytest.importorskip("flwr")
@@ -110,9 +110,9 @@ def test_without_flwr_a_flower_case_exits_2_with_the_install_hint(monkeypatch, c
 
 
 def test_one_quickstart_client_through_the_trainer():
-    from gpubench.apptrainer import OwnTrainer
     from gpubench.cases import load_case
-    from gpubench.fl import initial_global_state
+    from gpubench.train.apptrainer import OwnTrainer
+    from gpubench.train.fl import initial_global_state
 
     case = load_case(QUICKSTART)
     cfg = TrainConfig(seed=7)

@@ -10,8 +10,8 @@ import textwrap
 
 import pytest
 
-from gpubench.devices import Device
-from gpubench.isolation import pin_in_process, process_threads, worker_environment
+from gpubench.machine.devices import Device
+from gpubench.machine.isolation import pin_in_process, process_threads, worker_environment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,8 +26,8 @@ _PROBE = textwrap.dedent(
     """
     import json, os, threading
     import torch
-    from gpubench.devices import Device
-    from gpubench.isolation import pin_in_process, pinned_thread, process_threads
+    from gpubench.machine.devices import Device
+    from gpubench.machine.isolation import pin_in_process, pinned_thread, process_threads
 
     def masks():
         return {t: sorted(os.sched_getaffinity(t)) for t in process_threads()}
@@ -137,7 +137,7 @@ def test_threaded_client_threads_end_with_their_round() -> None:
 
     from gpubench.config import RunConfig, SampleSizes, TrainConfig
     from gpubench.modes.inprocess import CLIENT_THREADS
-    from gpubench.prepare import open_mode
+    from gpubench.run.prepare import open_mode
 
     config = RunConfig(case="mlp", clients=4, devices="cpu:1", modes=("threaded",),
                        train=TrainConfig(batch_size=16, samples=SampleSizes(32, 32)),

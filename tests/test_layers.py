@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-READERS = ("gpubench.report", "gpubench.gate", "gpubench.stats", "gpubench.findings")
+READERS = ("gpubench.report", "gpubench.gate", "gpubench.stats", "gpubench.findings", "gpubench.faq",
+           "gpubench.predict")
 
 # Every module of the readers (a package's submodules too), with torch unimportable.
 _WITHOUT_TORCH = textwrap.dedent(
@@ -45,7 +46,7 @@ def test_report_gate_stats_and_findings_import_with_torch_absent() -> None:
 
 def test_the_torch_block_is_real() -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_TORCH, "gpubench.fl"],
+        [sys.executable, "-c", _WITHOUT_TORCH, "gpubench.train.fl"],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )  # fmt: skip
     assert proc.returncode != 0 and "import of torch halted" in proc.stderr
@@ -72,10 +73,10 @@ def test_the_import_contracts_hold() -> None:
 @pytest.mark.parametrize(
     ("module", "line", "contract"),
     [
-        ("stats.py", "import torch", "report, gate, stats and findings"),
-        ("config.py", "from gpubench import harness", "gpubench is layered"),
+        ("stats.py", "import torch", "readers need no torch"),
+        ("config.py", "from gpubench.run import harness", "gpubench is layered"),
         ("modes/base.py", "from gpubench.modes import serial", "no import cycle"),
-        ("doctor.py", "import pynvml", "only gpubench.monitor.nvml imports pynvml"),
+        ("run/doctor.py", "import pynvml", "only gpubench.monitor.nvml imports pynvml"),
         ("new_room.py", "", "gpubench is layered"),  # a module outside every layer
     ],
 )

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from gpubench.devices import resolve_devices
+from gpubench.machine.devices import resolve_devices
 from gpubench.monitor import create_sampler, environment_info
 from gpubench.results import PHASE_BETWEEN, PHASE_ROUND
 

@@ -10,7 +10,7 @@ from collections import namedtuple
 
 import pytest
 
-from gpubench.devices import Device
+from gpubench.machine.devices import Device
 from gpubench.monitor import create_sampler
 from gpubench.monitor.host import HostProbe, core_busy_pct, slot_util_pct
 from gpubench.results import PHASE_ROUND

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gpubench.devices import Device
+from gpubench.machine.devices import Device
 from gpubench.monitor import create_sampler, environment_info, nvml
 from gpubench.results import PHASE_ROUND
 from tests.fake_nvml import FakeGpu, FakeNvmlLib, install

@@ -22,8 +22,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from gpubench import mps
-from gpubench.devices import Device
+from gpubench.machine.devices import Device
+from gpubench.modes import mps
 
 FAKE_CONTROL = r'''
 import os, signal, sys, time
@@ -205,8 +205,8 @@ def test_cleanup_after_the_workers_crash(fake_control: Path, base: Path) -> None
 PARENT = r'''
 import sys
 from pathlib import Path
-from gpubench import mps
-from gpubench.devices import Device
+from gpubench.modes import mps
+from gpubench.machine.devices import Device
 base = Path(sys.argv[1])
 gpu = Device(id="cuda:0", kind="cuda", index=0, name="fake", uuid="GPU-a")
 with mps.mps_daemon([gpu], base_dir=base, find_running=lambda: []) as daemon:
@@ -309,7 +309,7 @@ sys.stdin.read()
 
 @pytest.mark.gpu
 def test_real_mps_daemon_two_torch_workers_attach(workers: list) -> None:
-    from gpubench.devices import resolve_devices
+    from gpubench.machine.devices import resolve_devices
 
     device = resolve_devices("cuda").devices[0]
     try:

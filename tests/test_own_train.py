@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from gpubench.config import ConfigError, RunConfig, SampleSizes, TrainConfig
-from gpubench.harness import compare
-from gpubench.prepare import prepare
+from gpubench.run.harness import compare
+from gpubench.run.prepare import prepare
 
 CASES = Path(__file__).resolve().parent / "own_train_cases.py"
 TRAIN = TrainConfig(batch_size=8, samples=SampleSizes(20, 36), seed=3, lr=0.01)
@@ -83,9 +83,9 @@ def test_own_train_under_the_process_modes():
 
 
 def test_trainer_writes_the_trained_state_in_state_dict_order():
-    from gpubench.apptrainer import OwnTrainer
     from gpubench.cases import load_case
-    from gpubench.fl import initial_global_state
+    from gpubench.train.apptrainer import OwnTrainer
+    from gpubench.train.fl import initial_global_state
 
     case = load_case(f"{CASES}:adam_case")
     trainer = OwnTrainer(case, TRAIN, "cpu", "cpu:0", 0, {1: (torch.zeros(0), torch.zeros(0))})

@@ -12,14 +12,14 @@ import pytest
 
 from gpubench.commands.compare import add_run_arguments, config_from_args
 from gpubench.config import RunConfig
-from gpubench.explain import row_name, suspects, with_counterfactuals
 from gpubench.findings import compute_findings
 from gpubench.findings.phases import largest_phase, phase_means
-from gpubench.harness import compare
 from gpubench.report.findings import finding_text
 from gpubench.report.plots import write_plots
 from gpubench.report.tables import format_summary_table
 from gpubench.results import PHASES, ClientTiming, ModeResult, Results, RoundRecord
+from gpubench.run.explain import row_name, suspects, with_counterfactuals
+from gpubench.run.harness import compare
 
 
 @pytest.fixture(autouse=True)

@@ -14,9 +14,11 @@ import pytest
 import torch
 
 from gpubench.cases import load_case
+from gpubench.cases.seeds import derive_seed
 from gpubench.commands.compare import add_run_arguments, config_from_args
 from gpubench.config import ConfigError, PipelineConfig, RunConfig, SampleSizes, TrainConfig
-from gpubench.fl import (
+from gpubench.run.harness import compare
+from gpubench.train.fl import (
     ClientError,
     ClientTrainer,
     flatten_state,
@@ -24,8 +26,7 @@ from gpubench.fl import (
     make_optimizer,
     state_tensors,
 )
-from gpubench.harness import compare
-from gpubench.pipeline import (
+from gpubench.train.pipeline import (
     ClientSource,
     augment_draws,
     cifar_pick,
@@ -35,8 +36,7 @@ from gpubench.pipeline import (
     loader_hint,
     shuffle_order,
 )
-from gpubench.seeds import derive_seed
-from gpubench.updates import FINGERPRINT_SIZE
+from gpubench.train.updates import FINGERPRINT_SIZE
 from tests.conftest import run_cli
 
 
@@ -226,7 +226,7 @@ def test_a_dead_loader_worker_fails_the_client_with_the_loaders_reason_and_a_hin
     def dies(*a: object, **k: object) -> None:
         raise RuntimeError("DataLoader worker (pid(s) 4242) exited unexpectedly")
 
-    monkeypatch.setattr("gpubench.fl.train_epochs", dies)
+    monkeypatch.setattr("gpubench.train.fl.train_epochs", dies)
     c = load_case("cnn")
     cfg = TrainConfig(batch_size=16)
     trainer = ClientTrainer(c, cfg, "cpu", "cpu:0", 0, {0: c.data(0, 0, 16, cfg.partition)})

@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from gpubench.progress import (
+from gpubench.commands.progress import (
     Display,
     ModeWork,
     PlainDisplay,
@@ -247,7 +247,7 @@ def test_sigterm_restores_the_terminal_then_terminates(tmp_path):
     log = tmp_path / "tty.txt"
     script = textwrap.dedent(f"""
         import os, signal
-        from gpubench.progress import ModeWork, open_progress
+        from gpubench.commands.progress import ModeWork, open_progress
 
         class Tty:
             def __init__(self, f): self.f = f
@@ -295,7 +295,7 @@ def test_the_hook_accepts_the_harness_positional_call():
 
 
 def test_the_ticker_reports_clients_done_while_a_round_runs():
-    from gpubench.progress import ClientTicker
+    from gpubench.run.ticker import ClientTicker
 
     finished = [0]
     seen: list[tuple] = []
@@ -316,7 +316,7 @@ def test_the_ticker_reports_clients_done_while_a_round_runs():
 
 
 def test_a_hook_without_client_counts_is_never_ticked():
-    from gpubench.progress import ClientTicker, takes_client_counts
+    from gpubench.run.ticker import ClientTicker, takes_client_counts
 
     calls = []
 

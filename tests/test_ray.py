@@ -13,10 +13,10 @@ import pytest
 
 from gpubench.commands.compare import add_run_arguments, config_from_args
 from gpubench.config import SampleSizes, TrainConfig
-from gpubench.devices import cpu_slots
-from gpubench.harness import compare, open_mode
+from gpubench.machine.devices import cpu_slots
 from gpubench.modes.base import ModeFailure, Plan
 from gpubench.modes.ray_common import RAY_MISSING, worker_resources
+from gpubench.run.harness import compare, open_mode
 from tests.conftest import CASES
 from tests.ray_helpers import named_descendants, new_ray_processes, ray_processes, small
 

@@ -9,13 +9,13 @@ import time
 import numpy as np
 import pytest
 
-from gpubench.devices import cpu_slots
-from gpubench.harness import compare
+from gpubench.machine.devices import cpu_slots
 from gpubench.modes.base import Plan
 from gpubench.modes.pool import WorkerSetup
 from gpubench.modes.processes import plan_workers
 from gpubench.modes.ray_common import Resources
-from gpubench.updates import FINGERPRINT_SIZE
+from gpubench.run.harness import compare
+from gpubench.train.updates import FINGERPRINT_SIZE
 from tests.ray_helpers import new_ray_processes, ray_processes, small
 
 
@@ -23,10 +23,10 @@ def test_an_actor_reports_client_times_on_its_own_clock_from_its_round_start(mon
     """Another node's perf_counter has another origin: an actor sends times since it began
     the round, never its clock's raw readings (the driver places them on its own clock)."""
     from gpubench.cases import load_case
-    from gpubench.fl import initial_global_state
     from gpubench.modes.ray_mode import RayWorker
+    from gpubench.train.fl import initial_global_state
 
-    monkeypatch.setattr("gpubench.isolation.bind_process", lambda device: "cpu")
+    monkeypatch.setattr("gpubench.machine.isolation.bind_process", lambda device: "cpu")
     config = small()
     plan = Plan(config, cpu_slots(2), (64,) * 5, 10)
     spec = plan_workers(plan, plan.devices, 1)[1]

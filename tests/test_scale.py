@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from gpubench.cases import load_case
-from gpubench.clientdata import ClientData, data_bytes
 from gpubench.config import RunConfig, SampleSizes, TrainConfig
-from gpubench.fl import ClientTrainer
-from gpubench.harness import compare
-from gpubench.updates import (
+from gpubench.run.harness import compare
+from gpubench.train.clientdata import ClientData, data_bytes
+from gpubench.train.fl import ClientTrainer
+from gpubench.train.updates import (
     FINGERPRINT_SIZE,
     GAP_CHUNK,
     FedAvgUpdate,
@@ -154,7 +154,7 @@ def test_a_trainer_holds_a_clients_data_only_while_its_store_keeps_it(
     monkeypatch.setattr(ClientData, "__getitem__", handed)
     data = store(budget, clients=3)
     trainer = ClientTrainer(load_case("mlp"), data.cfg, "cpu", "cpu:0", 0, data)
-    from gpubench.fl import initial_global_state
+    from gpubench.train.fl import initial_global_state
 
     trainer.sink.begin(initial_global_state(load_case("mlp"), 1))
     fingerprints = torch.full((3, FINGERPRINT_SIZE), math.nan, dtype=torch.float64)

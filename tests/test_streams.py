@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from gpubench.config import RunConfig, SampleSizes, TrainConfig
-from gpubench.harness import compare
 from gpubench.modes.streams import NOT_ON_CPU
 from gpubench.results import write_results
+from gpubench.run.harness import compare
 
 
 def _config(devices: str) -> RunConfig:

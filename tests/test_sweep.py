@@ -13,7 +13,7 @@ import pytest
 from gpubench.cli import main
 from gpubench.config import RunConfig, TrainConfig
 from gpubench.results import ModeResult, Results, read_results
-from gpubench.sweep import (
+from gpubench.run.sweep import (
     point_filename,
     run_sweep,
     summarize,

@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 
 from gpubench.config import ConfigError, RunConfig, SampleSizes, TrainConfig
-from gpubench.harness import compare, prepare
 from gpubench.modes import REGISTRY
+from gpubench.run.harness import compare, prepare
 from tests.conftest import CASES
 from tests.wrong_modes import WRONG
 

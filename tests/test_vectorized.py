@@ -14,15 +14,15 @@ from torch import nn
 
 from gpubench.cases import load_case
 from gpubench.config import RunConfig, SampleSizes, TrainConfig
-from gpubench.devices import Device
-from gpubench.equivalence import relative_diff
-from gpubench.fl import initial_global_state, sizes_for
-from gpubench.harness import compare
+from gpubench.machine.devices import Device
 from gpubench.modes import ModeFailure
 from gpubench.modes.pool import ClientLoop, WorkerSetup, WorkerSpec
 from gpubench.modes.stacked import StepGroup, check_vectorizable, plan_steps
 from gpubench.modes.vectorized import VectorizedBody
-from gpubench.updates import FINGERPRINT_SIZE
+from gpubench.run.equivalence import relative_diff
+from gpubench.run.harness import compare
+from gpubench.train.fl import initial_global_state, sizes_for
+from gpubench.train.updates import FINGERPRINT_SIZE
 
 CPU = Device("cpu:0", "cpu", 0, "CPU slot 0", (0,))
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from gpubench.fl import flatten_state, load_state, local_train
 from gpubench.modes.multigpu import MultiGpuMode
 from gpubench.modes.pool import ClientLoop
 from gpubench.results import ClientTiming
+from gpubench.train.fl import flatten_state, load_state, local_train
 
 
 class _Counting(ClientLoop):
@@ -83,7 +83,7 @@ class OtherClientsData(_Counting):
     def __init__(self, setup, spec, torch_device):
         super().__init__(setup, spec, torch_device)
         from gpubench.cases import load_case
-        from gpubench.fl import build_datasets
+        from gpubench.train.fl import build_datasets
 
         if 3 in self.clients:
             other = build_datasets(load_case(setup.case), setup.train, [4], setup.sizes,

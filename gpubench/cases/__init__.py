@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from gpubench.cases.contract import Case, count_parameters
 from gpubench.cases.loading import builtin_cases, load_case
+from gpubench.cases.seeds import derive_seed
 from gpubench.cases.synthetic import client_sizes, synthetic_data
-from gpubench.seeds import derive_seed
 
 __all__ = [
     "Case",

@@ -2,7 +2,7 @@
 
 A case may also bring its own training (``train``, ``make_dataset``) or be a Flower app
 (``app``); such a case *trains itself*: gpubench's trainer for it
-(:class:`gpubench.apptrainer.OwnTrainer`) calls the case's code for each client and times it
+(:class:`gpubench.train.apptrainer.OwnTrainer`) calls the case's code for each client and times it
 through the phases it can see.
 """
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 # The trainer of cases that train themselves, named rather than imported: it lives in the
 # ``fl`` layer above this one (as pool workers name theirs, "module:function").
-OWN_TRAINER = "gpubench.apptrainer:OwnTrainer"
+OWN_TRAINER = "gpubench.train.apptrainer:OwnTrainer"
 
 
 def own_trainer(*args: Any) -> Any:
@@ -61,8 +61,8 @@ class Case:
     make_data: Callable[[int, int, int, Partition], tuple[Any, Any]] | None = None
     loss: Callable[[Any, Any], Any] | None = None
     # A trainer of the case's own (e.g. a Flower app's client), built per worker by
-    # ``gpubench.fl.make_trainer`` in place of the built-in one; same arguments and protocol
-    # as ``gpubench.fl.ClientTrainer``.
+    # ``gpubench.train.fl.make_trainer`` in place of the built-in one; same arguments and protocol
+    # as ``gpubench.train.fl.ClientTrainer``.
     make_trainer: Callable[..., Any] | None = None
     train: Callable[[nn.Module, Any, TrainConfig, str], int] | None = None
     make_dataset: Callable[[int, int, int, Partition], Dataset[Any]] | None = None

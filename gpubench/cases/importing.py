@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from gpubench.cases.seeds import derive_seed
 from gpubench.config import ConfigError
-from gpubench.seeds import derive_seed
 
 
 def import_target(target: str, spec: str, flag: str = "--case", add_dir: bool = False) -> ModuleType:

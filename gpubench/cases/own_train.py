@@ -1,6 +1,6 @@
 """Helpers for cases that bring their own training (``Case.train`` / ``Case.make_dataset``).
 
-What such a case's client does, in gpubench's trainer (:mod:`gpubench.apptrainer`): the
+What such a case's client does, in gpubench's trainer (:mod:`gpubench.train.apptrainer`): the
 round's global model is loaded into the worker's model (on the client's device), the
 client's Dataset goes into a ``DataLoader`` (``--batch-size``, shuffled by a generator of
 the client's own, seeded from (seed, client)), and ``train(model, loader, cfg, device)``

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from gpubench.cases.seeds import client_data_seed, label_mix_seed, prototype_seed, size_seed
 from gpubench.config import Partition, SampleSizes
-from gpubench.seeds import client_data_seed, label_mix_seed, prototype_seed, size_seed
 
 if TYPE_CHECKING:
     import torch

@@ -356,9 +356,9 @@ def run_failed(results: Results) -> bool:
 
 
 def counterfactuals(results: Results, prepared: Any, progress: Any, command: str) -> Results:
-    """The run plus its counterfactual rows (gpubench.explain), measured the same way."""
-    from gpubench.explain import with_counterfactuals
-    from gpubench.harness import compare
+    """The run plus its counterfactual rows (gpubench.run.explain), measured the same way."""
+    from gpubench.run.explain import with_counterfactuals
+    from gpubench.run.harness import compare
 
     def rerun(config: RunConfig, prep: Any, rename: Any) -> Results:
         def shown(mode: str, *a: Any, **k: Any) -> None:
@@ -372,7 +372,7 @@ def counterfactuals(results: Results, prepared: Any, progress: Any, command: str
 
 def print_plan(config: RunConfig) -> int:
     """``--plan``: the memory estimate as a table; 0 if the run fits, else 2 and why."""
-    from gpubench.prepare import prepare
+    from gpubench.run.prepare import prepare
 
     prepared = prepare(config, check_fit=False)
     assert prepared.memory is not None
@@ -385,8 +385,8 @@ def print_plan(config: RunConfig) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gpubench.harness import compare, prepare
-    from gpubench.pipeline import check_pipeline
+    from gpubench.run.harness import compare, prepare
+    from gpubench.train.pipeline import check_pipeline
 
     config = config_from_args(args)
     if getattr(args, "plan", False):
@@ -401,7 +401,7 @@ def run(args: argparse.Namespace) -> int:
     check_pipeline(config.train.pipeline, prepared.case.input_shape,
                    any(d.is_cuda for d in prepared.devices))
     command = "gpubench " + shlex.join(getattr(args, "argv", []))
-    from gpubench.progress import open_progress, work_for
+    from gpubench.commands.progress import open_progress, work_for
 
     with sigterm_as_interrupt(), open_progress(work_for(config), quiet=args.quiet) as progress:
         results = compare(config, progress=progress, sampler_factory=sampler_factory_or_none(),

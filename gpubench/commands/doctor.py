@@ -15,8 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gpubench.doctor import diagnose
     from gpubench.report.doctor import doctor_json, format_doctor
+    from gpubench.run.doctor import diagnose
 
     report = diagnose()
     if args.json:

@@ -47,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
         inputs = load_inputs(args.from_files)  # before anything is written: bad files fail fast
         out = _out_dir(args.out)
     else:
-        from gpubench.faq_plan import PLANS, run_config, run_plan
-        from gpubench.progress import open_progress, work_for
+        from gpubench.commands.progress import open_progress, work_for
+        from gpubench.run.faq_plan import PLANS, run_config, run_plan
 
         out = _out_dir(args.out)
         plan = PLANS["quick" if args.quick else "full"]

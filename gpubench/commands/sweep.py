@@ -15,10 +15,10 @@ from gpubench.commands.compare import (
     config_from_args,
     sampler_factory_or_none,
 )
+from gpubench.commands.progress import open_progress, work_for
 from gpubench.errors import UsageError
-from gpubench.progress import open_progress, work_for
 from gpubench.results import STATUS_FAILED
-from gpubench.sweep import SWEEPABLE
+from gpubench.run.sweep import SWEEPABLE
 
 HELP = "repeat a comparison over the values of one parameter (e.g. --batch-size 32,64,128)"
 
@@ -88,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--accuracy-rounds must be >= 0, got {args.accuracy_rounds}")
     if args.accuracy_target is not None and not 0 < args.accuracy_target <= 1:
         raise UsageError(f"--accuracy-target must be in (0, 1], got {args.accuracy_target}")
-    from gpubench.harness import compare, prepare
-    from gpubench.sweep import (
+    from gpubench.run.harness import compare, prepare
+    from gpubench.run.sweep import (
         PLOT_FILE,
         default_out_dir,
         format_sweep_table,

@@ -1,4 +1,4 @@
-"""What will bite on this machine: rules over the dict ``gpubench.doctor`` collects.
+"""What will bite on this machine: rules over the dict ``gpubench.run.doctor`` collects.
 
 The doctor looks (GPUs, NVML, MPS, shared memory, environment); these rules say what that
 means for the modes, as findings like a run's.

@@ -3,7 +3,7 @@
 A client's ``phases`` (setup, data, copy, compute, write, aggregate) add up to its duration.
 ``phase_means`` is a mode's mean client time by phase (one device's clients); the rules name
 the phase that grew most against serial when a mode is slower, and read the counterfactual
-rows (``gpubench.explain``: the same rounds again with one setting changed) to say which
+rows (``gpubench.run.explain``: the same rounds again with one setting changed) to say which
 setting moved the threaded ratio, and by how much.
 """
 

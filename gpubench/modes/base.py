@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from gpubench.config import RunConfig
-from gpubench.devices import Device
+from gpubench.machine.devices import Device
 from gpubench.results import ClientTiming, WorkerMemory
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class RoundOutput:
     ``partials``: one float64 vector per worker, the sum over its clients of samples x update
     (trained state minus the round's global model); ``weights``: the samples each partial
     sum holds. ``fingerprints``: (clients x K) float64, row c the fingerprint of client c's
-    update (:class:`gpubench.updates.Sketch`); the harness made it NaN before the round, so
+    update (:class:`gpubench.train.updates.Sketch`); the harness made it NaN before the round, so
     a client nobody trained shows. A mode whose engine aggregates itself (flower) hands back
     its aggregate as one partial sum: (aggregate - global) x total weight.
     """

@@ -1,7 +1,7 @@
 """``flower``: the same round through Flower's simulation engine, measured as a peer.
 
 What runs: ``flwr.simulation.run_simulation`` with one virtual SuperNode per client, a
-``ClientApp`` whose ``train`` runs our local training (:class:`gpubench.fl.ClientTrainer`:
+``ClientApp`` whose ``train`` runs our local training (:class:`gpubench.train.fl.ClientTrainer`:
 same data, seeds and SGD) and a ``ServerApp`` running Flower's own ``FedAvg`` (every client
 every round, weighted by ``num-examples`` as ours is; no evaluation). Its Ray backend gets
 the same per-client resources as the ``ray`` mode's actors (``client_resources`` from

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from gpubench.config import TrainConfig
-from gpubench.devices import Device
+from gpubench.machine.devices import Device
 from gpubench.modes.base import process_rss
 from gpubench.modes.ray_common import visible_gpus
 from gpubench.results import ClientTiming, WorkerMemory
@@ -58,7 +58,7 @@ def _actor_state(blob: bytes) -> _ActorState:
     state = _ACTOR.get(blob)
     if state is None:
         from gpubench.cases import load_case
-        from gpubench.fl import build_datasets, make_trainer
+        from gpubench.train.fl import build_datasets, make_trainer
 
         setup: FlowerSetup = pickle.loads(blob)
         torch_device = "cuda:0" if torch.cuda.is_available() else "cpu"
@@ -71,7 +71,7 @@ def _actor_state(blob: bytes) -> _ActorState:
         own: Any = trainer
         names = list(getattr(own, "names", None) or own.model.state_dict().keys())
         shapes = list(getattr(own, "shapes", None) or [tuple(t.shape) for t in own.tensors])
-        from gpubench.updates import FINGERPRINT_SIZE
+        from gpubench.train.updates import FINGERPRINT_SIZE
 
         fps = torch.zeros(len(setup.sizes), FINGERPRINT_SIZE, dtype=torch.float64)
         state = _ACTOR[blob] = _ActorState(trainer, names, shapes, fps)
@@ -100,7 +100,7 @@ def _client_train(msg: Any, context: Any) -> Any:
         metrics["num-examples"] = 1
         arrays = msg.content["arrays"]
     else:
-        from gpubench.fl import flatten_state
+        from gpubench.train.fl import flatten_state
 
         # Flower aggregates the arrays itself: the sink only fingerprints the update.
         trainer.sink.begin(_flat(msg.content["arrays"]))
@@ -280,7 +280,7 @@ def driver_main(
         @server_app.main()
         def _main(grid: Grid, context: Context) -> None:
             from gpubench.cases import load_case
-            from gpubench.fl import initial_global_state, state_tensors
+            from gpubench.train.fl import initial_global_state, state_tensors
 
             case = load_case(setup.case)
             model = case.build_model()

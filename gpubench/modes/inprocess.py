@@ -10,12 +10,12 @@ from collections.abc import Iterator, Mapping
 import torch
 
 from gpubench.cases import load_case
-from gpubench.cuda import peak_memory, reset_peak_memory
-from gpubench.devices import Device, torch_device_in_process
-from gpubench.fl import Trainer, build_datasets, make_trainer
-from gpubench.isolation import pin_in_process, steady_host_allocator
+from gpubench.machine.cuda import peak_memory, reset_peak_memory
+from gpubench.machine.devices import Device, torch_device_in_process
+from gpubench.machine.isolation import pin_in_process, steady_host_allocator
 from gpubench.modes.base import ModeDefaults, Plan, RoundOutput, process_rss
 from gpubench.results import ClientTiming, WorkerMemory
+from gpubench.train.fl import Trainer, build_datasets, make_trainer
 
 # The name prefix of the threaded and streams modes' client threads.
 CLIENT_THREADS = "gpubench-client"

@@ -2,7 +2,7 @@
 
 Without MPS, processes on one GPU take turns (time-slicing); with it, their kernels can run
 on the GPU at once. gpubench starts a private MPS control daemon for the run's GPUs
-(:class:`gpubench.mps.MpsDaemon`: its own pipe and log directories, no GPU setting changed),
+(:class:`gpubench.modes.mps.MpsDaemon`: its own pipe and log directories, no GPU setting changed),
 gives every worker its environment before CUDA initialises, checks that every worker really
 attached (a worker that fell back to time-slicing fails the mode), and stops the daemon when
 the mode closes. On CPU slots the mode is not applicable. ``--mps on`` adds these rows next to
@@ -26,7 +26,7 @@ class _WithMps(ProcessModeBase):
     daemon: Any = None
 
     def start(self) -> None:
-        from gpubench.mps import MpsAttachError, MpsDaemon, MpsNotApplicable, MpsUnavailable
+        from gpubench.modes.mps import MpsAttachError, MpsDaemon, MpsNotApplicable, MpsUnavailable
 
         devices = tuple({s.device.id: s.device for s in self.specs}.values())
         try:

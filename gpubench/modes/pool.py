@@ -30,9 +30,9 @@ import torch
 import torch.multiprocessing as tmp
 
 from gpubench.config import TrainConfig
-from gpubench.cuda import peak_memory, reset_peak_memory
-from gpubench.devices import Device
-from gpubench.isolation import bind_process, openmp_wait_for_children
+from gpubench.machine.cuda import peak_memory, reset_peak_memory
+from gpubench.machine.devices import Device
+from gpubench.machine.isolation import bind_process, openmp_wait_for_children
 from gpubench.modes.base import ModeFailure, first_line, process_rss
 from gpubench.results import ClientTiming, WorkerMemory
 
@@ -79,7 +79,7 @@ class ClientLoop:
 
     def __init__(self, setup: WorkerSetup, spec: WorkerSpec, torch_device: str) -> None:
         from gpubench.cases import load_case
-        from gpubench.fl import build_datasets, make_trainer
+        from gpubench.train.fl import build_datasets, make_trainer
 
         case = load_case(setup.case)
         data = build_datasets(
@@ -127,7 +127,7 @@ class SharedRound:
 
     @classmethod
     def allocate(cls, clients: int, workers: int, state_size: int) -> SharedRound:
-        from gpubench.updates import FINGERPRINT_SIZE
+        from gpubench.train.updates import FINGERPRINT_SIZE
 
         def shared(*shape: int, dtype: torch.dtype) -> torch.Tensor:
             # Zeroed where it lives: a private zero-filled tensor moved into shared memory

@@ -9,7 +9,7 @@ from dataclasses import replace
 import torch
 
 from gpubench.assign import assign_clients
-from gpubench.devices import Device
+from gpubench.machine.devices import Device
 from gpubench.modes.base import ModeDefaults, Plan, RoundOutput
 from gpubench.modes.pool import WorkerPool, WorkerSetup, WorkerSpec
 

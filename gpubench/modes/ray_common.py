@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gpubench.devices import Device
+from gpubench.machine.devices import Device
 from gpubench.modes.base import ModeFailure, Plan
 
 RAY_MISSING = "ray is not installed: pip install 'gpubench[ray]'"

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpubench.devices import Device
+from gpubench.machine.devices import Device
 from gpubench.modes.base import ModeFailure, Plan, RoundOutput, process_rss
 from gpubench.modes.pool import WorkerSetup, WorkerSpec
 from gpubench.modes.processes import WorkerSpecs, plan_workers
@@ -52,7 +52,7 @@ from gpubench.modes.ray_common import (
     worker_resources,
 )
 from gpubench.results import ClientTiming, WorkerMemory
-from gpubench.updates import FINGERPRINT_SIZE
+from gpubench.train.updates import FINGERPRINT_SIZE
 
 
 class RayWorker:
@@ -60,8 +60,8 @@ class RayWorker:
 
     def __init__(self, setup: WorkerSetup, spec: WorkerSpec, resources: Resources) -> None:
         from gpubench.cases import load_case
-        from gpubench.fl import build_datasets, make_trainer
-        from gpubench.isolation import bind_process
+        from gpubench.machine.isolation import bind_process
+        from gpubench.train.fl import build_datasets, make_trainer
 
         # The global model arrives as a read-only view of the object store: only read.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -108,7 +108,7 @@ class RayWorker:
         The timings' ``start_s``/``end_s`` are seconds since this actor began the round, on
         its own node's clock: another node's ``perf_counter`` has another origin.
         """
-        from gpubench.cuda import peak_memory, reset_peak_memory
+        from gpubench.machine.cuda import peak_memory, reset_peak_memory
 
         begun = time.perf_counter()
         flat = torch.from_numpy(global_state)

@@ -221,7 +221,7 @@ def plan_steps(sizes: Sequence[int], batch_size: int, epochs: int) -> list[list[
     """For each step, the groups of clients that train in it, largest batch first.
 
     Client ``r`` runs ``epochs * ceil(n_r / batch_size)`` steps, exactly the batches
-    :func:`gpubench.fl.local_train` gives it; step ``t`` is its batch ``t % k`` of epoch
+    :func:`gpubench.train.fl.local_train` gives it; step ``t`` is its batch ``t % k`` of epoch
     ``t // k`` (``k`` its batches per epoch).
     """
     per_epoch = [max(1, math.ceil(n / batch_size)) for n in sizes]
@@ -264,7 +264,7 @@ class StateSlot:
 
 
 def state_layout(model: nn.Module) -> list[StateSlot]:
-    """The flat layout of :func:`gpubench.fl.flatten_state` (state_dict order)."""
+    """The flat layout of :func:`gpubench.train.fl.flatten_state` (state_dict order)."""
     params = {id(p): n for n, p in model.named_parameters()}
     buffers = {id(b): n for n, b in model.named_buffers()}
     slots, at = [], 0
@@ -326,8 +326,8 @@ def make_chunk(
 
 def shuffle_orders(chunk: Chunk, seed: int, epochs: int, device: str) -> torch.Tensor:
     """(clients x epochs x max samples) shuffle orders, offset into the chunk's data: each
-    client's own generator, as :func:`gpubench.fl.local_train` draws it."""
-    from gpubench.seeds import derive_seed
+    client's own generator, as :func:`gpubench.train.fl.local_train` draws it."""
+    from gpubench.cases.seeds import derive_seed
 
     orders = torch.zeros(len(chunk.clients), epochs, max(chunk.sizes), dtype=torch.long)
     for r, (client, n) in enumerate(zip(chunk.clients, chunk.sizes, strict=True)):

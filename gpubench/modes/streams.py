@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from gpubench.isolation import pinned_thread
+from gpubench.machine.isolation import pinned_thread
 from gpubench.modes.base import NotApplicable
 from gpubench.modes.threaded import ThreadedMode
 from gpubench.results import ClientTiming

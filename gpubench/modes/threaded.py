@@ -20,11 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from gpubench.fl import Trainer
-from gpubench.isolation import pinned_thread
+from gpubench.machine.isolation import pinned_thread
 from gpubench.modes.base import Plan, RoundOutput
 from gpubench.modes.inprocess import CLIENT_THREADS, InProcessBase
 from gpubench.results import ClientTiming
+from gpubench.train.fl import Trainer
 
 
 class ThreadedMode(InProcessBase):

@@ -5,7 +5,7 @@ step of every client is one ``vmap`` over that dimension, with ``torch.func.func
 running the case's own module, and one backward pass. SGD with momentum runs on the stacked
 tensors through ``torch.optim.sgd.sgd``, the function ``torch.optim.SGD`` itself steps with,
 and each client draws its batches from its own shuffle order (the same generator as
-:func:`gpubench.fl.local_train`), so every client follows the same trajectory as in
+:func:`gpubench.train.fl.local_train`), so every client follows the same trajectory as in
 ``serial``, up to summation order.
 
 An ``nn.Sequential`` runs layer by layer instead (:class:`StackedSequential`): its linear
@@ -62,8 +62,8 @@ from typing import Any
 import torch
 
 from gpubench.cases import load_case
-from gpubench.clientdata import data_bytes
-from gpubench.cuda import synchronize
+from gpubench.cases.seeds import derive_seed
+from gpubench.machine.cuda import synchronize
 from gpubench.modes.base import ModeFailure, NotApplicable
 from gpubench.modes.pool import WorkerSetup, WorkerSpec
 from gpubench.modes.processes import ProcessModeBase, plan_workers
@@ -82,8 +82,8 @@ from gpubench.modes.stacked import (
     state_layout,
 )
 from gpubench.results import ClientTiming
-from gpubench.seeds import derive_seed
-from gpubench.updates import UpdateSink
+from gpubench.train.clientdata import data_bytes
+from gpubench.train.updates import UpdateSink
 
 # --- the worker body ------------------------------------------------------------------------
 
@@ -95,7 +95,7 @@ class VectorizedBody:
     def __init__(self, setup: WorkerSetup, spec: WorkerSpec, torch_device: str) -> None:
         from torch.func import functional_call, vmap
 
-        from gpubench.fl import build_datasets
+        from gpubench.train.fl import build_datasets
 
         case = load_case(setup.case)
         self.cfg = setup.train
@@ -170,7 +170,7 @@ class VectorizedBody:
         """One step of the first (up to) two clients from the initial weights: each stacked
         parameter's layout, and the bytes one more stacked client takes (measured on a GPU;
         on the CPU its saved activations, measured, and its state, gradient and momentum)."""
-        from gpubench.casecheck import saved_tensor_bytes
+        from gpubench.train.casecheck import saved_tensor_bytes
 
         if not self.clients:
             return 1
@@ -370,7 +370,7 @@ class VectorizedMode(ProcessModeBase):
     trainer = "gpubench.modes.vectorized:make_vectorized_body"
     # On CUDA the batched convolutions run other (TF32) kernels than serial's: measured on an
     # H200, cnn's aggregate differed by 1.0e-4 at batch 128 and 9.4e-4 at batch 32 (other
-    # modes: 1.5e-4), so 4x the default (see gpubench.equivalence).
+    # modes: 1.5e-4), so 4x the default (see gpubench.run.equivalence).
     cuda_tolerance_scale = 4.0
     supports_dynamic = False  # a device's clients are one batched computation
 

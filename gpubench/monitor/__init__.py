@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from gpubench.devices import Device
+from gpubench.machine.devices import Device
 from gpubench.monitor import nvml
 from gpubench.monitor.host import HostProbe
 from gpubench.monitor.nvml_probe import NvmlProbe

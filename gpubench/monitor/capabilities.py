@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gpubench.devices import Device
+from gpubench.machine.devices import Device
 from gpubench.monitor import nvml
 from gpubench.monitor.probe import Reading
 

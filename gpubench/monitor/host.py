@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from gpubench.devices import Device
+from gpubench.machine.devices import Device
 from gpubench.monitor.probe import Reading
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from gpubench.devices import Device
+from gpubench.machine.devices import Device
 from gpubench.monitor.probe import LogOnce, Reading
 
 try:  # the binding is a dependency, but a broken install must not break CPU runs

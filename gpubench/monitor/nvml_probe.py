@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from gpubench.devices import Device
+from gpubench.machine.devices import Device
 from gpubench.monitor.nvml import open_gpus
 from gpubench.monitor.probe import Reading
 

@@ -22,9 +22,9 @@ from collections.abc import Iterator, MutableMapping, Sequence
 
 import torch
 
-from gpubench.casecheck import check_client_data
 from gpubench.cases import Case
 from gpubench.config import ConfigError, TrainConfig
+from gpubench.train.casecheck import check_client_data
 
 Data = tuple[torch.Tensor, torch.Tensor]
 

@@ -6,7 +6,7 @@
 2. **memory run** — serial and multiprocess, *not* interleaved (each mode's processes are then
    the only ones alive while it is sampled), with as many rounds as give the monitor at least
    ``memory_samples`` samples per mode at the comparison's measured round time: belief 5;
-3. **batch sweep** — serial at batch 32 and 128 (``gpubench.sweep``), each point followed by
+3. **batch sweep** — serial at batch 32 and 128 (``gpubench.run.sweep``), each point followed by
    ``accuracy_rounds`` progressing FedAvg rounds scored on a held-out set: belief 4 and what
    the bigger batch does to the model.
 
@@ -123,9 +123,9 @@ def run_plan(
     progress: Progress | None = None,
 ) -> FaqInputs:
     """Measure the plan; every results file goes under ``out_dir/results/`` as it is made."""
-    from gpubench.harness import compare, prepare
     from gpubench.monitor import create_sampler
-    from gpubench.sweep import run_sweep, summarize, write_summary
+    from gpubench.run.harness import compare, prepare
+    from gpubench.run.sweep import run_sweep, summarize, write_summary
 
     comp_cfg = run_config(plan, case, devices)
     mem_cfg = replace(comp_cfg, modes=MEMORY_MODES, interleave=False)

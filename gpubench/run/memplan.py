@@ -32,10 +32,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gpubench.config import ConfigError, RunConfig
-from gpubench.devices import Device
+from gpubench.machine.devices import Device
 from gpubench.modes.base import process_rss
 from gpubench.modes.stacked import chunk_size
-from gpubench.updates import GAP_CHUNK
+from gpubench.train.updates import GAP_CHUNK
 
 # A CUDA context and the kernels torch loads into it, per process and GPU.
 CUDA_CONTEXT_BYTES = 600 << 20

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gpubench.findings.machine import THREAD_VARIABLES, machine_findings
-from gpubench.isolation import OPENMP_WAIT_VARIABLES
+from gpubench.machine.isolation import OPENMP_WAIT_VARIABLES
 
 SHM_PATH = "/dev/shm"
 MPS_PROCESSES = ("nvidia-cuda-mps-control", "nvidia-cuda-mps-server")
@@ -85,7 +85,7 @@ def nvml_status() -> dict[str, Any]:
 
 def torch_status() -> dict[str, Any]:
     try:
-        from gpubench.environment import torch_info
+        from gpubench.monitor.environment import torch_info
     except ImportError as exc:  # pragma: no cover - torch is a dependency
         return {"torch": None, "note": str(exc)}
     return torch_info()
@@ -94,7 +94,7 @@ def torch_status() -> dict[str, Any]:
 def cuda_gpus() -> list[dict[str, Any]]:
     """The GPUs torch sees, in CUDA's order."""
     from gpubench.config import ConfigError
-    from gpubench.devices import resolve_devices
+    from gpubench.machine.devices import resolve_devices
 
     try:
         found = resolve_devices("cuda").devices
@@ -151,9 +151,9 @@ def with_nvml_view(gpus: list[dict[str, Any]], nvml_gpus: list[dict[str, Any]]) 
 def collect_machine() -> dict[str, Any]:
     """Everything the doctor looks at, as plain JSON-ready data."""
     from gpubench import __version__
-    from gpubench.devices import usable_cores
-    from gpubench.environment import cpu_model
+    from gpubench.machine.devices import usable_cores
     from gpubench.monitor.capabilities import gpu_counters
+    from gpubench.monitor.environment import cpu_model
 
     cores = usable_cores()
     gpus = cuda_gpus()

@@ -20,12 +20,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from gpubench import __version__, memplan, stats
+from gpubench import __version__, stats
 from gpubench.config import RunConfig
-from gpubench.devices import Device
-from gpubench.environment import collect_environment
-from gpubench.equivalence import Comparison, Ledger, consistency_diff
-from gpubench.isolation import release_free_heap
+from gpubench.machine.devices import Device
+from gpubench.machine.isolation import release_free_heap
 from gpubench.modes import (
     Mode,
     ModeFailure,
@@ -34,8 +32,7 @@ from gpubench.modes import (
     mode_class,
 )
 from gpubench.modes.base import first_line
-from gpubench.prepare import ModeSession, Prepared, fedavg, fedavg_update, open_mode, prepare
-from gpubench.progress import ClientTicker
+from gpubench.monitor.environment import collect_environment
 from gpubench.results import (
     PHASE_BETWEEN,
     PHASE_COLD_START,
@@ -52,7 +49,11 @@ from gpubench.results import (
     RunRecord,
     WorkerMemory,
 )
-from gpubench.updates import FINGERPRINT_SIZE, FedAvgUpdate, LastUpdates
+from gpubench.run import memplan
+from gpubench.run.equivalence import Comparison, Ledger, consistency_diff
+from gpubench.run.prepare import ModeSession, Prepared, fedavg, fedavg_update, open_mode, prepare
+from gpubench.run.ticker import ClientTicker
+from gpubench.train.updates import FINGERPRINT_SIZE, FedAvgUpdate, LastUpdates
 
 __all__ = ["ModeSession", "Prepared", "compare", "fedavg_update", "open_mode", "prepare"]
 

@@ -18,8 +18,8 @@ from dataclasses import replace
 from typing import Any
 
 from gpubench.config import RunConfig
-from gpubench.prepare import Prepared
 from gpubench.results import ModeExtra, ModeResult, Results, RunRecord
+from gpubench.run.prepare import Prepared
 
 SLOWER = 0.95  # as gpubench.findings.base.SLOWER: slower than serial beyond noise
 # setting (PipelineConfig field) -> the flag a row's name shows

@@ -1,9 +1,9 @@
 """The trainer of cases that train themselves: a case's own ``train`` or a Flower app.
 
-Every mode builds its trainers through :func:`gpubench.fl.make_trainer`, so a case with
+Every mode builds its trainers through :func:`gpubench.train.fl.make_trainer`, so a case with
 ``train``/``make_dataset``/``app`` runs under every mode through :class:`OwnTrainer`, which
-follows :class:`gpubench.fl.Trainer`: each client starts from the round's global model with
-the global RNGs seeded from (seed, client) (:func:`gpubench.fl.seed_client_rngs`), and its
+follows :class:`gpubench.train.fl.Trainer`: each client starts from the round's global model with
+the global RNGs seeded from (seed, client) (:func:`gpubench.train.fl.seed_client_rngs`), and its
 trained state, fingerprint and FedAvg weight (the examples it reports) go to the sink.
 
 Where a client's time goes (``ClientTiming.phases``, summing to its duration):
@@ -31,13 +31,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpubench.casecheck import CaseFacts, check_client_data
 from gpubench.cases import Case, client_sizes
 from gpubench.cases.flower_app import AppError, FlowerClients, check_arrays
 from gpubench.cases.own_train import sgd_train
+from gpubench.cases.seeds import derive_seed
 from gpubench.config import ConfigError, TrainConfig
-from gpubench.cuda import synchronize
-from gpubench.fl import (
+from gpubench.machine.cuda import synchronize
+from gpubench.results import ClientTiming
+from gpubench.train.casecheck import CaseFacts, check_client_data
+from gpubench.train.fl import (
     ClientError,
     client_rngs,
     flatten_state,
@@ -45,9 +47,7 @@ from gpubench.fl import (
     seed_client_rngs,
     state_tensors,
 )
-from gpubench.results import ClientTiming
-from gpubench.seeds import derive_seed
-from gpubench.updates import UpdateSink
+from gpubench.train.updates import UpdateSink
 
 # Phases a case's own code holds inside its ``compute`` (see the module docstring).
 UNSEEN_PHASES = ("copy",)
@@ -316,7 +316,7 @@ def probe_case(
     update depends on the global RNGs; None when it failed). With ``trains_all`` a client
     whose training fails is left out (the modes then fail naming it and what went wrong);
     without, its ClientError propagates."""
-    from gpubench.updates import FINGERPRINT_SIZE
+    from gpubench.train.updates import FINGERPRINT_SIZE
 
     clients = sorted(datasets)
     trainer = OwnTrainer(case, cfg, "cpu", "the parent", 0, datasets)
@@ -354,7 +354,7 @@ def check_self_training(
     with other global RNG seeds. Its own ``train``: client 0 trains twice.
     """
     from gpubench.cases.own_train import dataset_size
-    from gpubench.fl import ClientError, initial_global_state
+    from gpubench.train.fl import ClientError, initial_global_state
 
     global_state = initial_global_state(case, cfg.seed)
     nothing = (torch.zeros(0), torch.zeros(0))

@@ -1,12 +1,12 @@
 """``sweep``: one comparison repeated over the values of one parameter.
 
-Each point is a full :func:`gpubench.harness.compare` run written to its own results file;
+Each point is a full :func:`gpubench.run.harness.compare` run written to its own results file;
 :func:`summarize` derives, from those results alone, each mode's round time, time per
 sample, speedup and device utilisation at every point, and serial's own change between the
 smallest and the largest value (the notes' "raise the batch from 32 to 128 for 2-3x").
 
 With ``accuracy_rounds`` R, every point also trains R progressing FedAvg rounds and scores
-each aggregate on a held-out set (:mod:`gpubench.accuracy`): a faster round is then read next
+each aggregate on a held-out set (:mod:`gpubench.run.accuracy`): a faster round is then read next
 to the local steps it takes and the accuracy it reaches, and, given a target accuracy, the
 time to reach it (rounds needed times the point's measured serial round).
 """
@@ -104,11 +104,11 @@ def run_sweep(
     if accuracy_rounds < 0:
         raise ValueError(f"accuracy rounds must be >= 0, got {accuracy_rounds}")
     if accuracy_rounds and accuracy_fn is None:
-        from gpubench.accuracy import run_accuracy
+        from gpubench.run.accuracy import run_accuracy
 
         accuracy_fn = run_accuracy
     if compare_fn is None:
-        from gpubench.harness import compare
+        from gpubench.run.harness import compare
 
         compare_fn = compare
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

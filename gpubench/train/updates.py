@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from gpubench.seeds import derive_seed
+from gpubench.cases.seeds import derive_seed
 
 FINGERPRINT_SIZE = 16
 ACCUMULATE_BLOCK = 32

@@ -1,7 +1,7 @@
 """One client's local training.
 
 Every mode trains clients through :class:`ClientTrainer` (or, for vectorized, the same
-arithmetic batched) and hands each client's update to a :class:`gpubench.updates.UpdateSink`,
+arithmetic batched) and hands each client's update to a :class:`gpubench.train.updates.UpdateSink`,
 so the only thing that differs between modes is *where* and *when* a client trains. A model's
 whole state (parameters and buffers) travels as one flat float32 vector.
 """
@@ -18,10 +18,12 @@ import torch
 from torch import nn
 
 from gpubench.cases import Case, client_sizes
-from gpubench.clientdata import ClientData
+from gpubench.cases.seeds import derive_seed
 from gpubench.config import TrainConfig
-from gpubench.cuda import synchronize
-from gpubench.pipeline import (
+from gpubench.machine.cuda import synchronize
+from gpubench.results import ClientTiming
+from gpubench.train.clientdata import ClientData
+from gpubench.train.pipeline import (
     ClientSource,
     NullClock,
     PhaseClock,
@@ -33,9 +35,7 @@ from gpubench.pipeline import (
     loader_hint,
     set_torch_threads,
 )
-from gpubench.results import ClientTiming
-from gpubench.seeds import derive_seed
-from gpubench.updates import UpdateSink
+from gpubench.train.updates import UpdateSink
 
 
 def state_tensors(model: nn.Module) -> list[torch.Tensor]:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from gpubench import __version__
-from gpubench.devices import Device, usable_cores
-from gpubench.isolation import OPENMP_WAIT_VARIABLES
+from gpubench.machine.devices import Device, usable_cores
+from gpubench.machine.isolation import OPENMP_WAIT_VARIABLES
 
 
 def cpu_model() -> str | None:

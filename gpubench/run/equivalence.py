@@ -1,7 +1,7 @@
 """Did every mode compute serial's result? Per client, every round, from fingerprints.
 
 Each round every mode hands back a fingerprint of each client's update (see
-:mod:`gpubench.updates`). A client's difference from serial is
+:mod:`gpubench.train.updates`). A client's difference from serial is
 
     max |fp_mode - fp_serial| / max |fp_serial|
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import psutil
 
-from gpubench.devices import Device
+from gpubench.machine.devices import Device
 
 CONTROL = "nvidia-cuda-mps-control"
 MPS_PROCESS_NAMES = ("nvidia-cuda-mps-control", "nvidia-cuda-mps-server")

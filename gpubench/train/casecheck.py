@@ -3,7 +3,7 @@
 Bad data is bad input (``ConfigError``: one line naming the case, the client and what is
 wrong; exit 2). The parent makes and checks a bounded sample of clients (all of them in a
 small run); a worker checks the same way every client it makes
-(:class:`gpubench.clientdata.ClientData`). The real sample counts found here are the FedAvg
+(:class:`gpubench.train.clientdata.ClientData`). The real sample counts found here are the FedAvg
 weights of the run. One probe step on client 0 also tells whether the case's
 training draws from torch's global RNG (Dropout does), which decides whether threads can
 reproduce serial's result.
@@ -158,7 +158,7 @@ def check_case(
     ``CHECK_CLIENTS`` and ``CHECK_BYTES``. Every other client is checked when a worker
     makes its data. A case whose clients do not have the samples asked for is checked
     whole: their sizes are the FedAvg weights. (A case that trains itself, its own train or
-    a Flower app, is checked by training it: :func:`gpubench.apptrainer.check_self_training`.)"""
+    a Flower app, is checked by training it: :func:`gpubench.train.apptrainer.check_self_training`.)"""
     x, y = make_checked(case, spec, cfg, 0, requested[0])
     sizes = [check_client_data(case, spec, 0, x, y)]
     per_sample = data_bytes_of(x, y) // sizes[0]

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gpubench import cuda
 from gpubench.config import ConfigError
+from gpubench.machine import cuda
 
 
 @dataclass(frozen=True)

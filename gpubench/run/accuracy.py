@@ -8,7 +8,7 @@ can be read next to "k times fewer local steps" and the accuracy those steps rea
 
 Clients train one after another in this process on the run's first device (a GPU, or CPU
 slot 0 with its cores and thread count), with the same functions every mode uses
-(:func:`gpubench.fl.local_train`, :class:`gpubench.updates.UpdateSink`). The held-out set is drawn
+(:func:`gpubench.train.fl.local_train`, :class:`gpubench.train.updates.UpdateSink`). The held-out set is drawn
 like one more client's data (client index ``clients``, iid), so it follows the task every
 client learns and is never trained on. Each round shuffles with its own seed.
 """
@@ -24,10 +24,12 @@ from typing import Any
 import torch
 
 from gpubench.cases import load_case
+from gpubench.cases.seeds import derive_seed
 from gpubench.config import Partition, RunConfig
-from gpubench.cuda import synchronize
-from gpubench.devices import resolve_devices, torch_device_in_process
-from gpubench.fl import (
+from gpubench.machine.cuda import synchronize
+from gpubench.machine.devices import resolve_devices, torch_device_in_process
+from gpubench.machine.isolation import pinned_thread
+from gpubench.train.fl import (
     build_datasets,
     flatten_state,
     initial_global_state,
@@ -36,9 +38,7 @@ from gpubench.fl import (
     sizes_for,
     state_tensors,
 )
-from gpubench.isolation import pinned_thread
-from gpubench.seeds import derive_seed
-from gpubench.updates import UpdateSink
+from gpubench.train.updates import UpdateSink
 
 DEFAULT_HELD_OUT = 1024
 _EVAL_BATCH = 512

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from gpubench.cases.seeds import derive_seed
 from gpubench.config import ConfigError, PipelineConfig, TrainConfig, cifar_folder
 from gpubench.results import PHASES
-from gpubench.seeds import derive_seed
 
 PAD = 4  # pixels of zero padding before the random crop, as CIFAR examples use
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -383,7 +383,7 @@ def loader_context(start: str) -> Any:
         proc.daemon = False
     ctx = multiprocessing.get_context(start)
     if start == "forkserver":
-        ctx.set_forkserver_preload(["torch", "torchvision.transforms.v2", "gpubench.pipeline"])
+        ctx.set_forkserver_preload(["torch", "torchvision.transforms.v2", "gpubench.train.pipeline"])
     return ctx
 
 

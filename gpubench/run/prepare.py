@@ -14,18 +14,18 @@ from dataclasses import dataclass
 
 import torch
 
-from gpubench.casecheck import CaseFacts, check_case
 from gpubench.cases import Case, load_case
 from gpubench.config import RunConfig
-from gpubench.devices import Device, resolve_devices
-from gpubench.equivalence import default_tolerance
-from gpubench.fl import initial_global_state, sizes_for
-from gpubench.isolation import release_free_heap
-from gpubench.memplan import TORCH_RUNTIME_BYTES, Inputs, MemoryPlan, check_fits, estimate
+from gpubench.machine.devices import Device, resolve_devices
+from gpubench.machine.isolation import release_free_heap
 from gpubench.modes import Mode, ModeFailure, Plan, RoundOutput, check_modes, mode_class
 from gpubench.modes.base import process_rss
 from gpubench.results import ClientTiming
-from gpubench.updates import FINGERPRINT_SIZE, FedAvgUpdate, Sketch
+from gpubench.run.equivalence import default_tolerance
+from gpubench.run.memplan import TORCH_RUNTIME_BYTES, Inputs, MemoryPlan, check_fits, estimate
+from gpubench.train.casecheck import CaseFacts, check_case
+from gpubench.train.fl import initial_global_state, sizes_for
+from gpubench.train.updates import FINGERPRINT_SIZE, FedAvgUpdate, Sketch
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Prepared:
     plan: Plan
     case: Case
     weights: list[float]  # FedAvg weights: the samples each client really has
-    tolerance: float  # relative, per client (see gpubench.equivalence)
+    tolerance: float  # relative, per client (see gpubench.run.equivalence)
     draws_global_rng: bool = False
     _global: tuple[int, torch.Tensor] | None = None
     memory: MemoryPlan | None = None  # the estimate of each process's peak memory
@@ -86,7 +86,7 @@ def prepare(config: RunConfig, check_fit: bool = True) -> Prepared:
     # Once client 0's data is known (without activations: a lower bound), a run that cannot
     # fit is refused before more is made; then with the probe step's activations.
     if case.trains_itself:  # its own train, or a Flower app: checked by training it
-        from gpubench.apptrainer import check_self_training
+        from gpubench.train.apptrainer import check_self_training
 
         facts = check_self_training(case, config.case, config.train, requested)
     else:

@@ -16,8 +16,8 @@ import os
 import sys
 from collections.abc import Collection, Iterator, Mapping
 
-from gpubench import cuda
-from gpubench.devices import Device
+from gpubench.machine import cuda
+from gpubench.machine.devices import Device
 
 
 def worker_environment(device: Device) -> dict[str, str]:
