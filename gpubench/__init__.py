@@ -1,3 +1,58 @@
-"""gpubench: how fast is a federated round under each way of using your GPUs, and why."""
+"""gpubench: how fast is a federated round under each way of using your GPUs, and why.
 
-__version__ = "0.1.0"
+The public API; each name loads what it needs when first used, so ``import gpubench`` costs
+nothing and the readers of results never load torch::
+
+    import gpubench
+
+    if __name__ == "__main__":  # process modes spawn workers, which import the main module
+        config = gpubench.RunConfig(case="mlp", clients=4, devices="cpu:2", modes=("serial", "multi-gpu"))
+        results = gpubench.compare(config)
+        results.save("results/mlp.json")
+        gpubench.write_report(gpubench.load_results("results/mlp.json"), "reports/mlp.md")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gpubench.version import __version__
+
+if TYPE_CHECKING:
+    from gpubench.config import RunConfig, TrainConfig
+    from gpubench.results import Results
+    from gpubench.run.api import (
+        check_gate,
+        compare,
+        load_results,
+        run_failed,
+        sweep,
+        write_report,
+    )
+
+__all__ = ["Results", "RunConfig", "TrainConfig", "__version__", "check_gate", "compare",
+           "load_results", "run_failed", "sweep", "write_report"]  # fmt: skip
+
+_API = ("check_gate", "compare", "load_results", "run_failed", "sweep", "write_report")
+
+
+def __getattr__(name: str) -> Any:
+    """The public names, each imported on first use (PEP 562)."""
+    if name in ("RunConfig", "TrainConfig"):
+        from gpubench import config
+
+        value = getattr(config, name)
+    elif name == "Results":
+        from gpubench.results import Results as value
+    elif name in _API:
+        from gpubench.run import api
+
+        value = getattr(api, name)
+    else:
+        raise AttributeError(f"module 'gpubench' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

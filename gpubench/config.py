@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -210,14 +211,17 @@ class RunConfig:
     workers_per_device: int = 1
     warmup: int = 1
     rounds: int = 3
-    tolerance: float | None = None  # None: 1e-5 on CPU slots, 1e-4 on CUDA
+    # None: from the run's measured noise floor, never under 1e-3 on CPU slots or 0.1 on
+    # CUDA (gpubench.run.equivalence.tolerance_from_floor); a number: that, for every mode.
+    tolerance: float | None = None
     timeout_s: float | None = None
-    interleave: bool = False
+    # The modes take turns round by round (see interleaved_blocks); False: one after another.
+    interleave: bool = True
     sample_interval_s: float | None = 0.1  # None: monitoring off
     mps: str = "off"  # on: each process mode also runs with CUDA MPS (a "+mps" row)
     options: dict[str, Any] = field(default_factory=dict)  # mode-specific extras (ray, ...)
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # noqa: C901 - one check per option, in the options' order
         self.train.validate()
         if self.clients < 1:
             raise ConfigError(f"--clients must be >= 1, got {self.clients}")
@@ -262,6 +266,35 @@ class RunConfig:
 
 # The process modes ``--mps on`` measures once more under CUDA MPS, as a row of their own.
 MPS_MODES = {"multiprocess": "multiprocess+mps", "multi-gpu": "multi-gpu+mps"}
+
+
+# Modes that keep daemons alive between their rounds (Ray's raylet, GCS and workers;
+# Flower's engine on Ray): interleaved with other modes, their idle processes would run under
+# the other modes' clocks.
+DAEMON_MODES = frozenset({"ray", "flower"})
+
+
+def has_daemons(mode: str) -> bool:
+    """Whether ``mode`` (or its base, for a ``+mps`` or ``@counterfactual`` row) keeps daemons."""
+    return mode.split("@", 1)[0].split("+", 1)[0] in DAEMON_MODES
+
+
+def interleaved_blocks(modes: Sequence[str], reference: str = "serial") -> tuple[tuple[str, ...], ...]:
+    """The groups of modes that take turns round by round, one group after another.
+
+    Every mode without daemons takes turns in the first group; each mode with daemons gets a
+    group of its own with ``reference`` beside it, so that its ratio is still paired with
+    reference rounds run next to it and no daemon idles under another mode's clock. A first
+    group holding only the reference is dropped when another group holds it too.
+    """
+    plain = tuple(m for m in modes if not has_daemons(m))
+    daemons = [m for m in modes if has_daemons(m)]
+    ref = (reference,) if reference in modes else ()
+    blocks = [plain] if plain else []
+    blocks += [(*ref, m) for m in daemons]
+    if len(blocks) > 1 and blocks[0] == ref:
+        blocks.pop(0)
+    return tuple(blocks)
 
 
 def with_mps_rows(modes: tuple[str, ...]) -> tuple[str, ...]:

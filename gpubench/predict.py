@@ -129,8 +129,8 @@ def schedule(
 
 def _work(results: Results, clients: int) -> list[float]:
     """The harness's work estimate (samples x local epochs), from the file's config."""
-    samples = results.config.get("samples")
-    epochs = float(results.config.get("local_epochs") or 1)
+    samples = results.config.samples
+    epochs = float(results.config.local_epochs or 1)
     if isinstance(samples, (list, tuple)) and len(samples) == clients:
         return [float(s) * epochs for s in samples]
     return [1.0] * clients
@@ -163,7 +163,7 @@ def predict(results: Results, devices: int, assign: str | None = None) -> Predic
         raise UsageError("the results file has no measured serial mode with client timings")
     rounds = _measured(serial)
     clients = max(c.client for r in rounds for c in r.clients) + 1
-    clients = max(clients, int(results.config.get("clients") or 0))
+    clients = max(clients, int(results.config.clients or 0))
     client_s = _client_medians(rounds, clients)
     serial_round = median([r.time_s for r in rounds])
     serial_fixed = max(0.0, median([r.time_s - sum(_total(c) for c in r.clients) for r in rounds]))

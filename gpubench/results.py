@@ -37,6 +37,23 @@ PHASE_ROUND = "round"
 PHASE_BETWEEN = "between"
 
 
+# A device id names its kind before the colon: ``cuda:0`` is a GPU, ``cpu:1`` a CPU slot.
+CPU_KINDS = ("cpu", "cpu-slot")
+
+
+def device_kind_of(device: str) -> str:
+    """``cpu`` for a CPU slot (``cpu:0``), ``cuda`` for a GPU (``cuda:1``), else the prefix."""
+    kind = device.partition(":")[0].strip().lower()
+    return "cpu" if kind in CPU_KINDS else kind
+
+
+def _device_order(device: str) -> tuple[int, str, int, str]:
+    """GPUs first, then CPU slots, each in index order."""
+    kind, _, index = device.partition(":")
+    rank = 0 if kind == "cuda" else 1 if device_kind_of(device) == "cpu" else 2
+    return (rank, kind, int(index) if index.isdigit() else 0, device)
+
+
 class ResultsFileError(ValueError):
     """A results file that cannot be used (unreadable, corrupt, unknown version)."""
 
@@ -167,8 +184,19 @@ class ModeResult:
         return self.status == STATUS_OK
 
     @property
+    def on_cpu_slots(self) -> bool:
+        """Every device this mode ran on is a CPU slot (False when it names none)."""
+        return bool(self.devices) and all(device_kind_of(d) == "cpu" for d in self.devices)
+
+    @property
     def median_round_s(self) -> float | None:
         return median(self.round_times_s) if self.round_times_s else None
+
+    @property
+    def tolerance(self) -> float | None:
+        """The relative per-client tolerance this mode's result was checked with (recorded
+        once, by the harness; filled in from the run's for older files)."""
+        return self.extra.tolerance
 
 
 class FlatRecord(Mapping[str, Any]):
@@ -238,6 +266,15 @@ class RunRecord(FlatRecord):
     samples: tuple[int, ...] | None = None  # per client, the samples it really has
     state_size: int | None = None
     draws_global_rng: bool | None = None
+    # How the modes took turns: "interleaved" (round by round, in the groups of
+    # ``schedule_blocks``, each "mode,mode,...") or "sequential"; ``schedule_reason`` says why
+    # a run asked to interleave ran one mode after another (the memory plan).
+    schedule: str | None = None
+    schedule_reason: str | None = None
+    schedule_blocks: tuple[str, ...] | None = None
+    # How far a correct computation of one client drifted with its sums done otherwise
+    # (gpubench.run.prepare.measure_noise_floor), relative as the client diffs are.
+    noise_floor: float | None = None
     other: dict[str, Any] = field(default_factory=dict)
 
 
@@ -271,6 +308,15 @@ class Results:
     def __post_init__(self) -> None:
         if not isinstance(self.config, RunRecord):  # a plain mapping: made typed
             object.__setattr__(self, "config", RunRecord.of(self.config))
+        used = self.config.tolerance_used
+        if isinstance(used, (int, float)) and not isinstance(used, bool) and any(
+            m.extra.tolerance is None for m in self.modes
+        ):  # older files recorded the run's tolerance only: it was every mode's
+            object.__setattr__(self, "modes", tuple(
+                m if m.extra.tolerance is not None
+                else replace(m, extra=replace(m.extra, tolerance=float(used)))
+                for m in self.modes
+            ))
 
     def mode(self, name: str) -> ModeResult | None:
         for m in self.modes:
@@ -280,6 +326,60 @@ class Results:
 
     def with_modes(self, modes: tuple[ModeResult, ...]) -> Results:
         return replace(self, modes=modes)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write this run as its JSON file, atomically (:func:`write_results`); its path."""
+        return write_results(self, path)
+
+    @property
+    def device_ids(self) -> tuple[str, ...]:
+        """The devices of the run: those it was given (``config.device_ids``), else every
+        device a mode ran on, else every device recorded; GPUs first, in index order."""
+        ids = self.config.device_ids
+        if ids and all(isinstance(i, str) and i for i in ids):
+            return tuple(ids)
+        found = {d for m in self.modes for d in m.devices} or {
+            str(e["id"]) for e in self.devices if isinstance(e, dict) and e.get("id")}
+        return tuple(sorted(found, key=_device_order))
+
+    @property
+    def on_cpu_slots(self) -> bool:
+        """Every device of the run is a CPU slot (False when none is recorded)."""
+        ids = self.device_ids
+        return bool(ids) and all(device_kind_of(d) == "cpu" for d in ids)
+
+    @property
+    def device_kind(self) -> str | None:
+        """``cpu`` (CPU slots), ``cuda``, or both joined by ``+``; from the devices, else the
+        ``--devices`` given; None when neither is recorded."""
+        kinds = {device_kind_of(d) for d in self.device_ids}
+        if not kinds:
+            spec = str(self.config.devices or "").strip().lower()
+            if spec.startswith(("cpu", "cuda")):
+                kinds = {device_kind_of(spec)}
+        return "+".join(sorted(kinds)) if kinds else None
+
+    @property
+    def device_count(self) -> int | None:
+        """How many devices the run used, from the most specific record there is."""
+        ids = self.config.device_ids
+        if ids:
+            return len(ids)
+        count = self.config.get("device_count")
+        if isinstance(count, int) and not isinstance(count, bool):
+            return count
+        used = {d for m in self.modes for d in m.devices}
+        if used:
+            return len(used)
+        spec = str(self.config.devices or "").strip().lower()
+        kind, _, rest = spec.partition(":")
+        if kind == "cpu" and rest.isdigit():
+            return int(rest)
+        if kind == "cuda" and rest:
+            return len([p for p in rest.split(",") if p.strip()])
+        if spec.isdigit():
+            return int(spec)
+        return len(self.devices) or None  # every device found, used or not: a last resort
 
 
 def median(values: Sequence[float]) -> float:

@@ -1,4 +1,4 @@
-"""Speedups, their bootstrap confidence intervals, and the one rule that reads an interval.
+"""Speedups, their confidence intervals, and the one rule that reads an interval.
 
 Standard library and numpy only (never torch): the gate, the reports and the findings compute
 everything from saved JSON on machines without a GPU, and they all ask this module, so they
@@ -11,32 +11,64 @@ cannot disagree on the same results:
 - :func:`rounds_vs_serial` decides what a mode's speedup is computed from, paired or not.
 
 **Unpaired** (modes ran one after another): ``speedup = median(reference) / median(candidate)``.
-Each sample of rounds is resampled with replacement on its own (the rounds of one mode are
-exchangeable; different modes ran at different times).
+The rounds of one mode are exchangeable; different modes ran at different times.
 
 **Paired** (an ``--interleave`` run: candidate round *i* ran right after reference round *i*):
-``speedup = median(reference[i] / candidate[i])``, and the bootstrap resamples *pairs*. Drift
-that hits both rounds of a pair alike (another tenant on a shared VM, a GPU's clocks) cancels
-in each ratio instead of widening the interval: with 10% drift common to a round and 3% noise
-of each mode's own, 10 interleaved rounds catch a 25% drop in practically every run where the
-unpaired statistic catches about a third (``scripts/gate_error_rates.py``).
+``speedup = median(reference[i] / candidate[i])``. Drift that hits both rounds of a pair alike
+(another tenant on a shared VM, a GPU's clocks) cancels in each ratio instead of widening the
+interval. An interleaved run is paired from ``MIN_PAIRS`` (6) matched rounds; with fewer it
+is read as unpaired (below), so its speedup is the ratio of medians.
 
-Why these choices:
+**Which interval, by rounds per sample** (pairs, when paired; the smallest sample decides):
 
-- *Medians*, not means: one slow round (a page-in, another tenant, a garbage collection)
-  moves a mean a lot and a median hardly at all.
-- *Percentile bootstrap*: it needs no assumption about the shape of the round-time
-  distribution (skewed, with a long tail), it is invariant under the log transform that
-  makes ratios symmetric, and it is cheap (a few thousand medians of a handful of values).
+=====================  ==========================================================
+1 round                no interval: the estimate alone, ``estimated=False``; it never
+                       crosses a limit (:func:`decide`)
+2-4 rounds             Student's t on the log round times (below)
+5 rounds or more       percentile bootstrap of the medians
+(6 pairs or more)      (pairs resampled together)
+=====================  ==========================================================
+
+*Student's t on logs* (``MIN_ROUNDS``, ``MIN_PAIRS``). A log speedup is a sum of independent
+samples' mean logs: unpaired, ``mean(log reference) - mean(log candidate)`` (Welch's t: each
+sample keeps its own variance); paired (2-5 pairs, given explicitly as
+``Rounds(..., paired=True)``), the mean of the per-pair log ratios (a paired t on ``n``
+ratios, ``n - 1`` degrees of freedom). A change between two runs adds the baseline's terms
+with the opposite sign. The variances add, and the degrees of freedom are
+Welch-Satterthwaite's, so the sample with the least data and the most noise sets them: the
+99% quantile is 63.7 at one degree of freedom, 9.9 at 2, 4.6 at 4, so 2 or 3 rounds give a
+wide interval, never a falsely narrow one. It is exact when log round times are normal
+(multiplicative noise), and holds the nominal error closely when they are roughly so. The
+interval is centred on the mean of the logs (the theory is for means) and stretched, where
+needed, to contain :func:`speedup`, the number every page shows. Why not the bootstrap here:
+a percentile bootstrap cannot reach beyond the values it resamples, so with 3 rounds its
+99% interval is far too narrow (a speedup that fell exactly ``--max-drop`` FAILed in about
+1.1% of runs even with the whole range of its draws), and the paired bootstrap of 3-5 pairs
+lands on the smallest or largest pair (2-7% false FAILs).
+
+Why 3 interleaved rounds are not paired: a paired t on 3 log ratios is exact, but it has 2
+degrees of freedom where Welch's t on the two samples has up to 4 (99% quantiles 9.9 and
+4.6), and pairing repays that only when drift common to a round is large next to each mode's
+own noise. On this project's committed interleaved CPU-slot runs, cut into windows of 3 and
+4 rounds, the unpaired interval was the narrower for most modes; with 10% common drift in
+simulation the paired one is (``scripts/gate_error_rates.py``). Read unpaired, drift common
+to a round errs wide (both rounds of a pair move together, and the separate variances count
+that as noise), and the speedup of a short run stays what it always was.
+
+*Percentile bootstrap* from 5 rounds (6 pairs): medians recomputed for every resample (pairs
+resampled together when paired), the central ``level`` share of the log ratios kept. It
+needs no assumption about the shape of the round-time distribution (skewed, with a long
+tail), medians shrug off one slow round (a page-in, a garbage collection), and it is cheap.
+
+Common to both:
+
 - *Level 99%* (``DEFAULT_LEVEL``): a limit is crossed only when the *whole* interval lies
   beyond it, a one-sided test at ``(1 - level) / 2`` = 0.5% nominal error even when the true
-  speedup sits exactly on the limit. Bootstrap intervals of medians of few rounds are
-  somewhat too narrow, and 99% keeps the false-FAIL rate under 1% despite that.
-- *Seeded* generator (``DEFAULT_SEED``): the same files always give the same verdict.
-
-With fewer than ``MIN_ROUNDS`` (5) rounds in any sample the data cannot give a 99% interval:
-the interval comes back flagged ``estimated=False`` (a lone point with one round, the whole
-range of the bootstrap's draws with 2 to 4), and :func:`decide` never lets it cross a limit.
+  value sits exactly on the limit; ``scripts/gate_error_rates.py`` measures the gate's
+  false-FAIL rate at the limit at or under 1% in every row, 3 to 20 rounds.
+- *Symmetric*: swapping reference and candidate turns ``[low, high]`` into
+  ``[1 / high, 1 / low]`` (exactly for the t interval).
+- *Seeded* bootstrap (``DEFAULT_SEED``): the same files always give the same verdict.
 """
 
 from __future__ import annotations
@@ -84,16 +116,18 @@ DEFAULT_SEED = 20240601
 # IQR/median above which a sample of rounds counts as noisy (torch.utils.benchmark warns at 10%).
 NOISY_SPREAD = 0.10
 REFERENCE_MODE = "serial"
-# Fewest pairs the paired bootstrap is trusted with: with fewer, the resampled median often
-# lands on the smallest or largest pair, the 99% interval is too narrow, and a speedup that
-# fell exactly --max-drop FAILs in 2% (4 pairs) to 7% (3 pairs) of runs. Fewer pairs fall
-# back to the unpaired statistic, which counts common drift as noise and so errs wide.
+# Fewest matched rounds for an interleaved run to be paired, and for the paired bootstrap.
+# With fewer, the bootstrap's resampled median often lands on the smallest or largest pair and
+# the 99% interval is too narrow (a speedup that fell exactly --max-drop FAILed in 2% of runs
+# with 4 pairs, 7% with 3). A paired t on 2-5 pairs would be honest, but with its n - 1
+# degrees of freedom it is mostly wider than Welch's t on the same rounds read unpaired (see
+# the module docstring), so shorter interleaved runs are read unpaired; 2-5 pairs given
+# explicitly as paired get the paired t.
 MIN_PAIRS = 6
-# Fewest rounds per sample for a 99% interval. A percentile bootstrap cannot reach beyond the
-# values it resamples, and with 3 rounds per mode even the whole range of its draws FAILs a
-# speedup that fell exactly --max-drop in about 1.1% of runs (4 rounds: 0.7%, 5: 0.1%). With
-# fewer rounds the interval is that whole range, flagged not estimated: it can show a speedup
-# well inside a limit, never one beyond it.
+# Fewest rounds per sample for the unpaired bootstrap: a percentile bootstrap cannot reach
+# beyond the values it resamples, and with 3 rounds per mode even the whole range of its draws
+# FAILed a speedup that fell exactly --max-drop in about 1.1% of runs (4 rounds: 0.7%). 2 to 4
+# rounds get Welch's t interval on the log round times instead; 1 round gets none.
 MIN_ROUNDS = 5
 
 # What an interval says about limits (see decide).
@@ -189,22 +223,101 @@ def _resampled_medians(a: np.ndarray, resamples: int, rng: np.random.Generator) 
     return (ordered[idx[:, lo]] + ordered[idx[:, hi]]) / 2
 
 
-def _percentile_interval(
-    estimate: float, draws: np.ndarray, level: float, smallest: int
-) -> Interval:
-    """The central ``level`` share of bootstrap draws of a log ratio, around ``estimate``.
-
-    ``smallest``: rounds in the smallest sample. Under ``MIN_ROUNDS``, the whole range of
-    the draws, flagged not estimated.
-    """
-    if smallest < MIN_ROUNDS:
-        low, high = float(np.exp(draws.min())), float(np.exp(draws.max()))
-    else:
-        tail = (1 - level) / 2 * 100
-        low, high = (float(v) for v in np.exp(np.percentile(draws, [tail, 100 - tail])))
+def _percentile_interval(estimate: float, draws: np.ndarray, level: float) -> Interval:
+    """The central ``level`` share of bootstrap draws of a log ratio, around ``estimate``."""
+    tail = (1 - level) / 2 * 100
+    low, high = (float(v) for v in np.exp(np.percentile(draws, [tail, 100 - tail])))
     # The percentile interval of a discrete bootstrap can miss the point estimate by a hair.
-    low, high = min(low, estimate), max(high, estimate)
-    return Interval(estimate, low, high, level, estimated=smallest >= MIN_ROUNDS)
+    return Interval(estimate, min(low, estimate), max(high, estimate), level)
+
+
+# --- Student's t, for 2 to 4 rounds (2 to 5 pairs) -------------------------------------------
+
+
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    """The continued fraction of the regularised incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _beta_regularised(a: float, b: float, x: float) -> float:
+    """``I_x(a, b)``, the regularised incomplete beta function, for ``0 <= x <= 1``."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+        + a * math.log(x) + b * math.log1p(-x)
+    )  # fmt: skip
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _beta_fraction(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _beta_fraction(b, a, 1.0 - x) / b
+
+
+def _t_tail(t: float, df: float) -> float:
+    """``P(T > t)`` for Student's t with ``df`` (real, > 0) degrees of freedom, ``t >= 0``."""
+    return 0.5 * _beta_regularised(df / 2.0, 0.5, df / (df + t * t))
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The ``p``-quantile of Student's t with ``df`` degrees of freedom (``0.5 <= p < 1``).
+
+    ``df`` may be fractional (Welch-Satterthwaite's). Bisection on the exact tail: 64 halvings
+    of a bracket that holds the quantile, precise to the last few digits.
+    """
+    if not 0.5 <= p < 1 or not df > 0:
+        raise ValueError(f"t quantile needs 0.5 <= p < 1 and df > 0, got p={p}, df={df}")
+    tail = 1.0 - p
+    low, high = 0.0, 2.0
+    while _t_tail(high, df) > tail:
+        low, high = high, high * 2.0
+    for _ in range(64):
+        mid = (low + high) / 2.0
+        if _t_tail(mid, df) > tail:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2.0
+
+
+# (signed mean, variance of that mean, degrees of freedom) of one independent sample of logs
+Term = tuple[float, float, int]
+
+
+def _log_term(logs: np.ndarray, sign: float = 1.0) -> Term:
+    return sign * float(logs.mean()), float(logs.var(ddof=1)) / logs.size, logs.size - 1
+
+
+def _student_interval(estimate: float, terms: Sequence[Term], level: float) -> Interval:
+    """Student's t interval of ``exp(sum of the terms' means)``, stretched to hold ``estimate``.
+
+    The variances of the means add; the degrees of freedom are Welch-Satterthwaite's,
+    ``(sum v)^2 / sum(v^2 / df)``, which lie between the smallest term's and their sum.
+    """
+    centre = sum(mean for mean, _, _ in terms)
+    variance = sum(v for _, v, _ in terms)
+    half = 0.0
+    if variance > 0:
+        df = variance**2 / sum(v**2 / dof for _, v, dof in terms if v > 0)
+        half = t_quantile((1 + level) / 2, df) * math.sqrt(variance)
+    low, high = math.exp(centre - half), math.exp(centre + half)
+    return Interval(estimate, min(low, estimate), max(high, estimate), level)
 
 
 def bootstrap_ratio(
@@ -217,8 +330,10 @@ def bootstrap_ratio(
 ) -> Interval:
     """CI of ``prod(median(n) for n in numerators) / prod(median(d) for d in denominators)``.
 
-    Each sample is resampled independently (unpaired). Speedups go through :func:`speedup`
-    and :func:`speedup_interval`; this general form serves other ratios of medians.
+    Each sample is independent (unpaired). The interval follows the module's rule by the
+    smallest sample: none with 1 value, Student's t on the logs (Welch-Satterthwaite) with
+    2 to 4, the percentile bootstrap with ``MIN_ROUNDS`` or more. Speedups go through
+    :func:`speedup` and :func:`speedup_interval`; this general form serves other ratios.
     """
     _check_level(level, resamples)
     nums = [_clean("numerator", v) for v in numerators]
@@ -228,15 +343,19 @@ def bootstrap_ratio(
         sum(math.log(float(np.median(a))) for a in nums)
         - sum(math.log(float(np.median(a))) for a in dens)
     )
-    if min(a.size for a in nums + dens) < 2:
+    smallest = min(a.size for a in nums + dens)
+    if smallest < 2:
         return Interval(estimate, estimate, estimate, level, estimated=False)
+    if smallest < MIN_ROUNDS:
+        terms = [_log_term(np.log(a)) for a in nums] + [_log_term(np.log(a), -1.0) for a in dens]
+        return _student_interval(estimate, terms, level)
     rng = np.random.default_rng(seed)
     log_ratio = np.zeros(resamples)
     for a in nums:
         log_ratio += np.log(_resampled_medians(a, resamples, rng))
     for a in dens:
         log_ratio -= np.log(_resampled_medians(a, resamples, rng))
-    return _percentile_interval(estimate, log_ratio, level, min(a.size for a in nums + dens))
+    return _percentile_interval(estimate, log_ratio, level)
 
 
 # --- speedups -----------------------------------------------------------------------------
@@ -247,7 +366,8 @@ class Rounds:
     """What one speedup is computed from: the reference's and the candidate's round times.
 
     ``paired``: ``candidate[i]`` and ``reference[i]`` ran in the same interleaved round, so
-    the speedup is the median of the per-pair ratios and the bootstrap resamples pairs.
+    the speedup is the median of the per-pair ratios and the interval is computed from the
+    pairs (the paired t, or the bootstrap resampling pairs).
     """
 
     reference: tuple[float, ...]
@@ -280,6 +400,11 @@ class Rounds:
         """Rounds (pairs, when paired) in the smaller sample: under 2, no interval."""
         return min(len(self.reference), len(self.candidate))
 
+    @property
+    def few(self) -> bool:
+        """Too few rounds for the bootstrap: the interval is Student's t (module docstring)."""
+        return self.size < (MIN_PAIRS if self.paired else MIN_ROUNDS)
+
     def log_ratios(self) -> np.ndarray:
         """``log(reference[i] / candidate[i])`` of each pair (paired rounds only)."""
         return np.log(np.asarray(self.reference)) - np.log(np.asarray(self.candidate))
@@ -288,6 +413,15 @@ class Rounds:
         if self.paired:
             return float(np.median(self.log_ratios()))
         return math.log(median(self.reference)) - math.log(median(self.candidate))
+
+    def log_terms(self, sign: float = 1.0) -> list[Term]:
+        """The independent samples of logs whose means' sum estimates ``sign`` x the log
+        speedup, for Student's t: the pairs' log ratios (a paired t), or the log reference
+        times and, negated, the log candidate times (Welch's t)."""
+        if self.paired:
+            return [_log_term(self.log_ratios(), sign)]
+        reference, candidate = np.asarray(self.reference), np.asarray(self.candidate)
+        return [_log_term(np.log(reference), sign), _log_term(np.log(candidate), -sign)]
 
     def log_speedup_draws(self, resamples: int, rng: np.random.Generator) -> np.ndarray:
         """Bootstrap draws of the log speedup: pairs resampled together, or each sample alone."""
@@ -310,13 +444,16 @@ def speedup_interval(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
 ) -> Interval:
-    """:func:`speedup` with its percentile-bootstrap interval at ``level``."""
+    """:func:`speedup` with its interval at ``level``: none with one round, Student's t with
+    too few for the bootstrap (``Rounds.few``), else the percentile bootstrap."""
     _check_level(level, resamples)
     estimate = speedup(rounds)
     if rounds.size < 2:
         return Interval(estimate, estimate, estimate, level, estimated=False)
+    if rounds.few:
+        return _student_interval(estimate, rounds.log_terms(), level)
     draws = rounds.log_speedup_draws(resamples, np.random.default_rng(seed))
-    return _percentile_interval(estimate, draws, level, rounds.size)
+    return _percentile_interval(estimate, draws, level)
 
 
 def change_interval(
@@ -329,16 +466,21 @@ def change_interval(
 ) -> Interval:
     """Interval of ``speedup(current) / speedup(baseline)``: below 1, the candidate got slower.
 
-    The two runs are independent, so their draws are too; each run is resampled the way its
-    own speedup is (pairs of an interleaved run, samples of a sequential one).
+    The two runs are independent. When either has too few rounds for the bootstrap, Student's
+    t on all their terms (the current's, and the baseline's negated); else the bootstrap, each
+    run resampled the way its own speedup is (pairs of an interleaved run, samples of a
+    sequential one).
     """
     _check_level(level, resamples)
     estimate = math.exp(current.log_speedup() - baseline.log_speedup())
     if min(current.size, baseline.size) < 2:
         return Interval(estimate, estimate, estimate, level, estimated=False)
+    if current.few or baseline.few:
+        terms = current.log_terms() + baseline.log_terms(-1.0)
+        return _student_interval(estimate, terms, level)
     rng = np.random.default_rng(seed)
     draws = current.log_speedup_draws(resamples, rng) - baseline.log_speedup_draws(resamples, rng)
-    return _percentile_interval(estimate, draws, level, min(current.size, baseline.size))
+    return _percentile_interval(estimate, draws, level)
 
 
 def decide(interval: Interval, low: float | None = None, high: float | None = None) -> str:
@@ -346,8 +488,8 @@ def decide(interval: Interval, low: float | None = None, high: float | None = No
 
     BEYOND when the *whole* interval lies below ``low`` or above ``high``; WITHIN when it
     lies entirely inside the limits; UNDECIDED when it straddles one. An interval that is
-    not ``estimated`` (fewer than ``MIN_ROUNDS`` rounds) is never BEYOND: WITHIN when its
-    whole range is inside the limits, else UNDECIDED.
+    not ``estimated`` (one round: the estimate alone) is never BEYOND: WITHIN when the point
+    is inside the limits, else UNDECIDED.
     """
     inside = (low is None or interval.low >= low) and (high is None or interval.high <= high)
     if inside:
@@ -429,7 +571,7 @@ def rounds_vs_serial(results: Results, mode: ModeResult) -> Rounds | None:
         return None
     if not serial.round_times_s or not mode.round_times_s:
         return None
-    if results.config.get("interleave") is True:
+    if results.config.interleave is True:
         pairs = paired_rounds(serial, mode)
         if pairs is not None:
             return pairs

@@ -19,10 +19,9 @@ from gpubench.machine.isolation import bound_openmp_wait  # noqa: E402
 
 bound_openmp_wait()  # as the command line does, before anything loads torch
 
-from gpubench.commands.compare import sampler_factory_or_none  # noqa: E402
 from gpubench.config import RunConfig, TrainConfig  # noqa: E402
 from gpubench.results import median, write_results  # noqa: E402
-from gpubench.run.harness import compare  # noqa: E402
+from gpubench.run.api import compare  # noqa: E402
 
 
 def main() -> int:
@@ -43,7 +42,7 @@ def main() -> int:
         interleave=not args.no_interleave,
         sample_interval_s=args.sample_interval or None,
     )
-    results = compare(config, sampler_factory=sampler_factory_or_none())
+    results = compare(config, counterfactual=False)  # the monitor runs, as in compare
     write_results(results, args.out)
     modes = {m.name: m for m in results.modes}
     ok = True

@@ -14,19 +14,31 @@
 #   compare-flower-like.json, compare-example-app.json  the own-client pipeline and example app
 #   device-stats.txt     per mode and device: kernel-active, SM active/occupancy, samples
 #   sweep/               batch sizes (last; skipped when time is short)
+#   reports/gpu-<name>/clients-<case>/   how many clients per GPU: a --workers-per-device
+#                        1,2,4,8,16 sweep on one GPU, with and without MPS (cnn, resnet18)
+#   docs/faq/gpu-<name>/clients-<case>/  the FAQ pages written from each of those sweeps
 #
 #   bash scripts/gpu-check.sh OUTDIR
+#   bash scripts/gpu-check.sh --dry-run OUTDIR   # print the commands, run nothing
+#   ONLY_CLIENTS=1 bash scripts/gpu-check.sh OUTDIR   # only the clients-per-GPU sweeps
 #
 # Reports are rendered from the JSON files afterwards, anywhere:
 #   gpubench report OUTDIR/compare.json -o reports/gpu/compare.md
 set -uo pipefail
-out=${1:?usage: scripts/gpu-check.sh OUTDIR}
+dry=0
+if [ "${1:-}" = --dry-run ]; then
+  dry=1
+  shift
+fi
+out=${1:?usage: scripts/gpu-check.sh [--dry-run] OUTDIR}
+only_clients=${ONLY_CLIENTS:-0}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
 budget=${BUDGET_S:-470}
+[ "$only_clients" = 1 ] && budget=${BUDGET_S:-600}
 began=$(date +%s)
 log() { echo "== $*" | tee -a "$out/check.log"; }
 
@@ -41,20 +53,31 @@ step() {
     return 0
   fi
   log "$name (at most ${want} s)"
+  if [ "$dry" = 1 ]; then
+    echo "would run: $(printf '%q ' "$@")"
+    return 0
+  fi
   timeout "$want" "$@" >>"$out/check.log" 2>&1
   echo "$name exit $?" >>"$out/check.log"
 }
 
 log "machine"
-{ nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,memory.total,compute_mode --format=csv; \
+[ "$dry" = 1 ] || { nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,memory.total,compute_mode --format=csv; \
   command -v nvidia-cuda-mps-control || echo "nvidia-cuda-mps-control: not on PATH"; \
   $py -c 'import torch,sys; print(sys.version.split()[0], torch.__version__, torch.version.cuda, torch.cuda.is_available())'; \
   nproc; } >>"$out/check.log" 2>&1
 
 log "doctor"
-timeout 60 $py -m gpubench doctor --json >"$out/doctor.json" 2>>"$out/check.log"
-echo "doctor exit $?" >>"$out/check.log"
+if [ "$dry" = 0 ]; then
+  timeout 60 $py -m gpubench doctor --json >"$out/doctor.json" 2>>"$out/check.log"
+  echo "doctor exit $?" >>"$out/check.log"
+fi
+# The GPU's name for the folders (NVIDIA H200 -> h200); GPU_NAME sets it.
+gpu_name=${GPU_NAME:-$( [ "$dry" = 1 ] || nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null \
+  | head -1 | awk '{print tolower($NF)}')}
+gpu_name=${gpu_name:-gpu}
 
+if [ "$only_clients" = 0 ]; then
 step "gpu-marked tests" 90 $py -m pytest -m gpu -q -p no:cacheprovider -o addopts="" tests
 
 step "compare on cuda (default modes)" 90 $py -m gpubench compare --devices cuda --clients 10 \
@@ -71,7 +94,7 @@ fi
 
 step "MPS raw: small-kernel processes alone, time-sliced, under MPS" 60 $py - "$out/mps-raw.json" <<'EOF'
 import json, os, subprocess, sys, time
-from gpubench import mps
+from gpubench.modes import mps
 from gpubench.machine.devices import resolve_devices
 
 WORK = r"""
@@ -135,7 +158,7 @@ step "compare on cuda (the example Flower app)" 70 $py -m gpubench compare --dev
   --out "$out/compare-example-app.json"
 
 log "device stats (kernel-active, SM activity and occupancy, samples per phase)"
-timeout 30 $py - "$out" >"$out/device-stats.txt" 2>>"$out/check.log" <<'EOF'
+[ "$dry" = 1 ] || timeout 30 $py - "$out" >"$out/device-stats.txt" 2>>"$out/check.log" <<'EOF'
 import glob, json, os, sys
 for path in sorted(glob.glob(os.path.join(sys.argv[1], "compare*.json"))):
     data = json.load(open(path))
@@ -162,6 +185,24 @@ echo "device stats exit $?" >>"$out/check.log"
 
 [ "${SKIP_SWEEP:-0}" = 1 ] || step "batch sweep on cuda" 80 $py -m gpubench sweep --devices cuda \
   --clients 10 --batch-size 32,128 --quiet --modes serial,threaded,multiprocess --out-dir "$out/sweep"
+fi
 
+# How many clients per GPU: 1..16 workers on one GPU, each with and without MPS (a "+mps" row
+# for multi-gpu), Ray's actors (num_gpus 1/k) and Flower's where installed; serial is the
+# reference at each value. A compute-heavy and a heavier model; then the FAQ from each sweep.
+clients_modes=multi-gpu,ray
+[ "$dry" = 1 ] || ! $py -c 'import flwr' 2>/dev/null || clients_modes=$clients_modes,flower
+for case in cnn resnet18; do
+  sweep_dir="$out/reports/gpu-$gpu_name/clients-$case"
+  step "clients per GPU ($case, workers per device 1..16, with and without MPS)" 240 \
+    $py -m gpubench sweep --devices cuda:0 --case "$case" --workers-per-device 1,2,4,8,16 \
+    --modes "$clients_modes" --mps on --clients 32 --samples-per-client 128 --batch-size 32 \
+    --warmup 1 --rounds 3 --interleave --quiet --out-dir "$sweep_dir"
+  step "FAQ pages from the clients-per-GPU sweep ($case)" 40 $py -m gpubench faq --lang both \
+    --from "$sweep_dir/workers_per_device-1.json" --clients-sweep "$sweep_dir" \
+    --out "$out/docs/faq/gpu-$gpu_name/clients-$case"
+done
+
+[ "$dry" = 1 ] && exit 0
 tar -czf "$out/gpu-check.tar.gz" -C "$out" --exclude gpu-check.tar.gz . 2>/dev/null
 log "done in $(( $(date +%s) - began )) s"

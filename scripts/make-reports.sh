@@ -1,16 +1,52 @@
 #!/usr/bin/env bash
-# Regenerate the committed CPU-slot reports (en and zh) from one fresh comparison:
-#   bash scripts/make-reports.sh
-# Run it on a quiet machine: other load on the cores shows up in the CPU-slot numbers.
+# The committed pages, en and zh.
+#
+#   bash scripts/make-reports.sh            # measure the CPU-slot runs again, then write every page
+#   bash scripts/make-reports.sh --render   # only write every page from the committed JSON
+#
+# Measuring: the CPU-slot comparison (reports/cpu-slots/compare.json), the vectorized MLP
+# (reports/cpu-slots/vectorized-mlp.json) and the CPU-slot FAQ (docs/faq/cpu-slots/results/),
+# every comparison with the modes interleaved round by round (the FAQ's memory run alone is
+# not: each mode's processes must be the only ones alive while it is sampled). Run it on a
+# quiet machine: other load on the cores shows up in the CPU-slot numbers. About 6 minutes on
+# two cores. The GPU pages (reports/gpu-h200, docs/faq/gpu-h200) and the own-client page
+# (scripts/make-own-client-report.sh) are only rendered here, from their committed JSON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dir=reports/cpu-slots
-mkdir -p "$dir"
-gpubench compare --devices cpu:2 --clients 10 --batch-size 128 --rounds 8 --interleave --quiet \
-  --out "$dir/compare.json" --report "$dir/compare.en.md" --lang en
-gpubench report "$dir/compare.json" -o "$dir/compare.zh.md" --lang zh
-# The vectorized mode on one slot of both cores, on the small MLP.
-gpubench compare --case mlp --modes serial,vectorized --devices cpu:1 --clients 10 --batch-size 64 \
-  --rounds 20 --interleave --quiet \
-  --out "$dir/vectorized-mlp.json" --report "$dir/vectorized-mlp.en.md" --lang en
-gpubench report "$dir/vectorized-mlp.json" -o "$dir/vectorized-mlp.zh.md" --lang zh
+render_only=0
+case "${1:-}" in
+  --render) render_only=1 ;;
+  "") ;;
+  *) echo "usage: bash scripts/make-reports.sh [--render]" >&2; exit 2 ;;
+esac
+
+cpu=reports/cpu-slots
+faq_cpu=docs/faq/cpu-slots
+if [ "$render_only" = 0 ]; then
+  mkdir -p "$cpu"
+  gpubench compare --devices cpu:2 --clients 10 --batch-size 128 --rounds 8 --interleave --quiet \
+    --out "$cpu/compare.json"
+  # The vectorized mode on one slot of both cores, on the small MLP.
+  gpubench compare --case mlp --modes serial,vectorized --devices cpu:1 --clients 10 \
+    --batch-size 64 --rounds 20 --interleave --quiet --out "$cpu/vectorized-mlp.json"
+  # The FAQ's own plan: an interleaved comparison, the memory run, the batch sweep.
+  rm -rf "$faq_cpu/results"
+  gpubench faq --out "$faq_cpu" --devices cpu:2 --lang both --quiet
+fi
+
+for lang in en zh; do
+  gpubench report "$cpu/compare.json" -o "$cpu/compare.$lang.md" --lang "$lang"
+  gpubench report "$cpu/vectorized-mlp.json" -o "$cpu/vectorized-mlp.$lang.md" --lang "$lang"
+  gpu=reports/gpu-h200
+  gpubench report "$gpu/compare.json" -o "$gpu/compare.$lang.md" --lang "$lang"
+  gpubench report "$gpu/compare-one-gpu.json" -o "$gpu/one-gpu.$lang.md" --lang "$lang"
+  gpubench report "$gpu/compare-all.json" -o "$gpu/all-modes.$lang.md" --lang "$lang"
+  own=reports/cpu-own-client
+  gpubench report "$own"/idealised-cpu2.json "$own"/flower-like-cpu2.json \
+    "$own"/example-app-cpu2.json "$own"/idealised-cpu1.json "$own"/flower-like-cpu1.json \
+    "$own"/example-app-cpu1.json -o "$own/own-client.$lang.md" --lang "$lang"
+done
+gpubench faq --out "$faq_cpu" --from "$faq_cpu"/results/*.json "$faq_cpu"/results/sweep/*.json
+gpubench faq --out docs/faq/gpu-h200 --from reports/gpu-h200/compare-all.json \
+  reports/gpu-h200/sweep/*.json
+python scripts/readme_table.py

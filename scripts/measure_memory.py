@@ -29,13 +29,9 @@ from gpubench.machine.isolation import bound_openmp_wait  # noqa: E402
 
 bound_openmp_wait()  # as the command line does, before anything loads torch
 
-from gpubench.commands.compare import (  # noqa: E402
-    add_run_arguments,
-    config_from_args,
-    sampler_factory_or_none,
-)
+from gpubench.cli import run_config  # noqa: E402
 from gpubench.results import write_results  # noqa: E402
-from gpubench.run.harness import compare  # noqa: E402
+from gpubench.run.api import compare  # noqa: E402
 
 
 def pss(p: psutil.Process) -> int:
@@ -85,18 +81,17 @@ class PssWatcher:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_run_arguments(p)
     p.add_argument("--out", default=None, help="results JSON with the PSS figures in extra")
     p.add_argument("--pss-interval", type=float, default=0.25, help="seconds between samples")
-    args = p.parse_args(argv)
-    config = config_from_args(args)
+    args, run_options = p.parse_known_args(argv)  # the rest are compare's options
+    config = run_config(run_options)
     watcher = PssWatcher(args.pss_interval)
     watcher.thread.start()
     try:
         results = compare(
             config,
             progress=watcher.progress,
-            sampler_factory=sampler_factory_or_none(),  # the monitor runs, as in compare
+            counterfactual=False,  # the monitor runs, as in compare
             command="scripts/measure_memory.py " + " ".join(argv or sys.argv[1:]),
         )
     finally:

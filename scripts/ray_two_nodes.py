@@ -25,7 +25,7 @@ from gpubench.machine.isolation import bound_openmp_wait  # noqa: E402
 
 bound_openmp_wait()  # as the command line does, before anything loads torch
 
-from gpubench.commands.compare import add_run_arguments, config_from_args  # noqa: E402
+from gpubench.cli import run_config  # noqa: E402
 from gpubench.report.tables import format_summary_table  # noqa: E402
 from gpubench.results import write_results  # noqa: E402
 from gpubench.run.harness import compare  # noqa: E402
@@ -35,16 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     from ray.cluster_utils import Cluster
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_run_arguments(p)
     p.add_argument("--out", default=None, help="results JSON")
     given = sys.argv[1:] if argv is None else argv
-    args = p.parse_args(["--modes", "serial,multi-gpu,ray", "--devices", "cpu:2", *given])
+    args, run_options = p.parse_known_args(given)  # the rest are compare's options
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "include_dashboard": False})
     try:
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
-        config = config_from_args(args)
+        config = run_config(["--modes", "serial,multi-gpu,ray", "--devices", "cpu:2",
+                             *run_options])
         config = replace(config, options={**config.options, "ray_address": cluster.address})
         results = compare(config, command="scripts/ray_two_nodes.py " + " ".join(given))
     finally:

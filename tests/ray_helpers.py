@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import psutil
 
-from gpubench.config import RunConfig, SampleSizes, TrainConfig
+from gpubench.config import RunConfig
 from gpubench.modes.ray_common import is_ray_process
+from tests.conftest import of_this_session, run_config
 
 
 def ray_processes() -> list[psutil.Process]:
+    """This test session's live Ray processes (other sessions may run Ray meanwhile)."""
     found = []
     for p in psutil.process_iter():
         try:
-            if is_ray_process(p.name(), p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
+            if (is_ray_process(p.name(), p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE
+                    and of_this_session(p)):
                 found.append(p)
         except psutil.Error:
             continue
@@ -39,6 +44,15 @@ def new_ray_processes(before: set[int], wait_s: float = 10.0) -> list[str]:
     return out
 
 
+@contextmanager
+def no_ray_process_left(what: str = "the test") -> Iterator[None]:
+    """Fails if a Ray process that appeared inside the block outlives it (by 10 s)."""
+    before = {p.pid for p in ray_processes()}
+    yield
+    left = new_ray_processes(before)
+    assert not left, f"Ray processes outlived {what}: {left}"
+
+
 def named_descendants(prefix: str) -> list[psutil.Process]:
     """Processes under this one whose title starts with ``prefix`` (Ray actors: ``ray::Name``)."""
     found = []
@@ -51,11 +65,7 @@ def named_descendants(prefix: str) -> list[psutil.Process]:
     return found
 
 
-def small(**kw) -> RunConfig:
-    """Five mlp clients on two CPU slots, serial and ray, two rounds: the ray tests' run."""
-    train = TrainConfig(batch_size=32, samples=SampleSizes(64, 64), seed=3)
-    base = RunConfig(
-        case="mlp", clients=5, train=train, devices="cpu:2", modes=("serial", "ray"),
-        warmup=0, rounds=2, sample_interval_s=None,
-    )
-    return replace(base, **kw)
+def small(**kw: Any) -> RunConfig:
+    """The ray tests' run: the tests' run (five mlp clients, two CPU slots) with serial and
+    ray, two rounds."""
+    return run_config(**{"modes": ("serial", "ray"), "rounds": 2, **kw})

@@ -58,6 +58,7 @@ def test_no_cuda_is_a_clear_error_where_there_is_no_gpu(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_compare_writes_results_and_prints_the_table(tmp_path):
     out = tmp_path / "deep" / "r.json"
     loud = [a for a in TINY if a != "--quiet"]
@@ -84,6 +85,7 @@ def test_compare_writes_results_and_prints_the_table(tmp_path):
     assert lines[-1].startswith("gpubench: multi-gpu: done in ") and " | 100% | " in lines[-1]
 
 
+@pytest.mark.slow
 def test_a_failed_mode_exits_1_and_the_others_are_written(tmp_path):
     out = tmp_path / "r.json"
     proc = run_cli("compare", *TINY, "--case", f"{CASES}:failing_case", "--clients", "3",
@@ -94,6 +96,7 @@ def test_a_failed_mode_exits_1_and_the_others_are_written(tmp_path):
     assert "every label is 3" in data["modes"][0]["error"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_and_sigterm_stop_every_worker_and_write_what_was_measured(tmp_path, sig, code):
     out = tmp_path / "r.json"
@@ -104,7 +107,7 @@ def test_ctrl_c_and_sigterm_stop_every_worker_and_write_what_was_measured(tmp_pa
         [sys.executable, "-m", "gpubench", "compare", "--case", f"{CASES}:slow_case",
          "--clients", "4", "--samples-per-client", "200", "--batch-size", "8",
          "--modes", "serial,multi-gpu", "--devices", "cpu:2", "--rounds", "1", "--warmup", "0",
-         "--sample-interval", "0", "--quiet", "--out", str(out)],
+         "--sequential", "--sample-interval", "0", "--quiet", "--out", str(out)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )
@@ -170,3 +173,58 @@ def test_partition_and_sample_size_parsing():
     for bad in ("0", "9..3", "1.5"):
         with pytest.raises(ConfigError):
             SampleSizes.parse(bad)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_sweep_with_143_and_what_was_measured_written(tmp_path):
+    out_dir = tmp_path / "sweep"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUBENCH_TEST_MARKS": str(marks)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpubench", "sweep", "--case", f"{CASES}:slow_case",
+         "--clients", "2", "--samples-per-client", "256", "--batch-size", "8,16",
+         "--modes", "serial", "--devices", "cpu:1", "--rounds", "1", "--warmup", "0",
+         "--sample-interval", "0", "--quiet", "--out-dir", str(out_dir)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    first = out_dir / "batch_size-8.json"
+    try:
+        deadline = time.monotonic() + 120
+        while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # polls for the first point's file; no timing is assumed
+        assert first.exists(), proc.stderr.read() if proc.poll() is not None else "too slow"
+        for mark in marks.iterdir():
+            mark.unlink()
+        wait_for_training(marks, {proc.pid})  # the second point is training now
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    assert json.loads(first.read_text())["interrupted"] is False
+    second = json.loads((out_dir / "batch_size-16.json").read_text())
+    assert second["interrupted"] is True
+    assert second["modes"][0]["status"] == "failed"
+    assert (out_dir / "summary.json").is_file()
+
+
+def test_run_config_is_what_compare_would_run_and_refuses_bad_options():
+    import argparse
+
+    from gpubench.cli import run_config
+    from gpubench.commands.arguments import add_run_arguments, config_from_args
+
+    argv = ["--case", "mlp", "--clients", "3", "--batch-size", "16", "--devices", "cpu:1"]
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser)
+    expected = config_from_args(parser.parse_args(argv))
+    assert run_config(argv) == expected
+    assert (expected.clients, expected.train.batch_size) == (3, 16)
+    with pytest.raises(ConfigError, match="invalid int value"):
+        run_config(["--clients", "ten"])
+    with pytest.raises(ConfigError, match="unrecognized arguments: --out"):
+        run_config(["--out", "x.json"])

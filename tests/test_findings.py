@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import ast
 import re
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -472,18 +470,3 @@ def test_rule_modules_hold_no_words():
                 assert node.value == "" or " " not in node.value.strip(" |") or node.value in (
                     " | ",
                 ), f"{path.name}:{node.lineno}: {node.value!r} reads like wording"
-
-
-def test_findings_and_their_rendering_import_without_torch():
-    code = (
-        "import sys\nsys.modules['torch'] = None\n"
-        "import gpubench.findings, gpubench.report.findings, gpubench.report.doctor\n"
-        "import gpubench.report.page\n"
-        "from gpubench.results import read_results\n"
-        f"r = read_results({str(FIXTURES / 'findings_2slots.json')!r})\n"
-        "print(gpubench.report.findings.format_findings(gpubench.findings.compute_findings(r)))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    assert "[threads-slower]" in done.stdout

@@ -3,38 +3,29 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import signal
-import threading
-import time
-from dataclasses import replace
+from typing import Any
 
 import pytest
 
-from gpubench.config import RunConfig, SampleSizes, TrainConfig
+from gpubench.config import RunConfig
 from gpubench.modes.flower import FLOWER_MISSING
 from gpubench.run.harness import compare
-from tests.conftest import CASES, wait_for_training
-from tests.ray_helpers import named_descendants, new_ray_processes, ray_processes
+from tests.conftest import run_config
+from tests.ray_helpers import no_ray_process_left
 
 
-def small(**kw) -> RunConfig:
-    train = TrainConfig(batch_size=32, samples=SampleSizes(48, 80), seed=5)
-    base = RunConfig(
-        case="mlp", clients=4, train=train, devices="cpu:2", modes=("serial", "flower"),
-        warmup=1, rounds=2, sample_interval_s=None,
-    )
-    return replace(base, **kw)
+def small(**kw: Any) -> RunConfig:
+    """Four clients of unequal sizes, serial and flower, a warm-up and two rounds."""
+    return run_config(**{"clients": 4, "samples": (48, 80), "seed": 5,
+                         "modes": ("serial", "flower"), "warmup": 1, "rounds": 2, **kw})
 
 
 @pytest.fixture
 def flower_installed():
     pytest.importorskip("flwr")
     pytest.importorskip("ray")
-    before = {p.pid for p in ray_processes()}
-    yield
-    left = new_ray_processes(before)
-    assert not left, f"Ray processes outlived the test: {left}"
+    with no_ray_process_left():
+        yield
 
 
 def test_without_flwr_the_mode_fails_with_an_install_hint(monkeypatch):
@@ -65,37 +56,3 @@ def test_flowers_fedavg_matches_serial(flower_installed):
         assert [c.samples for c in sorted(r.clients, key=lambda c: c.client)] == sizes
         assert all(0 <= c.start_s <= c.end_s <= r.time_s for c in r.clients)
     assert {w.worker for w in flower.worker_memory} == {0, 1}
-
-
-@pytest.mark.slow
-def test_a_killed_flower_actor_fails_the_mode_within_seconds(flower_installed, tmp_path,
-                                                             monkeypatch):
-    config = small(
-        case=f"{CASES}:slow_case", modes=("flower", "serial"), warmup=0, rounds=1,
-        train=TrainConfig(batch_size=8, samples=SampleSizes(64, 64)),
-    )
-    monkeypatch.setenv("GPUBENCH_TEST_MARKS", str(tmp_path))
-    seen: dict[str, float] = {}
-
-    def kill_soon() -> None:
-        victims = named_descendants("ray::ClientAppActor")
-        assert victims, "no Flower actor to kill"
-        # Kill an actor once it is training a client of the measured round.
-        victim = wait_for_training(tmp_path, {v.pid for v in victims})
-        os.kill(victim, signal.SIGKILL)
-        seen["killed"] = time.monotonic()
-
-    def progress(mode: str, phase: str, index: int, total: int) -> None:
-        if mode == "flower" and phase == "round" and "thread" not in seen:
-            seen["thread"] = 1.0
-            threading.Thread(target=kill_soon, daemon=True).start()
-        if mode == "flower" and phase == "failed":
-            seen["failed"] = time.monotonic()
-
-    results = compare(config, progress=progress)
-    flower, serial = results.mode("flower"), results.mode("serial")
-    assert flower is not None and serial is not None
-    assert flower.status == "failed", flower.error
-    assert "Flower client failed" in (flower.error or ""), flower.error
-    assert seen["failed"] - seen["killed"] < 10
-    assert serial.status == "ok"

@@ -16,11 +16,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gpubench import stats
 from gpubench.cli import main
 from gpubench.errors import UsageError
 from gpubench.gate import FAIL, INCONCLUSIVE, PASS, SKIP, evaluate_gate, load_runs
 from gpubench.report.gate_pages import format_gate_report
-from gpubench.results import ModeResult, Results, median, write_results
+from gpubench.results import ModeResult, Results, median, read_results, write_results
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTATIONS = ROOT / "gates" / "cpu-slots.toml"
@@ -188,13 +190,86 @@ def _straddling(tmp_path: Path) -> tuple[str, str]:
     return write(tmp_path, "base.json", base), write(tmp_path, "cur.json", cur)
 
 
-def test_inconclusive_passes_unless_strict(tmp_path: Path) -> None:
+def _last_line(out: str) -> str:
+    return out.strip().splitlines()[-1]
+
+
+def test_inconclusive_counts_as_the_user_chooses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     base, cur = _straddling(tmp_path)
     report = evaluate_gate(load_runs(cur)[0], base)
     assert verdicts(report)["multi-gpu"] == INCONCLUSIVE and report.exit_code == 0
+    assert evaluate_gate(load_runs(cur)[0], base, inconclusive="fail").exit_code == 1
     assert evaluate_gate(load_runs(cur)[0], base, strict=True).exit_code == 1
-    assert main(["gate", "--baseline", base, cur]) == 0
-    assert main(["gate", "--baseline", base, cur, "--strict"]) == 1
+    capsys.readouterr()
+    for argv, code, counts in [
+        ([], 0, "pass"),  # the default
+        (["--inconclusive", "pass"], 0, "pass"),
+        (["--inconclusive", "fail"], 1, "fail"),
+        (["--strict"], 1, "fail"),  # the older spelling, kept for existing CI scripts
+    ]:
+        assert main(["gate", "--baseline", base, cur, *argv]) == code, argv
+        last = _last_line(capsys.readouterr().out)
+        assert last.startswith("gate PASSED" if code == 0 else "gate FAILED"), last
+        assert last.endswith(f"(INCONCLUSIVE counts as {counts}: --inconclusive {counts})"), last
+
+
+def test_the_help_offers_inconclusive_not_strict(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("gate", "compare"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert "--inconclusive {pass,fail}" in out and "default: pass" in out, command
+        assert "--strict" not in out, command
+    with pytest.raises(SystemExit) as exc:
+        main(["gate", "--baseline", "b.json", "c.json", "--inconclusive", "maybe"])
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("inconclusive", ["pass", "fail"])
+def test_junit_and_the_step_summary_agree_with_inconclusive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inconclusive: str
+) -> None:
+    base, cur = _straddling(tmp_path)
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    junit = tmp_path / "gate.xml"
+    code = main(["gate", "--baseline", base, cur, "--inconclusive", inconclusive,
+                 "--junit", str(junit)])  # fmt: skip
+    assert code == (1 if inconclusive == "fail" else 0)
+    root = ET.parse(junit).getroot()
+    suite = root.find("testsuite")
+    assert suite is not None
+    assert suite.get("failures") == ("1" if inconclusive == "fail" else "0")
+    prop = suite.find("properties/property[@name='inconclusive']")
+    assert prop is not None and prop.get("value") == inconclusive
+    (mode,) = [c for c in root.iter("testcase") if c.get("name") == "multi-gpu"]
+    failure = mode.find("failure")
+    if inconclusive == "fail":
+        assert failure is not None and failure.get("type") == INCONCLUSIVE
+    else:
+        assert failure is None and "counts as: pass" in (mode.findtext("system-out") or "")
+    heading = summary.read_text().splitlines()[0]
+    assert ("PASSED" if code == 0 else "FAILED") in heading
+    assert f"INCONCLUSIVE counts as {inconclusive}" in heading
+
+
+def test_compare_gates_with_inconclusive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``gpubench compare --gate``: the same options; its exit code follows them."""
+    from gpubench.cli import build_parser
+    from gpubench.commands.compare import write_outputs
+
+    base, cur = _straddling(tmp_path)
+    parser, _ = build_parser()
+    results = load_runs(cur)[0][0]
+    for argv, code in [([], 0), (["--inconclusive", "fail"], 1), (["--strict"], 1)]:
+        args = parser.parse_args(["compare", "--gate", base, *argv])
+        assert args.inconclusive == ("fail" if argv else "pass")
+        assert write_outputs(results, args, tmp_path / "out.json") == code, argv
+        assert "counts as" in _last_line(capsys.readouterr().out)
 
 
 def test_single_round_runs_never_fail_on_a_point(tmp_path: Path) -> None:
@@ -203,6 +278,62 @@ def test_single_round_runs_never_fail_on_a_point(tmp_path: Path) -> None:
     report = evaluate_gate(cur, base)
     assert verdicts(report)["multi-gpu"] == INCONCLUSIVE
     assert evaluate_gate(cur, base, strict=True).exit_code == 1
+
+
+# --- compare's defaults: 3 measured rounds after 1 warm-up ------------------------------------
+
+USER_RUN = ROOT / "tests" / "fixtures" / "report_2slots.json"  # 2 CPU slots, 3 rounds, 1 warm-up
+
+
+def slow_down_rounds(results: Results, mode: str, factor: float) -> Results:
+    """``mode``'s measured rounds ``factor`` times slower: round times and round records."""
+
+    def slower(m: ModeResult) -> ModeResult:
+        rounds = tuple(r if r.warmup else replace(r, time_s=r.time_s * factor) for r in m.rounds)
+        times = tuple(t * factor for t in m.round_times_s)
+        return replace(m, round_times_s=times, rounds=rounds)
+
+    return results.with_modes(tuple(slower(m) if m.name == mode else m for m in results.modes))
+
+
+def user_run(tmp_path: Path, interleave: bool) -> str:
+    """The fixture as written by compare, sequential or ``--interleave`` (3 rounds either way)."""
+    user = read_results(USER_RUN)
+    user = replace(user, config={**dict(user.config.items()), "interleave": interleave})
+    return write(tmp_path, f"user-{interleave}.json", user)
+
+
+@pytest.mark.parametrize("interleave", [False, True])
+def test_compares_defaults_fail_a_mode_17x_slower(tmp_path: Path, interleave: bool) -> None:
+    base = user_run(tmp_path, interleave)
+    user = read_results(base)
+    assert {len(m.round_times_s) for m in user.modes} == {3}
+    assert all(stats.spread(m.round_times_s) < 0.03 for m in user.modes)
+    cur = write(tmp_path, "slower.json", slow_down_rounds(user, "multi-gpu", 1.7))
+    report = evaluate_gate(read_results(cur), base)
+    assert verdicts(report) == {"serial": PASS, "threaded": PASS, "multiprocess": PASS,
+                                "multi-gpu": FAIL}  # fmt: skip
+    (v,) = [v for v in report.verdicts if v.mode == "multi-gpu"]
+    assert v.change is not None and v.change.estimated and v.change.high < 0.90
+    assert v.change.estimate == pytest.approx(1 / 1.7)
+    proc = run_cli("gate", "--baseline", base, cur)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL: multi-gpu" in proc.stdout and "Traceback" not in proc.stderr
+    assert _last_line(proc.stdout).startswith("gate FAILED")
+
+
+@pytest.mark.parametrize("interleave", [False, True])
+def test_compares_defaults_pass_a_run_gated_against_itself(
+    tmp_path: Path, interleave: bool
+) -> None:
+    base = user_run(tmp_path, interleave)
+    report = evaluate_gate(read_results(base), base)
+    assert verdicts(report) == dict.fromkeys(("serial", "threaded", "multiprocess", "multi-gpu"),
+                                             PASS)  # fmt: skip
+    # PASS, not an INCONCLUSIVE let through: failing INCONCLUSIVE changes nothing
+    proc = run_cli("gate", "--baseline", base, base, "--inconclusive", "fail")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _last_line(proc.stdout).startswith("gate PASSED against")
 
 
 @settings(max_examples=12, derandomize=True, deadline=None)
@@ -360,7 +491,7 @@ def benchmark_file(results: Results, drop_data: bool = False) -> dict[str, Any]:
             {
                 "group": f"gpubench-{results.config['case']}",
                 "name": f"test_round[{results.config['case']}-{m.name}]",
-                "fullname": f"benchmarks/test_benchmarks.py::test_round[{m.name}]",
+                "fullname": f"bench_cases/test_benchmarks.py::test_round[{m.name}]",
                 "extra_info": {
                     "gpubench_mode": m.name,
                     "gpubench_case": results.config["case"],
@@ -420,7 +551,7 @@ def test_the_benchmark_suite_writes_a_file_that_gates(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [
-            sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "no:cacheprovider",
+            sys.executable, "-m", "pytest", "bench_cases", "-q", "-p", "no:cacheprovider",
             f"--benchmark-json={out}", "--gpubench-clients=2", "--gpubench-samples=64",
             "--gpubench-rounds=3",
         ],

@@ -135,13 +135,12 @@ def test_threaded_client_threads_end_with_their_round() -> None:
     the same process, would run slower than alone (0.17 s -> 0.27-0.34 s measured)."""
     import threading
 
-    from gpubench.config import RunConfig, SampleSizes, TrainConfig
     from gpubench.modes.inprocess import CLIENT_THREADS
     from gpubench.run.prepare import open_mode
+    from tests.conftest import run_config
 
-    config = RunConfig(case="mlp", clients=4, devices="cpu:1", modes=("threaded",),
-                       train=TrainConfig(batch_size=16, samples=SampleSizes(32, 32)),
-                       sample_interval_s=None, workers=2)
+    config = run_config(clients=4, devices="cpu:1", modes=("threaded",), batch_size=16,
+                        samples=32, workers=2)
     seen: set[str] = set()
     before = {t.ident for t in threading.enumerate()}  # e.g. a hung app's thread of a test
     with open_mode(config, "threaded") as session:

@@ -1,4 +1,7 @@
-"""The house's boundaries: readers work without torch, and the import contracts have teeth."""
+"""The house's boundaries: the import contracts hold and have teeth, and readers need no torch.
+
+How big a function may grow is ruff's to check (C90, PLR0912, PLR0915 in pyproject.toml).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +15,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 READERS = ("gpubench.report", "gpubench.gate", "gpubench.stats", "gpubench.findings", "gpubench.faq",
-           "gpubench.predict")
+           "gpubench.predict", "gpubench.run.api", "gpubench.commands.gate",
+           "gpubench.commands.report", "gpubench.commands.predict")  # fmt: skip
 
-# Every module of the readers (a package's submodules too), with torch unimportable.
+# Every module of the readers (a package's submodules too) with torch unimportable; then a
+# module of the measuring side, which must fail: the block is real.
 _WITHOUT_TORCH = textwrap.dedent(
     """
     import importlib, pkgutil, sys
@@ -28,12 +33,16 @@ _WITHOUT_TORCH = textwrap.dedent(
             importlib.import_module(sub.name)
             done.append(sub.name)
     assert "torch" not in {m for m, v in sys.modules.items() if v is not None}
+    try:
+        importlib.import_module("gpubench.train.fl")
+    except ImportError as exc:
+        done.append("blocked" if "import of torch halted" in str(exc) else repr(exc))
     print(" ".join(done))
     """
 )
 
 
-def test_report_gate_stats_and_findings_import_with_torch_absent() -> None:
+def test_every_reader_imports_with_torch_absent() -> None:
     proc = subprocess.run(
         [sys.executable, "-c", _WITHOUT_TORCH, *READERS],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
@@ -42,14 +51,7 @@ def test_report_gate_stats_and_findings_import_with_torch_absent() -> None:
     imported = proc.stdout.split()
     assert set(READERS) <= set(imported)
     assert "gpubench.report.tables" in imported  # the walk reached a package's modules
-
-
-def test_the_torch_block_is_real() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_TORCH, "gpubench.train.fl"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )  # fmt: skip
-    assert proc.returncode != 0 and "import of torch halted" in proc.stderr
+    assert imported[-1] == "blocked"  # and the measuring side could not load
 
 
 def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -70,35 +72,14 @@ def test_the_import_contracts_hold() -> None:
     assert "0 broken" in proc.stdout
 
 
-@pytest.mark.parametrize(
-    ("module", "line", "contract"),
-    [
-        ("stats.py", "import torch", "readers need no torch"),
-        ("config.py", "from gpubench.run import harness", "gpubench is layered"),
-        ("modes/base.py", "from gpubench.modes import serial", "no import cycle"),
-        ("run/doctor.py", "import pynvml", "only gpubench.monitor.nvml imports pynvml"),
-        ("new_room.py", "", "gpubench is layered"),  # a module outside every layer
-    ],
-)
-def test_each_contract_catches_its_breach(
-    tmp_path: Path, module: str, line: str, contract: str
-) -> None:
+def test_a_reader_importing_a_mode_breaks_the_readers_contract(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "gpubench", tmp_path / "gpubench",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    target = tmp_path / "gpubench" / module
-    with target.open("a") as f:
-        f.write(f"\n{line}  # noqa\n")
+    with (tmp_path / "gpubench" / "report" / "tables.py").open("a") as f:
+        f.write("\n\ndef _breach() -> None:\n    from gpubench.modes import serial  # noqa\n")
     proc = _lint_imports(tmp_path)
     assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr[-2000:]
     broken = [ln for ln in proc.stdout.splitlines() if " BROKEN" in ln]
-    assert any(ln.startswith(contract) for ln in broken), proc.stdout[-4000:]
-
-
-def test_no_module_of_the_package_is_over_450_lines():
-    from pathlib import Path
-
-    package = Path(__file__).resolve().parent.parent / "gpubench"
-    long = {str(p.relative_to(package)): n for p in package.rglob("*.py")
-            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 450}
-    assert not long, f"split these modules (a module over ~450 lines is two): {long}"
+    assert any(ln.startswith("readers (report, gate, findings, faq, predict) never import "
+                             "the measuring side") for ln in broken), proc.stdout[-4000:]

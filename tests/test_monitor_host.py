@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
+import threading
 from collections import namedtuple
 
 import pytest
@@ -81,23 +81,44 @@ def test_processes_are_read_at_most_every_refresh_interval() -> None:
 
 
 _BURN = """
-import os, sys, time
+import os, sys, threading
 os.sched_setaffinity(0, {int(sys.argv[1])})
-end = time.perf_counter() + float(sys.argv[2])
-while time.perf_counter() < end:
+done = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+print("burning", flush=True)
+while not done.is_set():
     pass
 """
 
 
-def burn_and_sample(cores: list[int], seconds: float):
+def burn_and_sample(cores: list[int], samples: int):
+    """A process pinned to ``cores[0]`` burns it through a round span of ``samples`` samples."""
     devices = [slot(0, (cores[0],)), slot(1, (cores[1],))]
     sampler = create_sampler(devices, 0.1)
+    probe, in_round, enough = sampler._probe, [0], threading.Event()
+    read = probe.read
+
+    def counting_read(pids_by_device):
+        out = read(pids_by_device)
+        if in_round[0]:
+            in_round[0] += 1
+            if in_round[0] > samples:
+                enough.set()
+        return out
+
+    probe.read = counting_read  # type: ignore[method-assign]
     sampler.start()
-    burner = subprocess.Popen([sys.executable, "-c", _BURN, str(cores[0]), str(seconds)])
-    sampler.watch_pids("serial", {burner.pid: "cpu:0"})
-    time.sleep(0.3)  # interpreter start-up
-    sampler.mark("serial", PHASE_ROUND, 0)
-    burner.wait(timeout=30)
+    burner = subprocess.Popen([sys.executable, "-c", _BURN, str(cores[0])],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        sampler.watch_pids("serial", {burner.pid: "cpu:0"})
+        assert burner.stdout is not None and burner.stdin is not None
+        assert burner.stdout.readline() == "burning\n"  # pinned, and its busy loop begins
+        sampler.mark("serial", PHASE_ROUND, 0)
+        in_round[0] = 1
+        assert enough.wait(60), "the sampler took too few samples"
+    finally:
+        burner.communicate(timeout=30)  # closes its stdin: the burn ends
     sampler.mark(None, "between", None)
     sampler.stop()
     return sampler, burner.pid
@@ -110,7 +131,7 @@ def burn_and_sample(cores: list[int], seconds: float):
 def test_pinned_burn_shows_one_slot_busy_and_the_other_idle() -> None:
     cores = sorted(os.sched_getaffinity(0))[:2]
     for _attempt in range(2):
-        sampler, pid = burn_and_sample(cores, 1.5)
+        sampler, pid = burn_and_sample(cores, 12)
         busy, other = sampler.device_stats("serial")
         assert busy.samples >= 8
         assert busy.util_mean_pct is not None and busy.util_mean_pct >= 70.0

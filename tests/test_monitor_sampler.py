@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -180,17 +181,43 @@ def test_backend_failure_is_recorded_not_raised() -> None:
     assert "1 sample(s) failed" in section["note"]
 
 
-def test_real_thread_samples_and_stops_promptly() -> None:
-    clock = FakeClock(0.0)
-    probe = ScriptedProbe(clock, lambda d, t: 1.0)
+class CountingProbe(ScriptedProbe):
+    """Sets ``enough`` once it has been read ``wanted`` times."""
+
+    def __init__(self, wanted: int) -> None:
+        super().__init__(FakeClock(0.0), lambda d, t: 1.0)
+        self.wanted = wanted
+        self.enough = threading.Event()
+
+    def read(self, pids_by_device: Mapping[str, Sequence[int]]) -> dict[str, Reading]:
+        out = super().read(pids_by_device)
+        if len(self.reads) >= self.wanted:
+            self.enough.set()
+        return out
+
+
+def test_real_thread_samples_on_its_own_until_stopped() -> None:
+    probe = CountingProbe(3)
     sampler = Sampler(["cpu:0", "cpu:1"], 0.02, probe, clock=time.perf_counter)
     sampler.start()
-    time.sleep(0.2)
-    before = time.perf_counter()
+    assert probe.enough.wait(30), "the sampler thread took no third sample"
     sampler.stop()
-    assert time.perf_counter() - before < 0.5
-    assert 3 <= len(probe.reads) <= 15
-    assert sampler.t0 is not None
+    assert sampler._thread is not None and not sampler._thread.is_alive()
+    after_stop = len(probe.reads)
+    assert after_stop >= 3 and sampler.t0 is not None
+    sampler.stop()  # a second stop is harmless and samples nothing
+    assert len(probe.reads) == after_stop
+
+
+def test_stop_does_not_wait_for_the_next_tick() -> None:
+    probe = CountingProbe(1)
+    sampler = Sampler(["cpu:0"], 60.0, probe, clock=time.perf_counter)
+    sampler.start()
+    assert probe.enough.wait(30), "the sampler thread took no first sample"
+    before = time.perf_counter()
+    sampler.stop()  # the next sample is 60 s away: stop ends the wait at once
+    assert time.perf_counter() - before < 30
+    assert len(probe.reads) == 1
 
 
 def test_bad_interval_and_mark_before_start() -> None:

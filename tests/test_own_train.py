@@ -10,14 +10,14 @@ import torch
 from gpubench.config import ConfigError, RunConfig, SampleSizes, TrainConfig
 from gpubench.run.harness import compare
 from gpubench.run.prepare import prepare
+from tests.conftest import run_config
 
 CASES = Path(__file__).resolve().parent / "own_train_cases.py"
 TRAIN = TrainConfig(batch_size=8, samples=SampleSizes(20, 36), seed=3, lr=0.01)
 
 
 def config(name: str, modes: tuple[str, ...] = ("serial", "threaded")) -> RunConfig:
-    return RunConfig(case=f"{CASES}:{name}", clients=4, train=TRAIN, devices="cpu:2",
-                     modes=modes, warmup=0, rounds=1, sample_interval_s=None)
+    return run_config(case=f"{CASES}:{name}", clients=4, train=TRAIN, modes=modes)
 
 
 def check_phases(results) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gpubench.commands.compare import add_run_arguments, config_from_args
+from gpubench.commands.arguments import add_run_arguments, config_from_args
 from gpubench.config import RunConfig
 from gpubench.findings import compute_findings
 from gpubench.findings.phases import largest_phase, phase_means

@@ -15,7 +15,8 @@ import torch
 
 from gpubench.cases import load_case
 from gpubench.cases.seeds import derive_seed
-from gpubench.commands.compare import add_run_arguments, config_from_args
+from gpubench.cli import main
+from gpubench.commands.arguments import add_run_arguments, config_from_args
 from gpubench.config import ConfigError, PipelineConfig, RunConfig, SampleSizes, TrainConfig
 from gpubench.run.harness import compare
 from gpubench.train.fl import (
@@ -37,7 +38,6 @@ from gpubench.train.pipeline import (
     shuffle_order,
 )
 from gpubench.train.updates import FINGERPRINT_SIZE
-from tests.conftest import run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -107,12 +107,14 @@ def test_bad_pipeline_options_are_config_errors(argv: list[str], message: str) -
         parse(*argv)
 
 
-def test_bad_pipeline_option_exits_2_with_one_line(tmp_path: Path) -> None:
-    proc = run_cli("compare", "--devices", "cpu:1", "--amp", "fp16", "--clients", "2",
-                   "--quiet", "--out", str(tmp_path / "r.json"))
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
+def test_bad_pipeline_option_exits_2_with_one_line(tmp_path: Path, capsys) -> None:
+    code = main(["compare", "--devices", "cpu:1", "--amp", "fp16", "--clients", "2",
+                 "--quiet", "--out", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and "--amp fp16 is not applicable on CPU slots" in lines[0]
+    assert not (tmp_path / "r.json").exists()
 
 
 # --- loaders and transforms -------------------------------------------------------------------
@@ -145,14 +147,18 @@ def test_crop_flip_of_a_batch_is_the_per_sample_transform() -> None:
     assert flips.any() and not flips.all()
 
 
-def test_every_loader_and_worker_count_makes_the_same_batches() -> None:
+@pytest.mark.parametrize("loader", [
+    {"loader": "dataloader"},
+    pytest.param({"loader": "dataloader", "loader_workers": 2}, marks=pytest.mark.slow,
+                 id="dataloader-2-workers"),  # starts the loader's worker processes
+], ids=lambda loader: "-".join(map(str, loader.values())))
+def test_every_loader_and_worker_count_makes_the_same_batches(loader: dict) -> None:
     x, y = torch.randn(40, 3, 8, 8), torch.randint(0, 10, (40,))
     reference = _epoch(_cfg(augment="crop-flip"), x, y)
-    for loader in (dict(loader="dataloader"), dict(loader="dataloader", loader_workers=2)):
-        got = _epoch(_cfg(augment="crop-flip", **loader), x, y)
-        assert len(got) == len(reference) == 3
-        for (a, ay), (b, by) in zip(reference, got, strict=True):
-            assert torch.equal(a, b) and torch.equal(ay, by)
+    got = _epoch(_cfg(augment="crop-flip", **loader), x, y)
+    assert len(got) == len(reference) == 3
+    for (a, ay), (b, by) in zip(reference, got, strict=True):
+        assert torch.equal(a, b) and torch.equal(ay, by)
     order = shuffle_order(40, 3, 2, 1)
     assert torch.equal(torch.cat([b for _, b in reference]), y[order])
 
@@ -263,6 +269,7 @@ def test_cifar_through_every_in_process_mode_is_serials_result(tmp_path: Path) -
     assert results.config["pipeline"]["dataset"] == f"cifar10:{root}"
 
 
+@pytest.mark.slow
 def test_threads_with_loader_workers_work_and_agree() -> None:
     config = parse("--preset", "flower-like", "--clients", "3", "--samples-per-client", "32",
                    "--batch-size", "16", "--devices", "cpu:1", "--modes", "serial,threaded",

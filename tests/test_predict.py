@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,24 @@ import pytest
 from gpubench.errors import UsageError
 from gpubench.predict import predict, schedule
 from gpubench.results import ClientTiming, ModeResult, Results, RoundRecord, write_results
-from tests.conftest import ROOT, run_cli
+
+
+class Done:
+    """What ``gpubench ARGS`` run in this process exited with and printed."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str], *args: str) -> None:
+        from gpubench.cli import main
+
+        try:
+            self.returncode = main(list(args))
+        except SystemExit as exit_:  # argparse's own usage errors exit
+            self.returncode = exit_.code if isinstance(exit_.code, int) else 1
+        self.stdout, self.stderr = capsys.readouterr()
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]):
+    return lambda *args: Done(capsys, *args)
 
 
 def _round(index: int, time_s: float, train: list[float], workers: list[int] | None = None) -> RoundRecord:
@@ -150,7 +165,7 @@ def results_file(tmp_path: Path) -> Path:
     return write_results(_results([1.0, 2.0, 3.0], serial_round=6.3), tmp_path / "r.json")
 
 
-def test_cli_json(results_file: Path) -> None:
+def test_cli_json(results_file: Path, run_cli) -> None:
     done = run_cli("predict", str(results_file), "--devices", "2", "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
@@ -159,7 +174,7 @@ def test_cli_json(results_file: Path) -> None:
     assert [d["busy_s"] for d in data["loads"]] == [4.0, 2.0]
 
 
-def test_cli_text(results_file: Path) -> None:
+def test_cli_text(results_file: Path, run_cli) -> None:
     done = run_cli("predict", str(results_file), "--devices", "3")
     assert done.returncode == 0, done.stderr
     assert "speedup 1.91x" in done.stdout
@@ -174,14 +189,14 @@ def test_cli_text(results_file: Path) -> None:
         [],
     ],
 )
-def test_cli_bad_devices_exit_2(results_file: Path, args: list[str]) -> None:
+def test_cli_bad_devices_exit_2(results_file: Path, args: list[str], run_cli) -> None:
     done = run_cli("predict", str(results_file), *args)
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1
     assert "Traceback" not in done.stderr
 
 
-def test_cli_file_without_serial_exit_2(tmp_path: Path) -> None:
+def test_cli_file_without_serial_exit_2(tmp_path: Path, run_cli) -> None:
     path = write_results(
         Results(environment={}, config={}, modes=(ModeResult("multi-gpu", "ok"),)),
         tmp_path / "no_serial.json",
@@ -190,11 +205,3 @@ def test_cli_file_without_serial_exit_2(tmp_path: Path) -> None:
         done = run_cli("predict", target, "--devices", "2")
         assert done.returncode == 2, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
-
-
-def test_predict_imports_no_torch() -> None:
-    code = "import sys, gpubench.predict, gpubench.commands.predict; print('torch' in sys.modules)"
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
-    )
-    assert done.stdout.strip() == "False"

@@ -15,7 +15,6 @@ import threading
 import pytest
 
 from gpubench.commands.progress import (
-    Display,
     ModeWork,
     PlainDisplay,
     ProgressTracker,
@@ -234,19 +233,18 @@ def test_ctrl_c_inside_a_display_restores_the_terminal():
     assert out.getvalue().rstrip("\n").endswith(SHOW_CURSOR)
 
 
-def test_sigterm_handler_is_held_only_while_a_display_is_up():
-    if signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        pytest.skip("something else handles SIGTERM in this process")
+def test_a_display_leaves_sigterm_to_the_command_line():
+    before = signal.getsignal(signal.SIGTERM)
     display = open_progress([ModeWork(0, 1, 1)], stream=Stream(tty=True), clock=FakeClock())
-    assert signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) == before  # one policy, in gpubench.cli
     display.close()
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
 def test_sigterm_restores_the_terminal_then_terminates(tmp_path):
     log = tmp_path / "tty.txt"
     script = textwrap.dedent(f"""
         import os, signal
+        from gpubench.cli import sigterm_as_interrupt
         from gpubench.commands.progress import ModeWork, open_progress
 
         class Tty:
@@ -256,14 +254,16 @@ def test_sigterm_restores_the_terminal_then_terminates(tmp_path):
             def flush(self): self.f.flush()
 
         stream = Tty(open({str(log)!r}, "w"))
-        display = open_progress([ModeWork(0, 2, 1)], stream=stream, clock=lambda: 0.0)
-        display("serial", "round", 1, 2)
-        os.kill(os.getpid(), signal.SIGTERM)
+        with sigterm_as_interrupt():
+            with open_progress([ModeWork(0, 2, 1)], stream=stream, clock=lambda: 0.0) as display:
+                display("serial", "round", 1, 2)
+                os.kill(os.getpid(), signal.SIGTERM)
+                signal.pause()
         print("still running")
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "TERM": "xterm"})
-    assert proc.returncode == -signal.SIGTERM, proc.stderr
+    assert proc.returncode == -signal.SIGINT, proc.stderr  # SIGTERM became an interrupt
     assert "still running" not in proc.stdout
     text = log.read_text()
     assert HIDE_CURSOR in text and text.rstrip("\n").endswith(SHOW_CURSOR)
@@ -287,11 +287,26 @@ def test_a_stream_that_fails_does_not_stop_the_run():
     display("serial", "done", 1, 1)
 
 
-def test_the_hook_accepts_the_harness_positional_call():
-    d: Display = open_progress([], quiet=True)
-    d("serial", "warmup", 1, 1)
-    d("serial", "round", 1, 1, clients_done=None, clients_total=None)
-    d.close()
+def test_the_harness_drives_a_display_through_a_whole_run():
+    """The harness calls the hook positionally, its ticker with client counts: a real run's
+    calls give each mode's phases in order and the whole work done at the end."""
+    from gpubench.run.harness import compare
+    from gpubench.run.ticker import takes_client_counts
+    from tests.conftest import run_config
+
+    config = run_config(modes=("serial", "threaded"), warmup=1, rounds=2, interleave=True)
+    out = Stream(tty=False)
+    with open_progress(work_for(config), stream=out, clock=FakeClock(), interval_s=0) as d:
+        assert takes_client_counts(d)  # the harness's ticker will feed it client counts
+        results = compare(config, progress=d)
+        assert d.tracker is not None
+        assert d.tracker.units_done == d.tracker.units_total == 2 * 3 * 5
+    assert all(m.status == "ok" for m in results.modes)
+    for mode in ("serial", "threaded"):
+        labels = [line.split(" | ")[0].removeprefix(f"gpubench: {mode}: ").split(",")[0]
+                  for line in _lines(out) if line.startswith(f"gpubench: {mode}: ")]
+        phases = [label for i, label in enumerate(labels) if i == 0 or label != labels[i - 1]]
+        assert phases == ["starting", "warm-up 1/1", "round 1/2", "round 2/2", "done in 0:00"]
 
 
 def test_the_ticker_reports_clients_done_while_a_round_runs():

@@ -4,30 +4,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
-import time
 
 import pytest
 
-from gpubench.commands.compare import add_run_arguments, config_from_args
-from gpubench.config import SampleSizes, TrainConfig
+from gpubench.commands.arguments import add_run_arguments, config_from_args
 from gpubench.machine.devices import cpu_slots
 from gpubench.modes.base import ModeFailure, Plan
 from gpubench.modes.ray_common import RAY_MISSING, worker_resources
-from gpubench.run.harness import compare, open_mode
+from gpubench.run.harness import compare
 from tests.conftest import CASES
-from tests.ray_helpers import named_descendants, new_ray_processes, ray_processes, small
+from tests.ray_helpers import no_ray_process_left, small
 
 
 @pytest.fixture
 def ray_installed():
     pytest.importorskip("ray")
-    before = {p.pid for p in ray_processes()}
-    yield
-    left = new_ray_processes(before)
-    assert not left, f"Ray processes outlived the test: {left}"
+    with no_ray_process_left():
+        yield
 
 
 # --- without Ray running ---------------------------------------------------------------------
@@ -73,9 +67,39 @@ def test_without_ray_the_mode_fails_with_an_install_hint(monkeypatch):
 # --- on a real local Ray ---------------------------------------------------------------------
 
 
+class AffinityWatcher:
+    """A monitor that, when the harness hands it a mode's processes, reads each one's CPU
+    affinity there and then (the processes are alive and about to train)."""
+
+    def __init__(self, devices, interval_s):
+        self.seen: dict[str, dict[int, tuple[str, set[int]]]] = {}
+
+    def start(self) -> None: ...
+    def mark(self, mode, phase, round_index) -> None: ...
+    def unwatch_pids(self, mode) -> None: ...
+    def stop(self) -> None: ...
+    def results_section(self) -> dict:
+        return {}
+
+    def device_stats(self, mode) -> tuple:
+        return ()
+
+    def watch_pids(self, mode, pids) -> None:
+        import psutil
+
+        self.seen[mode] = {pid: (dev, set(psutil.Process(pid).cpu_affinity()))
+                           for pid, dev in pids.items()}
+
+
 @pytest.mark.slow
-def test_ray_computes_serials_result_on_two_slots(ray_installed):
-    results = compare(small())
+def test_ray_computes_serials_result_on_slot_pinned_actors_it_reports(ray_installed):
+    watchers: list[AffinityWatcher] = []
+
+    def watcher(devices, interval_s):
+        watchers.append(AffinityWatcher(devices, interval_s))
+        return watchers[-1]
+
+    results = compare(small(sample_interval_s=0.1), sampler_factory=watcher)
     ray = results.mode("ray")
     assert ray is not None and ray.status == "ok", ray and ray.error
     assert ray.same_result is True and (ray.max_abs_diff_vs_serial or 0) <= 1e-5
@@ -86,51 +110,12 @@ def test_ray_computes_serials_result_on_two_slots(ray_installed):
         for c in r.clients:
             assert c.device == f"cpu:{c.client % 2}"  # round-robin, one actor per slot
     assert {w.device for w in ray.worker_memory} == {"cpu:0", "cpu:1"}
-
-
-@pytest.mark.slow
-def test_actors_are_pinned_to_their_slots_and_reported_to_the_monitor(ray_installed):
-    import psutil
-
-    with open_mode(small(), "ray") as session:
-        pids = session.mode.pids()
-        assert sorted(pids.values()) == ["cpu:0", "cpu:1"]
-        slots = {d.id: set(d.cores) for d in cpu_slots(2)}
-        for pid, device in pids.items():
-            assert set(psutil.Process(pid).cpu_affinity()) == slots[device]
-        seconds, aggregate, clients = session.run_round()
-        assert len(clients) == 5 and seconds > 0
-
-
-@pytest.mark.slow
-def test_a_killed_actor_fails_only_its_mode_within_seconds(ray_installed):
-    config = small(
-        case=f"{CASES}:slow_case", modes=("ray", "serial"), clients=4, rounds=1,
-        train=TrainConfig(batch_size=8, samples=SampleSizes(64, 64)),
-    )
-    seen: dict[str, float] = {}
-
-    def kill_soon() -> None:
-        time.sleep(0.5)
-        victims = named_descendants("ray::RayWorker")
-        assert victims, "no actor to kill"
-        os.kill(victims[0].pid, signal.SIGKILL)
-        seen["killed"] = time.monotonic()
-
-    def progress(mode: str, phase: str, index: int, total: int) -> None:
-        if mode == "ray" and phase == "round" and "thread" not in seen:
-            seen["thread"] = 1.0
-            threading.Thread(target=kill_soon, daemon=True).start()
-        if mode == "ray" and phase == "failed":
-            seen["failed"] = time.monotonic()
-
-    results = compare(config, progress=progress)
-    ray, serial = results.mode("ray"), results.mode("serial")
-    assert ray is not None and serial is not None
-    assert ray.status == "failed"
-    assert "ray actor" in (ray.error or "") and "died" in (ray.error or "")
-    assert seen["failed"] - seen["killed"] < 10
-    assert serial.status == "ok"
+    # The monitor was handed one actor per slot, each pinned to its slot's cores.
+    (seen,) = [w.seen["ray"] for w in watchers]
+    slots = {d.id: set(d.cores) for d in cpu_slots(2)}
+    assert sorted(dev for dev, _ in seen.values()) == ["cpu:0", "cpu:1"]
+    assert all(cores == slots[dev] for dev, cores in seen.values())
+    assert os.getpid() not in seen
 
 
 @pytest.mark.slow

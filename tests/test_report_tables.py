@@ -21,6 +21,7 @@ from gpubench.report.tables import (
     format_summary_table,
     render,
     speed_cell,
+    verdict_cell,
 )
 from gpubench.results import DeviceStats, ModeResult, Results, read_results
 
@@ -56,11 +57,17 @@ def test_speed_marks_follow_the_measured_speedup() -> None:
         ),
     )
     cells = {m.name: speed_cell(results, m) for m in results.modes}
-    assert cells["serial"] == "1.00x"
-    assert cells["threaded"].startswith("0.41x") and cells["threaded"].endswith("❌")
+    verdicts = {m.name: verdict_cell(results, m, "en") for m in results.modes}
+    assert cells["serial"] == "1.00x" and verdicts["serial"] == "baseline"
+    assert cells["threaded"].startswith("0.41x [") and verdicts["threaded"] == "slower"
     # ~1x within the noise is not a gain
-    assert cells["multiprocess"].startswith("1.00x") and cells["multiprocess"].endswith("❌")
-    assert cells["multi-gpu"].startswith("1.92x ±") and cells["multi-gpu"].endswith("✅")
+    assert cells["multiprocess"].startswith("1.00x [")
+    assert verdicts["multiprocess"] == "no clear difference"
+    assert cells["multi-gpu"].startswith("1.92x [") and verdicts["multi-gpu"] == "faster"
+    # the bracket is the interval stats gives, the one the findings and the gate read
+    interval = measures.speed_of(results, results.modes[3]).interval
+    assert interval is not None
+    assert cells["multi-gpu"] == f"1.92x [{interval.low:.2f}, {interval.high:.2f}]"
 
 
 def test_wide_spread_keeps_a_modest_gain_unmarked() -> None:
@@ -69,8 +76,8 @@ def test_wide_spread_keeps_a_modest_gain_unmarked() -> None:
         config={},
         modes=(ok_mode("serial", (1.0, 1.0, 1.0, 1.0)), ok_mode("threaded", (0.7, 0.9, 1.0, 1.3))),
     )
-    cell = speed_cell(results, results.modes[1])
-    assert cell.endswith("❌"), cell  # 1.05x ±15%: not clearly faster
+    cell = verdict_cell(results, results.modes[1], "en")
+    assert cell == "no clear difference", cell  # 1.05x with a wide interval: not faster
 
 
 def test_the_speedup_comes_from_the_round_times() -> None:
@@ -112,9 +119,10 @@ def _gate_on_faster(results: Results, tmp: Path) -> dict[str, str]:
 
 
 def _mark(results: Results, name: str) -> str:
+    """The speed verdict column, as the page shows it."""
     mode = results.mode(name)
     assert mode is not None
-    return speed_cell(results, mode).split()[-1]
+    return "✅" if verdict_cell(results, mode, "en") == "faster" else "❌"
 
 
 def _two_modes(serial: list[float], threaded: list[float], multi: list[float],
@@ -184,10 +192,11 @@ def test_performance_table_layout_matches_the_faq() -> None:
     table = format_performance_table(load("report_1gpu"), "zh", "github")
     header = table.splitlines()[0]
     cells = [c.strip() for c in header.strip("|").split("|")]
-    assert cells == ["配置", "GPU 0", "速度", "显存（每个GPU）"]
+    assert cells == ["配置", "GPU 0", "速度", "速度结论", "结果校验", "显存（每个GPU）"]
     assert row_of(table, "单GPU 串行").count("工作") == 1
     assert "1.00x" in row_of(table, "单GPU 串行")
-    assert row_of(table, "单GPU 多线程").rstrip(" |").split("|")[-2].strip().endswith("❌")
+    threaded = [c.strip() for c in row_of(table, "单GPU 多线程").strip(" |").split("|")]
+    assert threaded[3] != "更快" and threaded[4] == "✓"
 
 
 def test_busy_and_idle_come_from_device_stats() -> None:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import gc
 import math
 import weakref
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 from gpubench.cases import load_case
+from gpubench.cli import main
 from gpubench.config import RunConfig, SampleSizes, TrainConfig
 from gpubench.run.harness import compare
 from gpubench.train.clientdata import ClientData, data_bytes
@@ -25,7 +25,7 @@ from gpubench.train.updates import (
     Sketch,
     aggregate_gap,
 )
-from tests.conftest import run_cli
+from tests.conftest import run_config
 
 SIZE = 2 * GAP_CHUNK + 12345  # more than two chunks, and not a multiple of the sketch's K
 
@@ -86,12 +86,10 @@ def test_a_mode_before_or_after_serial_is_compared_alike_and_not_kept() -> None:
 
 
 def small(**kw: object) -> RunConfig:
-    train = TrainConfig(batch_size=16, samples=SampleSizes(32, 32), seed=3)
-    base = RunConfig(case="mlp", clients=4, train=train, devices="cpu:2", warmup=0, rounds=1,
-                     sample_interval_s=None)
-    return replace(base, **kw)  # type: ignore[arg-type]
+    return run_config(**{"clients": 4, "batch_size": 16, "samples": 32, **kw})
 
 
+@pytest.mark.slow
 def test_a_mode_run_before_serial_is_compared_with_it_and_the_plan_sits_beside_the_peak() -> None:
     results = compare(small(modes=("multi-gpu", "serial")))
     by_name = {m.name: m for m in results.modes}
@@ -166,35 +164,46 @@ def test_a_trainer_holds_a_clients_data_only_while_its_store_keeps_it(
     assert torch.isfinite(fingerprints).all()
 
 
-def test_a_run_that_cannot_fit_is_refused_in_one_line_before_anything_starts(tmp_path: Path) -> None:
+def compare_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``gpubench compare ARGS`` in this process: (exit status, stdout, stderr)."""
+    code = main(["compare", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_run_that_cannot_fit_is_refused_in_one_line_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "r.json"
-    proc = run_cli("compare", "--case", "resnet18", "--clients", "100000",
-                   "--samples-per-client", "5000", "--devices", "cpu:2",
-                   "--modes", "serial,multi-gpu", "--quiet", "--out", str(out))
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    code, _, err = compare_cli(capsys, "--case", "resnet18", "--clients", "100000",
+                               "--samples-per-client", "5000", "--devices", "cpu:2",
+                               "--modes", "serial,multi-gpu", "--quiet", "--out", str(out))
+    assert code == 2, err[-2000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
     assert "host memory" in lines[0] and "available" in lines[0] and "--data-budget" in lines[0]
     assert not out.exists()
 
 
-def test_plan_prints_every_process_and_trains_nothing(tmp_path: Path) -> None:
+def test_plan_prints_every_process_and_trains_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "r.json"
-    proc = run_cli("compare", "--case", "cnn", "--clients", "1000", "--samples-per-client",
-                   "32", "--devices", "cpu:2", "--modes", "serial,multi-gpu", "--interleave",
-                   "--plan", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    table = proc.stdout
+    code, table, err = compare_cli(capsys, "--case", "cnn", "--clients", "1000",
+                                   "--samples-per-client", "32", "--devices", "cpu:2",
+                                   "--modes", "serial,multi-gpu", "--interleave", "--plan",
+                                   "--out", str(out))
+    assert code == 0, err[-2000:]
     for row in ("serial", "worker 0", "worker 1", "host peak:", "client data kept per worker"):
         assert row in table, row
     # every client's data (32 samples x 12 KiB x 1000) is in the parent's row for serial
     serial = next(line for line in table.splitlines() if line.startswith("serial"))
     assert "375" in serial.split()
     assert not out.exists()
-    again = run_cli("compare", "--case", "cnn", "--clients", "1000", "--samples-per-client",
-                    "32", "--devices", "cpu:2", "--modes", "serial", "--plan",
-                    "--data-budget", "1M")
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert "client data kept per worker: 0.00 GiB" in again.stdout
-    serial = next(line for line in again.stdout.splitlines() if line.startswith("serial"))
+    code, again, err = compare_cli(capsys, "--case", "cnn", "--clients", "1000",
+                                   "--samples-per-client", "32", "--devices", "cpu:2",
+                                   "--modes", "serial", "--plan", "--data-budget", "1M")
+    assert code == 0, err[-2000:]
+    assert "client data kept per worker: 0.00 GiB" in again
+    serial = next(line for line in again.splitlines() if line.startswith("serial"))
     assert "375" not in serial.split()

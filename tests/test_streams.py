@@ -7,24 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from gpubench.config import RunConfig, SampleSizes, TrainConfig
+from gpubench.config import RunConfig
 from gpubench.modes.streams import NOT_ON_CPU
 from gpubench.results import write_results
 from gpubench.run.harness import compare
+from tests.conftest import run_config
 
 
 def _config(devices: str) -> RunConfig:
-    return RunConfig(
-        case="mlp",
-        clients=3,
-        train=TrainConfig(samples=SampleSizes.parse("48"), batch_size=16),
-        devices=devices,
-        modes=("serial", "streams"),
-        workers=2,
-        warmup=0,
-        rounds=1,
-        sample_interval_s=None,
-    )
+    return run_config(clients=3, samples=48, batch_size=16, seed=0, devices=devices,
+                      modes=("serial", "streams"), workers=2)
 
 
 def test_streams_on_cpu_slots_is_not_applicable_with_its_reason(tmp_path: Path) -> None:

@@ -66,6 +66,7 @@ def _bad(*args: str) -> subprocess.CompletedProcess[str]:
     (["--batch-size", "32,x"], "not a list of numbers"),
     (["--clients", "4"], "give one parameter a comma-separated list"),
     (["--batch-size", "0,32"], "--batch-size must be >= 1"),
+    (["--workers-per-device", "0,2"], "--workers-per-device must be >= 1"),
 ])
 def test_bad_sweep_input_is_one_line_and_exit_2(args, words, tmp_path):
     proc = _bad(*args, "--out-dir", str(tmp_path / "out"))
@@ -134,3 +135,24 @@ def test_point_filenames_are_safe():
     assert point_filename("batch_size", 32) == "batch_size-32.json"
     assert point_filename("samples_per_client", "64..512") == "samples_per_client-64..512.json"
     assert point_filename("case", "pkg/mod.py:Net") == "case-pkg_mod.py_Net.json"
+
+
+def test_a_refused_point_is_listed_and_the_others_run(tmp_path):
+    from gpubench.run.sweep import Refusal, format_sweep_table
+
+    calls = []
+
+    def fake_compare(config, **kwargs):
+        calls.append(config.train.batch_size)
+        return _fake_results(config.train.batch_size, 1.0, 2.0, None)
+
+    points = [(b, RunConfig(train=TrainConfig(batch_size=b))) for b in (32, 64, 128)]
+    prepared = [None, Refusal("the run needs about 40 GiB of host memory"), None]
+    sweep = run_sweep("batch_size", points, tmp_path, compare_fn=fake_compare, prepared=prepared)
+    assert calls == [32, 128]
+    summary = summarize(sweep)
+    assert summary["refused"] == {"64": "the run needs about 40 GiB of host memory"}
+    assert summary["values"] == [32, 64, 128] and "per_device" not in summary
+    assert ("--batch-size 64: refused before it started: the run needs about 40 GiB"
+            in format_sweep_table(summary))
+    assert write_sweep_plot(summary, tmp_path / "p.png").stat().st_size > 1000

@@ -45,6 +45,8 @@ def test_wrong_modes_are_caught(wrong_modes: None) -> None:
         assert m.same_result is False, name
         assert m.worst_client == client, name
         assert m.worst_client_diff is not None and m.worst_client_diff > 0.3
+        # far beyond what a correct computation drifts: at least 100x the tolerance
+        assert m.tolerance is not None and m.worst_client_diff >= 100 * m.tolerance, name
     # The stale row passes the warm-up round and fails the first measured one.
     stale = by["wrong-stale"]
     assert stale.rounds[0].client_diffs[0] == 0.0
@@ -167,7 +169,8 @@ def test_results_config_is_a_typed_record_that_round_trips() -> None:
     record = results.config
     assert isinstance(record, RunRecord)
     assert record.batch_size == 16 and record.clients == 2 and record.samples == (32, 32)
-    assert record["case"] == "mlp" and record.get("interleave") is False
+    assert record["case"] == "mlp" and record.get("interleave") is True
+    assert record.schedule == "interleaved" and record.schedule_blocks == ("serial",)
     assert "ray_address" not in record or record["ray_address"] is None
     again = from_dict(to_dict(results)).config
     assert again == record

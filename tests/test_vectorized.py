@@ -23,21 +23,15 @@ from gpubench.run.equivalence import relative_diff
 from gpubench.run.harness import compare
 from gpubench.train.fl import initial_global_state, sizes_for
 from gpubench.train.updates import FINGERPRINT_SIZE
+from tests.conftest import run_config
 
 CPU = Device("cpu:0", "cpu", 0, "CPU slot 0", (0,))
 
 
 def _config(case: str, samples: str, modes: tuple[str, ...], **train: int) -> RunConfig:
-    return RunConfig(
-        case=case,
-        clients=3,
-        train=TrainConfig(samples=SampleSizes.parse(samples), **{"batch_size": 16, **train}),
-        devices="cpu:1",
-        modes=modes,
-        warmup=0,
-        rounds=1,
-        sample_interval_s=None,
-    )
+    return run_config(**{"case": case, "clients": 3, "samples": SampleSizes.parse(samples),
+                         "batch_size": 16, "seed": 0, "devices": "cpu:1", "modes": modes,
+                         **train})
 
 
 # Vectorized sums its batched products in another order than serial: measured up to ~2e-5
@@ -58,18 +52,6 @@ def train_body(body, state: torch.Tensor, clients: int) -> tuple[torch.Tensor, t
 def worst(a: torch.Tensor, b: torch.Tensor, rows=None) -> float:
     rows = range(a.shape[0]) if rows is None else rows
     return max(relative_diff(a[r].numpy(), b[r].numpy()) for r in rows)
-
-
-def _rounds_in_process(case: str, samples: str, clients: int = 3, **train: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One round of the serial client loop and of the vectorized body, in this process:
-    their clients' fingerprints."""
-    cfg = TrainConfig(samples=SampleSizes.parse(samples), **{"batch_size": 16, **train})
-    setup = WorkerSetup(case, cfg, tuple(sizes_for(cfg, clients)))
-    spec = WorkerSpec(0, CPU, tuple(range(clients)))
-    state = initial_global_state(load_case(case), cfg.seed)
-    serial = train_body(ClientLoop(setup, spec, "cpu"), state, clients)[0]
-    vectorized = train_body(VectorizedBody(setup, spec, "cpu"), state, clients)[0]
-    return serial, vectorized
 
 
 # --- the step plan ----------------------------------------------------------------------------
@@ -104,6 +86,7 @@ def test_plan_uneven_clients_group_by_batch_size_and_run_their_own_epochs() -> N
 # --- same result as serial ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_vectorized_matches_serial_through_the_harness() -> None:
     results = compare(_config("mlp", "48", ("serial", "vectorized")))
     vec = results.mode("vectorized")
@@ -116,9 +99,26 @@ def test_vectorized_matches_serial_through_the_harness() -> None:
     assert all(c.samples == 48 for c in clients)
 
 
-def test_uneven_client_sizes_match_serial() -> None:
-    serial, vectorized = _rounds_in_process("mlp", "20..70", local_epochs=2)
-    assert worst(vectorized, serial) <= CLOSE
+UNEVEN = TrainConfig(samples=SampleSizes.parse("20..70"), batch_size=16, local_epochs=2)
+
+
+@pytest.fixture(scope="module")
+def uneven_round() -> dict:
+    """Five clients of uneven sizes, two local epochs: one round of the serial client loop and
+    of the unchunked vectorized body, in this process (the tests below only read it)."""
+    sizes = tuple(sizes_for(UNEVEN, 5))
+    state = initial_global_state(load_case("mlp"), UNEVEN.seed)
+    spec = WorkerSpec(0, CPU, (0, 1, 2, 3, 4))
+    whole = VectorizedBody(WorkerSetup("mlp", UNEVEN, sizes), spec, "cpu")
+    fps, partial, _ = train_body(whole, state, 5)
+    serial = train_body(ClientLoop(WorkerSetup("mlp", UNEVEN, sizes), spec, "cpu"), state, 5)[0]
+    return {"sizes": sizes, "state": state, "spec": spec, "chunks": len(whole.chunks),
+            "fps": fps, "partial": partial, "serial": serial}
+
+
+def test_uneven_client_sizes_match_serial(uneven_round: dict) -> None:
+    assert len(set(uneven_round["sizes"])) > 1
+    assert worst(uneven_round["fps"], uneven_round["serial"]) <= CLOSE
 
 
 def test_momentum_zero_matches_serial() -> None:
@@ -236,6 +236,7 @@ def case_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_batchnorm_case_fails_at_start_naming_the_layer(case_file: Path) -> None:
     results = compare(_config(f"{case_file}:BN", "16", ("vectorized",)))
     vec = results.mode("vectorized")
@@ -341,25 +342,20 @@ def test_a_mixed_sequential_matches_serial(case_file: Path) -> None:
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 4])
-def test_chunks_of_clients_compute_the_unchunked_result(chunk: int) -> None:
-    cfg = TrainConfig(samples=SampleSizes.parse("20..70"), batch_size=16, local_epochs=2)
-    sizes = tuple(sizes_for(cfg, 5))
-    state = initial_global_state(load_case("mlp"), cfg.seed)
-    spec = WorkerSpec(0, CPU, (0, 1, 2, 3, 4))
-    whole = VectorizedBody(WorkerSetup("mlp", cfg, sizes), spec, "cpu")
-    assert len(whole.chunks) == 1
+def test_chunks_of_clients_compute_the_unchunked_result(chunk: int, uneven_round: dict) -> None:
+    sizes, state, spec = uneven_round["sizes"], uneven_round["state"], uneven_round["spec"]
+    assert uneven_round["chunks"] == 1
     chunked = VectorizedBody(
-        WorkerSetup("mlp", cfg, sizes, options={"vectorize_chunk": chunk}), spec, "cpu"
+        WorkerSetup("mlp", UNEVEN, sizes, options={"vectorize_chunk": chunk}), spec, "cpu"
     )
     assert [len(c.clients) for c in chunked.chunks][0] == chunk
     assert sum(len(c.clients) for c in chunked.chunks) == 5
-    a_fps, a_partial, _ = train_body(whole, state, 5)
+    a_fps, a_partial = uneven_round["fps"], uneven_round["partial"]
     b_fps, b_partial, timings = train_body(chunked, state, 5)
     assert [t.client for t in timings] == [0, 1, 2, 3, 4]
     assert worst(b_fps, a_fps) <= CLOSE
     assert (a_partial - b_partial).abs().max().item() <= 1e-6 * float(a_partial.abs().max())
-    serial = train_body(ClientLoop(WorkerSetup("mlp", cfg, sizes), spec, "cpu"), state, 5)[0]
-    assert worst(b_fps, serial) <= CLOSE
+    assert worst(b_fps, uneven_round["serial"]) <= CLOSE
     # Each client's phases add up to its share of its chunk's window, the data phase included.
     for t in timings:
         assert set(t.phases) == {"data", "setup", "compute", "write"}
@@ -385,13 +381,11 @@ def test_a_worker_short_of_memory_trains_in_chunks(monkeypatch) -> None:
     assert [c.clients for c in body.chunks] == [(0,), (1,), (2,)]
 
 
+@pytest.mark.slow
 def test_the_cli_option_reaches_the_workers() -> None:
     results = compare(
-        RunConfig(
-            case="mlp", clients=4, devices="cpu:1", modes=("serial", "vectorized"),
-            train=TrainConfig(samples=SampleSizes.parse("32"), batch_size=16),
-            warmup=0, rounds=1, sample_interval_s=None, options={"vectorize_chunk": 3},
-        )
+        run_config(clients=4, devices="cpu:1", modes=("serial", "vectorized"), samples=32,
+                   batch_size=16, seed=0, options={"vectorize_chunk": 3})
     )
     vec = results.mode("vectorized")
     assert vec is not None and vec.same_result is True, vec

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from gpubench.modes.multigpu import MultiGpuMode
+from gpubench.modes.multiprocess import MultiGpuMode
 from gpubench.modes.pool import ClientLoop
 from gpubench.results import ClientTiming
 from gpubench.train.fl import flatten_state, load_state, local_train

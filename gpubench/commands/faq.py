@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -26,6 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the short plan: half the samples, a third of the rounds (<= 90 s on "
                    "two CPU slots)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--clients-sweep", metavar="DIR", action="append", default=[],
+                   help="a `gpubench sweep --workers-per-device` folder (or its summary.json): "
+                   "the measured answer to how many clients per device; repeat it for "
+                   "several clients (a compute-heavy and a host-heavy one)")
 
 
 def _out_dir(text: str) -> Path:
@@ -41,6 +46,10 @@ def _out_dir(text: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     langs = ("en", "zh") if args.lang == "both" else (args.lang,)
+    from gpubench.report.faq_clients import load_clients_sweep
+
+    # Read first: a bad folder fails before anything runs.
+    clients_sweeps = tuple(load_clients_sweep(d) for d in args.clients_sweep)
     if args.from_files:
         from gpubench.faq.inputs import load_inputs
 
@@ -63,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
             return 130
     from gpubench.report.faq_page import write_faq
 
+    if clients_sweeps:
+        inputs = dataclasses.replace(inputs, clients_sweeps=clients_sweeps)
     try:
         pages = write_faq(inputs, out, langs)
     except OSError as exc:

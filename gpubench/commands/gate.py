@@ -1,63 +1,20 @@
 """``gpubench gate``: verdicts on speedups against a baseline; exit 0 pass, 1 regression.
 
 The verdicts come from :mod:`gpubench.gate` (pure), the text from
-:mod:`gpubench.report.gate_pages`; this module writes them: stdout, ``--junit`` and, on
-GitHub Actions, ``$GITHUB_STEP_SUMMARY``.
+:mod:`gpubench.report.gate_pages`; :func:`gpubench.run.api.check_gate` writes ``--junit`` and, on
+GitHub Actions, ``$GITHUB_STEP_SUMMARY``; this module prints the verdicts.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Sequence
-from pathlib import Path
 
-from gpubench.errors import UsageError
-from gpubench.gate import DEFAULT_MAX_DROP, GateReport, evaluate_gate, load_runs
-from gpubench.report.gate_pages import format_gate_markdown, format_gate_report, format_junit
-from gpubench.results import Results, write_text_atomic
-from gpubench.stats import DEFAULT_LEVEL
+from gpubench.commands.arguments import add_inconclusive_arguments
+from gpubench.gate import DEFAULT_MAX_DROP
+from gpubench.report.gate_pages import format_gate_report
+from gpubench.run.api import check_gate
 
 HELP = "check a run's speedups against a baseline run or an expectations file (for CI)"
-
-__all__ = ["HELP", "add_arguments", "append_step_summary", "format_gate_report", "run",
-           "run_gate", "write_junit"]  # fmt: skip
-
-
-def write_junit(report: GateReport, path: str | os.PathLike[str]) -> Path:
-    return write_text_atomic(path, format_junit(report))
-
-
-def append_step_summary(report: GateReport, path: str | os.PathLike[str]) -> None:
-    """Append (never overwrite: other steps write there too) the markdown summary."""
-    try:
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(format_gate_markdown(report))
-    except OSError as exc:
-        raise UsageError(
-            f"cannot append to $GITHUB_STEP_SUMMARY {path}: {exc.strerror or exc}"
-        ) from None
-
-
-def run_gate(
-    current: Results | Sequence[Results],
-    baseline_path: str | os.PathLike[str],
-    *,
-    max_drop: float = DEFAULT_MAX_DROP,
-    strict: bool = False,
-    junit_path: str | os.PathLike[str] | None = None,
-    level: float = DEFAULT_LEVEL,
-    step_summary: bool = True,
-) -> GateReport:
-    """Gate ``current``, write ``junit_path`` when given, and append the markdown summary to
-    ``$GITHUB_STEP_SUMMARY`` when that is set and ``step_summary`` is true."""
-    report = evaluate_gate(current, baseline_path, max_drop=max_drop, strict=strict, level=level)
-    if junit_path is not None:
-        write_junit(report, junit_path)
-    summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
-    if step_summary and summary_path:
-        append_step_summary(report, summary_path)
-    return report
 
 
 def _fraction(text: str) -> float:
@@ -92,18 +49,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest allowed fall of a speedup vs a baseline run, e.g. 0.10 or 10%% "
         "(default: %(default)s)",
     )
-    parser.add_argument(
-        "--strict",
-        action="store_true",
-        help="fail on INCONCLUSIVE verdicts too (the interval straddles the limit)",
-    )
+    add_inconclusive_arguments(parser)
     parser.add_argument("--junit", metavar="PATH", help="also write JUnit XML, one test per mode")
 
 
+def fails_inconclusive(args: argparse.Namespace) -> bool:
+    """The command line asked for INCONCLUSIVE to fail (``--inconclusive fail`` or ``--strict``)."""
+    return bool(args.inconclusive == "fail")
+
+
 def run(args: argparse.Namespace) -> int:
-    runs, _ = load_runs(args.current)
-    report = run_gate(
-        runs, args.baseline, max_drop=args.max_drop, strict=args.strict, junit_path=args.junit
+    report = check_gate(
+        args.current,
+        args.baseline,
+        max_drop=args.max_drop,
+        inconclusive="fail" if fails_inconclusive(args) else "pass",
+        junit_path=args.junit,
     )
     print(format_gate_report(report), end="")
     return report.exit_code

@@ -7,21 +7,22 @@ final line of each mode, never a carriage-return animation. ``quiet`` shows noth
 
 The time left comes from the work done so far across every mode of the run, where the work of
 a mode is (warm-up + measured rounds) x clients. Use a display as a context manager so the
-terminal is restored whatever happens (Ctrl-C included); SIGTERM restores it too.
+terminal is restored whatever happens: Ctrl-C, and SIGTERM, which the command line turns
+into an interrupt (:func:`gpubench.cli.sigterm_as_interrupt`), unwind through its ``__exit__``;
+a display left open is closed at exit.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
-import signal
 import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any, Protocol, TextIO
 
 Clock = Callable[[], float]
@@ -278,7 +279,6 @@ class RichDisplay(Display):
             redirect_stdout=False,  # stdout may be a file or a pipe: its text stays there
         )
         self._task = self._progress.add_task("starting", total=tracker.units_total)
-        self._sigterm = _SigtermGuard(self.close)
         self._progress.start()
 
     def _show(self, mode: str, phase: str) -> None:
@@ -291,10 +291,7 @@ class RichDisplay(Display):
             self._progress.console.print(f"gpubench: {text}", highlight=False, markup=False)
 
     def _end(self) -> None:
-        try:
-            self._progress.stop()  # shows the cursor again, ends the bar's line
-        finally:
-            self._sigterm.restore()
+        self._progress.stop()  # shows the cursor again, ends the bar's line
 
 
 def _times_column(tracker: ProgressTracker) -> Any:
@@ -310,33 +307,6 @@ def _times_column(tracker: ProgressTracker) -> Any:
             return Text(tracker.times_text(), style="progress.remaining", no_wrap=True)
 
     return TimesColumn()
-
-
-class _SigtermGuard:
-    """While a display is up, SIGTERM first restores the terminal, then does what it did."""
-
-    def __init__(self, close: Callable[[], None]) -> None:
-        self.close = close
-        self.pid = os.getpid()
-        self.installed = False
-        if threading.current_thread() is not threading.main_thread():
-            return
-        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # never over someone's handler
-            signal.signal(signal.SIGTERM, self._on_sigterm)
-            self.installed = True
-
-    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
-        if os.getpid() == self.pid:  # a forked child leaves its parent's terminal alone
-            self.close()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        self.installed = False
-        os.kill(os.getpid(), signum)  # the default action, now that the terminal is back
-
-    def restore(self) -> None:
-        if self.installed and threading.current_thread() is threading.main_thread():
-            if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            self.installed = False
 
 
 def _is_terminal(stream: TextIO) -> bool:

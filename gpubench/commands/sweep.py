@@ -9,15 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gpubench.commands.compare import (
-    add_run_arguments,
-    check_writable,
-    config_from_args,
-    sampler_factory_or_none,
-)
+from gpubench.commands.arguments import add_run_arguments, check_writable, config_from_args
 from gpubench.commands.progress import open_progress, work_for
 from gpubench.errors import UsageError
-from gpubench.results import STATUS_FAILED
+from gpubench.run.api import run_failed
 from gpubench.run.sweep import SWEEPABLE
 
 HELP = "repeat a comparison over the values of one parameter (e.g. --batch-size 32,64,128)"
@@ -88,45 +83,42 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--accuracy-rounds must be >= 0, got {args.accuracy_rounds}")
     if args.accuracy_target is not None and not 0 < args.accuracy_target <= 1:
         raise UsageError(f"--accuracy-target must be in (0, 1], got {args.accuracy_target}")
-    from gpubench.run.harness import compare, prepare
+    from gpubench.run.api import sweep_points
     from gpubench.run.sweep import (
         PLOT_FILE,
         default_out_dir,
         format_sweep_table,
-        run_sweep,
         summarize,
+        with_reference,
         write_summary,
         write_sweep_plot,
     )
 
-    configs = [(v, config_from_args(argparse.Namespace(**{**vars(fixed), dest: v})))
-               for v in values]
-    prepared = [prepare(c) for _, c in configs]  # every point is checked before any runs
+    configs = [(v, with_reference(dest, config_from_args(
+        argparse.Namespace(**{**vars(fixed), dest: v})))) for v in values]
     out_dir = Path(args.out_dir) if args.out_dir else default_out_dir()
     check_writable(out_dir / "summary.json", "--out-dir")
     work = [w for _, c in configs for w in work_for(c)]  # the whole sweep, point by point
     with open_progress(work, quiet=args.quiet) as progress:
-        sweep = run_sweep(
+        sweep = sweep_points(  # every point is checked before any runs
             dest,
             configs,
             out_dir,
-            compare_fn=compare,
-            sampler_factory=sampler_factory_or_none(),
             progress=progress,
             command="gpubench " + shlex.join(getattr(args, "argv", [])),
-            prepared=prepared,
             accuracy_rounds=args.accuracy_rounds,
             accuracy_target=args.accuracy_target,
         )
     summary = summarize(sweep)
     print(format_sweep_table(summary))
     for p in sweep.points:
-        print(f"results: {p.path}")
+        if p.path is not None:  # a refused point wrote nothing
+            print(f"results: {p.path}")
     print(f"summary: {write_summary(summary, out_dir)}")
     plot = write_sweep_plot(summary, out_dir / PLOT_FILE)
     print(f"plot: {plot}" if plot else "plot: not drawn (matplotlib is not installed)")
     if sweep.interrupted:
         print("gpubench: interrupted; what was measured is in the out dir", file=sys.stderr)
-        return 130
-    failed = any(m.status == STATUS_FAILED for p in sweep.points for m in p.results.modes)
-    return 1 if failed else 0
+        return 130  # the command line makes it 143 when SIGTERM stopped the sweep
+    # A refused point is an answer (the summary says why), not a failure.
+    return 1 if any(p.results is not None and run_failed(p.results) for p in sweep.points) else 0

@@ -33,8 +33,12 @@ class FaqInputs:
     comparison: Results | None = None
     memory: Results | None = None
     batch_points: tuple[Results, ...] = ()  # serial at each batch size, smallest first
-    accuracy: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)  # batch -> run
+    # batch -> its accuracy runs, one per sweep summary (a seed each)
+    accuracy: Mapping[int, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
     sources: tuple[str, ...] = ()  # the files (or plan steps) these came from
+    labels: tuple[tuple[str, Results], ...] = ()  # each run with the file it came from
+    # Workers-per-device sweeps' summaries (``gpubench faq --clients-sweep``, one per client).
+    clients_sweeps: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def runs(self) -> tuple[Results, ...]:
@@ -45,17 +49,23 @@ class FaqInputs:
         return tuple(seen)
 
     @property
+    def labelled_runs(self) -> tuple[tuple[str, Results], ...]:
+        """Every run used, with the name of its file (``run N`` where none is known)."""
+        out = []
+        for i, r in enumerate(self.runs, 1):
+            label = next((name for name, s in self.labels if s is r), f"run {i}")
+            out.append((label, r))
+        return tuple(out)
+
+    @property
     def cpu_slots(self) -> bool:
         """Every device of every run is a CPU slot (then every answer says so)."""
-        ids = [d for r in self.runs for d in device_ids(r)]
-        return bool(ids) and all(d.startswith("cpu") for d in ids)
+        runs = [r for r in self.runs if r.device_ids]
+        return bool(runs) and all(r.on_cpu_slots for r in runs)
 
 
 def device_ids(results: Results) -> list[str]:
-    ids = results.config.get("device_ids")
-    if isinstance(ids, (list, tuple)) and ids:
-        return [str(d) for d in ids]
-    return sorted({d for m in results.modes for d in m.devices})
+    return list(results.device_ids)
 
 
 def _ok_modes(results: Results) -> set[str]:
@@ -77,14 +87,14 @@ def _has_memory_modes(results: Results) -> bool:
 
 def _batch_key(results: Results) -> tuple[Any, ...]:
     c = results.config
-    return (c.get("case"), c.get("clients"), str(c.get("samples_per_client")),
-            c.get("local_epochs"), tuple(device_ids(results)), results.command)
+    return (c.case, c.clients, str(c.samples_per_client),
+            c.local_epochs, tuple(device_ids(results)), results.command)
 
 
 def _batch_points(runs: Sequence[Results]) -> tuple[Results, ...]:
     groups: dict[tuple[Any, ...], dict[int, Results]] = {}
     for r in runs:
-        batch = r.config.get("batch_size")
+        batch = r.config.batch_size
         if "serial" in _ok_modes(r) and isinstance(batch, int):
             groups.setdefault(_batch_key(r), {}).setdefault(batch, r)
     best: dict[int, Results] = {}
@@ -100,8 +110,10 @@ def gather(
     runs: Sequence[Results],
     summaries: Sequence[Mapping[str, Any]] = (),
     sources: Sequence[str] = (),
+    labels: Sequence[str] = (),
 ) -> FaqInputs:
-    """Assign each run to the question it answers (see the module docstring)."""
+    """Assign each run to the question it answers (see the module docstring); ``labels``
+    names each run's file, in the order of ``runs``."""
     scored = [(r, _comparison_score(r)) for r in runs]
     comparison = None
     candidates = [(r, s) for r, s in scored if s[0] > 0]
@@ -109,7 +121,7 @@ def gather(
         top = max(s for _, s in candidates)
         comparison = next(r for r, s in candidates if s == top)
     points = _batch_points(runs)
-    plain = [r for r in runs if _has_memory_modes(r) and not r.config.get("interleave")]
+    plain = [r for r in runs if _has_memory_modes(r) and not r.config.interleave]
     own = [r for r in plain if r is not comparison and not any(r is p for p in points)]
     chosen = own or [r for r in plain if r is comparison] or plain
     memory = chosen[0] if chosen else None
@@ -121,25 +133,30 @@ def gather(
         batch_points=points,
         accuracy=accuracy_by_batch(summaries),
         sources=tuple(sources),
+        labels=tuple(zip(labels, runs, strict=False)),
     )
 
 
-def accuracy_by_batch(summaries: Sequence[Mapping[str, Any]]) -> dict[int, Mapping[str, Any]]:
-    """Batch size -> accuracy run, from sweep summaries over ``batch_size``."""
-    out: dict[int, Mapping[str, Any]] = {}
+def accuracy_by_batch(
+    summaries: Sequence[Mapping[str, Any]],
+) -> dict[int, tuple[Mapping[str, Any], ...]]:
+    """Batch size -> its accuracy runs, from sweep summaries over ``batch_size`` (several
+    summaries of the same sweep with other ``--seed`` values give one run per seed)."""
+    out: dict[int, list[Mapping[str, Any]]] = {}
     for s in summaries:
         if s.get("parameter") != "batch_size":
             continue
         for p in s.get("points") or ():
             acc = p.get("accuracy") if isinstance(p, Mapping) else None
             if isinstance(acc, Mapping) and isinstance(p.get("value"), int):
-                out[int(p["value"])] = acc
-    return out
+                out.setdefault(int(p["value"]), []).append(acc)
+    return {b: tuple(runs) for b, runs in out.items()}
 
 
 def load_inputs(paths: Sequence[str | Path]) -> FaqInputs:
     """Read results files and sweep summaries; an unusable file is a one-line UsageError."""
     runs: list[Results] = []
+    labels: list[str] = []
     summaries: list[Mapping[str, Any]] = []
     for path in paths:
         p = Path(path)
@@ -156,6 +173,7 @@ def load_inputs(paths: Sequence[str | Path]) -> FaqInputs:
             runs.append(from_dict(data))
         except ResultsFileError as exc:
             raise UsageError(f"{p}: {exc}") from None
+        labels.append(str(p))
     if not runs:
         raise UsageError("--from needs at least one gpubench results file")
-    return gather(runs, summaries, [str(p) for p in paths])
+    return gather(runs, summaries, [str(p) for p in paths], labels)

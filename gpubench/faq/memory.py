@@ -69,7 +69,7 @@ def processes(results: Results, modes: Sequence[str] = TRAINING_MODES) -> list[P
     """Every training process of ``results`` with its memory (see the module docstring)."""
     out = []
     cuda = any(d.startswith("cuda") for d in device_ids(results))
-    batch = results.config.get("batch_size")
+    batch = results.config.batch_size
     for mode in results.modes:
         if mode.name not in modes or not mode.ok:
             continue
@@ -79,7 +79,7 @@ def processes(results: Results, modes: Sequence[str] = TRAINING_MODES) -> list[P
             pid = str(w.pid) if w.pid is not None else None
             clients = per_worker.get((w.device, w.worker))
             if mode.name == "serial":
-                clients = int(results.config.get("clients") or 0) or clients
+                clients = int(results.config.clients or 0) or clients
             total, source = None, ""
             if pid is not None and pid in nvml:
                 total, source = nvml[pid], "nvml" if cuda else "rss"
@@ -101,11 +101,29 @@ def measured_processes(inputs: FaqInputs) -> list[ProcessMemory]:
     seen: list[Results] = []
     out: list[ProcessMemory] = []
     for r in runs:
-        if r is None or r.config.get("interleave") or any(r is s for s in seen):
+        if r is None or r.config.interleave or any(r is s for s in seen):
             continue
         seen.append(r)
         out.extend(processes(r))
     return out
+
+
+def worker_processes(inputs: FaqInputs) -> list[ProcessMemory]:
+    """What the memory belief is judged on: each training process once.
+
+    The memory run alone (the batch points repeat serial's process at other batch sizes, and
+    counting them would weigh one process three times), and its worker processes only where
+    it has any: serial trains in the parent, whose memory also holds the harness's own
+    buffers and, on a GPU, the parent's CUDA context kept for the result checks.
+    """
+    run = inputs.memory
+    if run is None or run.config.interleave:
+        runs = [r for r in inputs.batch_points if not r.config.interleave][:1]
+    else:
+        runs = [run]
+    procs = [p for r in runs for p in processes(r)]
+    workers = [p for p in procs if p.mode != "serial"]
+    return workers or procs
 
 
 def per_client_bytes(procs: Sequence[ProcessMemory]) -> float | None:
@@ -154,7 +172,7 @@ def fits(inputs: FaqInputs, per_process: float | None) -> list[Fit]:
     if not entries:
         return []
     run = inputs.comparison or inputs.runs[0]
-    clients = int(run.config.get("clients") or 1)
+    clients = int(run.config.clients or 1)
     k = len(entries)
     out = []
     for device, total in sorted(entries.items()):

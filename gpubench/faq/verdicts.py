@@ -1,12 +1,20 @@
-"""A verdict per belief: *holds*, *does not hold* or *inconclusive*, from a 95% interval.
+"""A verdict per belief: *holds*, *does not hold*, *inconclusive*, *not measured* or *not
+applicable*, from the interval :mod:`gpubench.stats` gives every page.
 
-Each belief is a claim about one ratio: a speedup, the change of a round between two batch
-sizes, a process's memory against the 2 GB the notes expect. The claim names a limit — the
-ratio lies below it, above it, or between two — and the verdict comes from where the whole
-95% bootstrap interval of the ratio lies, never from the point estimate: wholly on the
-belief's side, it holds; wholly on the other, it does not; across the limit, or without an
-interval (fewer than two values in a sample, a mode that failed or computed something
-else), it is inconclusive. The limits, each with its reason:
+Each belief is one or more claims about a ratio: a speedup, the change of a round between two
+batch sizes, a process's memory against the 2 GB the notes expect. A claim names a limit — the
+ratio lies below it, above it, or between two — and its verdict comes from where the whole
+interval of the ratio lies (``stats.decide``, the gate's own rule at ``stats.DEFAULT_LEVEL``),
+never from the point estimate: wholly on the belief's side, it holds; wholly on the other, it
+does not; across the limit, or without an interval (a mode that failed or computed something
+else), it is inconclusive. A speedup is ``stats.speedup_interval`` of
+``stats.rounds_vs_serial``: the number the report's table and the README show.
+
+A run that cannot test a claim says so instead of guessing: *not measured* (k-fold on k
+devices from a run with one device), *not applicable* (GPU memory from CPU slots, which
+have none: their resident memory is shown, not judged). A compound belief (5: about 2 GB,
+and more with more processes) has one verdict per claim; the belief *partly holds* when
+they disagree. The limits, each with its reason:
 
 1. threads slower than serial: below ``findings.SLOWER`` (0.95x), slower beyond round noise;
 2. processes on one device still serial: below ``findings.NO_FASTER`` (1.10x);
@@ -32,9 +40,15 @@ from gpubench.findings import Finding, compute_findings
 from gpubench.findings import base as findings
 from gpubench.results import ModeResult, Results
 
-LEVEL = 0.95
+LEVEL = stats.DEFAULT_LEVEL
 HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does-not-hold", "inconclusive"
-VERDICTS = (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE)
+NOT_MEASURED, NOT_APPLICABLE, PARTLY = "not-measured", "not-applicable", "partly"
+VERDICTS = (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, NOT_MEASURED, NOT_APPLICABLE, PARTLY)
+# Accuracy is claimed only over this many seeds: one seed's curve of a few FedAvg rounds is
+# not a property of the batch size (the order of two curves can flip from one round to the
+# next); the figure is the mean over seeds of each seed's last ``ACCURACY_LAST`` rounds.
+MIN_SEEDS = 3
+ACCURACY_LAST = 2
 BELIEFS = ("threads", "processes", "multi-gpu", "batch", "memory")
 
 EXPECTED_GB = 2.0  # the notes: "显存（每个GPU）2GB" for every configuration
@@ -88,17 +102,20 @@ def ratio_vs_limits(
     denominators: Sequence[Sequence[float]],
     limits: Sequence[float],
 ) -> tuple[stats.Interval, tuple[str, ...]]:
-    """The one call into :mod:`gpubench.stats`: the 95% bootstrap interval of
+    """The one call into :mod:`gpubench.stats`: the interval (at ``LEVEL``) of
     ``prod(median(n)) / prod(median(d))`` and, per limit, where the whole interval lies:
     ``"below"``, ``"above"``, ``"straddles"``, or ``"unknown"`` when the data gave none."""
     interval = stats.bootstrap_ratio(numerators, denominators, level=LEVEL)
+    return interval, _sides(interval, limits)
+
+
+def _sides(interval: stats.Interval, limits: Sequence[float]) -> tuple[str, ...]:
     if not interval.estimated and interval.low == interval.high:  # one round: no spread
-        return interval, tuple("unknown" for _ in limits)
-    sides = tuple(
+        return tuple("unknown" for _ in limits)
+    return tuple(
         "below" if interval.below(x) else "above" if interval.above(x) else "straddles"
         for x in limits
     )
-    return interval, sides
 
 
 def judge(
@@ -111,8 +128,20 @@ def judge(
 ) -> Part:
     """``rounds``: the samples are round times (the gate's few-rounds rule applies), not
     values of another kind (memory of several processes)."""
+    interval = stats.bootstrap_ratio(numerators, denominators, level=LEVEL)
+    return judge_interval(key, claim, interval, facts, rounds)
+
+
+def judge_interval(
+    key: str,
+    claim: Claim,
+    interval: stats.Interval,
+    facts: Mapping[str, Any] | None = None,
+    rounds: bool = True,
+) -> Part:
+    """The claim's verdict from an interval :mod:`gpubench.stats` computed."""
     limits = [x for x in (claim.low, claim.high) if x is not None]
-    interval, sides = ratio_vs_limits(numerators, denominators, limits)
+    sides = _sides(interval, limits)
     found = iter(sides)
     low = next(found) if claim.low is not None else None
     high = next(found) if claim.high is not None else None
@@ -133,10 +162,20 @@ def missing(key: str, claim: Claim, reason: str, **facts: Any) -> Part:
 
 
 def combine(parts: Sequence[Part]) -> str:
-    if any(p.verdict == DOES_NOT_HOLD for p in parts):
+    """The belief's verdict from its claims' (see the module docstring)."""
+    verdicts = [p.verdict for p in parts]
+    for only in (NOT_APPLICABLE, NOT_MEASURED):
+        if verdicts and all(v == only for v in verdicts):
+            return only
+    decided = [v for v in verdicts if v not in (NOT_APPLICABLE, NOT_MEASURED)]
+    if HOLDS in decided and DOES_NOT_HOLD in decided:
+        return PARTLY
+    if DOES_NOT_HOLD in decided:
         return DOES_NOT_HOLD
-    if parts and all(p.verdict == HOLDS for p in parts):
+    if decided and all(v == HOLDS for v in decided):
         return HOLDS
+    if HOLDS in decided:
+        return PARTLY
     return INCONCLUSIVE
 
 
@@ -174,7 +213,11 @@ def _speedup_part(results: Results | None, name: str, key: str, claim: Claim) ->
              "serial_util": _util(serial), "mode_util": _util(mode),
              "device_util": {d: _util(mode, d) for d in mode.devices},
              "serial_s": serial.median_round_s, "mode_s": mode.median_round_s}
-    return judge(key, claim, [serial.round_times_s], [mode.round_times_s], facts)
+    rounds = stats.rounds_vs_serial(results, mode) if results is not None else None
+    if rounds is None:
+        return missing(key, claim, "missing", **facts)
+    facts["paired"] = rounds.paired
+    return judge_interval(key, claim, stats.speedup_interval(rounds, level=LEVEL), facts)
 
 
 def threads_part(results: Results | None) -> Part:
@@ -190,9 +233,10 @@ def processes_part(results: Results | None) -> Part:
 def multi_device_part(results: Results | None) -> Part:
     mode = results.mode("multi-gpu") if results is not None else None
     k = len(mode.devices) if mode is not None and mode.ok else 0
-    if mode is not None and mode.ok and k < 2:
-        return missing("multi-gpu-vs-serial", Claim(low=findings.GOOD_SCALING * 2),
-                       "one-device", k=k)
+    if mode is None or (mode.ok and k < 2):
+        # One device (or no multi-device mode): k-fold on k >= 2 devices is not measured.
+        return Part("multi-gpu-vs-serial", NOT_MEASURED, Claim(low=findings.GOOD_SCALING * 2),
+                    None, "one-device" if mode is not None else "missing", {"k": k})
     claim = Claim(low=findings.GOOD_SCALING * max(k, 2))
     part = _speedup_part(results, "multi-gpu", "multi-gpu-vs-serial", claim)
     return Part(part.key, part.verdict, part.claim, part.interval, part.reason,
@@ -201,10 +245,42 @@ def multi_device_part(results: Results | None) -> Part:
 
 def _per_sample(results: Results) -> list[float]:
     mode = results.mode("serial")
-    samples = results.config.get("samples")
-    epochs = int(results.config.get("local_epochs") or 1)
+    samples = results.config.samples
+    epochs = int(results.config.local_epochs or 1)
     n = sum(samples) * epochs if isinstance(samples, (list, tuple)) and samples else 1
     return [t / n for t in (mode.round_times_s if mode is not None else ())]
+
+
+def accuracy_summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Held-out accuracy at one batch size over its seeds (one accuracy run each).
+
+    ``{"seeds": n, "rounds": r, "last": k}`` and, with at least ``MIN_SEEDS`` seeds, ``mean``
+    and ``sd`` (over seeds) of each seed's mean over its last ``ACCURACY_LAST`` rounds, and
+    ``local_steps``; None without a usable run. Fewer seeds: no accuracy figure is claimed.
+    """
+    finals: list[float] = []
+    rounds, steps = None, None
+    seen: set[Any] = set()
+    for run in runs:
+        curve = [v for v in (run.get("accuracy") or ()) if isinstance(v, (int, float))]
+        if run.get("error") or not curve:
+            continue
+        seed = run.get("seed", len(seen))
+        if seed in seen:
+            continue
+        seen.add(seed)
+        tail = curve[-ACCURACY_LAST:]
+        finals.append(sum(tail) / len(tail))
+        rounds, steps = run.get("rounds") or len(curve), run.get("local_steps")
+    if not finals:
+        return None
+    out: dict[str, Any] = {"seeds": len(finals), "rounds": rounds, "last": ACCURACY_LAST,
+                           "local_steps": steps}
+    if len(finals) >= MIN_SEEDS:
+        mean = sum(finals) / len(finals)
+        sd = (sum((v - mean) ** 2 for v in finals) / (len(finals) - 1)) ** 0.5
+        out.update(mean=mean, sd=sd)
+    return out
 
 
 def batch_part(inputs: FaqInputs) -> Part:
@@ -213,7 +289,8 @@ def batch_part(inputs: FaqInputs) -> Part:
         return missing("batch", claim, "missing")
     small, large = inputs.batch_points[0], inputs.batch_points[-1]
     b_small, b_large = small.config["batch_size"], large.config["batch_size"]
-    acc_small, acc_large = inputs.accuracy.get(b_small), inputs.accuracy.get(b_large)
+    acc_small = accuracy_summary(inputs.accuracy.get(b_small, ()))
+    acc_large = accuracy_summary(inputs.accuracy.get(b_large, ()))
     facts = {"from": b_small, "to": b_large,
              "util_from": _util(small.mode("serial")), "util_to": _util(large.mode("serial")),
              "round_from_s": small.mode("serial").median_round_s,  # type: ignore[union-attr]
@@ -222,9 +299,14 @@ def batch_part(inputs: FaqInputs) -> Part:
     return judge("batch", claim, [_per_sample(small)], [_per_sample(large)], facts)
 
 
+def not_applicable(part: Part) -> Part:
+    """The part as *not applicable*: what was measured is kept as facts, not judged."""
+    return Part(part.key, NOT_APPLICABLE, part.claim, part.interval, "cpu-slots", part.facts)
+
+
 def process_memory_part(inputs: FaqInputs) -> Part:
     claim = Claim(low=1 - ABOUT, high=1 + ABOUT)
-    procs = memory.measured_processes(inputs)
+    procs = memory.worker_processes(inputs)
     if not procs:
         return missing("process-memory", claim, "missing")
     values = [p.total_bytes / (EXPECTED_GB * 1e9) for p in procs]
@@ -241,14 +323,14 @@ def memory_growth_part(inputs: FaqInputs) -> Part:
     multi, _ = _usable(run, "multiprocess")
     if run is None or serial is None or multi is None or not serial.devices:
         return missing("memory-growth", claim, "missing")
-    if run.config.get("interleave"):
+    if run.config.interleave:
         # Every mode's processes were alive together: no mode's memory is its own.
         return missing("memory-growth", claim, "interleaved")
     device = serial.devices[0]
     one = timeline.mode_round_values(run.monitor, "mem", device, "serial")
     many = timeline.mode_round_values(run.monitor, "mem", device, "multiprocess")
     facts = {"workers": multi.workers, "device": device,
-             "interleaved": bool(run.config.get("interleave"))}
+             "interleaved": bool(run.config.interleave)}
     if not one or not many:
         return missing("memory-growth", claim, "no-samples", **facts)
     facts.update(one_bytes=stats.summarize(one).median, many_bytes=stats.summarize(many).median)
@@ -296,6 +378,9 @@ def answer_beliefs(inputs: FaqInputs) -> tuple[Answer, ...]:
         "batch": (batch_part(inputs),),
         "memory": (process_memory_part(inputs), memory_growth_part(inputs)),
     }
+    if inputs.cpu_slots:
+        # Belief 5 is about GPU memory; a CPU slot's resident memory is shown, not judged.
+        parts["memory"] = tuple(not_applicable(p) for p in parts["memory"])
     modes = {"threads": ("serial", "threaded"), "processes": ("serial", "multiprocess"),
              "multi-gpu": ("serial", "multi-gpu"), "batch": ("serial",), "memory": ()}
     sources: dict[str, Sequence[Results | None]] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gpubench.findings import machine, mps, one_device, phases, scaling, truth
+from gpubench.findings import drift, machine, mps, one_device, phases, scaling, truth
 from gpubench.findings.base import LEVELS, Finding, by_level
 from gpubench.findings.machine import machine_findings
 from gpubench.results import Results
@@ -19,13 +19,13 @@ __all__ = ["CODES", "LEVELS", "RULES", "Finding", "compute_findings", "machine_f
 
 # The order findings of one level appear in.
 RULES: tuple[Callable[[Results], list[Finding]], ...] = (
-    truth.RULES + phases.RULES + one_device.RULES + scaling.RULES + mps.RULES
+    truth.RULES + drift.RULES + phases.RULES + one_device.RULES + scaling.RULES + mps.RULES
 )
 
 # Every code a rule can emit -> the variants its facts may name.
 CODES: dict[str, tuple[str, ...]] = {
-    **truth.CODES, **phases.CODES, **one_device.CODES, **scaling.CODES, **machine.CODES,
-    **mps.CODES,
+    **truth.CODES, **drift.CODES, **phases.CODES, **one_device.CODES, **scaling.CODES,
+    **machine.CODES, **mps.CODES,
 }
 
 

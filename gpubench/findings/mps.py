@@ -18,7 +18,7 @@ def mps_effect(results: Results) -> list[Finding]:
         plain, twin = ok_mode(results, plain_name), ok_mode(results, twin_name)
         if plain is None or twin is None or not plain.round_times_s or not twin.round_times_s:
             continue
-        pairs = stats.paired_rounds(plain, twin) if results.config.get("interleave") else None
+        pairs = stats.paired_rounds(plain, twin) if results.config.interleave else None
         rounds = pairs or stats.Rounds.of(plain.round_times_s, twin.round_times_s)
         faster = stats.compare_speed(rounds, at_least=NO_FASTER).holds
         slower = stats.compare_speed(rounds, at_most=SLOWER).holds

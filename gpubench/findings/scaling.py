@@ -15,7 +15,6 @@ from gpubench.findings.base import (
     Finding,
     device_client_counts,
     device_train_times,
-    is_cpu,
     measured_rounds,
     ok_mode,
     speedup,
@@ -134,19 +133,19 @@ def spread(results: Results) -> list[Finding]:
                           "median_s": s.median, "rounds": s.n})
     if not modes:
         return []
-    rounds = results.config.get("rounds")
+    rounds = results.config.rounds
     more = ({"variant": "count", "rounds": max(int(rounds) * 3, 10)}
             if isinstance(rounds, int) and not isinstance(rounds, bool) else {"variant": "more"})
     return [Finding("warning", "wide-spread", {
         "limit_pct": NOISY_SPREAD * 100, "modes": modes, "more": more,
-        "interleave": None if results.config.get("interleave") else {},
+        "interleave": None if results.config.interleave else {},
     })]
 
 
 def cpu_slots(results: Results) -> list[Finding]:
-    devices = results.config.get("device_ids") or [d.get("id") for d in results.devices]
-    if not devices or not all(isinstance(d, str) and is_cpu(d) for d in devices):
+    if not results.on_cpu_slots:
         return []
+    devices = results.device_ids
     cores = [d.get("cores") for d in results.devices if isinstance(d, dict)]
     layout = " | ".join(",".join(str(c) for c in cs) for cs in cores if cs)
     return [Finding("info", "cpu-slots", {

@@ -18,13 +18,6 @@ CODES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _tolerance(results: Results, mode: ModeResult) -> float | None:
-    for value in (mode.extra.tolerance, results.config.tolerance_used):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    return None
-
-
 def _reproducible(mode: ModeResult) -> bool:
     return mode.reproducible
 
@@ -35,7 +28,7 @@ def result_differs(results: Results) -> list[Finding]:
     for mode in results.modes:
         if mode.same_result is not False or not _reproducible(mode):
             continue
-        facts: Facts = {"mode": mode.name, "tolerance": _tolerance(results, mode),
+        facts: Facts = {"mode": mode.name, "tolerance": mode.tolerance,
                         "max_abs_diff": mode.max_abs_diff_vs_serial}
         client = mode.worst_client
         if client is not None:

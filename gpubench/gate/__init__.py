@@ -19,14 +19,14 @@ A baseline is one of:
   entirely above ``max_speedup``).
 
 Each check is a parsed object whose ``evaluate(run)`` returns a :class:`Verdict`: PASS, FAIL,
-INCONCLUSIVE (the interval straddles the limit: passes unless ``strict``) or SKIP (nothing
-to compare). A mode that failed, or whose result differs from serial's, FAILs whatever its
-speed. Runs that did not measure the same work are refused (``UsageError``, exit 2).
+INCONCLUSIVE (the interval straddles the limit: it counts as ``inconclusive``, "pass" by
+default or "fail") or SKIP (nothing to compare). A mode that failed, or whose result differs
+from serial's, FAILs whatever its speed. Runs that did not measure the same work are refused (``UsageError``, exit 2).
 
 The package: :mod:`.keys` (what a run is, comparability), :mod:`.checks` (pure verdicts),
 :mod:`.inputs` (readers), :mod:`.verdicts` (the data). Rendering lives in
-:mod:`gpubench.report.gate_pages`; writing JUnit and ``$GITHUB_STEP_SUMMARY`` in the CLI,
-:mod:`gpubench.commands.gate`. Never imports torch.
+:mod:`gpubench.report.gate_pages`; writing JUnit and ``$GITHUB_STEP_SUMMARY`` in
+:func:`gpubench.run.api.check_gate` (``gpubench.check_gate(...)``). Never imports torch.
 """
 
 from __future__ import annotations
@@ -47,9 +47,11 @@ from gpubench.gate.inputs import (
 )
 from gpubench.gate.keys import RunKey, device_count, device_kind, differences, run_key
 from gpubench.gate.verdicts import (
+    DEFAULT_INCONCLUSIVE,
     DEFAULT_MAX_DROP,
     FAIL,
     INCONCLUSIVE,
+    INCONCLUSIVE_POLICIES,
     PASS,
     SKIP,
     Check,
@@ -60,10 +62,12 @@ from gpubench.results import Results
 from gpubench.stats import DEFAULT_LEVEL, REFERENCE_MODE
 
 __all__ = [
+    "DEFAULT_INCONCLUSIVE",
     "DEFAULT_LEVEL",
     "DEFAULT_MAX_DROP",
     "FAIL",
     "INCONCLUSIVE",
+    "INCONCLUSIVE_POLICIES",
     "PASS",
     "REFERENCE_MODE",
     "SKIP",
@@ -156,16 +160,24 @@ def evaluate_gate(
     baseline_path: str | os.PathLike[str],
     *,
     max_drop: float = DEFAULT_MAX_DROP,
+    inconclusive: str = DEFAULT_INCONCLUSIVE,
     strict: bool = False,
     level: float = DEFAULT_LEVEL,
 ) -> GateReport:
     """Gate ``current`` (one run, or several from a pytest-benchmark file) against a baseline.
 
-    Reads the baseline file and writes nothing. Raises ``UsageError``/``ResultsFileError``
-    for unusable input and for runs that are not comparable (the CLI's exit 2).
+    ``inconclusive``: what an INCONCLUSIVE verdict counts as, "pass" or "fail"; ``strict``
+    is the older spelling of ``inconclusive="fail"``. Reads the baseline file and writes
+    nothing. Raises ``UsageError``/``ResultsFileError`` for unusable input and for runs that
+    are not comparable (the CLI's exit 2).
     """
     if not 0 <= max_drop < 1:
         raise UsageError(f"--max-drop must be in [0, 1), got {max_drop}")
+    if inconclusive not in INCONCLUSIVE_POLICIES:
+        raise UsageError(
+            f"--inconclusive must be {' or '.join(INCONCLUSIVE_POLICIES)}, got {inconclusive!r}"
+        )
+    policy = "fail" if strict else inconclusive
     runs = (current,) if isinstance(current, Results) else tuple(current)
     if not runs:
         raise UsageError("nothing to gate: CURRENT has no runs")
@@ -185,6 +197,6 @@ def evaluate_gate(
     verdicts: list[Verdict] = []
     for run, checks in plan:
         if run.interrupted:
-            notes.append(f"the current run of case {run.config.get('case')!r} was interrupted")
+            notes.append(f"the current run of case {run.config.case!r} was interrupted")
         verdicts.extend(check.evaluate(run) for check in checks)
-    return GateReport(str(path), kind, tuple(verdicts), max_drop, strict, level, tuple(notes))
+    return GateReport(str(path), kind, tuple(verdicts), max_drop, policy, level, tuple(notes))

@@ -11,7 +11,6 @@ same functions the report's marks and the findings use.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from gpubench import stats
 from gpubench.gate.keys import RunKey
@@ -32,10 +31,7 @@ from gpubench.results import STATUS_FAILED, STATUS_NOT_APPLICABLE, ModeResult, R
 from gpubench.stats import DEFAULT_LEVEL, NOISY_SPREAD, REFERENCE_MODE, Interval
 
 NOISY_HINT = "run more rounds, or compare with --interleave on a shared machine"
-POINT_HINT = (
-    f"fewer than {stats.MIN_ROUNDS} rounds per mode give no 99% interval: "
-    f"run {stats.MIN_ROUNDS} or more"
-)
+POINT_HINT = "one round per mode gives no interval: run 3 or more (--rounds)"
 _VERDICT_OF = {stats.WITHIN: PASS, stats.BEYOND: FAIL, stats.UNDECIDED: INCONCLUSIVE}
 
 
@@ -49,16 +45,12 @@ def _first_line(text: str | None, default: str) -> str:
     return lines[0].strip() if lines else default
 
 
-def _tolerance(run: Results, mode: ModeResult) -> Any:
-    return mode.extra.tolerance if mode.extra.tolerance is not None else run.config.tolerance_used
-
-
 def differs_reason(run: Results, mode: ModeResult) -> str:
     """Why a mode's result differs from serial's, as precisely as the file records it."""
     client = mode.worst_client
     round_ = mode.worst_round
     diff = mode.worst_client_diff
-    tolerance = _tolerance(run, mode)
+    tolerance = mode.tolerance
     limit = f" > tolerance {tolerance:g}" if isinstance(tolerance, (int, float)) else ""
     if client is not None and diff is not None:
         where = f"client {client}" + (f", round {round_}" if round_ is not None else "")
@@ -234,7 +226,7 @@ class Expectation:
 
     def evaluate(self, run: Results) -> Verdict:
         name = self.mode
-        case = str(run.config.get("case"))
+        case = str(run.config.case)
         current = run.mode(name)
         expected = self.describe()
         if current is None:

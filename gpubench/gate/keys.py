@@ -14,8 +14,6 @@ from typing import Any
 
 from gpubench.results import Results
 
-CPU_KINDS = ("cpu", "cpu-slot")
-
 
 @dataclass(frozen=True)
 class RunKey:
@@ -64,49 +62,14 @@ def differences(current: RunKey, baseline: RunKey) -> list[str]:
     return diffs
 
 
-def _ids(results: Results) -> list[str]:
-    ids = results.config.get("device_ids")
-    if isinstance(ids, (list, tuple)) and ids and all(isinstance(i, str) for i in ids):
-        return list(ids)
-    return sorted({d for m in results.modes for d in m.devices})
-
-
 def device_count(results: Results) -> int | None:
-    """How many devices the run used, from the most specific record available."""
-    config = results.config
-    ids = config.get("device_ids")
-    if isinstance(ids, (list, tuple)) and ids:
-        return len(ids)
-    count = config.get("device_count")
-    if isinstance(count, int) and not isinstance(count, bool):
-        return count
-    used = {d for m in results.modes for d in m.devices}
-    if used:
-        return len(used)
-    spec = str(config.get("devices", "")).strip().lower()
-    kind, _, rest = spec.partition(":")
-    if kind == "cpu" and rest.isdigit():
-        return int(rest)
-    if kind == "cuda" and rest:
-        return len([p for p in rest.split(",") if p.strip()])
-    if spec.isdigit():
-        return int(spec)
-    return len(results.devices) or None  # every device found, used or not: a last resort
-
-
-def _kind_of(device: str) -> str:
-    kind = device.partition(":")[0].strip().lower()
-    return "cpu" if kind in CPU_KINDS else kind
+    """How many devices the run used (:attr:`Results.device_count`)."""
+    return results.device_count
 
 
 def device_kind(results: Results) -> str | None:
-    """``cpu`` (CPU slots), ``cuda``, or both joined by ``+``; None when not recorded."""
-    kinds = {_kind_of(d) for d in _ids(results) if d}
-    if not kinds:
-        spec = str(results.config.get("devices", "")).strip().lower()
-        if spec.startswith(("cpu", "cuda")):
-            kinds = {_kind_of(spec)}
-    return "+".join(sorted(kinds)) if kinds else None
+    """``cpu`` (CPU slots), ``cuda``, or both joined by ``+`` (:attr:`Results.device_kind`)."""
+    return results.device_kind
 
 
 def _int(value: Any) -> int | None:
@@ -115,14 +78,14 @@ def _int(value: Any) -> int | None:
 
 def run_key(results: Results) -> RunKey:
     config = results.config
-    case = config.get("case")
-    samples = config.get("samples_per_client")
+    case = config.case
+    samples = config.samples_per_client
     return RunKey(
         case=str(case) if case is not None else None,
-        clients=_int(config.get("clients")),
+        clients=_int(config.clients),
         devices=device_count(results),
         device_kind=device_kind(results),
-        batch_size=_int(config.get("batch_size")),
+        batch_size=_int(config.batch_size),
         samples_per_client=str(samples) if samples is not None else None,
-        local_epochs=_int(config.get("local_epochs")),
+        local_epochs=_int(config.local_epochs),
     )

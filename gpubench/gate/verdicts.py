@@ -14,6 +14,9 @@ INCONCLUSIVE = "INCONCLUSIVE"
 SKIP = "SKIP"
 VERDICTS = (PASS, FAIL, INCONCLUSIVE, SKIP)
 DEFAULT_MAX_DROP = 0.10
+# What an INCONCLUSIVE verdict counts as (``--inconclusive``): the user's choice.
+INCONCLUSIVE_POLICIES = ("pass", "fail")
+DEFAULT_INCONCLUSIVE = "pass"
 
 # What a verdict says about the mode's result vs serial's (the ``result`` column).
 RESULT_REFERENCE = "reference"
@@ -48,9 +51,14 @@ class GateReport:
     baseline_kind: str  # "results", "pytest-benchmark" or "expectations"
     verdicts: tuple[Verdict, ...]
     max_drop: float
-    strict: bool
+    inconclusive: str  # what an INCONCLUSIVE verdict counts as: "pass" or "fail"
     level: float
     notes: tuple[str, ...] = ()
+
+    @property
+    def strict(self) -> bool:
+        """INCONCLUSIVE verdicts fail the gate (``--inconclusive fail``)."""
+        return self.inconclusive == "fail"
 
     def counts_as_failure(self, v: Verdict) -> bool:
         return v.verdict == FAIL or (self.strict and v.verdict == INCONCLUSIVE)

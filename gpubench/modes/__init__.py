@@ -12,7 +12,7 @@ REGISTRY: dict[str, str] = {
     "serial": "gpubench.modes.serial:SerialMode",
     "threaded": "gpubench.modes.threaded:ThreadedMode",
     "multiprocess": "gpubench.modes.multiprocess:MultiprocessMode",
-    "multi-gpu": "gpubench.modes.multigpu:MultiGpuMode",
+    "multi-gpu": "gpubench.modes.multiprocess:MultiGpuMode",
     "ray": "gpubench.modes.ray_mode:RayMode",
     "flower": "gpubench.modes.flower:FlowerMode",
     "vectorized": "gpubench.modes.vectorized:VectorizedMode",

@@ -65,12 +65,17 @@ FLOWER_MISSING = "flwr is not installed: pip install 'gpubench[flower]'"
 # --- the mode (in gpubench's process) -------------------------------------------------------
 
 
+def wanted_actors(plan: Plan, per_client: Resources) -> list[Resources]:
+    """--workers-per-device actors on each device: a local Ray is sized to hold them all."""
+    return [per_client] * (len(plan.devices) * plan.config.workers_per_device)
+
+
 def backend_config(plan: Plan, per_client: Resources) -> dict[str, Any]:
     address = ray_address(plan)
     if address:
         init_args: dict[str, Any] = {"address": address, "log_to_driver": False}
     else:
-        cpus, gpus = local_cluster_size(plan, [per_client])
+        cpus, gpus = local_cluster_size(plan, wanted_actors(plan, per_client))
         init_args = local_init_args(cpus, gpus)
         init_args.pop("runtime_env")  # Flower sets PYTHONPATH for its actors itself
     return {
@@ -104,7 +109,7 @@ class FlowerMode(ModeDefaults):
         per = worker_resources(self.plan, self.plan.devices[0])
         if ray_address(self.plan):
             return len(self.plan.devices)
-        cpus, gpus = local_cluster_size(self.plan, [per])
+        cpus, gpus = local_cluster_size(self.plan, wanted_actors(self.plan, per))
         fits = [int(cpus // per.cpus) if per.cpus else self.plan.clients]
         if per.gpus:
             fits.append(int(gpus // per.gpus))

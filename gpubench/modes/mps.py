@@ -12,7 +12,8 @@ changes the GPU's compute mode or any other setting.
         env = mps.worker_environment(device)     # into each worker's environment before CUDA
         ...                                      # spawn the workers, let them create contexts
         mps.check_attached(pool.worker_pids)     # MpsAttachError: a worker is time-sliced
-    # the daemon has quit and its directories are gone: also after an exception, Ctrl-C, SIGTERM
+    # the daemon has quit and its directories are gone: also after an exception, Ctrl-C, and
+    # SIGTERM under the command line (gpubench.cli turns it into an interrupt for every command)
 
 A run killed outright (SIGKILL) leaves its daemon behind; the next start finds its directory
 (its owner pid is dead), quits that daemon and removes the directory.
@@ -24,14 +25,11 @@ import atexit
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import psutil
@@ -136,7 +134,6 @@ class MpsDaemon:
         self._find_running = find_running
         self._start_timeout_s = start_timeout_s
         self._binary: str | None = None
-        self._old_sigterm: Any = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -163,7 +160,6 @@ class MpsDaemon:
         log.mkdir()
         self.environment = {"CUDA_MPS_PIPE_DIRECTORY": str(pipe), "CUDA_MPS_LOG_DIRECTORY": str(log)}
         _live.add(self)
-        self._catch_sigterm()
         try:
             self._launch()
         except BaseException:
@@ -199,7 +195,6 @@ class MpsDaemon:
         """Quit the daemon (and its servers) and remove the private directories."""
         root, self.root = self.root, None
         _live.discard(self)
-        self._restore_sigterm()
         if root is not None:
             _quit(root, self._binary or shutil.which(CONTROL))
 
@@ -285,23 +280,6 @@ class MpsDaemon:
                 if lines:
                     return f" (MPS {name}: {lines[-1].strip()})"
         return ""
-
-    # --- SIGTERM behaves like Ctrl-C while the daemon runs -------------------------------------
-
-    def _catch_sigterm(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # a handler of the run's stays
-            self._old_sigterm = signal.signal(signal.SIGTERM, _terminated)
-
-    def _restore_sigterm(self) -> None:
-        if self._old_sigterm is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._old_sigterm)
-        self._old_sigterm = None
-
-
-def _terminated(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through every ``finally``: the daemon is stopped
 
 
 def _pids(text: str) -> list[int]:

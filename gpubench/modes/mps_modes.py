@@ -15,8 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from gpubench.modes.base import ModeFailure, NotApplicable
-from gpubench.modes.multigpu import MultiGpuMode
-from gpubench.modes.multiprocess import MultiprocessMode
+from gpubench.modes.multiprocess import MultiGpuMode, MultiprocessMode
 from gpubench.modes.processes import ProcessModeBase
 
 

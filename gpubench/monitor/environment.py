@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gpubench import __version__
 from gpubench.machine.devices import Device, usable_cores
 from gpubench.machine.isolation import OPENMP_WAIT_VARIABLES
+from gpubench.version import __version__
 
 
 def cpu_model() -> str | None:

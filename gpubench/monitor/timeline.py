@@ -136,7 +136,13 @@ def mode_device_stats(
             if in_sample:
                 own_mem.append(sum(in_sample.values()))
         # The host's "memory" is the watched processes' RSS: a mode's own, not its neighbours'.
-        mem = own_mem if mem_is_process_sum else values("mem", d, at_read)
+        # A GPU's is the device's total, less what the other modes' processes alive beside this
+        # mode (an interleaved block) held at the same reading.
+        total = snap.cols.get("mem", {}).get(d, [])
+        mem = own_mem if mem_is_process_sum else [
+            v - sum(b for pid, b in snap.procs[i].get(d, {}).items() if mode_pids.get(pid) != d)
+            for i in at_read if (v := total[i]) is not None
+        ]
         power = values("power_w", d, at_read)
         sm = values("sm_active", d, windowed)
         occupancy = values("sm_occupancy", d, windowed)

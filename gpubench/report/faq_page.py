@@ -12,20 +12,23 @@ from pathlib import Path
 from typing import Any
 
 from gpubench.faq import memory
-from gpubench.faq.inputs import FaqInputs, device_ids
+from gpubench.faq.inputs import FaqInputs
 from gpubench.faq.verdicts import (
+    DOES_NOT_HOLD,
     HOLDS,
+    LEVEL,
+    MIN_SEEDS,
     Answer,
     Part,
     answer_beliefs,
-    ratio_vs_limits,
     run_devices,
 )
 from gpubench.findings import Finding
-from gpubench.report import faq_plots, measures, tables
+from gpubench.report import faq_clients, faq_plots, measures, tables
 from gpubench.report.faq_text import faq_text as t
 from gpubench.report.i18n import LANGS, check_lang, device_label, mode_label, text
 from gpubench.report.plots import Plot
+from gpubench.report.provenance import gpu_names, provenance_section
 from gpubench.results import ModeResult, Results, write_text_atomic
 
 PAGE_STEM = "faq"
@@ -73,22 +76,25 @@ def _part_name(part: Part, lang: str) -> str:
 
 
 def format_interval(part: Part) -> str:
+    """A part's ratio as the tables show it (``measures.format_ratio``: same digits, same
+    interval), memory in bytes."""
     i = part.interval
     if i is None:
         return "—"
     if part.key == "process-memory":
         return f"{_gib(i.estimate * 2e9)} [{_gib(i.low * 2e9)}, {_gib(i.high * 2e9)}]"
-    return f"{_x(i.estimate)} [{i.low:.2f}, {i.high:.2f}]" if i.estimated else _x(i.estimate)
+    return measures.format_ratio(i.estimate, i)
 
 
 def _measured(part: Part, lang: str) -> str:
     colon, semi = ("：", "；") if lang == "zh" else (": ", "; ")
     line = f"{_part_name(part, lang)}{colon}**{format_interval(part)}**{semi}{_limit(part, lang)}"
+    line += f" — **{t(f'verdict.{part.verdict}', lang)}**"
     if part.reason is not None:
         error = (part.facts.get("error") or "").splitlines()[0:1]
-        line += f" — {t(f'reason.{part.reason}', lang, error=error[0] if error else '?')}"
-    elif part.verdict not in (HOLDS, "does-not-hold"):
-        line += f" — {t('straddles', lang)}"
+        line += f"{colon}{t(f'reason.{part.reason}', lang, error=error[0] if error else '?')}"
+    elif part.verdict not in (HOLDS, DOES_NOT_HOLD):
+        line += f"{colon}{t('straddles', lang)}"
     return line
 
 
@@ -116,31 +122,32 @@ def _why(answer: Answer, inputs: FaqInputs, lang: str) -> list[str]:
         kind = "good" if part.verdict == HOLDS else "poor"
         return [t(f"why.multi-gpu.{kind}", lang, util=_util_words(f, lang), k=f.get("k"))]
     if answer.belief == "batch":
-        return _why_batch(part, lang)
+        return _why_batch(part, lang, inputs.cpu_slots)
     return _why_memory(inputs, lang)
 
 
-def _why_batch(part: Part, lang: str) -> list[str]:
+def _why_batch(part: Part, lang: str, cpu: bool) -> list[str]:
     f = dict(part.facts)
     if "from" not in f:
         return []
     steps = f["to"] / f["from"]
-    out = [t("why.batch", lang, steps=f"{steps:.3g}", util_from=_pct(f.get("util_from")),
-             util_to=_pct(f.get("util_to")), **{"from": f["from"], "to": f["to"]})]
+    sizes = {"from": f["from"], "to": f["to"]}
+    # On a CPU slot there are no kernel launches to save: say what the slot measured.
+    key = "why.batch.cpu" if cpu else "why.batch"
+    out = [t(key, lang, steps=f"{steps:.3g}", util_from=_pct(f.get("util_from")),
+             util_to=_pct(f.get("util_to")), **sizes)]
     a, b = f.get("accuracy_from"), f.get("accuracy_to")
-    if a and b and not a.get("error") and not b.get("error"):
-        out.append(t("why.accuracy", lang, rounds=a.get("rounds"), acc_from=f"{a['final']:.2f}",
-                     acc_to=f"{b['final']:.2f}", steps_from=f"{a['local_steps']:.3g}",
-                     steps_to=f"{b['local_steps']:.3g}", **{"from": f["from"], "to": f["to"]}))
-        if a.get("target") is not None:
-            reached = "; ".join(
-                t("reached" if r.get("rounds_to_target") else "not_reached", lang,
-                  rounds=r.get("rounds_to_target") or r.get("rounds"), batch=r.get("batch_size"))
-                for r in (a, b)
-            )
-            out.append(t("why.target", lang, target=f"{a['target']:.2f}", reached=reached))
+    if a and b and "mean" in a and "mean" in b:
+        out.append(t("why.accuracy", lang, seeds=min(a["seeds"], b["seeds"]), last=a["last"],
+                     rounds=a.get("rounds"), acc_from=f"{a['mean']:.2f} ± {a['sd']:.2f}",
+                     acc_to=f"{b['mean']:.2f} ± {b['sd']:.2f}",
+                     steps_from=f"{a.get('local_steps') or 0:.3g}",
+                     steps_to=f"{b.get('local_steps') or 0:.3g}", **sizes))
+    elif a and b:
+        out.append(t("why.accuracy.few_seeds", lang, seeds=min(a["seeds"], b["seeds"]),
+                     min_seeds=MIN_SEEDS, **sizes))
     else:
-        out.append(t("why.accuracy.missing", lang, **{"from": f["from"], "to": f["to"]}))
+        out.append(t("why.accuracy.missing", lang, min_seeds=MIN_SEEDS, **sizes))
     return out
 
 
@@ -219,7 +226,7 @@ def format_memory(inputs: FaqInputs, lang: str) -> list[str]:
     fits = memory.fits(inputs, memory.median_total(workers))
     if not fits:
         return [*out, t("mem.fits.none", lang), ""]
-    clients = int((inputs.comparison or inputs.runs[0]).config.get("clients") or 1)
+    clients = int((inputs.comparison or inputs.runs[0]).config.clients or 1)
     headers = [t(f"mem.col.{k}", lang, clients=clients)
                for k in ("device", "memory", "per_process", "fit", "num_gpus")]
     rows = [[device_label(f.device, lang), _gib(f.total_bytes), _gib(f.per_process_bytes),
@@ -227,23 +234,11 @@ def format_memory(inputs: FaqInputs, lang: str) -> list[str]:
     out += [f"**{t('mem.fits', lang)}**", "", tables.render(rows, headers, "github"), ""]
     out += [t("mem.ray", lang, num_gpus=f"{fits[0].num_gpus:g}", clients=clients, k=len(fits),
               smallest=f"{fits[0].fill_first:g}"), ""]
+    out[-2:] = faq_clients.num_gpus_advice(inputs, lang, out[-2:-1])  # measured, if swept
     return out
 
 
 # --- the performance table ----------------------------------------------------------------
-
-
-def _speed(results: Results, mode: ModeResult) -> str:
-    serial = results.mode("serial")
-    if mode.name == "serial":
-        return "1.00x"
-    if serial is None or not serial.ok or not mode.ok or not mode.round_times_s:
-        return tables.status_cell(mode, "en") if not mode.ok else "—"
-    interval, (side,) = ratio_vs_limits([serial.round_times_s], [mode.round_times_s], [1.0])
-    mark = {"above": " ✅", "below": " ❌", "straddles": " ≈"}.get(side, "")
-    if not interval.estimated:
-        return _x(interval.estimate)
-    return f"{_x(interval.estimate)} [{interval.low:.2f}, {interval.high:.2f}]{mark}"
 
 
 def _mode_memory(results: Results, mode: ModeResult, device: str) -> str:
@@ -255,30 +250,31 @@ def _mode_memory(results: Results, mode: ModeResult, device: str) -> str:
     return floor + _gib(total)
 
 
+def _processes_memory(results: Results, mode: ModeResult) -> str:
+    if not mode.ok:
+        return "—"
+    return " / ".join(_mode_memory(results, mode, d) for d in mode.devices) or "—"
+
+
 def format_performance(results: Results, lang: str) -> str:
-    devices = device_ids(results)
-    cpu = measures.cpu_slots_only(devices)
-    mem_header = text("col.memory_cpu" if cpu else "col.memory", lang)
-    headers = [text("col.config", lang), *(device_label(d, lang) for d in devices),
-               text("col.speed", lang), mem_header]
-    rows = []
-    for mode in results.modes:
-        row = [mode_label(mode.name, lang, cpu_slots=cpu, devices=len(mode.devices))]
-        row += [tables.busy_cell(mode, d, lang, monitored=True) for d in devices]
-        row.append(_speed(results, mode) if mode.ok else tables.status_cell(mode, lang))
-        row.append(" / ".join(_mode_memory(results, mode, d) for d in mode.devices) or "—")
-        rows.append(row)
+    """The reports' performance table (same speed, verdict and result columns), with the
+    memory of the mode's own processes instead of the device's total."""
+    cpu = results.on_cpu_slots
+    header = text("col.memory_processes_cpu" if cpu else "col.memory_processes", lang)
+    table = tables.format_performance_table(results, lang, "github", memory=_processes_memory,
+                                            memory_header=header)
     legend = t("performance_legend", lang, what=t("mem_what.cpu" if cpu else "mem_what.gpu", lang))
-    return tables.render(rows, headers, "github") + "\n\n" + legend
+    return table + "\n\n" + text("page.speed_legend", lang) + "\n\n" + legend
 
 
 # --- the page -------------------------------------------------------------------------------
 
 
 def _summary(answers: Sequence[Answer], lang: str) -> str:
-    headers = ["#", t("col.belief", lang), t("col.verdict", lang), t("col.measured", lang)]
+    headers = ["#", t("col.belief", lang), t("col.verdict", lang),
+               t("col.measured", lang, level=f"{LEVEL * 100:.0f}")]
     rows = [[str(i), t(f"short.belief.{a.belief}", lang), t(f"verdict.{a.verdict}", lang),
-             "; ".join(format_interval(p) for p in a.parts)]
+             text("list.sep", lang).join(format_interval(p) for p in a.parts)]
             for i, a in enumerate(answers, 1)]
     return tables.render(rows, headers, "github")
 
@@ -289,11 +285,13 @@ def format_faq(inputs: FaqInputs, lang: str, plots: Mapping[str, Plot] | None = 
     plots = plots or {}
     answers = answer_beliefs(inputs)
     run = inputs.comparison or inputs.runs[0]
-    devices = ", ".join(device_label(d, lang) for d in run_devices(inputs)) or "?"
+    names = sorted({n for r in inputs.runs for n in gpu_names(r)})
+    devices = ", ".join(names) or ", ".join(
+        device_label(d, lang) for d in run_devices(inputs)) or "?"
     cfg = run.config
-    parts = [f"# {t('title', lang, case=cfg.get('case', '?'), devices=devices)}",
-             t("intro", lang, case=cfg.get("case", "?"), clients=cfg.get("clients", "?"),
-               samples=cfg.get("samples_per_client", "?"))]
+    parts = [f"# {t('title', lang, case=cfg.case or '?', devices=devices)}",
+             t("intro", lang, case=cfg.case or "?", clients=cfg.clients or "?",
+               samples=cfg.samples_per_client or "?", level=f"{LEVEL * 100:.0f}")]
     if inputs.cpu_slots:
         parts.append(t("cpu_note", lang))
     parts += [f"## {t('summary', lang)}", _summary(answers, lang)]
@@ -304,9 +302,16 @@ def format_faq(inputs: FaqInputs, lang: str, plots: Mapping[str, Plot] | None = 
         if "utilisation" in plots:
             parts.append(_plot_link(plots["utilisation"], lang))
     parts += [format_answer(i, a, inputs, lang, plots) for i, a in enumerate(answers, 1)]
-    parts += [f"## {t('sources', lang)}", t("plan", lang),
+    parts += extra_sections(inputs, lang, plots)
+    parts += [f"## {t('sources', lang)}", *provenance_section(inputs.labelled_runs, lang),
               "\n".join(f"- `{s}`" for s in inputs.sources) or "—"]
     return "\n\n".join(parts).rstrip() + "\n"
+
+
+def extra_sections(inputs: FaqInputs, lang: str,
+                   plots: Mapping[str, Plot] | None = None) -> list[str]:
+    """Sections after the five answers and before the sources (each a markdown block)."""
+    return [*faq_clients.format_clients_section(inputs, lang, plots)]
 
 
 def write_faq(inputs: FaqInputs, out_dir: str | Path, langs: Sequence[str] = LANGS) -> list[Path]:
@@ -317,6 +322,7 @@ def write_faq(inputs: FaqInputs, out_dir: str | Path, langs: Sequence[str] = LAN
     for lang in langs:
         check_lang(lang)
         plots = faq_plots.write_faq_plots(inputs, answers, out, f"{PAGE_STEM}.{lang}", lang)
+        plots.update(faq_clients.write_clients_plots(inputs, out, f"{PAGE_STEM}.{lang}", lang))
         page = format_faq(inputs, lang, plots)
         written.append(write_text_atomic(out / f"{PAGE_STEM}.{lang}.md", page))
     return written

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from gpubench.faq import memory
 from gpubench.faq.inputs import FaqInputs
-from gpubench.faq.verdicts import DOES_NOT_HOLD, HOLDS, Answer
+from gpubench.faq.verdicts import DOES_NOT_HOLD, HOLDS, LEVEL, MIN_SEEDS, Answer
 from gpubench.report import plots as base
 from gpubench.report.faq_text import faq_text as t
 from gpubench.report.i18n import mode_label
@@ -53,7 +53,8 @@ def draw_verdicts(answers: Sequence[Answer], path: Path, lang: str) -> Path | st
         ax.errorbar([i.estimate], [y], xerr=[[i.estimate - i.low], [i.high - i.estimate]],
                     fmt="o", color=colour, capsize=5, markersize=7)
         ax.annotate(f"{i.estimate:.2f}", (i.estimate, y), textcoords="offset points",
-                    xytext=(0, 7), ha="center", fontsize=8)
+                    xytext=(0, 8), ha="center", fontsize=8, zorder=5,
+                    bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none"})
         for limit in (part.claim.low, part.claim.high):
             if limit is not None:
                 ax.vlines(limit, y - 0.35, y + 0.35, colors="black", linewidth=1.6,
@@ -64,7 +65,7 @@ def draw_verdicts(answers: Sequence[Answer], path: Path, lang: str) -> Path | st
                     linestyle="none",
                     label=t("plot.verdicts.notes", lang) if y == 0 else "_nolegend_")
     ax.set_yticks(range(len(rows)), [
-        f"{t(f'short.{p.key}', lang)} · {t(f'verdict.{p.verdict}', lang).split(' ', 1)[1]}"
+        f"{t(f'short.{p.key}', lang)} · {t(f'verdict.{p.verdict}', lang)}"
         for _, p in rows], fontsize=9)
     ax.set_ylim(len(rows) - 0.5, -0.7)
     ax.set_xscale("log")
@@ -73,7 +74,7 @@ def draw_verdicts(answers: Sequence[Answer], path: Path, lang: str) -> Path | st
     ax.set_xticks(ticks, [f"{v:g}x" for v in ticks])
     ax.minorticks_off()
     ax.set_xlabel(t("plot.verdicts.x", lang))
-    ax.set_title(t("plot.verdicts", lang))
+    ax.set_title(t("plot.verdicts", lang, level=f"{LEVEL * 100:.0f}"))
     ax.grid(axis="x", alpha=0.3, which="both")
     handles, labels = ax.get_legend_handles_labels()
     if handles:
@@ -82,58 +83,80 @@ def draw_verdicts(answers: Sequence[Answer], path: Path, lang: str) -> Path | st
     return base._save(fig, path)
 
 
+def _seed_curves(inputs: FaqInputs) -> dict[int, list[list[float]]]:
+    """Batch -> each seed's accuracy curve, for batches measured with enough seeds."""
+    out: dict[int, list[list[float]]] = {}
+    for batch, runs in sorted(inputs.accuracy.items()):
+        curves = []
+        for acc in runs:
+            curve = [acc.get("initial_accuracy"), *(acc.get("accuracy") or ())]
+            if not acc.get("error") and None not in curve:
+                curves.append([float(v) for v in curve])
+        if len(curves) >= MIN_SEEDS:
+            out[batch] = curves
+    return out
+
+
 def draw_batch(inputs: FaqInputs, path: Path, lang: str) -> Path | str:
+    """Time per sample per batch size (median, whole range of the rounds); beside it the
+    held-out accuracy per round (mean and range over seeds) only where at least
+    ``MIN_SEEDS`` seeds were measured: one seed's curve is not shown as a finding."""
     points = inputs.batch_points
     if len(points) < 2:
         return _NO_DATA
-    fig = Figure(figsize=(WIDTH_IN, 4.2))
-    left, right = fig.subplots(1, 2)
+    curves = _seed_curves(inputs)
+    fig = Figure(figsize=(WIDTH_IN if curves else WIDTH_IN * 0.6, 4.2))
+    if curves:
+        left, right = fig.subplots(1, 2)
+    else:
+        left, right = fig.add_subplot(), None
     labels, medians, lows, highs = [], [], [], []
     for r in points:
         serial = r.mode("serial")
-        samples = r.config.get("samples") or [1]
-        n = sum(samples) * int(r.config.get("local_epochs") or 1)
+        samples = r.config.samples or [1]
+        n = sum(samples) * int(r.config.local_epochs or 1)
         per = sorted(x / n * 1e6 for x in (serial.round_times_s if serial else ()))
         if not per:
             continue
-        labels.append(str(r.config.get("batch_size")))
+        labels.append(str(r.config.batch_size))
         mid = per[len(per) // 2]
         medians.append(mid)
         lows.append(mid - per[0])
         highs.append(per[-1] - mid)
     xs = range(len(labels))
     left.bar(xs, medians, yerr=[lows, highs], capsize=6, color="tab:blue", alpha=0.8)
-    for x, m in zip(xs, medians, strict=True):
-        left.annotate(f"{m:.3g}", (x, m), textcoords="offset points", xytext=(8, 4), fontsize=8)
+    for x, m, h in zip(xs, medians, highs, strict=True):
+        left.annotate(f"{m:.3g}", (x, m + h), textcoords="offset points", xytext=(0, 5),
+                      ha="center", va="bottom", fontsize=8)
     left.set_xticks(list(xs), labels)
     left.set_xlabel("batch size")
+    left.set_ylim(0, max(m + h for m, h in zip(medians, highs, strict=True)) * 1.2)
     left.set_title(t("plot.batch.time", lang), fontsize=10)
     left.grid(axis="y", alpha=0.3)
-    drawn = False
-    for batch, acc in sorted(inputs.accuracy.items()):
-        curve = [acc.get("initial_accuracy"), *(acc.get("accuracy") or ())]
-        if acc.get("error") or None in curve:
-            continue
-        right.plot(range(len(curve)), curve, marker="o", label=f"batch {batch}")
-        drawn = True
-    if drawn:
+    if right is not None:
+        for batch, runs in curves.items():
+            length = min(len(c) for c in runs)
+            mean = [sum(c[i] for c in runs) / len(runs) for i in range(length)]
+            line = right.plot(range(length), mean, marker="o",
+                              label=f"batch {batch} ({len(runs)} seeds)")[0]
+            right.fill_between(range(length), [min(c[i] for c in runs) for i in range(length)],
+                               [max(c[i] for c in runs) for i in range(length)],
+                               color=line.get_color(), alpha=0.2)
         right.set_ylim(0, 1.05)
         right.set_xlabel(t("plot.batch.round", lang))
         right.legend(loc="lower right", fontsize="small")
         right.grid(alpha=0.3)
-    else:
-        right.text(0.5, 0.5, t("plot.batch.none", lang), ha="center", va="center",
-                   transform=right.transAxes)
-        right.set_xticks([])
-        right.set_yticks([])
-    right.set_title(t("plot.batch.acc", lang), fontsize=10)
-    fig.suptitle(t("plot.batch", lang))
+        right.set_title(t("plot.batch.acc", lang), fontsize=10)
+    fig.suptitle(t("plot.batch", lang) if curves else t("plot.batch.speed_only", lang))
     fig.tight_layout()
     return base._save(fig, path)
 
 
 def draw_memory(inputs: FaqInputs, path: Path, lang: str) -> Path | str:
-    procs = memory.measured_processes(inputs)
+    """The memory run's processes, each once (the page's table lists the batch points too)."""
+    run = inputs.memory
+    procs = (memory.processes(run) if run is not None and not run.config.interleave
+             else []) or memory.measured_processes(inputs)
     if not procs:
         return _NO_DATA
     fig = Figure(figsize=(WIDTH_IN, 4.6))
@@ -156,9 +179,11 @@ def draw_memory(inputs: FaqInputs, path: Path, lang: str) -> Path | str:
             bottom += size / 2**30
     ax.axhline(2e9 / 2**30, color="tab:red", linestyle="dashed", label=t("plot.memory.notes", lang))
     cpu = inputs.cpu_slots
-    ax.set_xticks(range(len(procs)), [
-        f"{mode_label(p.mode, lang, cpu_slots=cpu)}\nbatch {p.batch_size}" for p in procs],
-        fontsize=8)
+    labels = [f"{mode_label(p.mode, lang, cpu_slots=cpu)}\n{p.device} · batch {p.batch_size}"
+              for p in procs]
+    crowded = len(procs) > 6
+    ax.set_xticks(range(len(procs)), labels, fontsize=7 if crowded else 8,
+                  rotation=35 if crowded else 0, ha="right" if crowded else "center")
     ax.set_ylabel(t("plot.memory.y", lang))
     ax.set_title(t("plot.memory", lang))
     ax.grid(axis="y", alpha=0.3)
@@ -174,7 +199,8 @@ def write_faq_plots(
     """``<stem>-<key>.png`` for every plot the inputs allow; a reason for the others."""
     plot_lang, family = plot_language(lang)
     drawers: dict[str, tuple[str, Callable[[Path, str], Path | str]]] = {
-        "verdicts": (t("plot.verdicts", lang), lambda p, lg: draw_verdicts(answers, p, lg)),
+        "verdicts": (t("plot.verdicts", lang, level=f"{LEVEL * 100:.0f}"),
+                     lambda p, lg: draw_verdicts(answers, p, lg)),
         "batch": (t("plot.batch", lang), lambda p, lg: draw_batch(inputs, p, lg)),
         "memory": (t("plot.memory", lang), lambda p, lg: draw_memory(inputs, p, lg)),
     }

@@ -1,6 +1,6 @@
 """The gate's verdicts as text: the terminal table, the markdown step summary, JUnit XML.
 
-Strings only; the CLI (:mod:`gpubench.commands.gate`) writes them where they go.
+Strings only; :func:`gpubench.run.api.check_gate` and the CLI write them where they go.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _table_rows(report: GateReport) -> tuple[list[str], list[list[str]]]:
     rows = []
     for v in report.verdicts:
         verdict = v.verdict + (
-            " (fails: --strict)" if report.strict and v.verdict == INCONCLUSIVE else ""
+            " (counts as fail)" if report.strict and v.verdict == INCONCLUSIVE else ""
         )
         row = [v.mode, verdict, format_interval(v.speedup)]
         if report.baseline_kind == "expectations":
@@ -48,10 +48,18 @@ def _table_rows(report: GateReport) -> tuple[list[str], list[list[str]]]:
     return (["case"] if multi_case else []) + headers, rows
 
 
+def format_policy(report: GateReport) -> str:
+    """What INCONCLUSIVE counted as in this gate, and the option that chose it."""
+    return f"INCONCLUSIVE counts as {report.inconclusive}: --inconclusive {report.inconclusive}"
+
+
 def format_outcome(report: GateReport) -> str:
     tally = ", ".join(f"{n} {k}" for k, n in report.counts().items() if n)
     head = "PASSED" if report.passed else "FAILED"
-    return f"gate {head} against {report.baseline} ({report.baseline_kind}): {tally or 'no checks'}"
+    return (
+        f"gate {head} against {report.baseline} ({report.baseline_kind}): "
+        f"{tally or 'no checks'} ({format_policy(report)})"
+    )
 
 
 def _messages(report: GateReport) -> list[str]:
@@ -93,10 +101,12 @@ def format_gate_markdown(report: GateReport) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def _detail(v: Verdict) -> str:
+def _detail(report: GateReport, v: Verdict) -> str:
+    counts = [f"counts as: {report.inconclusive}"] if v.verdict == INCONCLUSIVE else []
     return "\n".join(
         [
             f"verdict: {v.verdict}",
+            *counts,
             f"speedup: {format_interval(v.speedup)}",
             f"reference: {v.reference}",
         ]
@@ -107,7 +117,8 @@ def _detail(v: Verdict) -> str:
 
 
 def format_junit(report: GateReport) -> str:
-    """JUnit XML: one test case per checked mode; FAIL (and strict INCONCLUSIVE) fail it."""
+    """JUnit XML: one test case per checked mode; FAIL fails it, and INCONCLUSIVE when it
+    counts as fail (``--inconclusive fail``); the suite's properties say which."""
     suite = ET.Element(
         "testsuite",
         name="gpubench.gate",
@@ -116,6 +127,8 @@ def format_junit(report: GateReport) -> str:
         errors="0",
         skipped=str(sum(v.verdict == SKIP for v in report.verdicts)),
     )
+    properties = ET.SubElement(suite, "properties")
+    ET.SubElement(properties, "property", name="inconclusive", value=report.inconclusive)
     seen: dict[tuple[str, str], int] = {}
     for v in report.verdicts:
         n = seen[(v.case, v.mode)] = seen.get((v.case, v.mode), 0) + 1
@@ -128,13 +141,13 @@ def format_junit(report: GateReport) -> str:
         )
         if report.counts_as_failure(v):
             failure = ET.SubElement(case, "failure", message=v.message or v.verdict, type=v.verdict)
-            failure.text = _detail(v)
+            failure.text = _detail(report, v)
         elif v.verdict == SKIP:
             ET.SubElement(case, "skipped", message=v.message or "skipped")
         else:
             ET.SubElement(case, "system-out").text = (
                 v.message + "\n" if v.message else ""
-            ) + _detail(v)
+            ) + _detail(report, v)
     root = ET.Element("testsuites", name="gpubench gate")
     root.append(suite)
     ET.indent(root)

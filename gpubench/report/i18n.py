@@ -105,6 +105,10 @@ def mode_label(
     On a run with CPU slots only, the names say so (单CPU 槽 串行) rather than "GPU";
     multi-gpu on a single device is not called parallel (单GPU 独立进程 / "multi-gpu (1 device)").
     """
+    if "@" in name:  # a counterfactual row: "threaded@torch-threads=1"
+        base, setting = name.split("@", 1)
+        label = mode_label(base, lang, cpu_slots=cpu_slots, devices=devices)
+        return text("mode.with-setting", lang, mode=label, setting=setting)
     if name == "multi-gpu" and devices == 1:
         label = text("mode.one-device", lang, name=name)
     else:

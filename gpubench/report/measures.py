@@ -8,16 +8,102 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from gpubench import stats
 from gpubench.results import DeviceStats, ModeResult, Results, RoundRecord, median
 
-# A mode is marked clearly faster than serial (✅) when the whole confidence interval of its
-# speedup (``stats.compare_speed``, the gate's own statistic) lies above this; otherwise ❌.
-# The report's question is the gate's expectation ``min_speedup = 1.05``: ✅ exactly when that
-# check PASSes, never when it is INCONCLUSIVE or FAILs.
+# The speed verdict of a mode against serial (``stats.compare_speed``, the gate's own decision):
+# *faster* when the whole interval of its speedup lies above ``CLEARLY_FASTER`` (the gate's
+# ``min_speedup = 1.05`` PASSes exactly then), *slower* when it lies wholly below ``SLOWER``,
+# *no clear difference* otherwise. A mode whose result check failed gets no verdict: it did
+# other work, so its ratio is not a speedup.
 CLEARLY_FASTER = 1.05
+SLOWER = 0.95
+
+# Verdicts (catalogue keys ``verdict.speed.<v>``) and result checks (``check.<c>``).
+FASTER, SLOWER_V, NO_DIFFERENCE, BASELINE, NOT_COMPARABLE, NO_VERDICT = (
+    "faster", "slower", "no-difference", "baseline", "not-comparable", "none")
+CHECK_SAME, CHECK_DIFFERS, CHECK_BASELINE, CHECK_UNKNOWN, CHECK_NOT_REPRODUCIBLE = (
+    "same", "differs", "baseline", "unknown", "not-reproducible")
+
+
+@dataclass(frozen=True)
+class Speed:
+    """A mode's speed against serial, as every table, finding, plot and page shows it.
+
+    ``estimate`` and ``interval`` come from :mod:`gpubench.stats` (paired rounds in an
+    interleaved run); ``verdict`` from :func:`gpubench.stats.compare_speed`; ``check`` is the
+    result check, a separate column. ``drawable`` is False where a plot must not show a
+    speedup: the mode computed something other than serial's result.
+    """
+
+    mode: str
+    estimate: float | None
+    interval: stats.Interval | None
+    verdict: str
+    check: str
+    paired: bool = False
+
+    @property
+    def drawable(self) -> bool:
+        return self.estimate is not None and self.check != CHECK_DIFFERS
+
+
+def result_check(results: Results, mode: ModeResult) -> str:
+    if mode.name == stats.REFERENCE_MODE:
+        return CHECK_BASELINE
+    if not mode.reproducible:
+        return CHECK_NOT_REPRODUCIBLE
+    if mode.same_result is True:
+        return CHECK_SAME
+    if mode.same_result is False:
+        return CHECK_DIFFERS
+    return CHECK_UNKNOWN
+
+
+def speed_of(results: Results, mode: ModeResult) -> Speed:
+    """The one speed view of ``mode`` (see :class:`Speed`)."""
+    check = result_check(results, mode)
+    if not mode.ok:
+        return Speed(mode.name, None, None, NO_VERDICT, check)
+    if mode.name == stats.REFERENCE_MODE:
+        return Speed(mode.name, 1.0, None, BASELINE, check)
+    rounds = stats.rounds_vs_serial(results, mode)
+    if rounds is None:
+        value = mode.speedup_vs_serial
+        verdict = NOT_COMPARABLE if check == CHECK_DIFFERS else NO_VERDICT
+        return Speed(mode.name, value, None, verdict, check)
+    interval = stats.speedup_interval(rounds)
+    if check == CHECK_DIFFERS:
+        verdict = NOT_COMPARABLE
+    elif stats.decide(interval, low=CLEARLY_FASTER) == stats.WITHIN:
+        verdict = FASTER
+    elif stats.decide(interval, high=SLOWER) == stats.WITHIN:
+        verdict = SLOWER_V
+    else:
+        verdict = NO_DIFFERENCE
+    return Speed(mode.name, interval.estimate, interval, verdict, check, rounds.paired)
+
+
+def format_ratio(estimate: float | None, interval: stats.Interval | None) -> str:
+    """``1.91x [1.00, 3.35]``: a ratio and its interval; ``[a–b]`` when the interval is the
+    bootstrap's whole range (fewer than ``stats.MIN_ROUNDS`` rounds), the ratio alone when
+    there is none."""
+    if estimate is None:
+        return "—"
+    value = f"{estimate:.2f}x"
+    i = interval
+    if i is None or i.low == i.high:
+        return value
+    sep = ", " if i.estimated else "–"
+    return f"{value} [{i.low:.2f}{sep}{i.high:.2f}]"
+
+
+def format_speedup(speed: Speed) -> str:
+    """The speed cell of every table: :func:`format_ratio` of the mode's speedup."""
+    return format_ratio(speed.estimate, speed.interval)
 
 
 def relative_spread(times: Sequence[float]) -> float | None:
@@ -30,40 +116,12 @@ def relative_spread(times: Sequence[float]) -> float | None:
 
 def speedup(results: Results, mode: ModeResult) -> float | None:
     """The mode's speedup vs serial (``stats.speedup``); the recorded one without round times."""
-    rounds = stats.rounds_vs_serial(results, mode)
-    if rounds is not None:
-        return stats.speedup(rounds)
-    return mode.speedup_vs_serial if mode.ok else None
-
-
-def speedup_spread(results: Results, mode: ModeResult) -> float | None:
-    """Relative half-width of a speedup: half the IQR/median of mode and serial, combined."""
-    serial = results.mode("serial")
-    if serial is None:
-        return None
-    a = relative_spread(mode.round_times_s)
-    b = relative_spread(serial.round_times_s)
-    if a is None or b is None:
-        return None
-    if mode.name == "serial":
-        return 0.0
-    return math.hypot(a / 2, b / 2)
+    return speed_of(results, mode).estimate
 
 
 def faster_than_serial(results: Results, mode: ModeResult) -> bool:
-    """The whole interval of the mode's speedup lies above ``CLEARLY_FASTER`` (the ✅)."""
-    rounds = stats.rounds_vs_serial(results, mode)
-    if rounds is None or mode.name == stats.REFERENCE_MODE:
-        return False
-    return stats.compare_speed(rounds, at_least=CLEARLY_FASTER).holds
-
-
-def clearly_faster(value: float, spread: float | None) -> bool:
-    """The older spread rule, still used by the speedup plot's bar colours.
-
-    Prefer :func:`faster_than_serial`, which decides as the gate does.
-    """
-    return value * (1 - (spread or 0.0)) > CLEARLY_FASTER
+    """The whole interval of the mode's speedup lies above ``CLEARLY_FASTER``."""
+    return speed_of(results, mode).verdict == FASTER
 
 
 _DEVICE_KEY = re.compile(r"([a-z]+):(\d+)")
@@ -191,3 +249,15 @@ def mode_extents(monitor: dict[str, Any]) -> dict[str, tuple[float, float]]:
         lo, hi = extents.get(name, (start, end))
         extents[name] = (min(lo, start), max(hi, end))
     return extents
+
+
+def case_title(results: Results) -> str:
+    """The case as a plot title shows it: a Flower app's path and options shortened to the
+    app's file and object (``app.py:app``), never a clipped run-config string."""
+    case = str(results.config.case or "")
+    head = case.split(";", 1)[0]
+    if head.startswith("flower:"):
+        head = head[len("flower:"):]
+    if "/" in head:
+        head = head.rsplit("/", 1)[1]
+    return head if len(head) <= 40 else head[:39] + "…"

@@ -17,6 +17,7 @@ from gpubench.report import measures, tables
 from gpubench.report.findings import finding_text, level_label
 from gpubench.report.i18n import check_lang, mode_label, monitor_note, text
 from gpubench.report.plots import Plot, write_plots
+from gpubench.report.provenance import provenance_section
 from gpubench.results import Results, write_text_atomic
 
 
@@ -103,7 +104,7 @@ def _monitor_lines(results: Results, lang: str) -> list[str]:
 
 
 def _details(results: Results, lang: str) -> list[str]:
-    cpu = measures.cpu_slots_only(measures.device_ids(results))
+    cpu = results.on_cpu_slots
     headers = [
         text("col.mode", lang),
         text("det.status", lang),
@@ -142,7 +143,7 @@ def _details(results: Results, lang: str) -> list[str]:
 
 
 def _failed(results: Results, lang: str) -> list[str]:
-    cpu = measures.cpu_slots_only(measures.device_ids(results))
+    cpu = results.on_cpu_slots
     bad = [m for m in results.modes if not m.ok]
     if not bad:
         return [text("page.no_failed", lang)]
@@ -236,7 +237,7 @@ def _run_sections(
 
 
 def default_label(results: Results) -> str:
-    case = results.config.get("case") or "?"
+    case = results.config.case or "?"
     devices = measures.device_ids(results)
     return f"{case}, {', '.join(devices)}" if devices else str(case)
 
@@ -254,6 +255,9 @@ def format_report(
         raise ValueError("a report needs at least one results object")
     plot_lists = list(plots) if plots is not None else [[] for _ in runs]
     parts = ["# " + text("page.title", lang, labels=", ".join(label for label, _ in runs))]
+    parts.append(f"## {text('prov.title', lang)}")
+    # Each run's command is in its own "Reproduce" section below.
+    parts += provenance_section(runs, lang, commands=False)
     if len(runs) == 1:
         label, results = runs[0]
         parts += _run_sections(results, plot_lists[0], findings(results, lang), lang, "##")

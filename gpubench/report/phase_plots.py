@@ -32,7 +32,7 @@ def draw_phases(results: Results, path: Path, lang: str) -> Path | str:
             rows.append((mode, means))
     if not rows:
         return "skip.no_phases"
-    cpu = measures.cpu_slots_only(measures.device_ids(results))
+    cpu = results.on_cpu_slots
     names = list(PHASES) + sorted({p for _, m in rows for p in m} - set(PHASES))
     cmap = matplotlib.colormaps["tab10"]
     fig = Figure(figsize=(WIDTH_IN, 5.0))
@@ -42,6 +42,9 @@ def draw_phases(results: Results, path: Path, lang: str) -> Path | str:
     for i, phase in enumerate(names):
         heights = [m.get(phase, 0.0) for _, m in rows]
         label = text(f"phase.{phase}", lang) if has(f"phase.{phase}") else phase
+        # A phase no client spent time in is neither drawn nor listed in the legend.
+        if not any(h > 0 for h in heights):
+            continue
         ax.bar(xs, heights, bottom=bottom, color=cmap(i % 10), label=label, width=0.6)
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     for x, total in zip(xs, bottom, strict=True):
@@ -51,7 +54,7 @@ def draw_phases(results: Results, path: Path, lang: str) -> Path | str:
     ax.set_xticks(xs, labels, rotation=15 if len(rows) > 4 else 0, fontsize=8)
     ax.set_ylim(0, max(bottom) * 1.15 or 1.0)
     ax.set_ylabel(text("plot.phases.y", lang))
-    ax.set_title(f"{text('plot.phases', lang)} — {results.config.get('case', '')}".rstrip(" —"))
+    ax.set_title(f"{text('plot.phases', lang)} — {measures.case_title(results)}".rstrip(" —"))
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

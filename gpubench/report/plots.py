@@ -31,33 +31,12 @@ DPI = 100
 WIDTH_IN = 10.0
 PLOT_KINDS = ("speedup", "utilisation", "memory", "gantt", "phases")
 
-# Wording of the round-by-round utilisation plot (key -> (en, zh)); the rest is in i18n.
-_PLOT_TEXT: dict[str, tuple[str, str]] = {
-    "util.title": ("Utilisation during the measured rounds", "测量轮次中的利用率"),
-    "util.block": ("{n} rounds\nmedian {s:.2g} s", "{n} 轮\n中位数 {s:.2g} 秒"),
-    "util.left_out": (
-        "One slot per measured round, each mode's rounds side by side (dashed: its mean); "
-        "start-up, warm-up and the time between rounds ({s:.0f} s) are left out.",
-        "每格为一轮测量，各模式的轮次并排（虚线：其平均值）；启动、预热和轮次之间的时间"
-        "（{s:.0f} 秒）未画出。",
-    ),
-    "util.no_sample": (
-        "{n} of {total} rounds were shorter than the sample interval and have no sample.",
-        "{total} 轮中有 {n} 轮短于采样间隔，没有采样。",
-    ),
-    "skip.no_rounds": (
-        "the monitor recorded no measured round",
-        "监控没有记录到测量轮次",
-    ),
-}
-
-
 def _text(key: str, lang: str, **values: object) -> str:
-    if key in _PLOT_TEXT:
-        en, zh = _PLOT_TEXT[key]
-        template = zh if check_lang(lang) == "zh" else en
-        return template.format(**values) if values else template
+    """The utilisation plot's own phrases are ``plot.util.*`` in the catalogue."""
+    if key.startswith("util."):
+        key = f"plot.{key}"
     return text(key, lang, **values)
+
 
 @dataclass(frozen=True)
 class Plot:
@@ -80,6 +59,17 @@ def plot_language(lang: str) -> tuple[str, str | None]:
     return "en", None
 
 
+def plot_rc(lang: str) -> dict[str, Any]:
+    """matplotlib settings for plots labelled in ``lang`` (a CJK font for zh, when found)."""
+    _, family = plot_language(lang)
+    rc: dict[str, Any] = {"figure.dpi": DPI, "savefig.dpi": DPI}
+    if family is not None:
+        rc["font.family"] = "sans-serif"
+        rc["font.sans-serif"] = [family, "DejaVu Sans"]
+        rc["axes.unicode_minus"] = False
+    return rc
+
+
 def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
@@ -95,61 +85,162 @@ def _colours(names: list[str]) -> dict[str, Any]:
 
 
 def _cpu(results: Results) -> bool:
-    return measures.cpu_slots_only(measures.device_ids(results))
+    return results.on_cpu_slots
 
 
 # --- speedup ------------------------------------------------------------------------------
 
 
-def draw_speedup(results: Results, path: Path, lang: str) -> Path | str:
-    """Bars of speedup vs serial with spread error bars; the ideal is the devices used."""
+# Bar styles by speed verdict (measures.speed_of): a mode that computed another result is
+# never coloured at all, only hatched grey, and carries no value.
+_VERDICT_COLOURS = {
+    measures.FASTER: "tab:green",
+    measures.NO_DIFFERENCE: "tab:blue",
+    measures.SLOWER_V: "tab:orange",
+    measures.BASELINE: "tab:gray",
+}
+HATCH = "//"
+
+
+@dataclass(frozen=True)
+class SpeedBar:
+    """One bar of the speedup plot: what it shows, so tests and pages read the same data.
+
+    ``value`` is None where no speedup may be shown (``hatched``: the result check failed).
+    """
+
+    mode: str
+    label: str
+    value: float | None
+    low: float | None
+    high: float | None
+    verdict: str
+    hatched: bool
+    ideal: int
+
+
+def speedup_bars(results: Results, lang: str = "en") -> list[SpeedBar]:
+    """The speedup plot's data, from :func:`gpubench.report.measures.speed_of`."""
     cpu = _cpu(results)
-    rows = []
+    bars = []
     for mode in results.modes:
-        value = measures.speedup(results, mode) if mode.ok else None
-        if value is not None:
-            spread = measures.speedup_spread(results, mode) or 0.0
-            rows.append((mode, value, value * spread))
-    if not rows:
+        speed = measures.speed_of(results, mode)
+        if speed.estimate is None and speed.check != measures.CHECK_DIFFERS:
+            continue
+        label = mode_label(mode.name, lang, cpu_slots=cpu, devices=len(mode.devices))
+        ideal = max(len(mode.devices), 1)
+        if not speed.drawable:
+            bars.append(SpeedBar(mode.name, label, None, None, None, speed.verdict, True, ideal))
+            continue
+        i = speed.interval
+        low, high = (i.low, i.high) if i is not None else (speed.estimate, speed.estimate)
+        bars.append(SpeedBar(mode.name, label, speed.estimate, low, high, speed.verdict,
+                             False, ideal))
+    return bars
+
+
+def speedup_figure(results: Results, lang: str) -> tuple[Figure, list[SpeedBar]] | str:
+    """The speedup figure and the bars it draws; the i18n key of the reason when none."""
+    bars = speedup_bars(results, lang)
+    if not any(b.value is not None for b in bars):
         return "skip.no_speedup"
     fig = Figure(figsize=(WIDTH_IN, 5.0))
     ax = fig.add_subplot()
-    xs = list(range(len(rows)))
-    colours = [
-        "tab:green" if measures.clearly_faster(v, e / v if v else None) else "tab:gray"
-        for _, v, e in rows
-    ]
-    ax.bar(
-        xs,
-        [v for _, v, _ in rows],
-        yerr=[e for _, _, e in rows],
-        capsize=6,
-        color=colours,
-        alpha=0.85,
-    )
-    for x, (mode, value, _) in zip(xs, rows, strict=True):
-        ideal = max(len(mode.devices), 1)
-        ax.hlines(
-            ideal,
-            x - 0.4,
-            x + 0.4,
-            colors="tab:red",
-            linestyles="dashed",
-            label=text("plot.ideal", lang) if x == 0 else "_nolegend_",
-        )
-        ax.annotate(
-            f"{value:.2f}x", (x, value), textcoords="offset points", xytext=(0, 8), ha="center"
-        )
+    xs = list(range(len(bars)))
+    drawn = [b for b in bars if b.value is not None]
+    top = max(max(b.high or 0.0 for b in drawn), max(b.ideal for b in bars), 1.0) * 1.22
+    for x, bar in zip(xs, bars, strict=True):
+        if bar.value is None:
+            # The whole height: a placeholder, not a value one could read off the axis.
+            ax.bar(x, top, 0.8, color="whitesmoke", edgecolor="dimgray", hatch=HATCH,
+                   gid=f"speedup:{bar.mode}:hatched")
+            ax.text(x, top / 2, text("plot.speedup.differs", lang), ha="center",
+                    va="center", rotation=90, fontsize=9, color="dimgray",
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none"})
+            continue
+        assert bar.low is not None and bar.high is not None
+        colour = _VERDICT_COLOURS.get(bar.verdict, "tab:gray")
+        ax.bar(x, bar.value, 0.8, color=colour, alpha=0.85, gid=f"speedup:{bar.mode}")
+        if bar.high > bar.low:
+            ax.errorbar([x], [bar.value], yerr=[[bar.value - bar.low], [bar.high - bar.value]],
+                        fmt="none", ecolor="black", capsize=6, linewidth=1.2)
+        # The value sits above the interval's cap, never on it.
+        ax.annotate(f"{bar.value:.2f}x", (x, bar.high), textcoords="offset points",
+                    xytext=(0, 6), ha="center", va="bottom", fontsize=9)
+    for x, bar in zip(xs, bars, strict=True):
+        if bar.ideal > 1:
+            ax.hlines(bar.ideal, x - 0.4, x + 0.4, colors="tab:red", linestyles="dashed",
+                      label=text("plot.ideal", lang) if not ax.get_legend_handles_labels()[1]
+                      else "_nolegend_")
     ax.axhline(1.0, color="black", linewidth=0.8, label=text("plot.serial_line", lang))
-    ax.set_xticks(xs, [mode_label(m.name, lang, cpu_slots=cpu, devices=len(m.devices)) for m, _, _ in rows])
-    top = max(max(v + e for _, v, e in rows), max(max(len(m.devices), 1) for m, _, _ in rows))
-    ax.set_ylim(0, top * 1.2)
+    ax.set_xticks(xs, [b.label for b in bars])
+    ax.set_ylim(0, top)
     ax.set_ylabel(text("plot.speedup.y", lang))
-    ax.set_title(f"{text('plot.speedup', lang)} — {results.config.get('case', '')}".rstrip(" —"))
-    ax.legend(loc="upper left")
+    ax.set_title(f"{text('plot.speedup', lang)} — {measures.case_title(results)}".rstrip(" —"))
+    ax.legend(handles=_verdict_handles(bars, lang) + ax.get_legend_handles_labels()[0],
+              loc="upper left", fontsize="small")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig, bars
+
+
+def _verdict_handles(bars: Sequence[SpeedBar], lang: str) -> list[Any]:
+    from matplotlib.patches import Patch
+
+    handles = []
+    for verdict, colour in _VERDICT_COLOURS.items():
+        if verdict != measures.BASELINE and any(b.verdict == verdict and b.value is not None
+                                                for b in bars):
+            handles.append(Patch(color=colour, alpha=0.85,
+                                 label=text(f"verdict.speed.{verdict}", lang)))
+    if any(b.hatched for b in bars):
+        handles.append(Patch(facecolor="whitesmoke", edgecolor="dimgray", hatch=HATCH,
+                             label=text("plot.speedup.differs", lang)))
+    return handles
+
+
+def draw_speedup(results: Results, path: Path, lang: str) -> Path | str:
+    """Bars of speedup vs serial with their 99% intervals; the ideal is the devices used."""
+    made = speedup_figure(results, lang)
+    if isinstance(made, str):
+        return made
+    return _save(made[0], path)
+
+
+def draw_sweep_speedup(ax: Any, summary: dict[str, Any], lang: str = "en") -> None:
+    """The sweep summary's speedup panel: one line per mode over the parameter's values; a
+    point whose result check failed (``same_result`` false) is a hatched grey square on the
+    x axis with no value, and the line is broken there. For ``gpubench.run.sweep``."""
+    values = [str(v) for v in summary.get("values") or [p.get("value") for p in summary["points"]]]
+    names: list[str] = []
+    for p in summary["points"]:
+        names.extend(m["name"] for m in p["modes"] if m["name"] not in names)
+    flagged = False
+    for name in names:
+        ys: list[float] = []
+        bad: list[int] = []
+        for x, p in enumerate(summary["points"]):
+            row = next((m for m in p["modes"] if m["name"] == name), None)
+            value = row.get("speedup_vs_serial") if row else None
+            if row is not None and row.get("same_result") is False:
+                bad.append(x)
+                value = None
+            ys.append(float("nan") if value is None else float(value))
+        line = ax.plot(range(len(ys)), ys, marker="o", label=name)[0]
+        for x in bad:
+            ax.scatter([x], [0], marker="s", s=90, facecolor="whitesmoke", hatch=HATCH,
+                       edgecolor=line.get_color(), zorder=3, clip_on=False,
+                       gid=f"sweep:{name}:{values[x]}:hatched")
+            flagged = True
+    if flagged:
+        from matplotlib.patches import Patch
+
+        handles, _ = ax.get_legend_handles_labels()
+        handles.append(Patch(facecolor="whitesmoke", edgecolor="dimgray", hatch=HATCH,
+                             label=text("plot.speedup.differs", lang)))
+        ax.legend(handles=handles, fontsize="small", loc="best")
+    ax.set_xticks(range(len(values)), values)
+    ax.set_ylim(bottom=0)
 
 
 # --- utilisation over time -------------------------------------------------------------------
@@ -229,7 +320,10 @@ def draw_utilisation(results: Results, path: Path, lang: str) -> Path | str:
             for i, w in enumerate(windows):
                 samples = window_samples(results.monitor, "util", device, w)
                 if not samples:
+                    # A round with no sample is shown as such (hatched), not as 0%.
                     empty += ax is axes[0]
+                    ax.bar(x0 + i * slot + slot / 2, 100, slot - 0.12, color="none",
+                           edgecolor="lightgray", hatch=HATCH, linewidth=0)
                     continue
                 xs, ys = _step(x0 + i * slot + 0.06, slot - 0.12, w, samples)
                 ax.fill_between(xs, ys, step="pre", color=colour, alpha=0.45, linewidth=0)
@@ -329,8 +423,16 @@ def draw_memory(results: Results, path: Path, lang: str) -> Path | str:
 # --- Gantt of client training ----------------------------------------------------------------
 
 
+GANTT_SHARED_UP_TO = 3.0
+
+
 def draw_gantt(results: Results, path: Path, lang: str) -> Path | str:
-    """For each mode, one measured round: each client's training as a bar on its lane."""
+    """For each mode, one measured round: each client's training as a bar on its lane.
+
+    The modes share one time axis unless one round is more than ``GANTT_SHARED_UP_TO`` times
+    another's: then each mode has its own (a slow mode would otherwise squeeze every other one
+    into a sliver), and each title gives its round's time. Client numbers are written on bars
+    wide enough for them at the axis' scale."""
     picked: list[tuple[ModeResult, Any]] = []
     for mode in results.modes:
         record = measures.representative_round(mode) if mode.ok else None
@@ -348,13 +450,15 @@ def draw_gantt(results: Results, path: Path, lang: str) -> Path | str:
         )
         for _, r in picked
     ]
-    heights = [0.6 + 0.35 * len(lanes) for lanes in lanes_of]
+    heights = [0.9 + 0.35 * len(lanes) for lanes in lanes_of]
     fig = Figure(figsize=(WIDTH_IN, 1.0 + sum(heights)))
     axes = fig.subplots(
-        len(picked), 1, sharex=True, squeeze=False, gridspec_kw={"height_ratios": heights}
+        len(picked), 1, sharex=False, squeeze=False, gridspec_kw={"height_ratios": heights}
     )[:, 0]
-    end = max(max(c.end_s for c in r.clients) for _, r in picked)
-    for ax, (mode, record), lanes in zip(axes, picked, lanes_of, strict=True):
+    ends = [max(max(c.end_s for c in r.clients), r.time_s, 1e-9) for _, r in picked]
+    shared = max(ends) <= GANTT_SHARED_UP_TO * min(ends)
+    for ax, (mode, record), lanes, own_end in zip(axes, picked, lanes_of, ends, strict=True):
+        end = max(ends) if shared else own_end
         for row, lane in enumerate(lanes):
             for c in (c for c in record.clients if (c.device, c.worker) == lane):
                 ax.broken_barh(
@@ -363,7 +467,7 @@ def draw_gantt(results: Results, path: Path, lang: str) -> Path | str:
                     facecolors=colours.get(c.device, "tab:gray"),
                     edgecolor="white",
                 )
-                if c.end_s - c.start_s > end * 0.025:
+                if c.end_s - c.start_s > end * 0.02:
                     ax.text(
                         (c.start_s + c.end_s) / 2,
                         row,
@@ -379,13 +483,14 @@ def draw_gantt(results: Results, path: Path, lang: str) -> Path | str:
             fontsize=8,
         )
         ax.set_ylim(len(lanes) - 0.5, -0.5)
+        ax.set_xlim(0, end * 1.02)
+        ax.tick_params(axis="x", labelsize=8)
         ax.set_title(
             f"{mode_label(mode.name, lang, cpu_slots=cpu, devices=len(mode.devices))} — {record.time_s:.2f} s",
             fontsize=9,
             loc="left",
         )
         ax.grid(axis="x", alpha=0.3)
-    axes[-1].set_xlim(0, end * 1.02)
     axes[-1].set_xlabel(text("plot.gantt.x", lang))
     fig.suptitle(text("plot.gantt", lang))
     fig.tight_layout()
@@ -413,12 +518,8 @@ def write_plots(
     With ``lang="zh"`` and no font with Chinese glyphs, the plots are labelled in English
     (each :class:`Plot` says which language it is labelled in).
     """
-    plot_lang, family = plot_language(lang)
-    rc: dict[str, Any] = {"figure.dpi": DPI, "savefig.dpi": DPI}
-    if family is not None:
-        rc["font.family"] = "sans-serif"
-        rc["font.sans-serif"] = [family, "DejaVu Sans"]
-        rc["axes.unicode_minus"] = False
+    plot_lang, _ = plot_language(lang)
+    rc = plot_rc(lang)
     plots = []
     for kind in kinds:
         title_key, draw = _DRAWERS[kind]

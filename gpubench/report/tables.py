@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import types
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import tabulate as _tabulate_module
 
@@ -70,17 +70,21 @@ def status_cell(mode: ModeResult, lang: str) -> str:
 
 
 def speed_cell(results: Results, mode: ModeResult) -> str:
-    """``1.00x`` for serial, ``1.93x ±2% ✅`` / ``0.41x ±3% ❌`` for the others."""
-    value = measures.speedup(results, mode)
-    if value is None:
+    """``1.00x`` for serial, ``1.91x [1.00, 3.35]`` for the others (``measures.speed_of``)."""
+    return measures.format_speedup(measures.speed_of(results, mode))
+
+
+def verdict_cell(results: Results, mode: ModeResult, lang: str) -> str:
+    """The speed verdict: faster / slower / no clear difference / not comparable."""
+    verdict = measures.speed_of(results, mode).verdict
+    return "—" if verdict == measures.NO_VERDICT else text(f"verdict.speed.{verdict}", lang)
+
+
+def check_cell(results: Results, mode: ModeResult, lang: str) -> str:
+    """The result check alone: ✓ same as serial, ✗ differs, — not checked."""
+    if results.mode("serial") is None or not mode.ok:
         return "—"
-    if mode.name == "serial":
-        return f"{value:.2f}x"
-    spread = measures.speedup_spread(results, mode)
-    cell = f"{value:.2f}x"
-    if spread is not None:
-        cell += f" ±{spread * 100:.0f}%" if spread >= 0.005 else " ±<1%"
-    return cell + (" ✅" if measures.faster_than_serial(results, mode) else " ❌")
+    return text(f"check.{measures.result_check(results, mode)}", lang)
 
 
 def same_result_cell(results: Results, mode: ModeResult, lang: str) -> str:
@@ -158,7 +162,7 @@ def format_summary_table(results: Results, *, tablefmt: str = "simple", lang: st
     check_lang(lang)
     monitored = _monitored(results)
     devices = measures.device_ids(results) if monitored else []
-    cpu = measures.cpu_slots_only(measures.device_ids(results))
+    cpu = results.on_cpu_slots
     mem_key = "col.mem_of_cpu" if cpu else "col.mem_of"
     with_note = any(not m.ok for m in results.modes)
     phased = _phased(results)
@@ -201,6 +205,10 @@ def _memory_header(devices: Sequence[str], lang: str) -> str:
     return text("col.memory", lang)
 
 
+def speed_headers(lang: str) -> list[str]:
+    return [text("col.speed", lang), text("col.verdict", lang), text("col.check", lang)]
+
+
 def _memory_cell(mode: ModeResult) -> str:
     if not mode.ok:
         return "—"
@@ -210,27 +218,45 @@ def _memory_cell(mode: ModeResult) -> str:
     return " / ".join(known) if known else "—"
 
 
-def _performance_rows(results: Results, devices: Sequence[str], lang: str) -> list[list[str]]:
+MemoryCell = Callable[[Results, ModeResult], str]
+
+
+def device_memory_cell(results: Results, mode: ModeResult) -> str:
+    """Each used device's peak while the mode ran (every process on it: the monitor's)."""
+    return _memory_cell(mode)
+
+
+def _performance_rows(results: Results, devices: Sequence[str], lang: str,
+                      memory: MemoryCell = device_memory_cell) -> list[list[str]]:
     monitored = _monitored(results)
     own = measures.device_ids(results)
-    cpu = measures.cpu_slots_only(own)
+    cpu = results.on_cpu_slots
     rows = []
     for mode in results.modes:
         row = [mode_label(mode.name, lang, cpu_slots=cpu, devices=len(mode.devices))]
         row += [busy_cell(mode, d, lang, monitored=monitored) if d in own else "—" for d in devices]
         row.append(speed_cell(results, mode) if mode.ok else status_cell(mode, lang))
-        row.append(_memory_cell(mode))
+        row += [verdict_cell(results, mode, lang), check_cell(results, mode, lang)]
+        row.append(memory(results, mode))
         rows.append(row)
     return rows
 
 
-def format_performance_table(results: Results, lang: str = "en", tablefmt: str = "github") -> str:
-    """The FAQ layout: Configuration | <device>… | Speed | Memory (per device)."""
+def format_performance_table(
+    results: Results,
+    lang: str = "en",
+    tablefmt: str = "github",
+    *,
+    memory: MemoryCell = device_memory_cell,
+    memory_header: str | None = None,
+) -> str:
+    """Configuration | <device>… | Speed | Speed verdict | Result | Memory; the reports and
+    the FAQ share it (the FAQ with its own memory column: the mode's processes)."""
     check_lang(lang)
     devices = measures.device_ids(results)
     headers = [text("col.config", lang)] + [device_label(d, lang) for d in devices]
-    headers += [text("col.speed", lang), _memory_header(devices, lang)]
-    return render(_performance_rows(results, devices, lang), headers, tablefmt)
+    headers += [*speed_headers(lang), memory_header or _memory_header(devices, lang)]
+    return render(_performance_rows(results, devices, lang, memory), headers, tablefmt)
 
 
 def format_combined_table(
@@ -243,7 +269,7 @@ def format_combined_table(
     )
     headers = [text("col.run", lang), text("col.config", lang)]
     headers += [device_label(d, lang) for d in devices]
-    headers += [text("col.speed", lang), _memory_header(devices, lang)]
+    headers += [*speed_headers(lang), _memory_header(devices, lang)]
     rows = []
     for label, results in runs:
         rows += [[label, *row] for row in _performance_rows(results, devices, lang)]

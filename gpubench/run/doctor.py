@@ -150,10 +150,10 @@ def with_nvml_view(gpus: list[dict[str, Any]], nvml_gpus: list[dict[str, Any]]) 
 
 def collect_machine() -> dict[str, Any]:
     """Everything the doctor looks at, as plain JSON-ready data."""
-    from gpubench import __version__
     from gpubench.machine.devices import usable_cores
     from gpubench.monitor.capabilities import gpu_counters
     from gpubench.monitor.environment import cpu_model
+    from gpubench.version import __version__
 
     cores = usable_cores()
     gpus = cuda_gpus()

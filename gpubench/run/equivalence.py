@@ -10,17 +10,30 @@ client, so one tolerance fits a tiny MLP and ResNet-18 alike. A client left out,
 trained twice, trained on another client's data, or a row from an earlier round (every round
 starts from a global model of its own) all give about 1 or more.
 
-Default tolerances (:func:`default_tolerance`), from what the same round gives in modes that
-do the same work:
+The tolerance comes from the run's own **noise floor** (:func:`tolerance_from_floor`): before
+the modes start, one client is trained twice from the first global model as serial trains
+it, in float32 and in float64 (``gpubench.run.prepare.measure_noise_floor``), and the
+relative difference of the two fingerprints (:func:`relative_diff`, the measure the check
+uses) is how far a correct computation drifts when its sums come out otherwise. Each mode's
+tolerance is ``NOISE_FACTOR`` (100) times that floor, and never under a lower bound:
 
-- CPU slots: 1e-3. Serial, threaded and the process modes agree bitwise (0); vectorized sums
-  its batched products in another order: up to 2e-5 measured (cnn, 6 clients, batch 32).
-- CUDA: 0.1. cuDNN convolutions run in TF32 by default and cuDNN/cuBLAS pick kernels per
-  process and thread, some accumulating with atomics, and SGD carries the low bits over the
-  local steps. On an H200 (cnn, batch 32) the aggregate of 10 clients differed by up to
-  1.5e-4 between modes while one client's update reached 1.1e-2: about 4% of an update per
-  client. Vectorized's batched (grouped) convolutions reached 9.4e-4 in the aggregate, so it
-  asks for 4x (0.4). Every deliberate mistake above still gives ~1.
+- the factor: the floor is one client, on its first batch or two, with one other
+  order of the sums; the check covers every client of every round, over every step, with
+  orders (batched products, other kernels, another thread count) the floor did not try.
+  Measured on CPU slots, float32 against float64: mlp 1e-6 to 6e-6 whatever the steps; cnn
+  2e-6 after one step, 5e-6 after two, 2e-5 to 8e-5 after four; vectorized against serial:
+  up to 1e-6 (mlp) and 2e-5 (cnn), inside 100x the floor.
+- the lower bounds (:func:`default_tolerance`): 1e-3 on CPU slots; 0.1 on CUDA, where cuDNN
+  runs convolutions in TF32 by default and cuDNN/cuBLAS pick kernels per process and thread
+  (some accumulating with atomics): on an H200 (cnn, batch 32) the aggregate of 10 clients
+  differed by up to 1.5e-4 between modes while one client's update reached 1.1e-2. A mode
+  whose kernels differ more says by how much (vectorized's grouped convolutions: 4x, 9.4e-4
+  in the aggregate, ``cuda_tolerance_scale``).
+
+A client left out, trained twice, on another client's data or from an earlier round differs
+by 0.3 or more: 300x the CPU slots' lower bound, while a tolerance set by the floor stays
+under 3e-3 (100x margin) for a floor under 3e-5, and no floor takes it above 0.1
+(``MAX_TOLERANCE``; on CUDA the tolerance so stays 0.1). ``--tolerance`` replaces all of it.
 
 Only ``clients x K`` numbers per round are kept per mode, never the states.
 """
@@ -34,10 +47,24 @@ import numpy as np
 
 CPU_TOLERANCE = 1e-3
 CUDA_TOLERANCE = 0.1
+NOISE_FACTOR = 100.0
+# A client left out, trained twice or on other data differs by 0.3 or more: no floor takes
+# the tolerance above this.
+MAX_TOLERANCE = 0.1
 
 
 def default_tolerance(any_cuda: bool) -> float:
+    """The lower bound of the tolerance (the whole of it when no floor was measured)."""
     return CUDA_TOLERANCE if any_cuda else CPU_TOLERANCE
+
+
+def tolerance_from_floor(noise_floor: float | None, any_cuda: bool) -> float:
+    """``NOISE_FACTOR`` times the measured noise floor, at least :func:`default_tolerance`
+    and at most ``MAX_TOLERANCE`` (or the lower bound, where that is more)."""
+    lower = default_tolerance(any_cuda)
+    if noise_floor is None or not math.isfinite(noise_floor):
+        return lower
+    return max(lower, min(NOISE_FACTOR * noise_floor, MAX_TOLERANCE))
 
 
 def relative_diff(a: np.ndarray, b: np.ndarray) -> float:

@@ -106,8 +106,8 @@ def command_for(config: RunConfig, verb: str = "compare", batch: str | None = No
             "--samples-per-client", str(config.train.samples), "--devices", config.devices,
             "--modes", ",".join(config.modes), "--workers", str(config.workers),
             "--rounds", str(config.rounds), "--warmup", str(config.warmup)]
-    if config.interleave:
-        args.append("--interleave")
+    if not config.interleave:
+        args.append("--sequential")
     return "gpubench " + shlex.join([*args, *extra])
 
 
@@ -137,11 +137,13 @@ def run_plan(
     sampler = create_sampler
     folder = out_dir / RESULTS_DIR
     files: list[str] = []
+    labels: list[str] = []
 
     def measure(config: RunConfig, name: str, prep: Any = None) -> Results:
         results = compare(config, progress=progress, sampler_factory=sampler,
                           command=command_for(config), prepared=prep)
         files.append(str(write_results(results, folder / f"{name}.json")))
+        labels.append(files[-1])
         if results.interrupted:
             raise KeyboardInterrupt
         return results
@@ -156,9 +158,11 @@ def run_plan(
                       sampler_factory=sampler, progress=progress, command=sweep_cmd,
                       prepared=batch_prepared, accuracy_rounds=plan.accuracy_rounds)
     summary = summarize(sweep)
-    files += [str(p.path) for p in sweep.points]
+    files += [str(p.path) for p in sweep.points if p.path is not None]
     files.append(str(write_summary(summary, folder / "sweep")))
     if sweep.interrupted:
         raise KeyboardInterrupt
-    runs = [comparison, memory, *(p.results for p in sweep.points)]
-    return gather(runs, [summary], files)
+    measured = [(p, p.results) for p in sweep.points if p.results is not None]
+    runs = [comparison, memory, *(r for _, r in measured)]
+    labels += [str(p.path) if p.path is not None else f"batch {p.value}" for p, _ in measured]
+    return gather(runs, [summary], files, labels)

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from gpubench import __version__, stats
-from gpubench.config import RunConfig
+from gpubench import stats
+from gpubench.config import RunConfig, interleaved_blocks
 from gpubench.machine.devices import Device
 from gpubench.machine.isolation import release_free_heap
 from gpubench.modes import (
@@ -54,6 +54,7 @@ from gpubench.run.equivalence import Comparison, Ledger, consistency_diff
 from gpubench.run.prepare import ModeSession, Prepared, fedavg, fedavg_update, open_mode, prepare
 from gpubench.run.ticker import ClientTicker
 from gpubench.train.updates import FINGERPRINT_SIZE, FedAvgUpdate, LastUpdates
+from gpubench.version import __version__
 
 __all__ = ["ModeSession", "Prepared", "compare", "fedavg_update", "open_mode", "prepare"]
 
@@ -91,6 +92,7 @@ class _Run:
     device_ids: tuple[str, ...] = ()
     workers: int = 0
     tolerance: float = 0.0  # set when the run is made; a mode may widen it on CUDA
+    started: bool = False  # started once (serial starts again in later blocks)
     not_reproducible: str | None = None
     startup: dict[str, float] = field(default_factory=dict)
 
@@ -113,6 +115,36 @@ def _keep_peak(memory: dict[int, WorkerMemory], new: Sequence[WorkerMemory]) -> 
         memory[m.worker] = m if old is None else old.merged(m)
 
 
+@dataclass(frozen=True)
+class Block:
+    """Modes that take turns round by round over the steps ``first_step ..`` (warm-up rounds
+    then measured ones); blocks run one after another, each mode closed at its block's end.
+
+    A step is a position in the whole run: it names the round's global model and is the
+    ``RoundRecord.index`` of every round run at it, so that the rounds of two modes run side
+    by side share an index (``gpubench.stats`` pairs them by it).
+    """
+
+    modes: tuple[str, ...]
+    first_step: int
+    retime: bool = False  # serial timed again at the end of a sequential run
+
+
+def plan_blocks(config: RunConfig) -> tuple[Block, ...]:
+    """The run's schedule. Interleaved: the groups of :func:`gpubench.config.interleaved_blocks`,
+    each over steps of its own. Sequential: each mode alone over the same steps (their results
+    compare step by step), then serial once more over new steps, so that a change of the
+    machine's speed during the run shows in serial's rounds."""
+    per = config.warmup + config.rounds
+    if config.interleave:
+        groups = interleaved_blocks(config.modes)
+        return tuple(Block(g, i * per) for i, g in enumerate(groups))
+    blocks = [Block((m,), 0) for m in config.modes]
+    if "serial" in config.modes and len(config.modes) > 1:
+        blocks.append(Block(("serial",), per, retime=True))
+    return tuple(blocks)
+
+
 class _Harness:
     def __init__(
         self,
@@ -126,23 +158,43 @@ class _Harness:
         self.progress = progress or (lambda *a: None)
         self.sampler = sampler
         cfg = prep.config
-        self.schedule = [(True, i) for i in range(cfg.warmup)] + [
-            (False, i) for i in range(cfg.rounds)
-        ]
+        self.per_block = cfg.warmup + cfg.rounds
         self.ledger = Ledger()
         self.sketch = prep.sketch
-        self.last = LastUpdates("serial" if "serial" in cfg.modes else None)
+        self.reference = "serial" if "serial" in cfg.modes else None
+        self.last = LastUpdates(self.reference)
+        self.gaps: dict[str, tuple[float, float]] = {}  # mode -> its last aggregate's gap
+
+    def run_block(self, block: Block, runs: Sequence[_Run]) -> None:
+        """Start the block's modes, run its steps round by round, close them."""
+        if self.prep.config.interleave:  # each block compares its own last step
+            self.last = LastUpdates(self.reference)
+        runs = [r for r in runs if r.status == STATUS_OK]  # one that failed earlier is done
+        for run in runs:
+            self.start(run)
+        for step in range(block.first_step, block.first_step + self.per_block):
+            for run in runs:
+                self.round(run, step, block)
+        for run in runs:
+            self.finish(run)
+        self.gaps.update(self.last.gaps)
 
     def mark(self, mode: str | None, phase: str, index: int | None) -> None:
         if self.sampler is not None:
             self.sampler.mark(mode, phase, index)
 
     def start(self, run: _Run) -> None:
+        """Start the mode (again, for serial in a later block: its first cold start counts)."""
+        if run.status != STATUS_OK or run.mode is not None:
+            return
+        first = not run.started
+        run.started = True
         self.progress(run.name, PHASE_COLD_START, 0, 1)
         self.mark(run.name, PHASE_COLD_START, None)
         try:
             cls = mode_class(run.name)
-            if self.prep.config.tolerance is None and any(d.is_cuda for d in self.prep.devices):
+            if (first and self.prep.config.tolerance is None
+                    and any(d.is_cuda for d in self.prep.devices)):
                 # A mode that runs other (equally valid) kernels than serial says how much
                 # wider its CUDA tolerance must be, e.g. vectorized's batched convolutions.
                 run.tolerance *= cls.cuda_tolerance_scale
@@ -153,8 +205,9 @@ class _Harness:
             run.mode = mode
             t0 = self.clock()
             mode.start()
-            run.cold_start_s = self.clock() - t0
-            run.startup = dict(mode.startup_parts())
+            if first:
+                run.cold_start_s = self.clock() - t0
+                run.startup = dict(mode.startup_parts())
             if self.sampler is not None:
                 self.sampler.watch_pids(run.name, mode.pids())
         except NotApplicable as exc:
@@ -164,10 +217,12 @@ class _Harness:
         if run.status != STATUS_OK:
             self.progress(run.name, "failed", 0, 1)
 
-    def round(self, run: _Run, step: int) -> None:
+    def round(self, run: _Run, step: int, block: Block) -> None:
         if run.mode is None:
             return
-        warmup, index = self.schedule[step]
+        local = step - block.first_step
+        warmup = local < self.prep.config.warmup
+        index = local if warmup else local - self.prep.config.warmup
         phase = PHASE_WARMUP if warmup else PHASE_ROUND
         total = self.prep.config.warmup if warmup else self.prep.config.rounds
         self.progress(run.name, phase, index + 1, total)
@@ -203,11 +258,11 @@ class _Harness:
                 key=lambda c: c.client,
             )
         )
-        run.rounds.append(RoundRecord(len(run.rounds), warmup, elapsed, clients, aggregate_s))
+        run.rounds.append(RoundRecord(step, warmup, elapsed, clients, aggregate_s))
         run.steps.append(step)
         if not warmup:
             _keep_peak(run.memory, out.memory)
-        if step == len(self.schedule) - 1:
+        if local == self.per_block - 1 and not block.retime:
             self.last.add(run.name, update, global_state)
 
     def check_round(self, out: RoundOutput, update: FedAvgUpdate, step: int) -> None:
@@ -280,48 +335,44 @@ def compare(
     the caller writes it and exits.
     """
     prep = prepared or prepare(config)
+    # The schedule is the prepared run's: interleaving is dropped where the memory plan says
+    # the modes' workers do not fit at once (``prep.schedule_reason``).
+    config = replace(config, interleave=prep.config.interleave)
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     environment = collect_environment(prep.all_devices)
     sampler = None
     if sampler_factory is not None and config.sample_interval_s:
         sampler = sampler_factory(prep.all_devices, config.sample_interval_s)
     harness = _Harness(prep, clock, progress, sampler)
-    runs = [_Run(name, tolerance=prep.tolerance) for name in config.modes]
+    runs = {name: _Run(name, tolerance=prep.tolerance) for name in config.modes}
+    blocks = plan_blocks(config)
     interrupted = False
     if sampler is not None:
         sampler.start()
     try:
-        if config.interleave:
-            for run in runs:
-                harness.start(run)
-            for step in range(len(harness.schedule)):
-                for run in runs:
-                    harness.round(run, step)
-            for run in runs:
-                harness.finish(run)
-        else:
-            for run in runs:
-                harness.start(run)
-                for step in range(len(harness.schedule)):
-                    harness.round(run, step)
-                harness.finish(run)
+        for block in blocks:
+            harness.run_block(block, [runs[m] for m in block.modes])
     except KeyboardInterrupt:
         interrupted = True
-        for run in runs:
+        for run in runs.values():
             if run.mode is not None:
                 run.fail(STATUS_FAILED, "interrupted (Ctrl-C)")
     finally:
-        for run in runs:
+        for run in runs.values():
             run.close()
         if sampler is not None:
             sampler.stop()
-    modes = _mode_results(runs, harness, sampler)
+    modes = _mode_results(list(runs.values()), harness, sampler)
     results = Results(
         environment=environment,
         config=RunRecord.of({
             **config.to_dict(),
             "device_ids": [d.id for d in prep.devices],
             "tolerance_used": prep.tolerance,
+            "noise_floor": prep.noise_floor,
+            "schedule": "interleaved" if config.interleave else "sequential",
+            "schedule_reason": prep.schedule_reason,
+            "schedule_blocks": [",".join(b.modes) for b in blocks],
             "draws_global_rng": prep.draws_global_rng,
             "samples": list(prep.plan.sizes),
             "state_size": prep.plan.state_size,
@@ -416,7 +467,7 @@ def _compare_with_serial(run: _Run, serial: _Run, harness: _Harness) -> _Verdict
     v.worst_client, v.worst_diff = comparison.worst_client, comparison.worst_diff
     if comparison.worst_step is not None:
         v.worst_round = run.steps.index(comparison.worst_step) if comparison.worst_step in run.steps else None
-    v.aggregate_diff, aggregate_rel = harness.last.gaps.get(run.name, (None, 0.0))
+    v.aggregate_diff, aggregate_rel = harness.gaps.get(run.name, (None, 0.0))
     if run.not_reproducible is None:
         worst = v.worst_diff if v.worst_diff is not None else 0.0
         v.same = worst <= run.tolerance and aggregate_rel <= run.tolerance

@@ -18,9 +18,13 @@ workers every mode starts) it adds up, per process, what a round holds at its pe
   (float64; another mode's is kept only while serial's is still to come), the clients'
   fingerprints and timings kept for the results.
 
-Modes run one after another (their peaks do not add up) unless ``--interleave`` starts them
-all at once. A run that cannot fit is refused before anything starts (``ConfigError``: one
-line with what is needed, what is available, and the option to change).
+Interleaved (the default), the modes of one block (``gpubench.config.interleaved_blocks``:
+every mode without daemons, then ray and flower each beside serial) are alive at once and
+their peaks add up; the peak is the largest block's. With ``--sequential`` one mode runs at a
+time. Where the interleaved blocks do not fit but one mode at a time does, the run goes
+sequential (``gpubench.run.prepare``); a run that cannot fit either way is refused before
+anything starts (``ConfigError``: one line with what is needed, what is available, and the
+option to change).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gpubench.config import ConfigError, RunConfig
+from gpubench.config import ConfigError, RunConfig, interleaved_blocks
 from gpubench.machine.devices import Device
 from gpubench.modes.base import process_rss
 from gpubench.modes.stacked import chunk_size
@@ -104,8 +108,8 @@ class MemoryPlan:
         if self.shared_available is not None and self.shared_bytes > self.shared_available:
             return (
                 f"the run needs about {gib(self.shared_bytes)} of shared memory (/dev/shm) but "
-                f"{gib(self.shared_available)} is free: run fewer process modes at once (no "
-                "--interleave), or a smaller model"
+                f"{gib(self.shared_available)} is free: run fewer process modes at once "
+                "(--sequential), or a smaller model"
             )
         for dev, need in self.device_bytes.items():
             total = self.device_total.get(dev)
@@ -141,7 +145,7 @@ class MemoryPlan:
             "activations": "lower --batch-size",
             "harness": "lower --clients, --rounds or the number of --modes",
         }.get(name, "run fewer workers (--workers, --workers-per-device) or fewer --modes at "
-                    "once (no --interleave)")
+                    "once (--sequential)")
 
     def table(self) -> str:
         """The estimate as a text table, one row per process, then the totals."""
@@ -207,7 +211,7 @@ def vectorized_chunk(cfg: RunConfig, clients: int, per_client: int, workers: int
                       cfg.options.get("vectorize_chunk"))
 
 
-def estimate(inputs: Inputs) -> MemoryPlan:
+def estimate(inputs: Inputs) -> MemoryPlan:  # noqa: C901, PLR0912, PLR0915 - one term per part of each process, read top to bottom
     cfg = inputs.config
     s = inputs.state_size
     clients = cfg.clients
@@ -299,21 +303,22 @@ def _totals(
     common = sum(p.host_bytes for p in of("-"))
     per_mode = {m: sum(p.host_bytes for p in of(m)) for m in cfg.modes}
     kept = {m: sum(p.parts.get("harness", 0) for p in of(m)) for m in cfg.modes}
-    if cfg.interleave:
-        host = common + sum(per_mode.values())
-        shared = sum(shared_by_mode.values())
-        peak: tuple[str, ...] = tuple(cfg.modes)
-    else:  # one mode at a time, but what the parent keeps of each mode adds up
-        largest = max(cfg.modes, key=lambda m: per_mode[m] - kept[m])
-        host = common + sum(kept.values()) + per_mode[largest] - kept[largest]
-        shared = max(shared_by_mode.values(), default=0)
-        peak = (largest,)
+    # The modes alive at once: a block of the interleaved schedule, or one mode. What the
+    # parent keeps of each mode adds up either way.
+    groups = interleaved_blocks(cfg.modes) if cfg.interleave else tuple((m,) for m in cfg.modes)
+
+    def live(group: tuple[str, ...]) -> int:
+        return sum(per_mode[m] - kept[m] for m in group)
+
+    peak: tuple[str, ...] = max(groups, key=live)
+    host = common + sum(kept.values()) + live(peak)
+    shared = max(sum(shared_by_mode.get(m, 0) for m in g) for g in groups)
     device_bytes: dict[str, int] = {}
     for d in devices:
         if not d.is_cuda:
             continue
         by_mode = {m: sum(p.device_bytes for p in of(m) if p.device == d.id) for m in cfg.modes}
-        device_bytes[d.id] = sum(by_mode.values()) if cfg.interleave else max(by_mode.values())
+        device_bytes[d.id] = max(sum(by_mode[m] for m in g) for g in groups)
     available = _host_available()
     return MemoryPlan(
         tuple(procs),
@@ -371,7 +376,10 @@ def record(plan: MemoryPlan | None, modes: Sequence[Any]) -> dict[str, Any] | No
         for m in modes
         if m.worker_memory and m.name not in ("serial", "threaded", "streams")
     }
+    estimate = plan.to_dict()
+    for key in ("processes", "peak_modes"):  # lists, as the JSON reads back
+        estimate[key] = list(estimate[key])
     return {
-        "estimate": plan.to_dict(),
+        "estimate": estimate,
         "measured": {"parent_peak_rss_bytes": parent_peak_rss(), "worker_rss_bytes": workers},
     }

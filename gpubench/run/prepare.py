@@ -8,23 +8,31 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 from gpubench.cases import Case, load_case
-from gpubench.config import RunConfig
-from gpubench.machine.devices import Device, resolve_devices
-from gpubench.machine.isolation import release_free_heap
+from gpubench.config import RunConfig, TrainConfig
+from gpubench.machine.devices import Device, resolve_devices, torch_device_in_process
+from gpubench.machine.isolation import pin_in_process, release_free_heap
 from gpubench.modes import Mode, ModeFailure, Plan, RoundOutput, check_modes, mode_class
 from gpubench.modes.base import process_rss
 from gpubench.results import ClientTiming
-from gpubench.run.equivalence import default_tolerance
+from gpubench.run.equivalence import relative_diff, tolerance_from_floor
 from gpubench.run.memplan import TORCH_RUNTIME_BYTES, Inputs, MemoryPlan, check_fits, estimate
 from gpubench.train.casecheck import CaseFacts, check_case
-from gpubench.train.fl import initial_global_state, sizes_for
+from gpubench.train.fl import (
+    ClientTrainer,
+    build_datasets,
+    initial_global_state,
+    sizes_for,
+    state_tensors,
+)
 from gpubench.train.updates import FINGERPRINT_SIZE, FedAvgUpdate, Sketch
 
 
@@ -42,6 +50,10 @@ class Prepared:
     draws_global_rng: bool = False
     _global: tuple[int, torch.Tensor] | None = None
     memory: MemoryPlan | None = None  # the estimate of each process's peak memory
+    # How far one client's update moved with its sums done otherwise (None: not measured).
+    noise_floor: float | None = None
+    # Why the modes run one after another although interleaving was asked (None: it was not).
+    schedule_reason: str | None = None
 
     @property
     def global_state(self) -> torch.Tensor:
@@ -72,13 +84,25 @@ def prepare(config: RunConfig, check_fit: bool = True) -> Prepared:
     requested = sizes_for(config.train, config.clients)
     # A process with torch and the case loaded (a worker's too), less the model kept here.
     base = max(0, (process_rss() or 0) - 4 * state_size)
+    schedule_reason: list[str] = []  # set when the interleaved schedule does not fit
 
     def plan_memory(facts: CaseFacts) -> MemoryPlan:
-        memory = estimate(Inputs(
-            config, device_set.devices, facts.sizes, state_size, facts.data_bytes_per_sample,
-            facts.activation_bytes_per_sample, base,
-            0 if "torch._dynamo" in sys.modules else TORCH_RUNTIME_BYTES,
-        ))
+        def of(cfg: RunConfig) -> MemoryPlan:
+            return estimate(Inputs(
+                cfg, device_set.devices, facts.sizes, state_size, facts.data_bytes_per_sample,
+                facts.activation_bytes_per_sample, base,
+                0 if "torch._dynamo" in sys.modules else TORCH_RUNTIME_BYTES,
+            ))
+
+        memory = of(config)
+        refusal = memory.refusal() if config.interleave else None
+        if refusal is not None:  # the modes' workers do not fit at once: one after another?
+            sequential = of(replace(config, interleave=False))
+            if sequential.refusal() is None:
+                schedule_reason[:] = [refusal]
+                memory = sequential
+            elif check_fit:  # what even one mode at a time needs
+                check_fits(sequential)
         if check_fit:
             check_fits(memory)
         return memory
@@ -93,11 +117,19 @@ def prepare(config: RunConfig, check_fit: bool = True) -> Prepared:
         facts = check_case(case, config.case, config.train, requested, plan_memory)
     release_free_heap()  # what the probe step built and freed
     memory = plan_memory(facts)
+    if schedule_reason:
+        config = replace(config, interleave=False)
     plan = Plan(config, device_set.devices, facts.sizes, state_size)
+    floor = None
+    # Only serial's results are compared; float64 would draw other random numbers (Dropout).
+    if "serial" in config.modes and not facts.draws_global_rng:
+        floor = measure_noise_floor(case, config.train, device_set.devices[0], facts.sizes,
+                                    first)
+    any_cuda = any(d.is_cuda for d in device_set.devices)
     tolerance = (
         config.tolerance
         if config.tolerance is not None
-        else default_tolerance(any(d.is_cuda for d in device_set.devices))
+        else tolerance_from_floor(floor, any_cuda)
     )
     return Prepared(
         config,
@@ -110,7 +142,75 @@ def prepare(config: RunConfig, check_fit: bool = True) -> Prepared:
         facts.draws_global_rng,
         (0, first),
         memory,
+        floor,
+        schedule_reason[0] if schedule_reason else None,
     )
+
+
+# The noise floor trains the client's first NOISE_STEPS batches, and at most NOISE_WORK
+# parameter-samples (the cost of a step grows with both): mlp and cnn two whole batches of
+# 128, resnet18 (11M parameters) one step of 24 samples, whose float64 convolutions on a CPU
+# are slow. A bounded cost whatever the client's size or the case.
+NOISE_STEPS = 2
+NOISE_WORK = 1 << 28
+
+
+def measure_noise_floor(
+    case: Case,
+    train: TrainConfig,
+    device: Device,
+    sizes: Sequence[int],
+    global_state: torch.Tensor,
+) -> float | None:
+    """How far a correct computation of one client drifts when its sums come out otherwise:
+    the largest client trained from ``global_state`` on ``device`` as serial trains it (the
+    slot's cores and threads), once in float32 and once in float64, compared as the result
+    check compares clients (:func:`gpubench.run.equivalence.relative_diff`).
+
+    None where it cannot be measured the same way: a case with its own training, a pipeline
+    other than the idealised client, or a training that raised.
+    """
+    if case.make_trainer is not None or not train.pipeline.idealised:
+        return None
+    client = max(range(len(sizes)), key=lambda c: (sizes[c], -c))
+    samples = min(NOISE_STEPS * train.batch_size, max(1, NOISE_WORK // global_state.numel()))
+    cfg = replace(train, local_epochs=1)
+    torch_device = torch_device_in_process(device)
+    me = threading.current_thread()
+    spare = {t.native_id for t in threading.enumerate() if t is not me and t.native_id}
+    threads = torch.get_num_threads()
+    try:
+        if not device.is_cuda:
+            torch.set_num_threads(train.pipeline.torch_threads or len(device.cores))
+        with pin_in_process(device, spare):
+            data = build_datasets(case, cfg, [client], sizes, torch_device)
+            x, y = data[client]
+            x, y = x[:samples], y[:samples]
+            single = _fingerprint(case, cfg, device, client, x, y, global_state, None)
+            double = _fingerprint(case, cfg, device, client, x, y, global_state, torch.float64)
+    except Exception:  # a case that cannot train in float64: the lower bound alone
+        return None
+    finally:
+        torch.set_num_threads(threads)
+    return relative_diff(single, double)
+
+
+def _fingerprint(
+    case: Case, cfg: TrainConfig, device: Device, client: int, x: torch.Tensor,
+    y: torch.Tensor, global_state: torch.Tensor, dtype: torch.dtype | None,
+) -> np.ndarray:
+    """The fingerprint of ``client``'s update trained on ``x, y`` (in ``dtype`` if given)."""
+    torch_device = torch_device_in_process(device)
+    trainer = ClientTrainer(case, cfg, torch_device, device.id, 0, {})
+    if dtype is not None:
+        trainer.model.to(dtype)
+        trainer.tensors = state_tensors(trainer.model)
+        x = x.to(dtype)
+    trainer.datasets = {client: (x, y)}
+    trainer.sink.begin(global_state.to(torch_device))
+    out = torch.full((client + 1, FINGERPRINT_SIZE), math.nan, dtype=torch.float64)
+    trainer.run(client, out, fold=False)
+    return out[client].numpy().copy()
 
 
 def fedavg(out: RoundOutput) -> FedAvgUpdate:

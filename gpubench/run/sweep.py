@@ -9,20 +9,32 @@ With ``accuracy_rounds`` R, every point also trains R progressing FedAvg rounds 
 each aggregate on a held-out set (:mod:`gpubench.run.accuracy`): a faster round is then read next
 to the local steps it takes and the accuracy it reaches, and, given a target accuracy, the
 time to reach it (rounds needed times the point's measured serial round).
+
+Every point is prepared (and its memory planned) before any runs: a point whose plan says it
+cannot fit is *refused* with the plan's reason and never started; the other points still run.
+
+A sweep of ``workers_per_device`` answers "how many clients per device": serial runs at every
+point as the reference (the harness checks each mode's result against serial's in the same
+invocation, and serial's round re-timed at each point carries the drift between points), and
+:func:`per_device` adds, per mode and value, clients per second, the speedup over one worker
+per device, each worker's peak device and host memory, and the **knee**: the smallest value
+within 5% of the mode's best throughput, with the ``client_resources`` that give it and the
+memory headroom left there.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gpubench.config import RunConfig
-from gpubench.results import Results, write_results, write_text_atomic
+from gpubench.config import ConfigError, RunConfig
+from gpubench.results import STATUS_NOT_APPLICABLE, Results, write_results, write_text_atomic
 
 # argparse dest -> flag, for the parameters a sweep may vary.
 SWEEPABLE: dict[str, str] = {
@@ -37,6 +49,8 @@ SWEEPABLE: dict[str, str] = {
 }
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "summary.png"
+PER_DEVICE = "workers_per_device"
+KNEE_WITHIN = 0.05  # the knee: the smallest value within 5% of the best throughput
 
 CompareFn = Callable[..., Results]
 AccuracyFn = Callable[..., Any]  # (config, rounds, target=...) -> AccuracyRun
@@ -44,11 +58,19 @@ Progress = Callable[[str, str, int, int], None]
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """A point the memory plan refused before anything of it started."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class SweepPoint:
     value: Any
-    path: Path
-    results: Results
+    path: Path | None  # None: refused, nothing ran
+    results: Results | None
     accuracy: dict[str, Any] | None = None  # AccuracyRun.to_dict(), or {"error": reason}
+    refused: str | None = None  # the memory plan's reason, when the point was not run
 
 
 @dataclass(frozen=True)
@@ -61,7 +83,39 @@ class Sweep:
 
     @property
     def interrupted(self) -> bool:
-        return any(p.results.interrupted for p in self.points)
+        return any(p.results is not None and p.results.interrupted for p in self.points)
+
+
+def with_reference(parameter: str, config: RunConfig) -> RunConfig:
+    """A workers-per-device point runs serial first, as its reference (see the module)."""
+    if parameter != PER_DEVICE or "serial" in config.modes:
+        return config
+    return replace(config, modes=("serial", *config.modes))
+
+
+PrepareFn = Callable[..., Any]  # (config, check_fit=...) -> Prepared
+
+
+def prepare_points(
+    points: Sequence[tuple[Any, RunConfig]], prepare_fn: PrepareFn | None = None
+) -> list[Any]:
+    """Each point's :class:`gpubench.run.prepare.Prepared`, or a :class:`Refusal` where its
+    memory plan says it cannot fit. Every other error (bad input) is raised; so is a refusal
+    of every point, since then nothing would run."""
+    if prepare_fn is None:
+        from gpubench.run.prepare import prepare
+
+        prepare_fn = prepare
+    out: list[Any] = []
+    for _, config in points:
+        prep = prepare_fn(config, check_fit=False)
+        memory = getattr(prep, "memory", None)
+        reason = memory.refusal() if memory is not None else None
+        out.append(Refusal(reason) if reason else prep)
+    refusals = [p for p in out if isinstance(p, Refusal)]
+    if out and len(refusals) == len(out):
+        raise ConfigError(refusals[0].reason)
+    return out
 
 
 def default_out_dir() -> Path:
@@ -81,7 +135,7 @@ def _labelled(progress: Progress, label: str) -> Progress:
     return point_progress
 
 
-def run_sweep(
+def run_sweep(  # noqa: C901 - the points' loop with its optional accuracy pass and its early stop
     parameter: str,
     points: Sequence[tuple[Any, RunConfig]],
     out_dir: Path,
@@ -114,6 +168,9 @@ def run_sweep(
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     done: list[SweepPoint] = []
     for i, (value, config) in enumerate(points):
+        if prepared is not None and isinstance(prepared[i], Refusal):
+            done.append(SweepPoint(value, None, None, refused=prepared[i].reason))
+            continue
         point_progress = _labelled(progress, f"{parameter}={value}") if progress else None
         kwargs: dict[str, Any] = {"progress": point_progress, "sampler_factory": sampler_factory,
                                   "command": command}
@@ -143,8 +200,8 @@ def run_sweep(
 
 
 def _samples_per_round(results: Results) -> int | None:
-    samples = results.config.get("samples")
-    epochs = results.config.get("local_epochs") or 1
+    samples = results.config.samples
+    epochs = results.config.local_epochs or 1
     if not isinstance(samples, (list, tuple)) or not samples:
         return None
     return int(sum(samples)) * int(epochs)
@@ -157,18 +214,29 @@ def _utilisation(mode: Any) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _peak(values: Sequence[int | None]) -> int | None:
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
+
+
 def _mode_row(results: Results, mode: Any) -> dict[str, Any]:
     per_round = _samples_per_round(results)
     round_s = mode.median_round_s if mode.ok else None
+    clients = results.config.clients
     return {
         "name": mode.name,
         "status": mode.status,
         "round_s": round_s,
         "samples_per_round": per_round,
         "per_sample_us": round_s / per_round * 1e6 if round_s and per_round else None,
+        "clients_per_s": clients / round_s if round_s and isinstance(clients, int) else None,
         "speedup_vs_serial": mode.speedup_vs_serial,
         "util_mean_pct": _utilisation(mode),
         "same_result": mode.same_result,
+        "workers": mode.workers if mode.ok else None,
+        # Each worker's peak: torch's reserved device memory (CUDA), the process's RSS.
+        "worker_device_bytes": _peak([w.max_reserved_bytes for w in mode.worker_memory]),
+        "worker_host_bytes": _peak([w.rss_bytes for w in mode.worker_memory]),
         "error": mode.error,
     }
 
@@ -216,24 +284,200 @@ def _accuracy_row(point: SweepPoint, modes: Sequence[dict[str, Any]]) -> dict[st
 def summarize(sweep: Sweep) -> dict[str, Any]:
     points = []
     for p in sweep.points:
+        if p.results is None:
+            points.append({"value": p.value, "file": None, "interrupted": False, "modes": [],
+                           "accuracy": None, "refused": p.refused})
+            continue
         modes = [_mode_row(p.results, m) for m in p.results.modes]
         points.append({
             "value": p.value,
-            "file": p.path.name,
+            "file": p.path.name if p.path else None,
             "interrupted": p.results.interrupted,
             "modes": modes,
             "accuracy": _accuracy_row(p, modes),
+            "refused": None,
         })
-    return {
+    summary = {
         "parameter": sweep.parameter,
         "flag": SWEEPABLE.get(sweep.parameter, sweep.parameter),
         "values": [p.value for p in sweep.points],
         "points": points,
         "serial_effect": serial_effect(points),
+        "refused": {str(p.value): p.refused for p in sweep.points if p.refused},
         "command": sweep.command,
         "created_utc": sweep.created_utc,
         "interrupted": sweep.interrupted,
     }
+    if sweep.parameter == PER_DEVICE:
+        summary["per_device"] = per_device(points, _machine(sweep))
+    return summary
+
+
+# --- how many clients per device ----------------------------------------------------------------
+
+
+def _machine(sweep: Sweep) -> dict[str, Any]:
+    """What the knee's resources and headroom need of the machine, from the first run."""
+    first = next((p.results for p in sweep.points if p.results is not None), None)
+    if first is None:
+        return {}
+    ids = list(first.device_ids)
+    devices = [d for d in first.devices if isinstance(d, Mapping) and d.get("id") in ids]
+    estimate = (first.memory_plan or {}).get("estimate") or {}
+    options = first.config.other
+    pipeline = options.get("pipeline")
+    if not isinstance(pipeline, Mapping):
+        pipeline = {}
+    return {
+        "case": first.config.case,
+        "preset": pipeline.get("preset") if pipeline.get("preset") != "none" else None,
+        "devices": ids,
+        "cpu_slots": bool(ids) and all(i.startswith("cpu") for i in ids),
+        "slot_cores": [len(d.get("cores") or ()) for d in devices if d.get("kind") != "cuda"],
+        "device_total": {d["id"]: d.get("memory_total_bytes") for d in devices
+                         if d.get("kind") == "cuda"},
+        "host_available": estimate.get("host_available"),
+        "cpu_count": first.environment.get("cpu_count"),
+        "cpus_per_worker": options.get("cpus_per_worker"),
+        "gpus_per_worker": options.get("gpus_per_worker"),
+        "device_peak": {
+            (str(p.value), m.name): {s.device: s.mem_peak_bytes for s in m.device_stats
+                                     if s.mem_peak_bytes is not None}
+            for p in sweep.points if p.results is not None for m in p.results.modes
+        },
+    }
+
+
+def _throughput(row: Mapping[str, Any], basis: str) -> float | None:
+    value = row.get(basis)
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def _succeeded(row: Mapping[str, Any] | None) -> bool:
+    if not row:
+        return False
+    return row["status"] == "ok" and row.get("same_result") is not False \
+        and bool(row.get("clients_per_s"))
+
+
+def _mode_names(points: Sequence[Mapping[str, Any]]) -> list[str]:
+    names: list[str] = []
+    for p in points:
+        names.extend(m["name"] for m in p["modes"] if m["name"] not in names)
+    return names
+
+
+def knee(
+    rows: Sequence[tuple[Any, Mapping[str, Any]]], within: float = KNEE_WITHIN
+) -> dict[str, Any] | None:
+    """The smallest value whose throughput is within ``within`` of the best, over the values
+    that succeeded (ran, computed serial's result). ``rows``: (value, mode row) pairs.
+
+    Throughput is the speedup over serial of the same point (serial re-timed at each point, so
+    drift between points cancels) where every such value has one, else clients per second."""
+    ok = [(v, r) for v, r in rows if _succeeded(r)]
+    if not ok:
+        return None
+    basis = "speedup_vs_serial" if all(_throughput(r, "speedup_vs_serial") for _, r in ok) \
+        else "clients_per_s"
+    ok = [(v, r) for v, r in ok if _throughput(r, basis)]
+    best_value, best = max(ok, key=lambda vr: _throughput(vr[1], basis) or 0.0)
+    top = _throughput(best, basis) or 0.0
+    near = [(v, r) for v, r in ok if (_throughput(r, basis) or 0.0) >= (1 - within) * top]
+    value, row = min(near, key=lambda vr: float(vr[0]))
+    return {"value": value, "clients_per_s": row["clients_per_s"], "best_value": best_value,
+            "best_clients_per_s": best["clients_per_s"], "basis": basis, "within": within,
+            "of_best": (_throughput(row, basis) or 0.0) / top}
+
+
+def client_resources(k: int, machine: Mapping[str, Any]) -> dict[str, float]:
+    """Ray/Flower ``client_resources`` that put ``k`` clients on each device of the run.
+
+    num_gpus: 1/k on GPUs (0 on CPU slots); num_cpus: the cores there are for each client on
+    a Ray with one CPU per core (a CPU slot's cores / k; on GPUs the host's cores shared by
+    every client, at most 1), unless the run set --gpus-per-worker / --cpus-per-worker."""
+    cpu = bool(machine.get("cpu_slots"))
+    devices = max(1, len(machine.get("devices") or ()))
+    gpus = machine.get("gpus_per_worker")
+    cpus = machine.get("cpus_per_worker")
+    if gpus is None:
+        gpus = 0.0 if cpu else 1.0 / k
+    if cpus is None:
+        if cpu:
+            cores = min(machine.get("slot_cores") or [1])
+            cpus = cores / k
+        else:
+            cpus = min(1.0, (machine.get("cpu_count") or 1) / (k * devices))
+    return {"num_gpus": 0.0 if not gpus else _floor2(gpus), "num_cpus": _floor2(cpus)}
+
+
+def _floor2(x: float) -> float:
+    """Two decimals, rounded down (so k of them never ask for more than there is), >= 0.01."""
+    return max(0.01, math.floor(float(x) * 100 + 1e-9) / 100)
+
+
+def headroom(value: Any, row: Mapping[str, Any], machine: Mapping[str, Any]) -> dict[str, Any]:
+    """Memory left at ``value``: each GPU's total less its measured peak (the monitor's, or the
+    workers' reserved peaks summed: a floor of the use); on CPU slots the host memory available
+    before the run less every worker's peak RSS."""
+    workers = row.get("workers") or 0
+    if machine.get("cpu_slots") or not machine.get("device_total"):
+        avail = machine.get("host_available")
+        per = row.get("worker_host_bytes")
+        if avail is None or per is None:
+            return {"of": "host", "bytes": None, "fraction": None}
+        left = int(avail - per * workers)
+        return {"of": "host", "bytes": left, "fraction": left / avail if avail else None}
+    peaks = (machine.get("device_peak") or {}).get((str(value), row["name"])) or {}
+    lefts = []
+    for dev, total in (machine.get("device_total") or {}).items():
+        if not total:
+            continue
+        used = peaks.get(dev)
+        if used is None and row.get("worker_device_bytes") is not None:
+            per_device = math.ceil(workers / max(1, len(machine["device_total"])))
+            used = row["worker_device_bytes"] * per_device
+        if used is not None:
+            lefts.append((total - used, total))
+    if not lefts:
+        return {"of": "device", "bytes": None, "fraction": None}
+    left, total = min(lefts)
+    return {"of": "device", "bytes": int(left), "fraction": left / total}
+
+
+def per_device(points: Sequence[dict[str, Any]], machine: Mapping[str, Any]) -> dict[str, Any]:
+    """Per mode of a workers-per-device sweep: the speedup of each value over one worker per
+    device (set in the points' rows as ``speedup_vs_one``) and the knee. Serial is the
+    reference, not a value of the sweep."""
+    knees: dict[str, Any] = {}
+    for name in _mode_names(points):
+        if name == "serial":
+            continue
+        rows = [(p["value"], m) for p in points for m in p["modes"] if m["name"] == name]
+        if all(r["status"] == STATUS_NOT_APPLICABLE for _, r in rows):
+            continue  # e.g. "+mps" on CPU slots: the table says why, there is no knee
+        base = next((r for v, r in sorted(rows, key=lambda vr: float(vr[0])) if _succeeded(r)),
+                    None)
+        for _, r in rows:
+            r["speedup_vs_one"] = None
+            if base is not None and _succeeded(r):
+                basis = "speedup_vs_serial" if base.get("speedup_vs_serial") \
+                    and r.get("speedup_vs_serial") else "clients_per_s"
+                r["speedup_vs_one"] = r[basis] / base[basis]
+        found = knee(rows)
+        if found is None:
+            knees[name] = None
+            continue
+        row = next(r for v, r in rows if v == found["value"])
+        found["client_resources"] = client_resources(int(found["value"]), machine)
+        found["headroom"] = headroom(found["value"], row, machine)
+        found["worker_device_bytes"] = row.get("worker_device_bytes")
+        found["worker_host_bytes"] = row.get("worker_host_bytes")
+        found["workers"] = row.get("workers")
+        knees[name] = found
+    return {"reference": "serial", "cpu_slots": bool(machine.get("cpu_slots")),
+            "devices": list(machine.get("devices") or ()), "case": machine.get("case"),
+            "preset": machine.get("preset"), "knees": knees}
 
 
 def write_summary(summary: dict[str, Any], out_dir: Path) -> Path:
@@ -262,11 +506,81 @@ def format_effect(summary: dict[str, Any]) -> str:
     )
 
 
-def format_sweep_table(summary: dict[str, Any]) -> str:
+def _bytes(n: Any) -> str:
+    return "—" if n is None else f"{n / 2**30:.2f} GiB"
+
+
+def format_refused(summary: dict[str, Any]) -> str:
+    flag = summary["flag"]
+    return "\n".join(f"{flag} {value}: refused before it started: {reason}"
+                     for value, reason in (summary.get("refused") or {}).items())
+
+
+def format_knees(summary: dict[str, Any]) -> str:
+    """The knee of each mode and the ``client_resources`` that give it, one line each."""
+    info = summary.get("per_device") or {}
+    lines = []
+    for name, k in (info.get("knees") or {}).items():
+        if k is None:
+            lines.append(f"knee, {name}: none (no value ran and computed serial's result)")
+            continue
+        room = k["headroom"]
+        left = "headroom unknown" if room["bytes"] is None else (
+            f"{_bytes(room['bytes'])} of {room['of']} memory left"
+            + (f" ({room['fraction']:.0%})" if room["fraction"] is not None else ""))
+        per = _bytes(k["worker_device_bytes"] if room["of"] == "device"
+                     else k["worker_host_bytes"])
+        lines.append(
+            f"knee, {name}: {k['value']} worker(s) per device, {k['clients_per_s']:.3g} "
+            f"clients/s ({k['of_best']:.0%} of the best, at {k['best_value']}); "
+            f"{per} per worker, {left}")
+        res = k["client_resources"]
+        lines.append(f'  client_resources={{"num_gpus": {res["num_gpus"]:g}, '
+                     f'"num_cpus": {res["num_cpus"]:g}}}')
+    if info.get("cpu_slots") and lines:
+        lines.append("(CPU slots: the clients of a slot share its cores, so this knee is about "
+                     "the cores, not a GPU)")
+    return "\n".join(lines)
+
+
+def format_per_device_table(summary: dict[str, Any]) -> str:
     from tabulate import tabulate
 
     rows = []
     for p in summary["points"]:
+        if p.get("refused"):
+            rows.append([p["value"], "—", "refused", "—", "—", "—", "—", "—", "—", "—", "—"])
+            continue
+        for m in p["modes"]:
+            status = m["status"] if m["status"] == "ok" else f"{m['status']}: {m['error'] or '?'}"
+            same = {True: "yes", False: "NO", None: "—"}[m["same_result"]]
+            rows.append([
+                p["value"], m["name"], status[:60], _fmt(m["workers"], "d"),
+                _fmt(m["round_s"], ".3g"), _fmt(m["clients_per_s"], ".3g"),
+                _fmt(m.get("speedup_vs_one"), ".2f", "x"),
+                _fmt(m["speedup_vs_serial"], ".2f", "x"),
+                _bytes(m["worker_device_bytes"]) + " / " + _bytes(m["worker_host_bytes"]),
+                _fmt(m["util_mean_pct"], ".0f", "%"), same,
+            ])
+    headers = ["workers per device", "mode", "status", "workers", "round (median, s)",
+               "clients/s", "vs 1 per device", "vs serial", "per worker: device / host",
+               "utilisation", "serial's result"]
+    out = [tabulate(rows, headers=headers, disable_numparse=True)]
+    for part in (format_refused(summary), format_knees(summary)):
+        if part:
+            out.append(part)
+    return "\n\n".join(out)
+
+
+def format_sweep_table(summary: dict[str, Any]) -> str:
+    from tabulate import tabulate
+
+    if summary.get("per_device") is not None:
+        return format_per_device_table(summary)
+    rows = []
+    for p in summary["points"]:
+        if p.get("refused"):
+            rows.append([p["value"], "—", "refused", "—", "—", "—", "—"])
         for m in p["modes"]:
             rows.append([
                 p["value"], m["name"], m["status"], _fmt(m["round_s"], ".3g"),
@@ -276,6 +590,8 @@ def format_sweep_table(summary: dict[str, Any]) -> str:
     headers = [summary["flag"].lstrip("-"), "mode", "status", "round (median, s)",
                "per sample (us)", "speedup vs serial", "utilisation"]
     out = tabulate(rows, headers=headers) + "\n\n" + format_effect(summary)
+    if summary.get("refused"):
+        out += "\n" + format_refused(summary)
     accuracy = format_accuracy_table(summary)
     return out + "\n\n" + accuracy if accuracy else out
 
@@ -325,6 +641,15 @@ def write_sweep_plot(summary: dict[str, Any], path: Path) -> Path | None:
               ("util_mean_pct", "utilisation (mean %)")]
     for i, (key, title) in enumerate(panels):
         ax = fig.add_subplot(1, 3, i + 1)
+        if key == "speedup_vs_serial":
+            # A point whose result check failed is drawn hatched, without a value.
+            from gpubench.report.plots import draw_sweep_speedup
+
+            draw_sweep_speedup(ax, summary)
+            ax.set_xlabel(summary["flag"])
+            ax.set_title(title)
+            ax.grid(True, alpha=0.3)
+            continue
         drawn = False
         for name in names:
             ys = []

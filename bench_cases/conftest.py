@@ -1,4 +1,4 @@
-"""Options of the pytest-benchmark suite (``pytest benchmarks --benchmark-json out.json``)."""
+"""Options of the pytest-benchmark suite (``pytest bench_cases --benchmark-json out.json``)."""
 
 from __future__ import annotations
 

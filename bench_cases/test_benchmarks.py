@@ -1,6 +1,6 @@
 """The pytest-benchmark suite: one benchmark per (case, mode), one federated round each.
 
-    pytest benchmarks --benchmark-json out.json
+    pytest bench_cases --benchmark-json out.json
     gpubench gate --baseline gates/cpu-slots.toml out.json
 
 Each benchmark starts its mode once (cold start, not timed), then times whole rounds (every

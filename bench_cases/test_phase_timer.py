@@ -1,6 +1,6 @@
 """The phase timer's own cost against the cnn case's client (it must stay <= 2% of a round).
 
-    pytest benchmarks/test_phase_timer.py --benchmark-json out.json
+    pytest bench_cases/test_phase_timer.py --benchmark-json out.json
 
 Counts the timer's ticks in one cnn client (batch 32: the most ticks per unit of work of the
 usual sizes), benchmarks a tick (``PhaseClock.tick`` on the CPU: a ``perf_counter`` and a dict

@@ -1,0 +1,297 @@
+"""The FAQ's "how many clients per device" section, from a workers-per-device sweep.
+
+The sweep (``gpubench sweep --workers-per-device 1,2,4,8``; its ``summary.json``) measured, per
+value k and mode, clients per second, each worker's peak memory and whether every value
+computed serial's result; its summary names each mode's knee (the smallest k within 5% of the
+best throughput) with the ``client_resources`` that give it. This section shows that, a plot of
+throughput against k (one line per mode, MPS dashed, a failed value marked, a refused one
+hatched: never drawn as a success), and replaces the memory answer's calculated ``num_gpus``
+with the measured one. Without a sweep it says the advice is calculated, not measured. Words
+come from the catalogue (``clients.*``); no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from gpubench.errors import UsageError
+from gpubench.faq.inputs import FaqInputs
+from gpubench.report import measures, tables
+from gpubench.report.i18n import device_label, mode_label, text
+from gpubench.report.plots import WIDTH_IN, Plot, plot_language
+from gpubench.results import STATUS_FAILED, STATUS_NOT_APPLICABLE, STATUS_OK
+
+SUMMARY_FILE = "summary.json"
+PARAMETER = "workers_per_device"
+PLOT_KEY = "clients"
+# Which mode's knee gives the advice, first found first: Flower and Ray are what set
+# client_resources; multi-gpu's knee counts the same processes per device.
+ADVICE_ORDER = ("flower", "ray", "multi-gpu")
+
+
+def load_clients_sweep(path: str | Path) -> dict[str, Any]:
+    """A workers-per-device sweep's summary, from its folder or its ``summary.json``; a
+    file that is not one is a one-line UsageError."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / SUMMARY_FILE
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read {p}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise UsageError(f"{p} is not a JSON file") from None
+    if not isinstance(data, dict) or data.get("parameter") != PARAMETER \
+            or not isinstance(data.get("per_device"), dict):
+        raise UsageError(f"{p} is not the summary of a gpubench sweep --workers-per-device")
+    return data
+
+
+def sweeps_of(inputs: FaqInputs) -> tuple[Mapping[str, Any], ...]:
+    return tuple(s for s in getattr(inputs, "clients_sweeps", ()) or ()
+                 if isinstance(s, Mapping) and isinstance(s.get("per_device"), Mapping))
+
+
+def plot_key(index: int) -> str:
+    return f"{PLOT_KEY}-{index + 1}"
+
+
+def _gib(n: Any) -> str:
+    return "—" if n is None else measures.format_bytes(int(n))
+
+
+def _num(v: Any, spec: str, suffix: str = "") -> str:
+    return "—" if v is None else f"{v:{spec}}{suffix}"
+
+
+def _mode_names(summary: Mapping[str, Any]) -> list[str]:
+    names: list[str] = []
+    for p in summary.get("points") or ():
+        names.extend(m["name"] for m in p.get("modes") or () if m["name"] not in names)
+    return names
+
+
+def _resources(res: Mapping[str, Any]) -> str:
+    return (f'client_resources={{"num_gpus": {res["num_gpus"]:g}, '
+            f'"num_cpus": {res["num_cpus"]:g}}}')
+
+
+def advice_knee(summary: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
+    knees = (summary.get("per_device") or {}).get("knees") or {}
+    for name in (*ADVICE_ORDER, *knees):
+        if knees.get(name):
+            return name, knees[name]
+    return None
+
+
+# --- the section ----------------------------------------------------------------------------
+
+
+def _status(m: Mapping[str, Any], lang: str) -> str:
+    if m["status"] == STATUS_OK and m.get("same_result") is False:
+        return text("clients.status.differs", lang)
+    if m["status"] == STATUS_OK:
+        return text("clients.status.ok", lang)
+    reason = (m.get("error") or "?").splitlines()[0][:80]
+    key = "clients.status.na" if m["status"] == STATUS_NOT_APPLICABLE else "clients.status.failed"
+    return text(key, lang, reason=reason)
+
+
+def _table(summary: Mapping[str, Any], lang: str, cpu: bool) -> str:
+    # On CPU slots a worker's memory is its host memory: one column.
+    cols = ("k", "mode", "workers", "clients_per_s", "vs_one", "memory_cpu" if cpu else "memory",
+            *(() if cpu else ("host",)), "util", "status")
+    headers = [text(f"clients.col.{k}", lang) for k in cols]
+    rows = []
+    for p in summary.get("points") or ():
+        if p.get("refused"):
+            rows.append([str(p["value"]), *["—"] * (len(cols) - 2),
+                         text("clients.status.refused", lang, reason=p["refused"])])
+            continue
+        for m in p.get("modes") or ():
+            rows.append([
+                str(p["value"]), mode_label(m["name"], lang, cpu_slots=cpu),
+                _num(m.get("workers"), "d"), _num(m.get("clients_per_s"), ".3g"),
+                _num(m.get("speedup_vs_one"), ".2f", "x"),
+                _gib(m.get("worker_host_bytes") if cpu else m.get("worker_device_bytes")),
+                *(() if cpu else (_gib(m.get("worker_host_bytes")),)),
+                _num(m.get("util_mean_pct"), ".0f", "%"), _status(m, lang),
+            ])
+    return tables.render(rows, headers, "github")
+
+
+def _knee_line(name: str, k: Mapping[str, Any], lang: str, cpu: bool) -> str:
+    room = k.get("headroom") or {}
+    per = k.get("worker_host_bytes") if room.get("of") == "host" else k.get("worker_device_bytes")
+    left = (text("clients.headroom.none", lang) if room.get("bytes") is None else
+            text(f"clients.headroom.{room.get('of', 'host')}", lang, left=_gib(room["bytes"]),
+                 pct=_num(None if room.get("fraction") is None else 100 * room["fraction"],
+                          ".0f", "%")))
+    return text("clients.knee", lang, mode=mode_label(name, lang, cpu_slots=cpu), k=k["value"],
+                rate=f"{k['clients_per_s']:.3g}", best=k["best_value"],
+                of_best=f"{100 * k['of_best']:.0f}%", resources=_resources(k["client_resources"]),
+                per=_gib(per), left=left)
+
+
+def format_clients_section(inputs: FaqInputs, lang: str,
+                           plots: Mapping[str, Plot] | None = None) -> list[str]:
+    """The section's markdown blocks (a heading first), one part per sweep."""
+    out = [f"## {text('clients.title', lang)}"]
+    sweeps = sweeps_of(inputs)
+    if not sweeps:
+        out.append(text("clients.none", lang))
+        return out
+    for i, summary in enumerate(sweeps):
+        if len(sweeps) > 1:
+            info = summary["per_device"]
+            preset = text("clients.preset", lang, preset=info["preset"]) \
+                if info.get("preset") else ""
+            client = text("clients.client", lang, case=info.get("case") or "?", preset=preset)
+            out.append(f"### {client}")
+        out += _sweep_blocks(summary, lang, (plots or {}).get(plot_key(i)))
+    if any(s["per_device"].get("cpu_slots") for s in sweeps):
+        out.append(text("clients.cpu_caveat", lang))
+    return out
+
+
+def _sweep_blocks(summary: Mapping[str, Any], lang: str, plot: Plot | None) -> list[str]:
+    out = []
+    info = summary["per_device"]
+    cpu = bool(info.get("cpu_slots"))
+    devices = ", ".join(device_label(str(d), lang) for d in info.get("devices") or ()) or "?"
+    out.append(text("clients.intro", lang, devices=devices,
+                    values=", ".join(str(v) for v in summary.get("values") or ())))
+    out.append(_table(summary, lang, cpu))
+    knees = info.get("knees") or {}
+    lines = [f"- {_knee_line(n, k, lang, cpu)}" for n, k in knees.items() if k]
+    lines += [f"- {text('clients.knee.none', lang, mode=mode_label(n, lang, cpu_slots=cpu))}"
+              for n, k in knees.items() if not k]
+    if lines:
+        out.append("\n".join(lines))
+    if plot is not None:
+        out.append(f"![{plot.title}]({plot.path.name})" if plot.path is not None else
+                   f"*{text('clients.plot.missing', lang, reason=plot.reason)}*")
+    if summary.get("command"):
+        out.append(f"```\n{summary['command']}\n```")
+    return out
+
+
+def num_gpus_advice(inputs: FaqInputs, lang: str, calculated: Sequence[str]) -> list[str]:
+    """The memory answer's ``num_gpus`` lines: the sweep's measured knee instead where one was
+    measured, else the calculated lines, said to be calculated."""
+    found = next(((s, f) for s in sweeps_of(inputs) if (f := advice_knee(s))), None)
+    if found is None:
+        return [*calculated, text("clients.calculated", lang), ""]
+    summary, (name, k) = found
+    cpu = bool(summary["per_device"].get("cpu_slots"))
+    return [text("clients.measured", lang, mode=mode_label(name, lang, cpu_slots=cpu),
+                 k=k["value"], resources=_resources(k["client_resources"])), ""]
+
+
+# --- the plot -------------------------------------------------------------------------------
+
+
+def draw_clients(summary: Mapping[str, Any], path: Path, lang: str) -> Path:  # noqa: C901, PLR0915 - two panels of one figure, drawn in turn
+    """Clients per second against workers per device (left) and each worker's peak memory
+    (right): one line per mode, "+mps" dashed; a failed value an x on the axis, a value that
+    computed something else a hollow red x, a refused value a hatched band."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    from gpubench.report.plots import _save  # the plots' one atomic writer
+
+    values = list(summary.get("values") or ())
+    xs = list(range(len(values)))
+    cpu = bool(summary["per_device"].get("cpu_slots"))
+    knees = summary["per_device"].get("knees") or {}
+    fig = Figure(figsize=(WIDTH_IN, 3.8))
+    rate_ax, mem_ax = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    cmap = matplotlib.colormaps["tab10"]
+    # Serial is the reference of the result, not a value of the sweep: it is not drawn.
+    names = [n for n in _mode_names(summary) if n != "serial"]
+    failed_label, wrong_label = text("clients.plot.failed", lang), text("clients.plot.differs", lang)
+    shown: set[str] = set()
+
+    def once(label: str) -> str:
+        if label in shown:
+            return "_nolegend_"
+        shown.add(label)
+        return label
+
+    bases = list(dict.fromkeys(n.removesuffix("+mps") for n in names))
+    for name in names:
+        colour = cmap(bases.index(name.removesuffix("+mps")) % 10)  # a twin shares its colour
+        style = "--" if name.endswith("+mps") else "-"
+        rates, mems = [], []
+        for x, p in zip(xs, summary.get("points") or (), strict=False):
+            m = next((m for m in p.get("modes") or () if m["name"] == name), None)
+            good = m is not None and m["status"] == STATUS_OK and m.get("same_result") is not False
+            rate = m.get("clients_per_s") if m else None
+            rates.append(rate if good and rate else math.nan)
+            mem = None if m is None else (m.get("worker_host_bytes") if cpu
+                                          else m.get("worker_device_bytes"))
+            mems.append(mem / 2**30 if good and mem else math.nan)
+            if m is not None and m["status"] == STATUS_FAILED:
+                rate_ax.plot([x], [0], marker="x", color="tab:red", markersize=9, clip_on=False,
+                             linestyle="none", label=once(failed_label))
+            elif m is not None and m["status"] == STATUS_OK and m.get("same_result") is False and rate:
+                rate_ax.plot([x], [rate], marker="x", color="tab:red", markersize=11,
+                             markerfacecolor="none", linestyle="none", label=once(wrong_label))
+        if all(math.isnan(r) for r in rates):
+            continue
+        label = mode_label(name, lang, cpu_slots=cpu)
+        rate_ax.plot(xs, rates, marker="o", linestyle=style, color=colour, label=label)
+        mem_ax.plot(xs, mems, marker="o", linestyle=style, color=colour, label=label)
+        k = knees.get(name)
+        if k and k["value"] in values:
+            x = values.index(k["value"])
+            rate_ax.plot([x], [k["clients_per_s"]], marker="*", markersize=15, color=colour,
+                         linestyle="none", label=once(text("clients.plot.knee", lang)))
+    for x, p in zip(xs, summary.get("points") or (), strict=False):
+        if p.get("refused"):
+            for ax in (rate_ax, mem_ax):
+                ax.axvspan(x - 0.4, x + 0.4, facecolor="none", edgecolor="tab:red", hatch="//",
+                           linewidth=0, label=once(text("clients.plot.refused", lang))
+                           if ax is rate_ax else "_nolegend_")
+    for ax, title, ylabel in (
+        (rate_ax, text("clients.plot.rate", lang), text("clients.plot.rate.y", lang)),
+        (mem_ax, text("clients.plot.memory", lang),
+         text("clients.plot.memory.y_cpu" if cpu else "clients.plot.memory.y", lang)),
+    ):
+        ax.set_xticks(xs)
+        ax.set_xticklabels([str(v) for v in values])
+        ax.set_xlabel(text("clients.plot.x", lang))
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+    rate_ax.legend(fontsize="small")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def write_clients_plots(inputs: FaqInputs, out_dir: Path, stem: str, lang: str) -> dict[str, Plot]:
+    """``<stem>-clients-<n>.png`` for each sweep given (none without); a reason if one failed."""
+    import matplotlib
+
+    plot_lang, family = plot_language(lang)
+    title = text("clients.plot.rate", lang)
+    rc: dict[str, Any] = {}
+    if family is not None:
+        rc = {"font.family": "sans-serif", "font.sans-serif": [family, "DejaVu Sans"],
+              "axes.unicode_minus": False}
+    out: dict[str, Plot] = {}
+    for i, summary in enumerate(sweeps_of(inputs)):
+        key = plot_key(i)
+        try:
+            with matplotlib.rc_context(cast(Any, rc)):
+                path = draw_clients(summary, out_dir / f"{stem}-{key}.png", plot_lang)
+        except Exception as exc:  # a plot must never cost the page
+            out[key] = Plot(key, title, reason=f"{type(exc).__name__}: {exc}")
+            continue
+        out[key] = Plot(key, title, path=path, lang=plot_lang)
+    return out

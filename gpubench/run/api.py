@@ -1,0 +1,268 @@
+"""gpubench as a library: what the commands do, minus the printing and the exit codes.
+
+:func:`compare` is ``gpubench compare``: prepare (every check that makes bad input exit 2
+raises ``ConfigError``/``UsageError`` here), the run with the monitor on, and the
+counterfactual rows; :func:`run_failed` is the one definition of a failed run. :func:`gate`,
+:func:`report` and :func:`sweep` are the other commands' work. The measuring side (torch, the
+modes) is imported inside the functions that measure, so importing this module, and calling
+:func:`gate`, :func:`report` or :func:`load_results`, loads no torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gpubench.config import RunConfig, SampleSizes
+from gpubench.errors import UsageError
+from gpubench.gate import DEFAULT_MAX_DROP
+from gpubench.results import STATUS_FAILED, Results, read_results, write_text_atomic
+from gpubench.stats import DEFAULT_LEVEL
+
+if TYPE_CHECKING:
+    from gpubench.gate import GateReport
+    from gpubench.run.prepare import Prepared
+    from gpubench.run.sweep import Sweep
+
+__all__ = ["check_gate", "compare", "counterfactuals", "default_out", "load_results",
+           "run_failed", "sweep", "sweep_points", "with_value", "write_report"]  # fmt: skip
+
+# progress(mode, phase, index, total, **clients): what gpubench.commands.progress displays
+Progress = Callable[..., None]
+
+
+
+def run_failed(results: Results) -> bool:
+    """The run failed: a mode failed, or computed something other than serial's result.
+
+    ``gpubench compare`` and ``gpubench sweep`` exit 1 then (the results are still written)."""
+    return any(m.status == STATUS_FAILED or m.same_result is False for m in results.modes)
+
+
+def load_results(path: str | os.PathLike[str]) -> Results:
+    """A results file written by :meth:`Results.save` or ``gpubench compare`` (any schema
+    version gpubench reads); ``ResultsFileError`` names what is wrong with a bad one."""
+    return read_results(path)
+
+
+def default_out(case: str) -> Path:
+    """Where ``gpubench compare`` writes when not told: ``results/<UTC time>-<case>.json``."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in case)[:40]
+    return Path("results") / f"{stamp}-{safe}.json"
+
+
+def _sampler_factory(config: RunConfig) -> Any:
+    if not config.sample_interval_s:
+        return None
+    from gpubench.monitor import create_sampler
+
+    return create_sampler
+
+
+def prepare_checked(config: RunConfig, check_fit: bool = True) -> Prepared:
+    """``prepare`` plus the checks of the pipeline against the case and the devices."""
+    from gpubench.run.prepare import prepare
+    from gpubench.train.pipeline import check_pipeline
+
+    config.validate()
+    prepared = prepare(config, check_fit)
+    check_pipeline(config.train.pipeline, prepared.case.input_shape,
+                   any(d.is_cuda for d in prepared.devices))
+    return prepared
+
+
+def counterfactuals(
+    results: Results, prepared: Prepared, progress: Progress | None = None, command: str = ""
+) -> Results:
+    """The run plus its counterfactual rows (:mod:`gpubench.run.explain`), measured the same
+    way as the run itself."""
+    from gpubench.run.explain import with_counterfactuals
+    from gpubench.run.harness import compare as measure
+
+    def rerun(config: RunConfig, prep: Any, rename: Callable[[str], str]) -> Results:
+        shown = None
+        if progress is not None:
+            def shown(mode: str, *a: Any, **k: Any) -> None:
+                progress(rename(mode), *a, **k)
+
+        return measure(config, progress=shown, sampler_factory=_sampler_factory(config),
+                       command=command, prepared=prep)
+
+    return with_counterfactuals(results, prepared, rerun)
+
+
+def compare(
+    config: RunConfig,
+    *,
+    progress: Progress | None = None,
+    counterfactual: bool = True,
+    command: str = "",
+    prepared: Prepared | None = None,
+) -> Results:
+    """Run every mode of ``config`` on the same federated round and return what was measured.
+
+    What ``gpubench compare`` does, minus the printing: the config and every client's data
+    are checked first (``ConfigError``/``UsageError`` for bad input), the devices are sampled
+    while the modes run (``config.sample_interval_s``; ``None`` turns the monitor off), and
+    when threads lose on a CPU slot of several cores the counterfactual rows are measured too
+    (``counterfactual=False`` skips them). A failed mode is recorded, never raised: see
+    :func:`run_failed`. Ctrl-C (and SIGTERM under the command line) stops every worker and
+    returns what was measured with ``interrupted`` set. ``progress(mode, phase, index,
+    total)`` is called as the run goes.
+    """
+    from gpubench.run.harness import compare as measure
+
+    prep = prepared if prepared is not None else prepare_checked(config)
+    results = measure(config, progress=progress, sampler_factory=_sampler_factory(config),
+                      command=command, prepared=prep)
+    if counterfactual and not results.interrupted:
+        results = counterfactuals(results, prep, progress, command)
+    return results
+
+
+def _write_junit(report: GateReport, path: str | os.PathLike[str]) -> Path:
+    from gpubench.report.gate_pages import format_junit
+
+    return write_text_atomic(path, format_junit(report))
+
+
+def _append_step_summary(report: GateReport, path: str | os.PathLike[str]) -> None:
+    """Append (never overwrite: other steps write there too) the markdown summary."""
+    from gpubench.report.gate_pages import format_gate_markdown
+
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(format_gate_markdown(report))
+    except OSError as exc:
+        raise UsageError(
+            f"cannot append to $GITHUB_STEP_SUMMARY {path}: {exc.strerror or exc}"
+        ) from None
+
+
+def check_gate(
+    current: Results | Sequence[Results] | str | os.PathLike[str],
+    baseline: str | os.PathLike[str],
+    *,
+    max_drop: float = DEFAULT_MAX_DROP,
+    inconclusive: str = "pass",
+    junit_path: str | os.PathLike[str] | None = None,
+    level: float = DEFAULT_LEVEL,
+    step_summary: bool = True,
+) -> GateReport:
+    """Verdicts (PASS / FAIL / INCONCLUSIVE per mode) for ``current`` against ``baseline``
+    (an earlier results file, a pytest-benchmark file or a TOML expectations file).
+
+    ``current`` is a run, several runs, or the path of a results or pytest-benchmark file.
+    Writes JUnit XML to ``junit_path`` when given, and appends the markdown summary to
+    ``$GITHUB_STEP_SUMMARY`` when that is set and ``step_summary`` is true. The report's
+    ``exit_code`` is what ``gpubench gate`` exits with. ``inconclusive``: what an
+    INCONCLUSIVE verdict counts as, ``"pass"`` (the default) or ``"fail"``.
+    """
+    from gpubench.gate import evaluate_gate, load_runs
+
+    if inconclusive not in ("pass", "fail"):
+        raise UsageError(f"inconclusive must be pass or fail, got {inconclusive!r}")
+    strict = inconclusive == "fail"
+    if isinstance(current, (str, os.PathLike)):
+        current, _ = load_runs(current)
+    report = evaluate_gate(current, baseline, max_drop=max_drop, strict=strict, level=level)
+    if junit_path is not None:
+        _write_junit(report, junit_path)
+    summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary and summary_path:
+        _append_step_summary(report, summary_path)
+    return report
+
+
+def write_report(
+    runs: Results | Sequence[Results],
+    out: str | os.PathLike[str],
+    *,
+    lang: str = "en",
+    labels: Sequence[str] | None = None,
+) -> Path:
+    """Write the markdown page (tables, findings, PNG plots beside it) for one or more runs;
+    returns its path. Reads the results alone: no torch, no GPU."""
+    from gpubench.report import page
+
+    listed = [runs] if isinstance(runs, Results) else list(runs)
+    try:
+        return page.write_report(listed, Path(out), lang, labels=labels)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+
+
+# RunConfig.train fields a sweep may vary, by the option's name; the rest are RunConfig's own.
+_TRAIN_FIELDS = {"batch_size": "batch_size", "local_epochs": "local_epochs", "lr": "lr",
+                 "samples_per_client": "samples"}  # fmt: skip
+
+
+def with_value(config: RunConfig, parameter: str, value: Any) -> RunConfig:
+    """``config`` with one option (named as the command line's, with underscores) set."""
+    from gpubench.run.sweep import SWEEPABLE
+
+    if parameter not in SWEEPABLE:
+        raise UsageError(f"cannot sweep {parameter!r}: choose from {', '.join(SWEEPABLE)}")
+    if parameter in _TRAIN_FIELDS:
+        if parameter == "samples_per_client":
+            value = SampleSizes.parse(value)
+        train = replace(config.train, **{_TRAIN_FIELDS[parameter]: value})
+        out = replace(config, train=train)
+    else:
+        out = replace(config, **{parameter: value})
+    out.validate()
+    return out
+
+
+def sweep_points(
+    parameter: str,
+    points: Sequence[tuple[Any, RunConfig]],
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    progress: Progress | None = None,
+    command: str = "",
+    accuracy_rounds: int = 0,
+    accuracy_target: float | None = None,
+) -> Sweep:
+    """:func:`sweep` over configs made already, one per value (``gpubench sweep``'s)."""
+    from gpubench.run.sweep import default_out_dir, prepare_points, run_sweep, with_reference
+
+    points = [(v, with_reference(parameter, c)) for v, c in points]
+    # Every point is checked before any runs; one whose memory plan refuses it is not started.
+    prepared = prepare_points(points, prepare_checked)
+    return run_sweep(
+        parameter, points, Path(out_dir) if out_dir is not None else default_out_dir(),
+        compare_fn=_measure_point, sampler_factory=None, progress=progress, command=command,
+        prepared=prepared, accuracy_rounds=accuracy_rounds, accuracy_target=accuracy_target,
+    )
+
+
+def _measure_point(config: RunConfig, *, progress: Any = None, command: str = "",
+                   prepared: Any = None, sampler_factory: Any = None) -> Results:
+    return compare(config, progress=progress, command=command, prepared=prepared,
+                   counterfactual=False)
+
+
+def sweep(
+    config: RunConfig,
+    parameter: str,
+    values: Sequence[Any],
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    progress: Progress | None = None,
+    accuracy_rounds: int = 0,
+    accuracy_target: float | None = None,
+) -> Sweep:
+    """``compare`` once per value of one parameter (``"batch_size"``, ``"clients"``, ...,
+    named as the command line's option), each point's results written under ``out_dir``
+    (default ``results/sweep-<UTC time>/``) as soon as it ends. Stops after an interrupted
+    point, keeping what was measured; :func:`gpubench.run.sweep.summarize` derives the table.
+    """
+    points = [(v, with_value(config, parameter, v)) for v in values]
+    return sweep_points(parameter, points, out_dir, progress=progress,
+                        accuracy_rounds=accuracy_rounds, accuracy_target=accuracy_target)

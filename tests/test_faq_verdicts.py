@@ -1,0 +1,151 @@
+"""Verdicts that follow from their evidence, each rule on crafted results files."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from gpubench.faq.inputs import FaqInputs, gather
+from gpubench.faq.verdicts import (
+    ACCURACY_LAST,
+    DOES_NOT_HOLD,
+    HOLDS,
+    MIN_SEEDS,
+    NOT_APPLICABLE,
+    NOT_MEASURED,
+    PARTLY,
+    accuracy_summary,
+    answer_beliefs,
+)
+from gpubench.findings import compute_findings
+from gpubench.report import measures
+from gpubench.report.faq_page import format_faq
+from gpubench.report.faq_text import faq_text
+from gpubench.results import Results
+from tests.test_faq import GIB, _jitter, memory_monitor, mode, results
+
+
+def _answers(inputs: FaqInputs) -> dict[str, Any]:
+    return {a.belief: a for a in answer_beliefs(inputs)}
+
+
+def test_k_fold_from_one_gpu_is_not_measured() -> None:
+    run = results([mode("serial", _jitter(1.0)), mode("multi-gpu", _jitter(0.98), ("cuda:0",))],
+                  devices=("cuda:0",))
+    answer = _answers(gather([run]))["multi-gpu"]
+    assert answer.verdict == NOT_MEASURED and answer.parts[0].reason == "one-device"
+    assert answer.parts[0].interval is None  # no ratio is offered as evidence of k-fold
+    for lang in ("en", "zh"):
+        page = format_faq(gather([run]), lang)
+        assert f"**{faq_text('verdict.not-measured', lang)}**" in page
+
+
+def _memory_run(devices: tuple[str, ...], parent: float, worker: float,
+                monitor: dict[str, Any] | None) -> Results:
+    return results([
+        mode("serial", _jitter(1.0, 3), (devices[0],), pids=(100,), proc_mem=int(parent * GIB),
+             allocated=int(0.3 * GIB), reserved=int(0.4 * GIB)),
+        mode("multiprocess", _jitter(1.0, 3), (devices[0],), workers=2, pids=(201, 202),
+             proc_mem=int(worker * GIB), allocated=int(0.2 * GIB), reserved=int(0.3 * GIB)),
+    ], devices=devices, interleave=False, monitor=monitor)
+
+
+def test_gpu_memory_from_cpu_slots_is_not_applicable() -> None:
+    run = _memory_run(("cpu:0", "cpu:1"), 1.1, 0.75, memory_monitor(1.0 * GIB, 1.4 * GIB))
+    answer = _answers(gather([run]))["memory"]
+    assert answer.verdict == NOT_APPLICABLE
+    assert [p.verdict for p in answer.parts] == [NOT_APPLICABLE, NOT_APPLICABLE]
+    # what was measured is still shown: the resident memory, with its interval
+    assert answer.parts[0].interval is not None
+    assert answer.parts[0].facts["median_bytes"] == int(0.75 * GIB)
+
+
+def test_a_compound_belief_gets_a_verdict_per_claim() -> None:
+    # 0.9 GiB per process (not about 2 GB), and twice the device memory with two processes
+    run = _memory_run(("cuda:0",), 0.95, 0.9, memory_monitor(1.0 * GIB, 2.0 * GIB))
+    answer = _answers(gather([run]))["memory"]
+    assert [p.verdict for p in answer.parts] == [DOES_NOT_HOLD, HOLDS]
+    assert answer.verdict == PARTLY
+    page = format_faq(gather([run]), "en")
+    assert "**partly holds**" in page and "— **does not hold**" in page and "— **holds**" in page
+
+
+def test_process_memory_counts_each_worker_once_and_not_the_parent() -> None:
+    # The parent (serial) holds 3 GB, its workers 1.9 GB each; two batch points repeat the
+    # parent at other batch sizes. Only the memory run's two workers are a process's memory.
+    memory = _memory_run(("cuda:0",), 3.0, 1.9, memory_monitor(3.0 * GIB, 6.0 * GIB))
+    points = [results([mode("serial", _jitter(t), pids=(100,), proc_mem=int(3.0 * GIB),
+                            allocated=int(0.3 * GIB), reserved=int(0.4 * GIB))],
+                      batch=b, interleave=False, command="gpubench sweep --batch-size 32,128")
+              for b, t in ((32, 2.6), (128, 1.0))]
+    part = _answers(gather([memory, *points]))["memory"].parts[0]
+    assert part.facts["processes"] == 2
+    assert part.facts["median_bytes"] == int(1.9 * GIB)
+    assert part.verdict == HOLDS  # 1.9 GiB = 2.04 GB: about 2 GB
+
+
+def _point(batch: int, seed: int, curve: list[float]) -> dict[str, Any]:
+    return {"value": batch, "accuracy": {"batch_size": batch, "rounds": len(curve),
+                                         "initial_accuracy": 0.1, "accuracy": curve,
+                                         "final": curve[-1], "local_steps": 512 / batch,
+                                         "seed": seed}}
+
+
+def _batch_inputs(seeds: int, devices: tuple[str, ...] = ("cuda:0",)) -> FaqInputs:
+    util = {devices[0]: 100.0} if devices[0].startswith("cpu") else None
+    points = [results([mode("serial", _jitter(t), (devices[0],), util=util)], batch=b,
+                      interleave=False, devices=devices, command="gpubench sweep")
+              for b, t in ((32, 2.6), (128, 1.0))]
+    curves = {32: [[0.5, 0.8, 0.6, 0.9], [0.6, 0.7, 0.8, 0.7], [0.4, 0.9, 0.7, 0.8]],
+              128: [[0.3, 0.5, 0.6, 0.5], [0.2, 0.6, 0.5, 0.7], [0.4, 0.4, 0.6, 0.6]]}
+    summaries = [{"parameter": "batch_size",
+                  "points": [_point(b, s, curves[b][s]) for b in (32, 128)]}
+                 for s in range(seeds)]
+    return gather(points, summaries)
+
+
+def test_accuracy_is_claimed_only_over_three_seeds() -> None:
+    one = _answers(_batch_inputs(1))["batch"].parts[0].facts
+    assert one["accuracy_from"]["seeds"] == 1 and "mean" not in one["accuracy_from"]
+    page = format_faq(_batch_inputs(1), "en")
+    assert "Accuracy is not compared" in page and "0.90" not in page
+    three = _answers(_batch_inputs(3))["batch"].parts[0].facts["accuracy_from"]
+    assert three["seeds"] == MIN_SEEDS
+    # each seed's mean over its last rounds, then the mean over seeds
+    lasts = [sum(c[-ACCURACY_LAST:]) / ACCURACY_LAST
+             for c in ([0.6, 0.9], [0.8, 0.7], [0.7, 0.8])]
+    assert three["mean"] == pytest.approx(sum(lasts) / 3)
+    page = format_faq(_batch_inputs(3), "en")
+    assert f"{three['mean']:.2f} ± {three['sd']:.2f}" in page and "over 3 seeds" in page
+
+
+def test_the_same_seed_twice_is_one_seed() -> None:
+    run = {"accuracy": [0.5, 0.6], "rounds": 2, "seed": 7}
+    summary = accuracy_summary([run, dict(run), dict(run)])
+    assert summary is not None and summary["seeds"] == 1 and "mean" not in summary
+
+
+def test_the_cpu_slot_why_for_batch_size_names_what_the_slot_measured() -> None:
+    inputs = _batch_inputs(1, ("cpu:0", "cpu:1"))
+    assert inputs.cpu_slots
+    page = format_faq(inputs, "en")
+    why = next(line for line in page.splitlines()
+               if line.startswith("**Why:**") and "batch of 128" in line)
+    assert "slot was busy 100%" in why and "kernel launches" not in why
+    gpu = format_faq(_batch_inputs(1), "en")
+    assert "kernel launches" in gpu
+
+
+def test_processes_are_called_time_sliced_only_when_the_interval_says_so() -> None:
+    # 5 rounds, 1.8x with an interval across 1.10x: not "no faster than serial"
+    wide = results([mode("serial", (1.0, 1.02, 0.98, 1.0, 1.01)),
+                    mode("multiprocess", (0.4, 1.05, 0.5, 0.95, 0.55), workers=2)],
+                   interleave=False, devices=("cuda:0",))
+    speed = measures.speed_of(wide, wide.modes[1])
+    assert speed.interval is not None and speed.interval.contains(1.10)
+    assert not [f for f in compute_findings(wide) if f.code == "processes-time-sliced"]
+    clear = replace(wide, modes=(wide.modes[0], replace(
+        wide.modes[1], round_times_s=(1.0, 1.03, 0.99, 1.01, 1.02))))
+    assert [f.code for f in compute_findings(clear)].count("processes-time-sliced") == 1
