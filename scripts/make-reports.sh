@@ -30,7 +30,8 @@ if [ "$render_only" = 0 ]; then
   gpubench compare --case mlp --modes serial,vectorized --devices cpu:1 --clients 10 \
     --batch-size 64 --rounds 20 --interleave --quiet --out "$cpu/vectorized-mlp.json"
   # The FAQ's own plan: an interleaved comparison, the memory run, the batch sweep.
-  rm -rf "$faq_cpu/results"
+  # (results/clients/ holds the clients-per-device sweeps: scripts/clients-per-device.sh)
+  rm -rf "$faq_cpu/results/sweep" "$faq_cpu"/results/*.json
   gpubench faq --out "$faq_cpu" --devices cpu:2 --lang both --quiet
 fi
 
@@ -46,7 +47,13 @@ for lang in en zh; do
     "$own"/example-app-cpu2.json "$own"/idealised-cpu1.json "$own"/flower-like-cpu1.json \
     "$own"/example-app-cpu1.json -o "$own/own-client.$lang.md" --lang "$lang"
 done
-gpubench faq --out "$faq_cpu" --from "$faq_cpu"/results/*.json "$faq_cpu"/results/sweep/*.json
+# The clients-per-device section, from each committed workers-per-device sweep.
+clients=()
+for dir in "$faq_cpu"/results/clients/*/; do
+  [ -f "$dir/summary.json" ] && clients+=(--clients-sweep "${dir%/}")
+done
+gpubench faq --out "$faq_cpu" --from "$faq_cpu"/results/*.json "$faq_cpu"/results/sweep/*.json \
+  "${clients[@]}"
 gpubench faq --out docs/faq/gpu-h200 --from reports/gpu-h200/compare-all.json \
   reports/gpu-h200/sweep/*.json
 python scripts/readme_table.py

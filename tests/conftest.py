@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
+import io
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -98,8 +101,6 @@ def no_orphan_processes():
 
 def run_cli(*args: str, timeout: float = 180, env: dict[str, str] | None = None):
     """Run the real CLI in a subprocess (as a user would)."""
-    import subprocess
-
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "gpubench", *args],
@@ -109,6 +110,21 @@ def run_cli(*args: str, timeout: float = 180, env: dict[str, str] | None = None)
         cwd=ROOT,
         env=full_env,
     )
+
+
+def cli_in_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """``gpubench ARGS`` run by this process, as :func:`run_cli` reports it: for what
+    ``main`` decides before any work starts (bad input, exit 2), without a fresh interpreter
+    and torch loaded again."""
+    from gpubench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's own usage errors
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(["gpubench", *args], code, out.getvalue(), err.getvalue())
 
 
 def has_cuda() -> bool:

@@ -22,7 +22,6 @@ def fake_results(batch: int, serial_s: float) -> Results:
     return Results({}, {"batch_size": batch, "samples": [512], "local_epochs": 1}, (serial,))
 
 
-@pytest.mark.slow  # five rounds of the cnn: the one test of real learning
 def test_the_builtin_cnn_learns_over_five_progressing_rounds() -> None:
     config = run_config(
         case="cnn",

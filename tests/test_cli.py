@@ -1,4 +1,5 @@
-"""The real CLI in a subprocess: bad input, exit codes, Ctrl-C, results on disk."""
+"""The CLI: bad input refused before any work (in this process), and in a real subprocess exit
+codes, Ctrl-C, results on disk."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from gpubench.config import ConfigError, Partition, SampleSizes
 from gpubench.machine.devices import resolve_devices, split_cores
-from tests.conftest import CASES, ROOT, run_cli, spawned_workers, wait_for_training
+from tests.conftest import CASES, ROOT, cli_in_process, run_cli, spawned_workers, wait_for_training
 
 TINY = ["--case", "mlp", "--clients", "2", "--samples-per-client", "32", "--batch-size", "16",
         "--rounds", "1", "--warmup", "0", "--sample-interval", "0", "--quiet"]
@@ -38,7 +39,7 @@ BAD = [
 
 @pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path):
-    proc = run_cli("compare", *TINY, "--out", str(tmp_path / "r.json"), *argv)
+    proc = cli_in_process("compare", *TINY, "--out", str(tmp_path / "r.json"), *argv)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -52,7 +53,7 @@ def test_no_cuda_is_a_clear_error_where_there_is_no_gpu(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    proc = run_cli("compare", *TINY, "--devices", "cuda", "--out", str(tmp_path / "r.json"))
+    proc = cli_in_process("compare", *TINY, "--devices", "cuda", "--out", str(tmp_path / "r.json"))
     assert proc.returncode == 2
     assert "no CUDA GPU is visible" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -105,7 +106,8 @@ def test_ctrl_c_and_sigterm_stop_every_worker_and_write_what_was_measured(tmp_pa
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUBENCH_TEST_MARKS": str(marks)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gpubench", "compare", "--case", f"{CASES}:slow_case",
-         "--clients", "4", "--samples-per-client", "200", "--batch-size", "8",
+         # 15 batches of 50 ms a client: a worker's two clients take 1.5 s once it trains
+         "--clients", "4", "--samples-per-client", "120", "--batch-size", "8",
          "--modes", "serial,multi-gpu", "--devices", "cpu:2", "--rounds", "1", "--warmup", "0",
          "--sequential", "--sample-interval", "0", "--quiet", "--out", str(out)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -144,7 +146,7 @@ def test_ctrl_c_and_sigterm_stop_every_worker_and_write_what_was_measured(tmp_pa
 
 
 def test_cases_lists_the_catalogue_with_parameter_counts():
-    proc = run_cli("cases")
+    proc = cli_in_process("cases")
     assert proc.returncode == 0
     for name, params in (("cnn", "136,874"), ("mlp", "109,386"), ("resnet18", "11,173,962")):
         line = next(line for line in proc.stdout.splitlines() if line.startswith(name))

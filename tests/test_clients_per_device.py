@@ -264,9 +264,13 @@ def test_workers_per_device_sets_the_workers_of_multi_gpu_and_ray(tmp_path):
 
     train = TrainConfig(batch_size=32, samples=SampleSizes(32, 32))
     base = RunConfig(case="mlp", clients=4, train=train, devices="cpu:2", warmup=0, rounds=1,
-                     modes=("multi-gpu", "ray"), sample_interval_s=None)
-    points = [(k, replace(base, workers_per_device=k)) for k in (1, 2)]
+                     modes=("multi-gpu", "ray"), sample_interval_s=None,
+                     interleave=False)  # one serial run, not one beside each daemon mode
+    # One point, 2 per device: a value ignored would leave the default 1 (other tests run
+    # both modes at the default); each point starts its own workers and its own Ray.
+    points = [(2, replace(base, workers_per_device=2))]
     sweep = sweep_points("workers_per_device", points, tmp_path)
+    assert [p.value for p in sweep.points] == [2]
     for p in sweep.points:
         assert p.results is not None
         assert p.results.mode("serial") is not None  # the reference was added
@@ -385,7 +389,7 @@ def test_the_faq_page_replaces_the_calculated_num_gpus_with_the_measured_one(tmp
 
 
 def test_gpubench_faq_reads_a_clients_sweep_folder_and_refuses_a_wrong_one(tmp_path):
-    from tests.conftest import run_cli
+    from tests.conftest import cli_in_process
 
     summary = _crafted_faq_summary(tmp_path / "sweep")
     (tmp_path / "sweep" / "summary.json").write_text(json.dumps(summary))
@@ -394,12 +398,12 @@ def test_gpubench_faq_reads_a_clients_sweep_folder_and_refuses_a_wrong_one(tmp_p
     (other / "summary.json").write_text(json.dumps({"parameter": "batch_size", "points": [],
                                                     "per_device": {}}))
     results = next((tmp_path / "sweep").glob("workers_per_device-1.json"))
-    ok = run_cli("faq", "--out", str(tmp_path / "faq"), "--from", str(results),
-                 "--clients-sweep", str(tmp_path / "sweep"))
+    ok = cli_in_process("faq", "--out", str(tmp_path / "faq"), "--from", str(results),
+                        "--clients-sweep", str(tmp_path / "sweep"))
     assert ok.returncode == 0, ok.stderr
     assert "拐点" in (tmp_path / "faq" / "faq.zh.md").read_text()
-    bad = run_cli("faq", "--out", str(tmp_path / "faq2"), "--from", str(results),
-                  "--clients-sweep", str(other))
+    bad = cli_in_process("faq", "--out", str(tmp_path / "faq2"), "--from", str(results),
+                         "--clients-sweep", str(other))
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and "is not the summary of a gpubench sweep --workers-per-device" \

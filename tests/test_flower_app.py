@@ -165,15 +165,6 @@ def test_a_broken_client_fails_its_mode_naming_the_client(problem, message):
 
 
 @pytest.mark.slow
-def test_quickstart_under_every_process_mode():
-    results = compare(config(QUICKSTART, ("serial", "multiprocess", "multi-gpu", "ray", "flower")))
-    for name in ("multiprocess", "multi-gpu", "ray", "flower"):
-        mode = results.mode(name)
-        assert mode.status == "ok" and mode.same_result is True, (name, mode.error)
-    assert phases_add_up(results)
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("file, name, run_config, initial", [
     ("numpy_app.py", "app", None, None),  # a ClientApp(client_fn=...): the legacy messages
     ("numpy_app.py", "client_fn", None, None),  # a client_fn returning a Client
@@ -202,18 +193,24 @@ def test_a_broken_client_fails_the_process_modes_too():
 
 
 @pytest.mark.slow
-def test_the_readme_one_liner(tmp_path):
+def test_the_readme_one_liner_and_the_quickstart_under_ray_and_flower(tmp_path):
+    # The README's modes, and ray and flower in the same run: one serial reference for all.
+    pytest.importorskip("ray")
+    modes = ["serial", "threaded", "multiprocess", "multi-gpu", "ray", "flower"]
     proc = run_cli(
         "compare", "--case", "flower:examples/flower-quickstart/app.py:app",
         "--initial-model", "examples/flower-quickstart/task.py:Net",
         "--run-config", RUN_CONFIG, "--train-config", "lr=0.01", "--clients", "4",
-        "--devices", "cpu:2", "--modes", "serial,threaded,multiprocess,multi-gpu",
-        "--warmup", "0", "--rounds", "1", "-q", "--out", str(tmp_path / "r.json"), timeout=600,
+        "--devices", "cpu:2", "--modes", ",".join(modes),
+        "--warmup", "0", "--rounds", "1", "--sequential",  # one serial run, not three
+        "-q", "--out", str(tmp_path / "r.json"), timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     written = read_results(tmp_path / "r.json")
-    assert [m.name for m in written.modes] == ["serial", "threaded", "multiprocess", "multi-gpu"]
+    assert [m.name for m in written.modes] == modes
     assert all(m.status == "ok" for m in written.modes), [m.error for m in written.modes]
-    assert written.mode("multi-gpu").same_result is True  # type: ignore[union-attr]
+    for name in ("multiprocess", "multi-gpu", "ray", "flower"):  # the app in worker processes
+        assert written.mode(name).same_result is True, name  # type: ignore[union-attr]
+    assert phases_add_up(written)
     assert written.config["case"].startswith("flower:examples/flower-quickstart/app.py:app")
     assert list(written.config["samples"]) == [32, 32, 32, 32]  # the app's num-examples

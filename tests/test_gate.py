@@ -553,7 +553,8 @@ def test_the_benchmark_suite_writes_a_file_that_gates(tmp_path: Path) -> None:
         [
             sys.executable, "-m", "pytest", "bench_cases", "-q", "-p", "no:cacheprovider",
             f"--benchmark-json={out}", "--gpubench-clients=2", "--gpubench-samples=64",
-            "--gpubench-rounds=3",
+            "--gpubench-rounds=3", "--gpubench-warmup=0",
+            "--benchmark-max-time=0.1",  # the phase timer's tick: calibrated, not a second
         ],
         capture_output=True,
         text=True,

@@ -75,8 +75,9 @@ def test_make_dataset_must_return_a_dataset():
 
 @pytest.mark.slow
 def test_own_train_under_the_process_modes():
-    results = compare(config("adam_case", ("serial", "multiprocess", "multi-gpu")))
-    for name in ("multiprocess", "multi-gpu"):
+    # multiprocess's workers are multi-gpu's, placed elsewhere: one of the two suffices.
+    results = compare(config("adam_case", ("serial", "multi-gpu")))
+    for name in ("multi-gpu",):
         mode = results.mode(name)
         assert mode.status == "ok" and mode.same_result is True, (name, mode.error)
     check_phases(results)

@@ -196,7 +196,7 @@ def test_no_counterfactual_when_threads_do_not_lose() -> None:
 def test_flower_like_runs_every_default_mode_with_serials_result_and_whole_phases() -> None:
     config = _parse("--preset", "flower-like", "--loader-workers", "1", "--clients", "4",
                     "--samples-per-client", "32", "--batch-size", "16", "--devices", "cpu:2",
-                    "--warmup", "1", "--rounds", "1", "--sample-interval", "0")
+                    "--warmup", "0", "--rounds", "1", "--sample-interval", "0")
     out = compare(config)
     for m in out.modes:
         assert m.ok, m.error

@@ -10,24 +10,12 @@ import pytest
 from gpubench.errors import UsageError
 from gpubench.predict import predict, schedule
 from gpubench.results import ClientTiming, ModeResult, Results, RoundRecord, write_results
-
-
-class Done:
-    """What ``gpubench ARGS`` run in this process exited with and printed."""
-
-    def __init__(self, capsys: pytest.CaptureFixture[str], *args: str) -> None:
-        from gpubench.cli import main
-
-        try:
-            self.returncode = main(list(args))
-        except SystemExit as exit_:  # argparse's own usage errors exit
-            self.returncode = exit_.code if isinstance(exit_.code, int) else 1
-        self.stdout, self.stderr = capsys.readouterr()
+from tests.conftest import cli_in_process
 
 
 @pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str]):
-    return lambda *args: Done(capsys, *args)
+def run_cli():
+    return cli_in_process
 
 
 def _round(index: int, time_s: float, train: list[float], workers: list[int] | None = None) -> RoundRecord:

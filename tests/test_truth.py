@@ -30,7 +30,8 @@ def wrong_modes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.slow
 def test_wrong_modes_are_caught(wrong_modes: None) -> None:
-    results = compare(config(modes=("serial", "multi-gpu", *WRONG)))
+    # The warm-up and one measured round: every wrong mode fails or differs by round 2.
+    results = compare(config(modes=("serial", "multi-gpu", *WRONG), rounds=1))
     by = {m.name: m for m in results.modes}
     assert by["multi-gpu"].status == "ok" and by["multi-gpu"].same_result is True
     assert by["multi-gpu"].worst_client_diff == 0.0
@@ -81,9 +82,10 @@ def test_dropout_case_is_detected_and_threads_are_not_reproducible() -> None:
 
 
 @pytest.mark.slow
-def test_dropout_case_same_in_every_process_mode() -> None:
+def test_dropout_case_same_in_the_pool_workers() -> None:
+    # multiprocess's workers are multi-gpu's, placed elsewhere: one of the two suffices.
     results = compare(config(case=f"{CASES}:dropout_case", warmup=0, rounds=1,
-                             modes=("serial", "multiprocess", "multi-gpu")))
+                             modes=("serial", "multi-gpu")))
     for m in results.modes:
         assert m.status == "ok", m.error
         assert m.same_result is True, (m.name, m.worst_client_diff)
@@ -126,7 +128,7 @@ def test_dropout_case_same_under_ray_and_flower() -> None:
 
     before = {p.pid for p in ray_processes()}
     results = compare(config(case=f"{CASES}:dropout_case", warmup=0, rounds=1, clients=4,
-                             modes=("serial", "ray", "flower")))
+                             modes=("serial", "ray", "flower"), interleave=False))
     for m in results.modes:
         assert m.status == "ok", m.error
         assert m.same_result is True, (m.name, m.worst_client_diff)
