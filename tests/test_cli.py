@@ -112,6 +112,9 @@ def test_ctrl_c_and_sigterm_stop_every_worker_and_write_what_was_measured(tmp_pa
          "--sequential", "--sample-interval", "0", "--quiet", "--out", str(out)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
+        # A suite started in the background of a shell hands SIGINT down ignored; a command
+        # typed in a terminal gets it as usual, which is what this test is about.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         parent = psutil.Process(proc.pid)

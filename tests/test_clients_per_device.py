@@ -35,33 +35,43 @@ def _row(name: str, clients_per_s: float | None, *, status: str = "ok", same: bo
 
 
 def test_knee_is_the_smallest_value_within_5_percent_of_the_best():
-    rows = [(1, _row("ray", 10.0)), (2, _row("ray", 18.0)), (4, _row("ray", 19.2)),
-            (8, _row("ray", 20.0))]
+    rows = [(1, _row("ray", 10.0, workers=2)), (2, _row("ray", 18.0, workers=4)), (4, _row("ray", 19.2, workers=8)),
+            (8, _row("ray", 20.0, workers=16))]
     k = knee(rows)
     assert k is not None
     assert (k["value"], k["best_value"], k["basis"]) == (4, 8, "clients_per_s")
     assert k["of_best"] == pytest.approx(0.96)
     # 18.9 is 94.5% of 20: not within 5%, so the knee moves to the best itself.
-    rows[2] = (4, _row("ray", 18.9))
+    rows[2] = (4, _row("ray", 18.9, workers=8))
     assert knee(rows)["value"] == 8
 
 
 def test_a_failed_or_wrong_value_is_never_the_best_nor_the_knee():
-    rows = [(1, _row("ray", 10.0)), (2, _row("ray", 19.0)),
-            (4, _row("ray", 50.0, same=False)),  # faster, but computed something else
-            (8, _row("ray", None, status="failed")), (16, _row("ray", 99.0, status="failed"))]
+    rows = [(1, _row("ray", 10.0, workers=2)), (2, _row("ray", 19.0, workers=4)),
+            (4, _row("ray", 50.0, same=False, workers=8)),  # faster, but computed something else
+            (8, _row("ray", None, status="failed", workers=16)), (16, _row("ray", 99.0, status="failed", workers=32))]
     k = knee(rows)
     assert (k["value"], k["best_value"]) == (2, 2)
-    assert knee([(1, _row("ray", 5.0, same=False))]) is None
+    assert knee([(1, _row("ray", 5.0, same=False, workers=2))]) is None
 
 
 def test_the_knee_reads_the_speedup_over_serial_when_every_value_has_one():
     # clients/s drifted down at 4 (a busy machine), but against serial re-timed at the same
     # point, 4 is as good as 2.
-    rows = [(1, _row("ray", 10.0, speedup=1.0)), (2, _row("ray", 19.0, speedup=1.9)),
-            (4, _row("ray", 15.0, speedup=1.95))]
+    rows = [(1, _row("ray", 10.0, speedup=1.0, workers=2)), (2, _row("ray", 19.0, speedup=1.9, workers=4)),
+            (4, _row("ray", 15.0, speedup=1.95, workers=8))]
     k = knee(rows)
     assert (k["basis"], k["value"], k["best_value"]) == ("speedup_vs_serial", 2, 4)
+
+
+def test_a_value_that_ran_no_more_workers_than_a_smaller_one_is_not_the_knee():
+    # 4 clients on two slots: at 4 per device only 4 workers ran, as at 2 per device; its
+    # better speedup is noise of the same setting, and 0.25 CPUs per client never ran.
+    rows = [(1, _row("ray", 6.5, speedup=1.09, workers=2)),
+            (2, _row("ray", 21.0, speedup=1.61, workers=4)),
+            (4, _row("ray", 16.7, speedup=1.93, workers=4))]
+    k = knee(rows)
+    assert (k["value"], k["best_value"]) == (2, 2)
 
 
 def test_client_resources_on_gpus_and_on_cpu_slots():

@@ -336,14 +336,14 @@ def test_wide_spread_names_the_mode_and_its_numbers():
     # IQR of (1.0, 1.4, 2.0) = 1.7 - 1.2 = 0.5; median 1.4; 35.7%
     assert "threaded 35.7% (IQR 0.5 s, median 1.4 s, 3 rounds)" in en
     assert "serial" not in en.split(":", 1)[1]
-    assert "--rounds 10" in hint and "--interleave" in hint and "--interleave" in hint_zh
+    assert "--rounds 10" in hint and "--sequential" in hint and "--sequential" in hint_zh
 
 
 def test_interleaved_runs_are_not_told_to_interleave():
     noisy = mode("threaded", [1.0, 1.4, 2.0], workers=2, speedup=0.7)
     f = only(compute_findings(results(SERIAL, noisy, interleave=True)), "wide-spread")
     assert f.facts["interleave"] is None
-    assert "--interleave" not in words(f)[1]
+    assert "--sequential" not in words(f)[1] and "--interleave" not in words(f)[1]
 
 
 def test_steady_rounds_give_no_spread_finding():

@@ -30,7 +30,8 @@ from gpubench.gate.verdicts import (
 from gpubench.results import STATUS_FAILED, STATUS_NOT_APPLICABLE, ModeResult, Results
 from gpubench.stats import DEFAULT_LEVEL, NOISY_SPREAD, REFERENCE_MODE, Interval
 
-NOISY_HINT = "run more rounds, or compare with --interleave on a shared machine"
+NOISY_HINT = ("run more rounds (6 or more interleaved rounds are paired, so drift of a "
+              "shared machine cancels)")
 POINT_HINT = "one round per mode gives no interval: run 3 or more (--rounds)"
 _VERDICT_OF = {stats.WITHIN: PASS, stats.BEYOND: FAIL, stats.UNDECIDED: INCONCLUSIVE}
 

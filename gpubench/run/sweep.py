@@ -375,7 +375,7 @@ def knee(
 
     Throughput is the speedup over serial of the same point (serial re-timed at each point, so
     drift between points cancels) where every such value has one, else clients per second."""
-    ok = [(v, r) for v, r in rows if _succeeded(r)]
+    ok = _distinct_workers([(v, r) for v, r in rows if _succeeded(r)])
     if not ok:
         return None
     basis = "speedup_vs_serial" if all(_throughput(r, "speedup_vs_serial") for _, r in ok) \
@@ -388,6 +388,24 @@ def knee(
     return {"value": value, "clients_per_s": row["clients_per_s"], "best_value": best_value,
             "best_clients_per_s": best["clients_per_s"], "basis": basis, "within": within,
             "of_best": (_throughput(row, basis) or 0.0) / top}
+
+
+def _distinct_workers(
+    rows: Sequence[tuple[Any, Mapping[str, Any]]],
+) -> list[tuple[Any, Mapping[str, Any]]]:
+    """The rows, less any value that ran no more workers than a smaller value did (more
+    workers per device than there are clients): it measured the same setting again, and
+    its ``client_resources`` would describe workers that never ran."""
+    kept: list[tuple[Any, Mapping[str, Any]]] = []
+    seen: set[int] = set()
+    for value, row in sorted(rows, key=lambda vr: float(vr[0])):
+        workers = row.get("workers")
+        if workers is not None and workers in seen:
+            continue
+        if workers is not None:
+            seen.add(workers)
+        kept.append((value, row))
+    return kept
 
 
 def client_resources(k: int, machine: Mapping[str, Any]) -> dict[str, float]:
