@@ -160,12 +160,7 @@ def load_inputs(paths: Sequence[str | Path]) -> FaqInputs:
     summaries: list[Mapping[str, Any]] = []
     for path in paths:
         p = Path(path)
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise UsageError(f"cannot read {p}: {exc.strerror or exc}") from None
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise UsageError(f"{p} is not a JSON file") from None
+        data = read_json(p)
         if isinstance(data, Mapping) and "schema_version" not in data and "points" in data:
             summaries.append(data)
             continue
@@ -177,3 +172,13 @@ def load_inputs(paths: Sequence[str | Path]) -> FaqInputs:
     if not runs:
         raise UsageError("--from needs at least one gpubench results file")
     return gather(runs, summaries, [str(p) for p in paths], labels)
+
+
+def read_json(p: Path) -> Any:
+    """A JSON file's data; an unreadable or non-JSON file is a one-line UsageError."""
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read {p}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise UsageError(f"{p} is not a JSON file") from None

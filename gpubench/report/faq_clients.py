@@ -12,14 +12,13 @@ come from the catalogue (``clients.*``); no torch.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 from gpubench.errors import UsageError
-from gpubench.faq.inputs import FaqInputs
+from gpubench.faq.inputs import FaqInputs, read_json
 from gpubench.report import measures, tables
 from gpubench.report.i18n import device_label, mode_label, text
 from gpubench.report.plots import WIDTH_IN, Plot, plot_language
@@ -39,12 +38,7 @@ def load_clients_sweep(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if p.is_dir():
         p = p / SUMMARY_FILE
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"cannot read {p}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise UsageError(f"{p} is not a JSON file") from None
+    data = read_json(p)
     if not isinstance(data, dict) or data.get("parameter") != PARAMETER \
             or not isinstance(data.get("per_device"), dict):
         raise UsageError(f"{p} is not the summary of a gpubench sweep --workers-per-device")
