@@ -34,7 +34,9 @@ def test_the_tolerance_is_the_floor_times_the_factor_never_under_the_lower_bound
     assert tolerance_from_floor(0.05, True) == CUDA_TOLERANCE
 
 
-def test_prepare_measures_a_floor_on_a_few_batches_and_derives_the_tolerance(monkeypatch):
+@pytest.fixture
+def trained(monkeypatch) -> list[int]:
+    """The samples each noise-floor training saw, in order."""
     seen: list[int] = []
     real = prepare_module._fingerprint
 
@@ -43,6 +45,11 @@ def test_prepare_measures_a_floor_on_a_few_batches_and_derives_the_tolerance(mon
         return real(case, cfg, device, client, x, y, *rest)
 
     monkeypatch.setattr(prepare_module, "_fingerprint", counting)
+    return seen
+
+
+def test_prepare_measures_a_floor_on_a_few_batches_and_derives_the_tolerance(trained):
+    seen = trained
     prep = prepare(run_config(samples=96, batch_size=16))
     # float32 and float64, each on the client's first NOISE_STEPS batches only
     assert seen == [NOISE_STEPS * 16] * 2
@@ -94,15 +101,8 @@ def test_vectorized_on_one_slot_of_two_cores_computes_serials_result() -> None:
     assert vec.worst_client_diff <= vec.tolerance
 
 
-def test_a_large_model_measures_its_floor_on_fewer_samples(monkeypatch) -> None:
-    seen: list[int] = []
-    real = prepare_module._fingerprint
-
-    def counting(case, cfg, device, client, x, y, *rest):
-        seen.append(int(x.shape[0]))
-        return real(case, cfg, device, client, x, y, *rest)
-
-    monkeypatch.setattr(prepare_module, "_fingerprint", counting)
+def test_a_large_model_measures_its_floor_on_fewer_samples(monkeypatch, trained) -> None:
+    seen = trained
     monkeypatch.setattr(prepare_module, "NOISE_WORK", 109386 * 5)  # mlp: 109386 parameters
     prep = prepare(run_config(samples=96, batch_size=16))
     assert seen == [5, 5] and prep.noise_floor is not None
