@@ -99,6 +99,17 @@ def no_orphan_processes():
     assert not left, f"processes outlived the test: {[(p.pid, p.name()) for p in left]}"
 
 
+@pytest.fixture(scope="session")
+def ray_and_flower_run():
+    """The one real run of serial, ray and flower (see tests.ray_helpers.ray_and_flower) that
+    the ray, flower and dropout tests read."""
+    pytest.importorskip("ray")
+    pytest.importorskip("flwr")
+    from tests.ray_helpers import ray_and_flower
+
+    return ray_and_flower()
+
+
 def run_cli(*args: str, timeout: float = 180, env: dict[str, str] | None = None):
     """Run the real CLI in a subprocess (as a user would)."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}

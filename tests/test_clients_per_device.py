@@ -273,11 +273,11 @@ def test_workers_per_device_sets_the_workers_of_multi_gpu_and_ray(tmp_path):
     from gpubench.run.api import sweep_points
 
     train = TrainConfig(batch_size=32, samples=SampleSizes(32, 32))
-    base = RunConfig(case="mlp", clients=4, train=train, devices="cpu:2", warmup=0, rounds=1,
+    base = RunConfig(case="mlp", clients=4, train=train, devices="cpu:1", warmup=0, rounds=1,
                      modes=("multi-gpu", "ray"), sample_interval_s=None,
                      interleave=False)  # one serial run, not one beside each daemon mode
-    # One point, 2 per device: a value ignored would leave the default 1 (other tests run
-    # both modes at the default); each point starts its own workers and its own Ray.
+    # One point, 2 on the one slot: a value ignored would leave the default 1 (other tests
+    # run both modes at the default); each point starts its own workers and its own Ray.
     points = [(2, replace(base, workers_per_device=2))]
     sweep = sweep_points("workers_per_device", points, tmp_path)
     assert [p.value for p in sweep.points] == [2]
@@ -287,11 +287,26 @@ def test_workers_per_device_sets_the_workers_of_multi_gpu_and_ray(tmp_path):
         for name in ("multi-gpu", "ray"):
             m = p.results.mode(name)
             assert m is not None and m.ok and m.same_result is True, (name, m.error)
-            assert m.workers == 2 * p.value, name
-            assert len({w.pid for w in m.worker_memory}) == 2 * p.value, name
-            per_device = {d: sum(w.device == d for w in m.worker_memory)
-                          for d in ("cpu:0", "cpu:1")}
-            assert per_device == {"cpu:0": p.value, "cpu:1": p.value}, name
+            assert m.workers == p.value, name
+            assert len({w.pid for w in m.worker_memory}) == p.value, name
+            assert {w.device for w in m.worker_memory} == {"cpu:0"}, name
+
+
+def test_multi_gpu_and_ray_place_workers_per_device_on_each_device():
+    # The real run above uses one slot; the placement over two is the plan's.
+    from gpubench.machine.devices import resolve_devices
+    from gpubench.modes.base import Plan
+    from gpubench.modes.multiprocess import MultiGpuMode
+    from gpubench.modes.ray_mode import RayMode
+
+    devices = resolve_devices("cpu:2").devices
+    for k in (1, 2, 4):
+        plan = Plan(RunConfig(clients=16, workers_per_device=k), devices, (8,) * 16, 10)
+        for mode in (MultiGpuMode(plan), RayMode(plan)):
+            per_device = {d: sum(s.device.id == d for s in mode.specs) for d in ("cpu:0", "cpu:1")}
+            assert per_device == {"cpu:0": k, "cpu:1": k}, (mode.name, k)
+            trained = sorted(c for s in mode.specs for c in s.clients)
+            assert trained == list(range(16)), (mode.name, k)  # each client once
 
 
 def test_flower_starts_workers_per_device_actors_on_each_device():

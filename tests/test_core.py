@@ -238,3 +238,32 @@ def test_workers_start_with_the_openmp_wait(monkeypatch: pytest.MonkeyPatch, use
     assert written == [expected, expected]
     # The parent's own environment is as it was.
     assert os.environ.get("GOMP_SPINCOUNT") == users
+
+
+FIRST_CLIENT = """
+import math, sys, torch
+from gpubench.cases import load_case
+from gpubench.config import SampleSizes, TrainConfig
+from gpubench.train.fl import build_datasets, initial_global_state, make_trainer
+case, cfg = load_case("mlp"), TrainConfig(batch_size=16, samples=SampleSizes(32, 32))
+trainer = make_trainer(case, cfg, "cpu", "cpu:0", 0, build_datasets(case, cfg, [0], [32], "cpu"))
+trainer.sink.begin(initial_global_state(case, cfg.seed))
+before = set(sys.modules)
+trainer.run(0, torch.full((1, 16), math.nan, dtype=torch.float64))
+print(sorted(m for m in set(sys.modules) - before if m.split(".")[0] == "torch"))
+"""
+
+
+@pytest.mark.slow
+def test_a_workers_first_client_imports_nothing_its_start_did_not() -> None:
+    # What a fresh process imports on its first client (torch.optim's torch._dynamo) would be
+    # timed in the first round: a worker's start imports it, so it counts as cold start.
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.run([sys.executable, "-c", FIRST_CLIENT], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"

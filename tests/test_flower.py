@@ -1,4 +1,5 @@
-"""The flower mode: Flower's simulation engine on a real local Ray, against serial."""
+"""The flower mode: Flower's simulation engine on a real local Ray, against serial (the run
+is the one tests.ray_helpers.ray_and_flower makes for the ray and dropout tests too)."""
 
 from __future__ import annotations
 
@@ -11,21 +12,12 @@ from gpubench.config import RunConfig
 from gpubench.modes.flower import FLOWER_MISSING
 from gpubench.run.harness import compare
 from tests.conftest import run_config
-from tests.ray_helpers import no_ray_process_left
 
 
 def small(**kw: Any) -> RunConfig:
     """Four clients of unequal sizes, serial and flower, a warm-up and two rounds."""
     return run_config(**{"clients": 4, "samples": (48, 80), "seed": 5,
                          "modes": ("serial", "flower"), "warmup": 1, "rounds": 2, **kw})
-
-
-@pytest.fixture
-def flower_installed():
-    pytest.importorskip("flwr")
-    pytest.importorskip("ray")
-    with no_ray_process_left():
-        yield
 
 
 def test_without_flwr_the_mode_fails_with_an_install_hint(monkeypatch):
@@ -41,9 +33,9 @@ def test_without_flwr_the_mode_fails_with_an_install_hint(monkeypatch):
 
 
 @pytest.mark.slow
-def test_flowers_fedavg_matches_serial(flower_installed):
+def test_flowers_fedavg_matches_serial(ray_and_flower_run):
     # Unequal client sizes: Flower weights by num-examples, as gpubench's FedAvg does.
-    results = compare(small())
+    results, _ = ray_and_flower_run
     flower = results.mode("flower")
     assert flower is not None and flower.status == "ok", flower and flower.error
     assert flower.same_result is True and (flower.max_abs_diff_vs_serial or 0) <= 1e-5
@@ -51,6 +43,7 @@ def test_flowers_fedavg_matches_serial(flower_installed):
     assert len(flower.warmup_times_s) == 1 and len(flower.round_times_s) == 2
     assert flower.workers == 2  # two one-CPU actors on two one-core slots
     sizes = list(results.config["samples"])
+    assert len(set(sizes)) > 1
     for r in flower.rounds:
         assert sorted(c.client for c in r.clients) == list(range(4))
         assert [c.samples for c in sorted(r.clients, key=lambda c: c.client)] == sizes

@@ -184,12 +184,12 @@ def test_other_apps_under_the_default_modes(file, name, run_config, initial):
 @pytest.mark.slow
 def test_a_broken_client_fails_the_process_modes_too():
     case = app("broken_apps.py", "hangs", initial_model=f"{APPS / 'broken_apps.py'}:Net",
-               client_timeout=8)
+               client_timeout=4)
     results = compare(config(case, ("multi-gpu",)))
     mode = results.mode("multi-gpu")
     # Client 2 trains on cpu:0 (round-robin); the worker is stopped when the mode closes.
     assert mode.status == "failed"
-    assert "client 2 on cpu:0: the app did not return within 8 s" in mode.error
+    assert "client 2 on cpu:0: the app did not return within 4 s" in mode.error
 
 
 @pytest.mark.slow

@@ -189,13 +189,15 @@ def test_no_counterfactual_when_threads_do_not_lose() -> None:
     assert with_counterfactuals(fast, prep, lambda *a: pytest.fail("ran")) is fast  # type: ignore[arg-type]
 
 
-# --- every default mode, with the flower-like client ------------------------------------------
+# --- the flower-like client in the process and the in-process modes --------------------------
 
 
 @pytest.mark.slow
-def test_flower_like_runs_every_default_mode_with_serials_result_and_whole_phases() -> None:
+def test_flower_like_runs_in_threads_and_processes_with_serials_result_and_whole_phases() -> None:
+    # multi-gpu's workers are multiprocess's, placed elsewhere: one of the two suffices.
     config = _parse("--preset", "flower-like", "--loader-workers", "1", "--clients", "4",
                     "--samples-per-client", "32", "--batch-size", "16", "--devices", "cpu:2",
+                    "--modes", "serial,threaded,multi-gpu",
                     "--warmup", "0", "--rounds", "1", "--sample-interval", "0")
     out = compare(config)
     for m in out.modes:

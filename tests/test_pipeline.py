@@ -280,3 +280,28 @@ def test_threads_with_loader_workers_work_and_agree() -> None:
     for mode in results.modes:
         assert mode.ok and mode.same_result is not False, mode.error
     assert results.mode("threaded").same_result is True  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+def test_a_pools_persistent_loader_workers_end_with_it() -> None:
+    # A pool's worker ends without the interpreter's teardown: it must stop its loader's
+    # persistent workers first, or they would be orphans (for the 5 s their watchdog takes).
+    import psutil
+
+    from tests.conftest import of_this_session
+
+    config = parse("--loader", "dataloader", "--loader-workers", "1", "--persistent-workers",
+                   "--clients", "2", "--samples-per-client", "32", "--batch-size", "16",
+                   "--devices", "cpu:1", "--modes", "multi-gpu", "--warmup", "0",
+                   "--rounds", "1", "--sample-interval", "0")
+    results = compare(config)
+    (mode,) = results.modes
+    assert mode.ok, mode.error
+    orphans = []
+    for p in psutil.process_iter():
+        try:
+            if p.ppid() == 1 and p.status() != psutil.STATUS_ZOMBIE and of_this_session(p):
+                orphans.append((p.pid, " ".join(p.cmdline())[:200]))
+        except psutil.Error:
+            continue
+    assert not orphans, f"the pool's loader workers outlived it: {orphans}"

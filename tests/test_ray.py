@@ -67,51 +67,21 @@ def test_without_ray_the_mode_fails_with_an_install_hint(monkeypatch):
 # --- on a real local Ray ---------------------------------------------------------------------
 
 
-class AffinityWatcher:
-    """A monitor that, when the harness hands it a mode's processes, reads each one's CPU
-    affinity there and then (the processes are alive and about to train)."""
-
-    def __init__(self, devices, interval_s):
-        self.seen: dict[str, dict[int, tuple[str, set[int]]]] = {}
-
-    def start(self) -> None: ...
-    def mark(self, mode, phase, round_index) -> None: ...
-    def unwatch_pids(self, mode) -> None: ...
-    def stop(self) -> None: ...
-    def results_section(self) -> dict:
-        return {}
-
-    def device_stats(self, mode) -> tuple:
-        return ()
-
-    def watch_pids(self, mode, pids) -> None:
-        import psutil
-
-        self.seen[mode] = {pid: (dev, set(psutil.Process(pid).cpu_affinity()))
-                           for pid, dev in pids.items()}
-
-
 @pytest.mark.slow
-def test_ray_computes_serials_result_on_slot_pinned_actors_it_reports(ray_installed):
-    watchers: list[AffinityWatcher] = []
-
-    def watcher(devices, interval_s):
-        watchers.append(AffinityWatcher(devices, interval_s))
-        return watchers[-1]
-
-    results = compare(small(sample_interval_s=0.1), sampler_factory=watcher)
+def test_ray_computes_serials_result_on_slot_pinned_actors_it_reports(ray_and_flower_run):
+    results, seen_by_mode = ray_and_flower_run
     ray = results.mode("ray")
     assert ray is not None and ray.status == "ok", ray and ray.error
     assert ray.same_result is True and (ray.max_abs_diff_vs_serial or 0) <= 1e-5
     assert ray.devices == ("cpu:0", "cpu:1") and ray.workers == 2
     assert ray.cold_start_s is not None and len(ray.round_times_s) == 2
     for r in ray.rounds:
-        assert sorted(c.client for c in r.clients) == list(range(5))
+        assert sorted(c.client for c in r.clients) == list(range(4))
         for c in r.clients:
             assert c.device == f"cpu:{c.client % 2}"  # round-robin, one actor per slot
     assert {w.device for w in ray.worker_memory} == {"cpu:0", "cpu:1"}
     # The monitor was handed one actor per slot, each pinned to its slot's cores.
-    (seen,) = [w.seen["ray"] for w in watchers]
+    seen = seen_by_mode["ray"]
     slots = {d.id: set(d.cores) for d in cpu_slots(2)}
     assert sorted(dev for dev, _ in seen.values()) == ["cpu:0", "cpu:1"]
     assert all(cores == slots[dev] for dev, cores in seen.values())

@@ -212,6 +212,8 @@ class FlowerMode(ModeDefaults):
                 proc.join(2)
         if conn is not None:
             conn.close()
-        reap(procs + ray_descendants())
+        # Flower has stopped its Ray (or the driver is gone): what is left of it, actors
+        # that have not noticed yet, is ended now rather than waited for.
+        reap(procs + ray_descendants(), grace_s=0.2)
         self.ray_procs = []
         self.actor_pids = {}

@@ -257,7 +257,7 @@ def driver_main(
     setup: FlowerSetup, global_state: torch.Tensor, aggregate: torch.Tensor, conn: Connection
 ) -> None:
     """The driver process: run the whole Flower simulation, one round per parent request."""
-    from gpubench.modes.pool import die_with_parent
+    from gpubench.modes.pool import die_with_parent, end_worker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
@@ -316,5 +316,8 @@ def driver_main(
                    traceback.format_exc()))
         return
     link.send(("finished",))
+    # Flower has stopped its actors and its Ray: end without the interpreter's teardown of
+    # flwr, ray and torch (seconds of a core), as a pool's worker does.
+    end_worker(None)
 
 

@@ -18,13 +18,14 @@ import ctypes
 import importlib
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import torch
 import torch.multiprocessing as tmp
@@ -177,9 +178,9 @@ def worker_main(
         try:
             msg = conn.recv()
         except (EOFError, OSError):
-            return
+            end_worker(body)
         if msg[0] not in ("round", "finish"):
-            return
+            end_worker(body)
         try:
             # ("round", id, clients|None): train them (None: all mine, then finish);
             # ("finish", id): dynamic assignment's end of the round.
@@ -199,6 +200,29 @@ def worker_main(
             conn.send(("done", timings, memory, weight))
         except Exception as exc:
             conn.send(("error", first_line(exc), traceback.format_exc()))
+
+
+def end_worker(body: object) -> NoReturn:
+    """End a worker whose work is done, without the interpreter's teardown.
+
+    Everything the parent reads went through the pipe and shared memory already; what is
+    left is finalizing every module this process imported, and with torch loaded (and
+    ``torch._dynamo``, which ``torch.optim`` imports on first use) that costs each worker a
+    second or more of a core, paid in every pool's close. The body's own resources (a
+    loader's persistent workers, then its forkserver) are released first.
+    """
+    from gpubench.train.pipeline import stop_loader_server
+
+    for owner in (body, getattr(body, "trainer", None)):
+        close = getattr(owner, "close", None)
+        if callable(close):
+            with contextlib.suppress(Exception):
+                close()
+    stop_loader_server()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
 
 
 def describe_exit(code: int | None) -> str:

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import sys
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -163,17 +164,43 @@ def ray_descendants() -> list[Any]:
     return found
 
 
-def reap(procs: Sequence[Any], grace_s: float = 5.0) -> None:
-    """Wait for ``procs`` to end after a shutdown; kill whatever is still there."""
+def _ended(p: Any) -> bool:
+    """Whether ``p`` has exited. A zombie has: one of ours is reaped here, an orphan's is
+    left to init (which may take a second or two to get to it)."""
     import psutil
 
-    if not procs:
-        return
-    _, alive = psutil.wait_procs(list(procs), timeout=grace_s)
-    for p in alive:
+    try:
+        if p.status() != psutil.STATUS_ZOMBIE:
+            return False
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+    with contextlib.suppress(psutil.Error, OSError):
+        if p.ppid() == os.getpid():
+            p.wait(timeout=0)
+    return True
+
+
+def _wait_ended(procs: Sequence[Any], timeout_s: float) -> list[Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alive = [p for p in procs if not _ended(p)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)
+
+
+def reap(procs: Sequence[Any], grace_s: float = 5.0) -> None:
+    """Wait up to ``grace_s`` for ``procs`` to end after a shutdown; kill whatever is still
+    there."""
+    import psutil
+
+    unique = list({p.pid: p for p in procs}.values())
+    for p in _wait_ended(unique, grace_s):
         with contextlib.suppress(psutil.Error):
             p.kill()
-    psutil.wait_procs(alive, timeout=2)
+    _wait_ended(unique, 2.0)
 
 
 def describe_ray_error(exc: BaseException) -> str:

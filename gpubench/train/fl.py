@@ -34,6 +34,7 @@ from gpubench.train.pipeline import (
     load_cifar,
     loader_hint,
     set_torch_threads,
+    start_loader_server,
 )
 from gpubench.train.updates import UpdateSink
 
@@ -181,6 +182,18 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if name == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+
+
+def warm_up_process(cfg: TrainConfig) -> None:
+    """What a process's first client would pay once, paid now, at the worker's start.
+
+    Left to the first client, it would sit in the first round's time and, with ``--warmup
+    0``, make every process mode look slower than serial (whose process paid it in the probe
+    step): torch 2.x imports ``torch._dynamo`` when the first optimizer is made (about 1.4 s
+    of a core on CPU slots), and a loader whose workers fork from a forkserver starts that
+    server (a process importing torch) on its first epoch."""
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
+    start_loader_server(cfg.pipeline)
 
 
 class ClientError(RuntimeError):
@@ -347,6 +360,7 @@ def make_trainer(
 ) -> Trainer:
     """The trainer a worker uses for ``case``: the case's own if it brings one."""
     set_torch_threads(cfg.pipeline.torch_threads)
+    warm_up_process(cfg)
     factory = case.make_trainer or ClientTrainer
     trainer: Trainer = factory(case, cfg, torch_device, device_id, worker, datasets)
     return trainer

@@ -17,9 +17,11 @@ same batches, and threads never share an RNG.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import random
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -385,6 +387,39 @@ def loader_context(start: str) -> Any:
     if start == "forkserver":
         ctx.set_forkserver_preload(["torch", "torchvision.transforms.v2", "gpubench.train.pipeline"])
     return ctx
+
+
+def start_loader_server(p: PipelineConfig) -> None:
+    """Start the forkserver the loader's workers fork from, if they do (see
+    :func:`warm_up_process <gpubench.train.fl.warm_up_process>`)."""
+    if not p.loader_workers or p.loader_start != "forkserver":
+        return
+    # A no-op forked from the server returns once the server has loaded its modules.
+    process = loader_context("forkserver").Process(target=_nothing, daemon=True)
+    process.start()
+    process.join()
+
+
+def _nothing() -> None:
+    """What :func:`start_loader_server` forks: nothing."""
+
+
+def stop_loader_server() -> None:
+    """End this process's loader forkserver, if it started one, before the process ends.
+
+    Left alone it notices its parent's end only through its pipe, and then spends a second
+    tearing down its own torch: an orphan for that long. The loader's workers are stopped
+    before this (a persistent one is a child of the server)."""
+    import multiprocessing.forkserver
+
+    server: Any = multiprocessing.forkserver._forkserver
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is None:
+        return
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)  # it holds nothing but the preloaded modules
+    with contextlib.suppress(OSError):
+        server._stop()  # closes its pipe and reaps it
 
 
 def loader_hint(exc: BaseException) -> str:
