@@ -14,6 +14,16 @@ def _default_devices() -> str:
     return "cpu:2" if len(os.sched_getaffinity(0)) >= 2 else "cpu:1"
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # The test suite runs on two pytest-xdist workers (pyproject's addopts); benchmarks time
+    # one round at a time, with the machine to themselves, so never in parallel.
+    if getattr(config.option, "numprocesses", None):
+        config.option.numprocesses = 0
+        config.option.dist = "no"
+        config.option.tx = []
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("gpubench", "gpubench benchmark suite")
     g.addoption("--gpubench-cases", default="cnn", help="comma-separated cases (default cnn)")

@@ -3,8 +3,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
+import importlib.util
 import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,9 +23,18 @@ CASES = Path(__file__).resolve().parent / "cases_for_tests.py"
 
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers share two cores: torch's own work in each (outside the modes, which set
+    # their threads by the slot) takes one thread, not two spinning against the other's.
+    import torch
+
+    torch.set_num_threads(1)
+
 # Every process this test session starts inherits this mark, Ray's daemons too (even once
-# they outlive their parent): processes of other test sessions on the machine do not count.
-SESSION_MARK = "GPUBENCH_TEST_SESSION"
+# they outlive their parent): processes of other test sessions on the machine do not count,
+# nor those of another pytest-xdist worker of this session (each has a mark of its own).
+SESSION_MARK = "GPUBENCH_TEST_SESSION" + (
+    f"_{os.environ['PYTEST_XDIST_WORKER']}" if os.environ.get("PYTEST_XDIST_WORKER") else "")
 os.environ.setdefault(SESSION_MARK, f"{os.getpid()}-{time.time_ns()}")
 
 
@@ -145,6 +156,25 @@ def has_cuda() -> bool:
         return torch.cuda.is_available()
     except ImportError:
         return False
+
+
+# Two local Rays at once on two cores slow each other several-fold. Under pytest-xdist, the
+# tests that start one (those of test_ray.py and test_flower.py, and those whose name or
+# parameters say ray or flower) are one unit of work: one worker runs them one after another
+# while the other runs the rest. (xdist's own --dist loadgroup names a group by rewriting a
+# test's node id, which pytest 9 no longer reads.)
+STARTS_RAY = re.compile(r"^tests/test_(ray|flower)\.py::|::.*(ray|flower)")
+
+if importlib.util.find_spec("xdist") is not None:
+
+    def pytest_xdist_make_scheduler(config, log):
+        from xdist.scheduler import LoadScopeScheduling
+
+        class OneRayAtATime(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return "ray" if STARTS_RAY.search(nodeid) else nodeid
+
+        return OneRayAtATime(config, log)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -22,6 +22,7 @@ def fake_results(batch: int, serial_s: float) -> Results:
     return Results({}, {"batch_size": batch, "samples": [512], "local_epochs": 1}, (serial,))
 
 
+@pytest.mark.slow  # trains the cnn for five rounds
 def test_the_builtin_cnn_learns_over_five_progressing_rounds() -> None:
     config = run_config(
         case="cnn",

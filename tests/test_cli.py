@@ -63,7 +63,7 @@ def test_no_cuda_is_a_clear_error_where_there_is_no_gpu(tmp_path):
 def test_compare_writes_results_and_prints_the_table(tmp_path):
     out = tmp_path / "deep" / "r.json"
     loud = [a for a in TINY if a != "--quiet"]
-    proc = run_cli("compare", *loud, "--modes", "serial,multi-gpu", "--devices", "cpu:2",
+    proc = run_cli("compare", *loud, "--modes", "serial,multi-gpu", "--devices", "cpu:1",
                    "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert f"results: {out}" in proc.stdout

@@ -268,28 +268,26 @@ def test_the_sweep_exits_1_when_a_value_computed_something_else(tmp_path, monkey
 
 
 @pytest.mark.slow
-def test_workers_per_device_sets_the_workers_of_multi_gpu_and_ray(tmp_path):
-    pytest.importorskip("ray")
+def test_workers_per_device_sets_the_workers_a_run_starts(tmp_path):
     from gpubench.run.api import sweep_points
 
     train = TrainConfig(batch_size=32, samples=SampleSizes(32, 32))
     base = RunConfig(case="mlp", clients=4, train=train, devices="cpu:1", warmup=0, rounds=1,
-                     modes=("multi-gpu", "ray"), sample_interval_s=None,
-                     interleave=False)  # one serial run, not one beside each daemon mode
-    # One point, 2 on the one slot: a value ignored would leave the default 1 (other tests
-    # run both modes at the default); each point starts its own workers and its own Ray.
+                     modes=("multi-gpu",), sample_interval_s=None)
+    # One point, 2 on the one slot: a value ignored would leave the default 1. Ray's and
+    # Flower's actors are sized from the same plan (the test below); they start them in
+    # the other ray and flower tests.
     points = [(2, replace(base, workers_per_device=2))]
     sweep = sweep_points("workers_per_device", points, tmp_path)
     assert [p.value for p in sweep.points] == [2]
     for p in sweep.points:
         assert p.results is not None
         assert p.results.mode("serial") is not None  # the reference was added
-        for name in ("multi-gpu", "ray"):
-            m = p.results.mode(name)
-            assert m is not None and m.ok and m.same_result is True, (name, m.error)
-            assert m.workers == p.value, name
-            assert len({w.pid for w in m.worker_memory}) == p.value, name
-            assert {w.device for w in m.worker_memory} == {"cpu:0"}, name
+        m = p.results.mode("multi-gpu")
+        assert m is not None and m.ok and m.same_result is True, m and m.error
+        assert m.workers == p.value
+        assert len({w.pid for w in m.worker_memory}) == p.value  # that many processes ran
+        assert {w.device for w in m.worker_memory} == {"cpu:0"}
 
 
 def test_multi_gpu_and_ray_place_workers_per_device_on_each_device():
@@ -297,6 +295,7 @@ def test_multi_gpu_and_ray_place_workers_per_device_on_each_device():
     from gpubench.machine.devices import resolve_devices
     from gpubench.modes.base import Plan
     from gpubench.modes.multiprocess import MultiGpuMode
+    from gpubench.modes.ray_common import local_cluster_size, worker_resources
     from gpubench.modes.ray_mode import RayMode
 
     devices = resolve_devices("cpu:2").devices
@@ -307,6 +306,11 @@ def test_multi_gpu_and_ray_place_workers_per_device_on_each_device():
             assert per_device == {"cpu:0": k, "cpu:1": k}, (mode.name, k)
             trained = sorted(c for s in mode.specs for c in s.clients)
             assert trained == list(range(16)), (mode.name, k)  # each client once
+        # and a local Ray holds every actor the ray mode starts
+        ray = RayMode(plan)
+        needed = [worker_resources(plan, s.device) for s in ray.specs]
+        cpus, _ = local_cluster_size(plan, needed)
+        assert cpus >= sum(r.cpus for r in needed) and len(needed) == 2 * k
 
 
 def test_flower_starts_workers_per_device_actors_on_each_device():

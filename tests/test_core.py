@@ -122,7 +122,8 @@ def test_an_exception_in_a_users_case_is_reported_with_its_message():
 
 @pytest.mark.slow
 def test_an_exception_in_a_worker_process_is_reported_with_its_message():
-    results = compare(run_config(case=f"{CASES}:failing_case", modes=("multi-gpu",)))
+    results = compare(run_config(case=f"{CASES}:failing_case", modes=("multi-gpu",),
+                                 devices="cpu:1"))  # one worker: it trains client 2
     (mg,) = results.modes
     assert mg.status == "failed"
     assert "bad batch: every label is 3" in (mg.error or "") and "client 2" in (mg.error or "")
@@ -176,6 +177,7 @@ def test_dynamic_schedule_estimate_is_list_scheduling_in_client_order():
 @pytest.mark.slow
 def test_a_round_over_the_timeout_fails_its_mode_and_stops_its_workers():
     config = run_config(case=f"{CASES}:slow_case", modes=("multi-gpu", "serial"), clients=2,
+                        devices="cpu:1",  # one worker, both clients: ~2 s against 0.5 s
                         timeout_s=0.5, batch_size=8, samples=160)  # ~1 s per client
     t0 = time.monotonic()
     results = compare(config)

@@ -173,8 +173,8 @@ def test_a_broken_client_fails_its_mode_naming_the_client(problem, message):
 def test_other_apps_under_the_default_modes(file, name, run_config, initial):
     case = app(file, name, run_config,
                initial_model=f"{APPS / file}:{initial}" if initial else None)
-    # multi-gpu runs the app in worker processes (multiprocess would too, on one slot)
-    results = compare(config(case, ("serial", "threaded", "multi-gpu")))
+    # multi-gpu runs the app in a worker process (multiprocess would too); one slot, one worker
+    results = compare(config(case, ("serial", "threaded", "multi-gpu"), devices="cpu:1"))
     for mode in results.modes[1:]:
         assert mode.status == "ok", (mode.name, mode.error)
         assert mode.same_result is True or mode.reproducible is False, mode.name
@@ -185,18 +185,20 @@ def test_other_apps_under_the_default_modes(file, name, run_config, initial):
 def test_a_broken_client_fails_the_process_modes_too():
     case = app("broken_apps.py", "hangs", initial_model=f"{APPS / 'broken_apps.py'}:Net",
                client_timeout=4)
-    results = compare(config(case, ("multi-gpu",)))
+    results = compare(config(case, ("multi-gpu",), devices="cpu:1"))
     mode = results.mode("multi-gpu")
-    # Client 2 trains on cpu:0 (round-robin); the worker is stopped when the mode closes.
+    # Client 2 trains on cpu:0 (the one worker); the worker is stopped when the mode closes.
     assert mode.status == "failed"
     assert "client 2 on cpu:0: the app did not return within 4 s" in mode.error
 
 
 @pytest.mark.slow
-def test_the_readme_one_liner_and_the_quickstart_under_ray_and_flower(tmp_path):
-    # The README's modes, and ray and flower in the same run: one serial reference for all.
+def test_the_quickstart_one_liner_under_worker_processes_ray_and_flower(tmp_path):
+    # The example's one-liner, with ray and flower in the same run (one serial reference for
+    # all); threads run the quickstart in test_quickstart_serial_and_threaded_..., and
+    # multiprocess's workers are multi-gpu's.
     pytest.importorskip("ray")
-    modes = ["serial", "threaded", "multiprocess", "multi-gpu", "ray", "flower"]
+    modes = ["serial", "multi-gpu", "ray", "flower"]
     proc = run_cli(
         "compare", "--case", "flower:examples/flower-quickstart/app.py:app",
         "--initial-model", "examples/flower-quickstart/task.py:Net",
@@ -209,7 +211,7 @@ def test_the_readme_one_liner_and_the_quickstart_under_ray_and_flower(tmp_path):
     written = read_results(tmp_path / "r.json")
     assert [m.name for m in written.modes] == modes
     assert all(m.status == "ok" for m in written.modes), [m.error for m in written.modes]
-    for name in ("multiprocess", "multi-gpu", "ray", "flower"):  # the app in worker processes
+    for name in ("multi-gpu", "ray", "flower"):  # the app in worker processes
         assert written.mode(name).same_result is True, name  # type: ignore[union-attr]
     assert phases_add_up(written)
     assert written.config["case"].startswith("flower:examples/flower-quickstart/app.py:app")

@@ -35,8 +35,9 @@ def test_a_killed_worker_fails_only_its_mode_within_seconds(mode: str, tmp_path:
         pytest.importorskip(module)
     config = run_config(
         case=f"{CASES}:slow_case", modes=(mode, "serial"), clients=4,
-        # 2 clients x 12 batches of 50 ms per worker: the round outlasts a slow machine's kill.
-        batch_size=8, samples=96,
+        # One slot: one worker (actor, Flower client) trains 4 clients x 12 batches of 50 ms,
+        # a round that outlasts a slow machine's kill.
+        devices="cpu:1", batch_size=8, samples=96,
     )
     # The slow case touches <marks>/<pid> on every batch: a victim is killed once it trains.
     monkeypatch.setenv("GPUBENCH_TEST_MARKS", str(tmp_path))

@@ -422,6 +422,7 @@ def _fail_rate(
     return fails / trials
 
 
+@pytest.mark.slow  # thousands of simulated gate decisions
 def test_error_rates_of_sequential_runs() -> None:
     """Identical distributions <= 1% FAIL; a 25% drop caught >= 95% (10 rounds, 5% noise)."""
     rng = np.random.default_rng(5)
@@ -429,6 +430,7 @@ def test_error_rates_of_sequential_runs() -> None:
     assert _fail_rate(rng, 500, n=10, noise=0.05, speedup_=1.9, ratio=0.75) >= 0.95
 
 
+@pytest.mark.slow  # thousands of simulated gate decisions
 @pytest.mark.parametrize("interleaved", [False, True])
 def test_error_rates_of_three_rounds(interleaved: bool) -> None:
     """compare's default of 3 rounds: a speedup exactly at the limit FAILs <= 1%; a mode 1.7x
@@ -439,6 +441,7 @@ def test_error_rates_of_three_rounds(interleaved: bool) -> None:
     assert _fail_rate(rng, 300, noise=0.02, ratio=1 / 1.7, **kw) >= 0.99  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # thousands of simulated gate decisions
 def test_error_rates_of_interleaved_runs_under_common_drift() -> None:
     """10 interleaved rounds, 10% drift common to a round, 3% noise of each mode's own."""
     rng = np.random.default_rng(6)
@@ -450,6 +453,7 @@ def test_error_rates_of_interleaved_runs_under_common_drift() -> None:
     assert _fail_rate(rng, 300, ratio=0.75, **kw) < 0.5  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # thousands of simulated gate decisions
 @settings(max_examples=10, derandomize=True, deadline=None)
 @given(
     n=st.integers(3, 20),
@@ -467,6 +471,7 @@ def test_identical_distributions_rarely_fail(
     assert rate <= 0.01, f"false-FAIL {rate:.1%} with {n} rounds at {noise:.0%} noise"
 
 
+@pytest.mark.slow  # thousands of simulated gate decisions
 @settings(max_examples=6, derandomize=True, deadline=None)
 @given(
     n=st.integers(10, 20),

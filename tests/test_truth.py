@@ -61,7 +61,7 @@ def test_compare_exits_1_when_a_result_differs(wrong_modes: None, tmp_path, caps
 
     out = tmp_path / "r.json"
     code = main(["compare", "--case", "mlp", "--clients", "5", "--samples-per-client", "32",
-                 "--batch-size", "16", "--devices", "cpu:2", "--modes", "serial,wrong-twice",
+                 "--batch-size", "16", "--devices", "cpu:1", "--modes", "serial,wrong-twice",
                  "--rounds", "1", "--sample-interval", "0", "--quiet", "--out", str(out)])
     assert code == 1
     data = json.loads(out.read_text())
