@@ -161,7 +161,8 @@ def has_cuda() -> bool:
 # Two local Rays at once on two cores slow each other several-fold. Under pytest-xdist, the
 # tests that start one (those of test_ray.py and test_flower.py, and those whose name or
 # parameters say ray or flower) are one unit of work: one worker runs them one after another
-# while the other runs the rest. (xdist's own --dist loadgroup names a group by rewriting a
+# while the other runs the rest, a module at a time (so that a module's shared run is made
+# once, not once per worker). (xdist's own --dist loadgroup names a group by rewriting a
 # test's node id, which pytest 9 no longer reads.)
 STARTS_RAY = re.compile(r"^tests/test_(ray|flower)\.py::|::.*(ray|flower)")
 
@@ -172,7 +173,7 @@ if importlib.util.find_spec("xdist") is not None:
 
         class OneRayAtATime(LoadScopeScheduling):
             def _split_scope(self, nodeid: str) -> str:
-                return "ray" if STARTS_RAY.search(nodeid) else nodeid
+                return "ray" if STARTS_RAY.search(nodeid) else nodeid.split("::", 1)[0]
 
         return OneRayAtATime(config, log)
 
