@@ -23,7 +23,9 @@ CASES = Path(__file__).resolve().parent / "cases_for_tests.py"
 
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ...: one of two workers
+
+if XDIST_WORKER:
     # Two workers share two cores: torch's own work in each (outside the modes, which set
     # their threads by the slot) takes one thread, not two spinning against the other's.
     import torch
@@ -33,8 +35,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # Every process this test session starts inherits this mark, Ray's daemons too (even once
 # they outlive their parent): processes of other test sessions on the machine do not count,
 # nor those of another pytest-xdist worker of this session (each has a mark of its own).
-SESSION_MARK = "GPUBENCH_TEST_SESSION" + (
-    f"_{os.environ['PYTEST_XDIST_WORKER']}" if os.environ.get("PYTEST_XDIST_WORKER") else "")
+SESSION_MARK = "GPUBENCH_TEST_SESSION" + (f"_{XDIST_WORKER}" if XDIST_WORKER else "")
 os.environ.setdefault(SESSION_MARK, f"{os.getpid()}-{time.time_ns()}")
 
 

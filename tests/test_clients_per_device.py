@@ -301,13 +301,13 @@ def test_multi_gpu_and_ray_place_workers_per_device_on_each_device():
     devices = resolve_devices("cpu:2").devices
     for k in (1, 2, 4):
         plan = Plan(RunConfig(clients=16, workers_per_device=k), devices, (8,) * 16, 10)
-        for mode in (MultiGpuMode(plan), RayMode(plan)):
+        ray = RayMode(plan)
+        for mode in (MultiGpuMode(plan), ray):
             per_device = {d: sum(s.device.id == d for s in mode.specs) for d in ("cpu:0", "cpu:1")}
             assert per_device == {"cpu:0": k, "cpu:1": k}, (mode.name, k)
             trained = sorted(c for s in mode.specs for c in s.clients)
             assert trained == list(range(16)), (mode.name, k)  # each client once
         # and a local Ray holds every actor the ray mode starts
-        ray = RayMode(plan)
         needed = [worker_resources(plan, s.device) for s in ray.specs]
         cpus, _ = local_cluster_size(plan, needed)
         assert cpus >= sum(r.cpus for r in needed) and len(needed) == 2 * k

@@ -247,11 +247,12 @@ import math, sys, torch
 from gpubench.cases import load_case
 from gpubench.config import SampleSizes, TrainConfig
 from gpubench.train.fl import build_datasets, initial_global_state, make_trainer
+from gpubench.train.updates import FINGERPRINT_SIZE
 case, cfg = load_case("mlp"), TrainConfig(batch_size=16, samples=SampleSizes(32, 32))
 trainer = make_trainer(case, cfg, "cpu", "cpu:0", 0, build_datasets(case, cfg, [0], [32], "cpu"))
 trainer.sink.begin(initial_global_state(case, cfg.seed))
 before = set(sys.modules)
-trainer.run(0, torch.full((1, 16), math.nan, dtype=torch.float64))
+trainer.run(0, torch.full((1, FINGERPRINT_SIZE), math.nan, dtype=torch.float64))
 print(sorted(m for m in set(sys.modules) - before if m.split(".")[0] == "torch"))
 """
 

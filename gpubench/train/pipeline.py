@@ -392,8 +392,8 @@ def loader_context(start: str) -> Any:
 def start_loader_server(p: PipelineConfig) -> None:
     """Start the forkserver the loader's workers fork from, if they do (see
     :func:`warm_up_process <gpubench.train.fl.warm_up_process>`)."""
-    if not p.loader_workers or p.loader_start != "forkserver":
-        return
+    if not p.loader_workers or p.loader_start != "forkserver" or _loader_server_pid():
+        return  # (a process's later trainers find it running)
     # A no-op forked from the server returns once the server has loaded its modules.
     process = loader_context("forkserver").Process(target=_nothing, daemon=True)
     process.start()
@@ -404,6 +404,13 @@ def _nothing() -> None:
     """What :func:`start_loader_server` forks: nothing."""
 
 
+def _loader_server_pid() -> int | None:
+    """The pid of this process's forkserver, if it started one."""
+    import multiprocessing.forkserver
+
+    return getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+
+
 def stop_loader_server() -> None:
     """End this process's loader forkserver, if it started one, before the process ends.
 
@@ -412,10 +419,10 @@ def stop_loader_server() -> None:
     before this (a persistent one is a child of the server)."""
     import multiprocessing.forkserver
 
-    server: Any = multiprocessing.forkserver._forkserver
-    pid = getattr(server, "_forkserver_pid", None)
+    pid = _loader_server_pid()
     if pid is None:
         return
+    server: Any = multiprocessing.forkserver._forkserver
     with contextlib.suppress(OSError):
         os.kill(pid, signal.SIGKILL)  # it holds nothing but the preloaded modules
     with contextlib.suppress(OSError):
