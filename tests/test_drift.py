@@ -145,7 +145,7 @@ def test_a_real_compare_on_cpu_slots_is_interleaved_by_default(tmp_path) -> None
 
     out = tmp_path / "r.json"
     code = main(["compare", "--case", "mlp", "--clients", "4", "--samples-per-client", "32",
-                 "--batch-size", "16", "--devices", "cpu:2", "--modes",
+                 "--batch-size", "16", "--devices", "cpu:1", "--modes",
                  "serial,threaded,multi-gpu", "--warmup", "1", "--rounds", "2",
                  "--sample-interval", "0", "--quiet", "--out", str(out)])
     assert code == 0
@@ -187,7 +187,7 @@ def test_modes_that_do_not_fit_at_once_run_one_after_another_and_say_why(monkeyp
     from gpubench.run.prepare import prepare
 
     monkeypatch.setattr(preparing, "process_rss", lambda: 600 << 20)  # the same base twice
-    cfg = run_config(modes=("serial", "multi-gpu"), warmup=0, rounds=1)
+    cfg = run_config(modes=("serial", "multi-gpu"), warmup=0, rounds=1, devices="cpu:1")
     prepare(cfg, check_fit=False)  # loads torch's runtime here (then not counted again)
     together = prepare(cfg, check_fit=False).memory
     alone = prepare(dataclasses.replace(cfg, interleave=False), check_fit=False).memory

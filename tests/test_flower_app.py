@@ -196,14 +196,15 @@ def test_a_broken_client_fails_the_process_modes_too():
 def test_the_quickstart_one_liner_under_worker_processes_ray_and_flower(tmp_path):
     # The example's one-liner, with ray and flower in the same run (one serial reference for
     # all); threads run the quickstart in test_quickstart_serial_and_threaded_..., and
-    # multiprocess's workers are multi-gpu's.
+    # multiprocess's workers are multi-gpu's. One slot: one worker, one Ray actor and one
+    # Flower actor run the app (two of each on two slots are the ray and flower tests' run).
     pytest.importorskip("ray")
     modes = ["serial", "multi-gpu", "ray", "flower"]
     proc = run_cli(
         "compare", "--case", "flower:examples/flower-quickstart/app.py:app",
         "--initial-model", "examples/flower-quickstart/task.py:Net",
         "--run-config", RUN_CONFIG, "--train-config", "lr=0.01", "--clients", "4",
-        "--devices", "cpu:2", "--modes", ",".join(modes),
+        "--devices", "cpu:1", "--modes", ",".join(modes),
         "--warmup", "0", "--rounds", "1", "--sequential",  # one serial run, not three
         "-q", "--out", str(tmp_path / "r.json"), timeout=600,
     )

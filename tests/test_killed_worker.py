@@ -46,7 +46,11 @@ def test_a_killed_worker_fails_only_its_mode_within_seconds(mode: str, tmp_path:
 
     def kill_once_training() -> None:
         try:
-            found = victims_of()
+            # Its processes are up (the round began), but a Ray worker's title (by which it is
+            # found) may still be changing to its actor's.
+            deadline = time.monotonic() + 30
+            while not (found := victims_of()) and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert found, f"no {mode} process to kill"
             # what tells this session's processes (and leftovers) from other sessions'
             assert all(of_this_session(p) for p in found)

@@ -349,7 +349,7 @@ def test_mps_on_adds_twins_that_are_not_applicable_on_cpu_slots(tmp_path):
     from gpubench.cli import main
 
     out = tmp_path / "r.json"
-    code = main(["compare", "--devices", "cpu:2", "--mps", "on", "--modes", "serial,multi-gpu",
+    code = main(["compare", "--devices", "cpu:1", "--mps", "on", "--modes", "serial,multi-gpu",
                  "--case", "mlp", "--clients", "2", "--samples-per-client", "16", "--batch-size", "16",
                  "--rounds", "1", "--warmup", "0", "--sample-interval", "0", "--quiet",
                  "--out", str(out)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -16,8 +17,8 @@ CASES = Path(__file__).resolve().parent / "own_train_cases.py"
 TRAIN = TrainConfig(batch_size=8, samples=SampleSizes(20, 36), seed=3, lr=0.01)
 
 
-def config(name: str, modes: tuple[str, ...] = ("serial", "threaded")) -> RunConfig:
-    return run_config(case=f"{CASES}:{name}", clients=4, train=TRAIN, modes=modes)
+def config(name: str, modes: tuple[str, ...] = ("serial", "threaded"), **kw: Any) -> RunConfig:
+    return run_config(case=f"{CASES}:{name}", clients=4, train=TRAIN, modes=modes, **kw)
 
 
 def check_phases(results) -> None:
@@ -75,8 +76,9 @@ def test_make_dataset_must_return_a_dataset():
 
 @pytest.mark.slow
 def test_own_train_under_the_process_modes():
-    # multiprocess's workers are multi-gpu's, placed elsewhere: one of the two suffices.
-    results = compare(config("adam_case", ("serial", "multi-gpu")))
+    # multiprocess's workers are multi-gpu's, placed elsewhere: one of the two suffices. One
+    # slot: its one worker trains every client, one after another, with Adam's state.
+    results = compare(config("adam_case", ("serial", "multi-gpu"), devices="cpu:1"))
     for name in ("multi-gpu",):
         mode = results.mode(name)
         assert mode.status == "ok" and mode.same_result is True, (name, mode.error)

@@ -194,9 +194,10 @@ def test_no_counterfactual_when_threads_do_not_lose() -> None:
 
 @pytest.mark.slow
 def test_flower_like_runs_in_threads_and_processes_with_serials_result_and_whole_phases() -> None:
-    # multi-gpu's workers are multiprocess's, placed elsewhere: one of the two suffices.
+    # multi-gpu's workers are multiprocess's, placed elsewhere: one of the two suffices; on
+    # one slot, one worker with its loader's worker.
     config = _parse("--preset", "flower-like", "--loader-workers", "1", "--clients", "4",
-                    "--samples-per-client", "32", "--batch-size", "16", "--devices", "cpu:2",
+                    "--samples-per-client", "32", "--batch-size", "16", "--devices", "cpu:1",
                     "--modes", "serial,threaded,multi-gpu",
                     "--warmup", "0", "--rounds", "1", "--sample-interval", "0")
     out = compare(config)

@@ -90,7 +90,9 @@ def test_ray_computes_serials_result_on_slot_pinned_actors_it_reports(ray_and_fl
 
 @pytest.mark.slow
 def test_an_exception_in_a_client_is_reported_with_its_message(ray_installed):
-    results = compare(small(case=f"{CASES}:failing_case", modes=("ray",), rounds=1))
+    # one slot: the one actor trains client 2, which raises
+    results = compare(small(case=f"{CASES}:failing_case", modes=("ray",), rounds=1,
+                            devices="cpu:1"))
     ray = results.mode("ray")
     assert ray is not None and ray.status == "failed"
     assert "bad batch: every label is 3" in (ray.error or "")

@@ -84,9 +84,10 @@ def test_dropout_case_is_detected_and_threads_are_not_reproducible() -> None:
 
 @pytest.mark.slow
 def test_dropout_case_same_in_the_pool_workers() -> None:
-    # multiprocess's workers are multi-gpu's, placed elsewhere: one of the two suffices.
+    # multiprocess's workers are multi-gpu's, placed elsewhere: one of the two suffices. One
+    # slot: its one worker draws every client's dropout masks, one client after another.
     results = compare(config(case=f"{CASES}:dropout_case", warmup=0, rounds=1,
-                             modes=("serial", "multi-gpu")))
+                             modes=("serial", "multi-gpu"), devices="cpu:1"))
     for m in results.modes:
         assert m.status == "ok", m.error
         assert m.same_result is True, (m.name, m.worst_client_diff)

@@ -77,7 +77,6 @@ def backend_config(plan: Plan, per_client: Resources) -> dict[str, Any]:
     else:
         cpus, gpus = local_cluster_size(plan, wanted_actors(plan, per_client))
         init_args = local_init_args(cpus, gpus)
-        init_args.pop("runtime_env")  # Flower sets PYTHONPATH for its actors itself
     return {
         "client_resources": {"num_cpus": per_client.cpus, "num_gpus": per_client.gpus},
         "init_args": init_args,

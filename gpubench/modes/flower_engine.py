@@ -22,7 +22,7 @@ import torch
 from gpubench.config import TrainConfig
 from gpubench.machine.devices import Device
 from gpubench.modes.base import process_rss
-from gpubench.modes.ray_common import visible_gpus
+from gpubench.modes.ray_common import local_ray_environment
 from gpubench.results import ClientTiming, WorkerMemory
 
 
@@ -291,15 +291,30 @@ def driver_main(
                 {n: Array(p.reshape(t.shape).numpy().copy())
                  for n, p, t in zip(names, parts, state_tensors(model), strict=True)}
             )
-            strategy.start(
-                grid=grid, initial_arrays=record, num_rounds=setup.server_rounds,
-                timeout=setup.timeout_s or 3600.0,
-            )
+            try:
+                strategy.start(
+                    grid=grid, initial_arrays=record, num_rounds=setup.server_rounds,
+                    timeout=setup.timeout_s or 3600.0,
+                )
+            except _Stop:
+                # Stopped by the parent, or a failed round already reported: the ServerApp
+                # ends as a finished one does. (One that raises makes run_simulation wait 3 s
+                # for the context such an app never sends.)
+                pass
 
         link.t_call = time.perf_counter()
-        local = "address" not in setup.backend_config["init_args"]
-        with visible_gpus(setup.devices if local else ()), warnings.catch_warnings():
+        init_args = setup.backend_config["init_args"]
+        local = init_args.get("address") == "local"
+        environment = local_ray_environment(setup.devices) if local else contextlib.nullcontext()
+        with environment, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Ray's FutureWarnings would go to the terminal
+            if local:
+                # The local Ray starts here, as the ray mode starts its own: Flower starts one
+                # only when none runs, and would give its job a runtime_env, so that every
+                # actor got a fresh worker, not one that Ray prestarts. Flower stops it.
+                import ray
+
+                ray.init(**init_args)
             run_simulation(
                 server_app=server_app,
                 client_app=make_client_app(),
