@@ -193,13 +193,14 @@ def test_a_broken_client_fails_the_process_modes_too():
 
 
 @pytest.mark.slow
-def test_the_quickstart_one_liner_under_worker_processes_ray_and_flower(tmp_path):
-    # The example's one-liner, with ray and flower in the same run (one serial reference for
-    # all); threads run the quickstart in test_quickstart_serial_and_threaded_..., and
-    # multiprocess's workers are multi-gpu's. One slot: one worker, one Ray actor and one
-    # Flower actor run the app (two of each on two slots are the ray and flower tests' run).
+def test_the_quickstart_one_liner_under_worker_processes_and_flower(tmp_path):
+    # The example's one-liner, with flower in the same run (one serial reference for both);
+    # threads run the quickstart in test_quickstart_serial_and_threaded_..., multiprocess's
+    # workers are multi-gpu's, and a Ray actor builds the app as a worker process does. One
+    # slot: one worker and one Flower actor run the app (two of each, on two slots, are in
+    # the ray and flower tests' run).
     pytest.importorskip("ray")
-    modes = ["serial", "multi-gpu", "ray", "flower"]
+    modes = ["serial", "multi-gpu", "flower"]
     proc = run_cli(
         "compare", "--case", "flower:examples/flower-quickstart/app.py:app",
         "--initial-model", "examples/flower-quickstart/task.py:Net",
@@ -212,7 +213,7 @@ def test_the_quickstart_one_liner_under_worker_processes_ray_and_flower(tmp_path
     written = read_results(tmp_path / "r.json")
     assert [m.name for m in written.modes] == modes
     assert all(m.status == "ok" for m in written.modes), [m.error for m in written.modes]
-    for name in ("multi-gpu", "ray", "flower"):  # the app in worker processes
+    for name in ("multi-gpu", "flower"):  # the app in worker processes
         assert written.mode(name).same_result is True, name  # type: ignore[union-attr]
     assert phases_add_up(written)
     assert written.config["case"].startswith("flower:examples/flower-quickstart/app.py:app")

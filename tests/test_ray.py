@@ -9,9 +9,14 @@ import sys
 import pytest
 
 from gpubench.commands.arguments import add_run_arguments, config_from_args
-from gpubench.machine.devices import cpu_slots
+from gpubench.machine.devices import Device, cpu_slots
 from gpubench.modes.base import ModeFailure, Plan
-from gpubench.modes.ray_common import RAY_MISSING, worker_resources
+from gpubench.modes.ray_common import (
+    RAY_MISSING,
+    local_init_args,
+    local_ray_environment,
+    worker_resources,
+)
 from gpubench.run.harness import compare
 from tests.conftest import CASES
 from tests.ray_helpers import no_ray_process_left, small
@@ -42,6 +47,23 @@ def test_worker_resources_default_to_the_slot_and_follow_the_options():
         worker_resources(plan_for({"cpus_per_worker": -1}), slot)
     with pytest.raises(ModeFailure, match="whole number"):
         worker_resources(plan_for({"gpus_per_worker": 1.5}), slot)
+
+
+def test_a_local_ray_inherits_the_path_and_the_runs_gpus_and_the_process_gets_its_own_back(
+    monkeypatch,
+):
+    # The raylet inherits the path (as the job's runtime_env, every actor would need a fresh
+    # worker); while it starts, it sees exactly the run's GPUs.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    gpu = Device("cuda:0", "cuda", 0, "GPU", visible_as="GPU-2f0c")
+    with local_ray_environment((gpu, *cpu_slots(1))):
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "GPU-2f0c"
+        assert os.environ["PYTHONPATH"].split(os.pathsep) == [p for p in sys.path if p]
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1,2" and "PYTHONPATH" not in os.environ
+    with local_ray_environment(cpu_slots(2)):  # CPU slots: the GPUs visible stay as they are
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1,2"
+    assert "runtime_env" not in local_init_args(2.0, 0)
 
 
 def test_the_cli_puts_ray_options_into_the_config():
