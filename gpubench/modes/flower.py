@@ -8,6 +8,9 @@ the same per-client resources as the ``ray`` mode's actors (``client_resources``
 --cpus-per-worker / --gpus-per-worker, a local Ray of the devices' cores and GPUs, or
 --ray-address), so on two CPU slots Flower runs two one-CPU actors. Flower's actors are not
 pinned to a slot; for the monitor and the per-client records actor k counts as device k mod n.
+A local Ray is started by the driver as the ray mode starts its own
+(:func:`gpubench.modes.ray_common.local_ray_environment`); Flower, finding Ray running, uses it
+and stops it at its end.
 
 Where: in a driver process of its own (spawn), because Flower owns the process it runs in
 (``ray.init``/``ray.shutdown``, its loggers, ``sys.exit`` on some errors), and so that every
