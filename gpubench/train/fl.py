@@ -189,7 +189,7 @@ def warm_up_process(cfg: TrainConfig) -> None:
 
     Left to the first client, it would sit in the first round's time and, with ``--warmup
     0``, make every process mode look slower than serial (whose process paid it in the probe
-    step): torch 2.x imports ``torch._dynamo`` when the first optimizer is made (about 1.4 s
+    step): torch 2.x imports ``torch._dynamo`` when the first optimizer is made (about 1.7 s
     of a core on CPU slots), and a loader whose workers fork from a forkserver starts that
     server (a process importing torch) on its first epoch."""
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
