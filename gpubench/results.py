@@ -35,6 +35,14 @@ PHASE_COLD_START = "cold_start"
 PHASE_WARMUP = "warmup"
 PHASE_ROUND = "round"
 PHASE_BETWEEN = "between"
+# A measured round whose set was measured again (other programs' load disturbed it): kept in
+# the monitor's spans, counted by no statistic.
+PHASE_REPLACED = "replaced"
+
+# Other programs' load (% of a device's capacity, mean over a mode's measured rounds) above
+# which a speed measured on that device is no evidence: its verdict is INCONCLUSIVE, and an
+# interleaved round set that ran beside more is measured again.
+OTHER_LOAD_LIMIT_PCT = 10.0
 
 
 # A device id names its kind before the colon: ``cuda:0`` is a GPU, ``cpu:1`` a CPU slot.
@@ -97,6 +105,44 @@ class RoundRecord:
     # Per client (client order): relative difference of its trained update from serial's
     # same client in the same round; () where not compared.
     client_diffs: tuple[float | None, ...] = ()
+    # Other programs' mean load per device during this round (% of the device; the mode's
+    # devices; empty where not measured).
+    other_load_pct: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OtherProcess:
+    """A program outside the run that used a device while a mode's rounds ran."""
+
+    pid: int
+    name: str
+    device: str
+    pct: float | None  # its mean share of the device where measured (% of capacity)
+
+
+@dataclass(frozen=True)
+class Disturbance:
+    """Other programs took more than ``OTHER_LOAD_LIMIT_PCT`` of a device during a mode's
+    measured rounds (``mode``: the mode itself, or serial, whose rounds its speed divides)."""
+
+    mode: str
+    device: str
+    pct: float
+    processes: tuple[OtherProcess, ...] = ()
+
+    def who(self) -> str:
+        """The programs named, heaviest first: ``pid 4242 stress (97%)``."""
+        return ", ".join(
+            f"pid {p.pid} {p.name}" + (f" ({p.pct:.0f}%)" if p.pct is not None else "")
+            for p in self.processes[:3]
+        )
+
+    def describe(self) -> str:
+        """The reason a verdict gives: ``other programs used 48% of cpu:1 during multi-gpu's
+        measured rounds (pid 4242 stress (97%))``."""
+        who = self.who()
+        return (f"other programs used {self.pct:.0f}% of {self.device} during {self.mode}'s "
+                f"measured rounds" + (f" ({who})" if who else ""))
 
 
 @dataclass(frozen=True)
@@ -174,6 +220,10 @@ class ModeResult:
     # False: this mode's work is known not to be reproducible (then never called "same").
     reproducible: bool = True
     not_reproducible_reason: str | None = None
+    # Other programs' mean load per device of this mode over its measured rounds (% of the
+    # device's capacity; empty: not measured), and the heaviest of them.
+    other_load_pct: dict[str, float] = field(default_factory=dict)
+    other_processes: tuple[OtherProcess, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.extra, ModeExtra):  # a plain mapping: made typed
@@ -275,6 +325,10 @@ class RunRecord(FlatRecord):
     # How far a correct computation of one client drifted with its sums done otherwise
     # (gpubench.run.prepare.measure_noise_floor), relative as the client diffs are.
     noise_floor: float | None = None
+    # Measured round sets that other programs' load disturbed, each measured again (or kept,
+    # ``kept``, once the bound of as many extra sets as measured rounds was reached): step,
+    # reason, and the replaced rounds' times and other load per mode.
+    remeasured_sets: tuple[dict[str, Any], ...] | None = None
     other: dict[str, Any] = field(default_factory=dict)
 
 
@@ -317,6 +371,18 @@ class Results:
                 else replace(m, extra=replace(m.extra, tolerance=float(used)))
                 for m in self.modes
             ))
+
+    def disturbance(self, name: str) -> Disturbance | None:
+        """Whether other programs' load makes ``name``'s speed no evidence: the worst device
+        where they took more than ``OTHER_LOAD_LIMIT_PCT`` during its measured rounds or
+        serial's (its speed is a ratio of the two); None when both ran quiet or unmeasured."""
+        worst: Disturbance | None = None
+        for m in (m for m in self.modes if m.name in (name, "serial")):
+            for device, pct in m.other_load_pct.items():
+                if pct > OTHER_LOAD_LIMIT_PCT and (worst is None or pct > worst.pct):
+                    named = tuple(p for p in m.other_processes if p.device == device)
+                    worst = Disturbance(m.name, device, pct, named)
+        return worst
 
     def mode(self, name: str) -> ModeResult | None:
         for m in self.modes:
@@ -434,18 +500,25 @@ def _mode_from_dict(d: Mapping[str, Any]) -> ModeResult:
             client_diffs=tuple(
                 None if v is None else float(v) for v in r.get("client_diffs") or ()
             ),
+            other_load_pct=_load_map(r.get("other_load_pct")),
         )
         for r in d.get("rounds", ())
     )
     d["rounds"] = rounds
     d["device_stats"] = tuple(_build(DeviceStats, s) for s in d.get("device_stats", ()))
     d["worker_memory"] = tuple(_build(WorkerMemory, w) for w in d.get("worker_memory", ()))
+    d["other_load_pct"] = _load_map(d.get("other_load_pct"))
+    d["other_processes"] = tuple(_build(OtherProcess, p) for p in d.get("other_processes") or ())
     for key in ("devices", "warmup_times_s", "round_times_s", "notes"):
         d[key] = tuple(d.get(key) or ())
     d["extra"] = ModeExtra.of(d.get("extra") or {})
     if d.get("status") not in STATUSES:
         raise ResultsFileError(f"mode {d.get('name')!r} has unknown status {d.get('status')!r}")
     return _build(ModeResult, d)
+
+
+def _load_map(value: Any) -> dict[str, float]:
+    return {str(k): float(v) for k, v in (value or {}).items() if v is not None}
 
 
 # Upgrades from an older schema version to the next one; keyed by the old version.

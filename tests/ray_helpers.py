@@ -12,6 +12,7 @@ import psutil
 
 from gpubench.config import RunConfig
 from gpubench.modes.ray_common import is_ray_process
+from gpubench.monitor.timeline import OtherLoadStats
 from gpubench.results import Results
 from gpubench.run.harness import compare
 from tests.conftest import CASES, of_this_session, run_config
@@ -83,7 +84,14 @@ class AffinityWatcher:
 
     def start(self) -> None: ...
     def mark(self, mode: str | None, phase: str, round_index: int | None) -> None: ...
+    def retag(self, span: int, phase: str) -> None: ...
     def unwatch_pids(self, mode: str) -> None: ...
+
+    def other_load(self, span: int) -> dict[str, float | None]:
+        return {}
+
+    def mode_other_load(self, mode: str, devices: Any) -> OtherLoadStats:
+        return OtherLoadStats({}, ())
     def stop(self) -> None: ...
 
     def results_section(self) -> dict[str, Any]:

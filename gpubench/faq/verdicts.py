@@ -209,6 +209,10 @@ def _speedup_part(results: Results | None, name: str, key: str, claim: Claim) ->
         failed = results.mode(name) if results is not None else None
         error = failed.error if failed is not None else None
         return missing(key, claim, why_mode or why or "missing", mode=name, error=error)
+    busy = results.disturbance(name) if results is not None else None
+    if busy is not None:
+        return missing(key, claim, "busy-machine", mode=name, during=busy.mode,
+                       device=busy.device, other_pct=busy.pct, who=busy.who() or "?")
     facts = {"mode": name, "workers": mode.workers, "devices": list(mode.devices),
              "serial_util": _util(serial), "mode_util": _util(mode),
              "device_util": {d: _util(mode, d) for d in mode.devices},

@@ -10,7 +10,7 @@ same functions the report's marks and the findings use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gpubench import stats
 from gpubench.gate.keys import RunKey
@@ -113,6 +113,20 @@ def _unproven(measured: str, interval: Interval, limit: str) -> str:
     return f"{measured} straddles {limit}: {NOISY_HINT}"
 
 
+def unless_disturbed(verdict: Verdict, *runs: tuple[str, Results]) -> Verdict:
+    """A speed verdict measured beside other programs' load (``Results.disturbance``, in any
+    of ``runs``: (label, run)) is INCONCLUSIVE with that reason: never PASS, never FAIL."""
+    if verdict.verdict not in (PASS, FAIL, INCONCLUSIVE):
+        return verdict
+    for label, run in runs:
+        d = run.disturbance(verdict.mode)
+        if d is not None:
+            measured = f" ({verdict.message})" if verdict.message else ""
+            return replace(verdict, verdict=INCONCLUSIVE, message=(
+                f"{verdict.mode}: {label}{d.describe()}; not judged{measured}"))
+    return verdict
+
+
 def pct(level: float) -> str:
     return f"{level * 100:g}%"
 
@@ -188,8 +202,11 @@ class SpeedupDropCheck:
             message = f"{summary}, below the allowed {limit:.2f}x (--max-drop {self.max_drop:.0%})"
         elif verdict == INCONCLUSIVE:
             message = _unproven(summary, change, f"the allowed {limit:.2f}x")
-        return Verdict(case, name, verdict, cur, f"{base:.2f}x", change, limit_text, message,
-                       notes, result, cur_rounds.paired)  # fmt: skip
+        return unless_disturbed(
+            Verdict(case, name, verdict, cur, f"{base:.2f}x", change, limit_text, message,
+                    notes, result, cur_rounds.paired),
+            ("", run), ("in the baseline, ", self.baseline),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -258,5 +275,6 @@ class Expectation:
             message = f"{measured}, expected {expected}{why}"
         elif verdict == INCONCLUSIVE:
             message = _unproven(measured, cur, expected)
-        return Verdict(case, name, verdict, cur, expected, None, expected, message, notes,
-                       result_of(current), paired)  # fmt: skip
+        verdict_ = Verdict(case, name, verdict, cur, expected, None, expected, message, notes,
+                           result_of(current), paired)  # fmt: skip
+        return verdict_ if name == REFERENCE_MODE else unless_disturbed(verdict_, ("", run))

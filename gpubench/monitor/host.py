@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 
 from gpubench.machine.devices import Device
+from gpubench.monitor.other_load import OtherLoad
 from gpubench.monitor.probe import Reading
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,12 @@ HOST_FIELDS = {
     "mem": "sum of the resident memory (RSS) of the processes watched on the device, bytes",
     "process_mem": "resident memory (RSS) of each watched pid, bytes",
     "own_util": "CPU time of the watched processes on the slot since the previous sample, "
-    "% of the slot's cores (the rest of util is other programs' load)",
+    "% of the slot's cores",
+    "other_util": "other programs' load: the slot's busy time less the CPU time of the run's "
+    "whole process tree on the slot's cores (each thread put on the core it last ran on), % of "
+    "the slot's cores, over the window since the previous process read",
+    "other_processes": "the heaviest processes outside the run on a slot whose other load "
+    "passed 5% (pid, command name, % of the slot since the previous scan; at most once a second)",
 }
 
 
@@ -68,10 +74,14 @@ class HostProbe:
         *,
         cpu_times: Callable[[], Sequence[Any]] | None = None,
         reason: str | None = None,
+        other: OtherLoad | None = None,
     ) -> None:
         self._cores = {d.id: tuple(d.cores) for d in devices}
         self._cpu_times = cpu_times or (lambda: psutil.cpu_times(percpu=True))
         self._before = self._cpu_times()
+        self._before_refresh = self._before
+        self._other = other or OtherLoad(self._cores)
+        self._other.own_cpu_s()  # from now on
         self._clock = time.monotonic
         self._at = self._clock()
         self._cpu_s: dict[int, float] = {}  # pid -> its CPU seconds at the previous read
@@ -108,8 +118,11 @@ class HostProbe:
         # read at most every PROCESS_REFRESH_S; between reads their last values stand.
         refresh = self._proc_at is None or at - self._proc_at >= PROCESS_REFRESH_S - 1e-3
         elapsed = 0.0 if self._proc_at is None else at - self._proc_at
+        other_pct: dict[str, float | None] = {}
         if refresh:
             self._proc_at = at
+            other_pct = self._other_load(after, pids_by_device, elapsed)
+        named = self._other.name_others(other_pct) if refresh else {}
         out: dict[str, Reading] = {}
         for dev_id, cores in self._cores.items():
             r = Reading(util_pct=slot_util_pct(per_core, cores))
@@ -118,6 +131,7 @@ class HostProbe:
                 if last is not None:
                     r.process_mem_bytes = dict(last.process_mem_bytes)
                     r.mem_bytes, r.own_util_pct = last.mem_bytes, last.own_util_pct
+                    r.other_util_pct = last.other_util_pct
                 out[dev_id] = r
                 continue
             own, known = 0.0, False
@@ -133,9 +147,22 @@ class HostProbe:
                 r.mem_bytes = sum(r.process_mem_bytes.values())
             if known and cores and elapsed > 0:
                 r.own_util_pct = min(100.0, 100.0 * own / (elapsed * len(cores)))
+            r.other_util_pct = other_pct.get(dev_id)
+            r.other_processes = [(p.pid, p.name, p.pct) for p in named.get(dev_id, ())]
             out[dev_id] = r
             self._last[dev_id] = r
         return out
+
+    def _other_load(
+        self, after: Sequence[Any], pids_by_device: Mapping[str, Sequence[int]], elapsed: float
+    ) -> dict[str, float | None]:
+        """Other programs' load per slot over the window since the previous process read."""
+        per_core = core_busy_pct(self._before_refresh, after)
+        self._before_refresh = after
+        for pids in pids_by_device.values():
+            self._other.own.add(pids)
+        busy = {d: slot_util_pct(per_core, cores) for d, cores in self._cores.items()}
+        return self._other.other_pct(busy, self._other.own_cpu_s(), elapsed)
 
     def notes(self) -> list[str]:
         notes = [self._reason] if self._reason else []

@@ -134,6 +134,7 @@ class NvmlGpu:
         # from before the GPU was opened are not this run's.
         self._sample_ts = 0
         self._util_samples(None)
+        self._process_ts = 0  # the newest per-process utilisation sample seen (us)
 
     # Every query goes through here: an NVMLError becomes None.
     def _query(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -207,9 +208,11 @@ class NvmlGpu:
             self.mem_total_bytes = int(mem.total)
             r.mem_bytes = int(mem.used)
 
-    def _processes(self, r: Reading, pids: Iterable[int]) -> None:
+    def _processes(self, r: Reading, pids: Iterable[int], own: set[int] | None) -> None:
+        """Memory of the watched pids; with ``own`` (the run's process tree), the processes
+        outside it and their load (:meth:`_foreign`)."""
         wanted = set(pids)
-        if not wanted:
+        if not wanted and own is None:
             return
         fn = (
             pynvml.nvmlDeviceGetComputeRunningProcesses
@@ -233,8 +236,46 @@ class NvmlGpu:
                 r.process_mem_bytes[int(p.pid)] = int(p.usedGpuMemory)
         if r.process_mem_bytes:
             self.matched_pids = True
-        elif procs:
+        elif procs and wanted:
             self.unmatched_pids = True
+        # Own and other pids are told apart only once one of ours was matched (in another pid
+        # namespace, every process would look like another program's).
+        if own is not None and procs is not None and (self.matched_pids or not procs):
+            self._foreign(r, {int(p.pid): p.usedGpuMemory for p in procs if p.pid not in own})
+
+    def _foreign(self, r: Reading, foreign: dict[int, int | None]) -> None:
+        """Other programs on this GPU: each one's SM share since the previous read
+        (``nvmlDeviceGetProcessUtilization``) where the GPU gives it, their sum as the device's
+        other load; where it does not, they are named with a null share and the load is null."""
+        shares = self._process_util(set(foreign)) if foreign else {}
+        if shares is None:
+            r.other_util_pct = None
+        else:
+            r.other_util_pct = float(min(100.0, sum(shares.values())))
+        for pid in sorted(foreign, key=lambda p: -(shares or {}).get(p, 0.0)):
+            share = None if shares is None else shares.get(pid, 0.0)
+            r.other_processes.append((pid, _process_name(pid), share))
+
+    def _process_util(self, pids: set[int]) -> dict[int, float] | None:
+        """Mean SM utilisation per pid over the driver's samples newer than the last seen."""
+        if self.lost or "process_util" in self.off:
+            return None
+        try:
+            samples = pynvml.nvmlDeviceGetProcessUtilization(self.handle, self._process_ts)
+        except pynvml.NVMLError as exc:
+            if exc.value in (pynvml.NVML_ERROR_NOT_FOUND, pynvml.NVML_SUCCESS):
+                return {}  # no process ran a kernel since the last sample
+            self._failed("process_util", exc)
+            return None
+        except pynvml.NVMLLibraryMismatchError as exc:
+            self._failed("process_util", exc)
+            return None
+        per: dict[int, list[float]] = {}
+        for s in samples:
+            self._process_ts = max(self._process_ts, int(s.timeStamp))
+            if int(s.pid) in pids:
+                per.setdefault(int(s.pid), []).append(float(s.smUtil))
+        return {pid: sum(v) / len(v) for pid, v in per.items()}
 
     def _gpm_metrics(self, r: Reading) -> None:
         wanted = [name for name in GPM_METRICS if name not in self.off]
@@ -288,7 +329,8 @@ class NvmlGpu:
                 r.util_samples.append((self._sample_ts / 1e6, ts / 1e6, value))
             self._sample_ts = ts
 
-    def read(self, pids: Iterable[int] = ()) -> Reading:
+    def read(self, pids: Iterable[int] = (), own: set[int] | None = None) -> Reading:
+        """One sample; ``own``: the run's process tree, to tell other programs apart."""
         r = Reading()
         if self.lost:
             return r
@@ -302,10 +344,20 @@ class NvmlGpu:
         energy_mj = self._query("energy", pynvml.nvmlDeviceGetTotalEnergyConsumption, self.handle)
         if energy_mj is not None:
             r.energy_j = energy_mj / 1000.0
-        self._processes(r, pids)
+        self._processes(r, pids, own)
         self._gpm_metrics(r)
         self._util_samples(r)
         return r
+
+
+def _process_name(pid: int) -> str:
+    """A pid's command name, or ``?`` where it is not ours to read (another user, another
+    pid namespace)."""
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            return f.read().strip() or "?"
+    except OSError:
+        return "?"
 
 
 # --- mapping torch devices to NVML handles -----------------------------------------------------

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from gpubench.machine.devices import Device
 from gpubench.monitor.nvml import open_gpus
+from gpubench.monitor.other_load import OwnProcesses
 from gpubench.monitor.probe import Reading
 
 NVML_FIELDS = {
@@ -21,6 +22,11 @@ NVML_FIELDS = {
     "(nvmlDeviceGetComputeRunningProcesses: CUDA context + cache + tensors)",
     "power_w": "board power draw, W (nvmlDeviceGetPowerUsage)",
     "energy_j": "energy counter, J (nvmlDeviceGetTotalEnergyConsumption; use differences)",
+    "other_util": "other programs' load: the summed SM utilisation of the processes on the GPU "
+    "outside the run's process tree (nvmlDeviceGetProcessUtilization); null where the GPU "
+    "does not give per-process utilisation",
+    "other_processes": "processes on the GPU outside the run's process tree "
+    "(nvmlDeviceGetComputeRunningProcesses): pid, command name, SM share or null",
     "sm_active": "% of SMs busy between two samples (GPM NVML_GPM_METRIC_SM_UTIL; Hopper and "
     "later)",
     "sm_occupancy": "% of the SMs' warp slots in use between two samples "
@@ -35,14 +41,18 @@ class NvmlProbe:
     fields = NVML_FIELDS
     mem_is_process_sum = False
 
-    def __init__(self, devices: Sequence[Device]) -> None:
+    def __init__(self, devices: Sequence[Device], own: OwnProcesses | None = None) -> None:
         self.gpus, self.missing = open_gpus(devices)
         self._ids = [d.id for d in devices]
+        self._own = own or OwnProcesses()
 
     def read(self, pids_by_device: Mapping[str, Sequence[int]]) -> dict[str, Reading]:
         out = {d: Reading() for d in self._ids}
+        for pids in pids_by_device.values():
+            self._own.add(pids)
+        own = self._own.pids()
         for dev_id, gpu in self.gpus.items():
-            out[dev_id] = gpu.read(pids_by_device.get(dev_id, ()))
+            out[dev_id] = gpu.read(pids_by_device.get(dev_id, ()), own)
         return out
 
     def notes(self) -> list[str]:

@@ -39,6 +39,10 @@ class Reading:
     # Share of the device's capacity used by the watched processes themselves (host: their
     # CPU time over the slot's cores), so that another program's load on a slot shows as such.
     own_util_pct: float | None = None
+    # Share of the device's capacity used by programs outside the run's process tree.
+    other_util_pct: float | None = None
+    # The heaviest of those programs where they were named: (pid, command name, % of device).
+    other_processes: list[tuple[int, str, float | None]] = field(default_factory=list)
     process_mem_bytes: dict[int, int] = field(default_factory=dict)  # watched pids only
     # The driver's own timestamped utilisation samples that are new since the previous read:
     # (window start, window end, %) in wall-clock seconds (time.time()); a sample's value is

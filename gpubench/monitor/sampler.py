@@ -25,8 +25,11 @@ from typing import Any
 from gpubench.monitor.probe import Probe, Reading
 from gpubench.monitor.timeline import (
     MIN_SAMPLES,
+    OtherLoadStats,
     Snapshot,
     mode_device_stats,
+    mode_other_load,
+    span_other_load,
     span_summaries,
 )
 from gpubench.results import (
@@ -51,6 +54,7 @@ _COLUMNS: dict[str, tuple[str, int | None]] = {
     "sm_active_pct": ("sm_active", 1),
     "sm_occupancy_pct": ("sm_occupancy", 1),
     "own_util_pct": ("own_util", 1),
+    "other_util_pct": ("other_util", 1),
 }
 _ALWAYS = ("util", "mem")
 
@@ -122,9 +126,12 @@ class Sampler:
             col: {d: [] for d in self.devices} for col, _ in _COLUMNS.values()
         }
         self._proc: list[dict[str, dict[int, int]]] = []
+        # (sample index, device, pid, command name, % of the device) of other programs
+        self._others: list[tuple[int, str, int, str, float | None]] = []
         self._driver: dict[str, list[tuple[float, float, float]]] = {d: [] for d in self.devices}
         self._failures = 0
         self._read_s = 0.0  # wall time spent in the backend, for the sampler's own cost
+        self._read_cpu_s = 0.0  # and the CPU time it took (its thread runs at nice 19)
 
     # --- the harness's side (short locks only) -------------------------------------------
 
@@ -140,14 +147,27 @@ class Sampler:
             self._thread = threading.Thread(target=self.run, name="gpubench-sampler", daemon=True)
             self._thread.start()
 
-    def mark(self, mode: str | None, phase: str, round_index: int | None) -> None:
-        """Close the current span and open one for (mode, phase, round) now."""
+    def mark(self, mode: str | None, phase: str, round_index: int | None) -> int:
+        """Close the current span and open one for (mode, phase, round) now; its index."""
         if self.t0 is None:
             raise RuntimeError("start() the sampler before mark()")
         with self._lock:
             now = self._clock() - self.t0
             self._spans[-1]["end_s"] = now
             self._spans.append(_span(mode, phase, round_index, now))
+            return len(self._spans) - 1
+
+    def retag(self, span: int, phase: str) -> None:
+        """Give an earlier span another phase (a round measured again: ``replaced``), so that
+        no statistic of measured rounds counts it."""
+        with self._lock:
+            self._spans[span]["phase"] = phase
+
+    def other_load(self, span: int) -> dict[str, float | None]:
+        """Per device, other programs' mean load during ``span`` so far (None: not measured)."""
+        with self._lock:
+            snap = self._snapshot()
+        return span_other_load(snap, span, self.devices)
 
     def watch_pids(self, mode: str, pids: Mapping[int, str]) -> None:
         """From now on, sample ``pids`` (pid -> device id) as ``mode``'s processes.
@@ -205,7 +225,7 @@ class Sampler:
             t = self._clock() - self.t0
             span = len(self._spans) - 1
             by_device = self._watched()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             readings = self._probe.read(by_device)
         except Exception:  # a backend bug must not end the monitoring of a long run
@@ -216,6 +236,7 @@ class Sampler:
                 )
             readings = {}
         self._read_s += time.perf_counter() - started
+        self._read_cpu_s += time.thread_time() - cpu
         with self._lock:
             self._t.append(t)
             self._span.append(span)
@@ -226,6 +247,8 @@ class Sampler:
                     self._cols[col][d].append(getattr(r, attr))
                 if r.process_mem_bytes:
                     procs[d] = dict(r.process_mem_bytes)
+                for pid, name, pct in r.other_processes:
+                    self._others.append((len(self._t) - 1, d, pid, name, pct))
                 for start, end, value in r.util_samples:
                     # Driver samples from before the sampler started are not this run's.
                     if (start + end) / 2 >= self._wall0:
@@ -249,6 +272,7 @@ class Sampler:
             cols={col: {d: list(vs) for d, vs in per.items()} for col, per in self._cols.items()},
             procs=list(self._proc),
             driver={d: list(vs) for d, vs in self._driver.items() if vs},
+            others=list(self._others),
         )
 
     def results_section(self) -> dict[str, Any]:
@@ -272,6 +296,8 @@ class Sampler:
             notes.append(NOTE_SAMPLES_FAILED.format(n=self._failures))
         if snap.driver:
             measured.append("util_samples")
+        if snap.others:
+            measured.append("other_processes")
         fields = {
             k: v for k, v in self._probe.fields.items() if k in measured or k == "process_mem"
         }
@@ -286,6 +312,7 @@ class Sampler:
             "fields": fields,
             "missed_ticks": self.missed_ticks,
             "sample_cost_ms": round(1000 * self._read_s / len(snap.t), 3) if snap.t else None,
+            "sample_cpu_ms": round(1000 * self._read_cpu_s / len(snap.t), 3) if snap.t else None,
             "timeline": timeline,
             "spans": [
                 {
@@ -297,6 +324,11 @@ class Sampler:
                 for s, summary in zip(snap.spans, summaries, strict=True)
             ],
         }
+        if snap.others:
+            section["other_processes"] = [
+                {"t": round(snap.t[i], 3), "device": d, "pid": pid, "name": name, "pct": pct}
+                for i, d, pid, name, pct in snap.others
+            ]
         if snap.driver:
             # The driver's timestamped samples: window start and end (run-relative seconds),
             # kernel-active %, and the span each is attributed to (at its window's middle).
@@ -325,6 +357,12 @@ class Sampler:
             min_samples=self.min_samples,
             mem_is_process_sum=bool(getattr(self._probe, "mem_is_process_sum", False)),
         )
+
+    def mode_other_load(self, mode: str, devices: Sequence[str]) -> OtherLoadStats:
+        """Other programs' load on ``devices`` during ``mode``'s measured rounds."""
+        with self._lock:
+            snap = self._snapshot()
+        return mode_other_load(snap, mode, devices)
 
 
 def _span(mode: str | None, phase: str, round_index: int | None, start: float) -> dict[str, Any]:

@@ -22,12 +22,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpubench.results import PHASE_ROUND, DeviceStats
+from gpubench.results import PHASE_ROUND, DeviceStats, OtherProcess
 
 MIN_SAMPLES = 10
 
 # Timeline columns whose value covers the time since the previous sample.
-WINDOWED = ("util", "own_util", "sm_active", "sm_occupancy")
+WINDOWED = ("util", "own_util", "other_util", "sm_active", "sm_occupancy")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -63,6 +63,8 @@ class Snapshot:
     procs: list[dict[str, dict[int, int]]]
     # per device: (window start, window end, %) of the driver's timestamped samples
     driver: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
+    # (sample index, device, pid, command name, % of the device) of other programs named
+    others: list[tuple[int, str, int, str, float | None]] = field(default_factory=list)
 
     def starts(self) -> list[float]:
         return [s["start_s"] for s in self.spans]
@@ -94,6 +96,61 @@ def span_summaries(snap: Snapshot) -> list[dict[str, Any]]:
             out[s]["util_mean_pct"][d] = round(sum(values) / len(values), 1)
             out[s]["util_samples"][d] = len(values)
     return out
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return round(sum(values) / len(values), 1) if values else None
+
+
+def _other_in(snap: Snapshot, spans: set[int], devices: Sequence[str]) -> dict[str, list[float]]:
+    """Per device, the other-load samples whose window's middle fell in ``spans``."""
+    column = snap.cols.get("other_util", {})
+    out: dict[str, list[float]] = {}
+    for i, s in enumerate(snap.windowed_spans()):
+        if s in spans:
+            for d in devices:
+                v = column.get(d, [None] * (i + 1))[i]
+                if v is not None:
+                    out.setdefault(d, []).append(v)
+    return out
+
+
+def span_other_load(snap: Snapshot, span: int, devices: Sequence[str]) -> dict[str, float | None]:
+    """Per device, other programs' mean load during one span (None: no sample fell in it)."""
+    values = _other_in(snap, {span}, devices)
+    return {d: _mean(values.get(d, [])) for d in devices}
+
+
+@dataclass(frozen=True)
+class OtherLoadStats:
+    """Other programs' load during a mode's measured rounds."""
+
+    pct: dict[str, float]  # device -> mean % of its capacity (devices with samples only)
+    processes: tuple[OtherProcess, ...]  # the heaviest, heaviest first
+
+
+def mode_other_load(snap: Snapshot, mode: str, devices: Sequence[str]) -> OtherLoadStats:
+    """Other programs' load on ``devices`` over ``mode``'s measured rounds (``round`` spans)
+    and the processes named during them (each pid once, at its mean share)."""
+    rounds = {
+        i for i, s in enumerate(snap.spans) if s["mode"] == mode and s["phase"] == PHASE_ROUND
+    }
+    whole = _other_in(snap, rounds, devices)
+    windowed = snap.windowed_spans()
+    shares: dict[tuple[int, str, str], list[float]] = {}
+    for i, d, pid, name, share in snap.others:
+        if d in devices and windowed[i] in rounds:
+            shares.setdefault((pid, name, d), []).append(-1.0 if share is None else share)
+    processes = sorted(
+        (
+            OtherProcess(pid=pid, name=name, device=d,
+                         pct=None if min(v) < 0 else round(sum(v) / len(v), 1))
+            for (pid, name, d), v in shares.items()
+        ),
+        key=lambda p: -(p.pct or 0.0),
+    )
+    means = {d: m for d, vs in whole.items() if (m := _mean(vs)) is not None}
+    return OtherLoadStats(pct=means, processes=tuple(processes[:5]))
 
 
 def mode_device_stats(

@@ -92,7 +92,8 @@ def _measured(part: Part, lang: str) -> str:
     line += f" — **{t(f'verdict.{part.verdict}', lang)}**"
     if part.reason is not None:
         error = (part.facts.get("error") or "").splitlines()[0:1]
-        line += f"{colon}{t(f'reason.{part.reason}', lang, error=error[0] if error else '?')}"
+        facts = {k: v for k, v in part.facts.items() if k != "error"}
+        line += f"{colon}{t(f'reason.{part.reason}', lang, **facts, error=error[0] if error else '?')}"
     elif part.verdict not in (HOLDS, DOES_NOT_HOLD):
         line += f"{colon}{t('straddles', lang)}"
     return line

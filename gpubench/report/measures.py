@@ -25,6 +25,8 @@ SLOWER = 0.95
 # Verdicts (catalogue keys ``verdict.speed.<v>``) and result checks (``check.<c>``).
 FASTER, SLOWER_V, NO_DIFFERENCE, BASELINE, NOT_COMPARABLE, NO_VERDICT = (
     "faster", "slower", "no-difference", "baseline", "not-comparable", "none")
+# Measured beside other programs' load (``Results.disturbance``): no speed verdict.
+BUSY = "busy-machine"
 CHECK_SAME, CHECK_DIFFERS, CHECK_BASELINE, CHECK_UNKNOWN, CHECK_NOT_REPRODUCIBLE = (
     "same", "differs", "baseline", "unknown", "not-reproducible")
 
@@ -78,6 +80,8 @@ def speed_of(results: Results, mode: ModeResult) -> Speed:
     interval = stats.speedup_interval(rounds)
     if check == CHECK_DIFFERS:
         verdict = NOT_COMPARABLE
+    elif results.disturbance(mode.name) is not None:
+        verdict = BUSY
     elif stats.decide(interval, low=CLEARLY_FASTER) == stats.WITHIN:
         verdict = FASTER
     elif stats.decide(interval, high=SLOWER) == stats.WITHIN:

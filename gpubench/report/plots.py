@@ -98,6 +98,7 @@ _VERDICT_COLOURS = {
     measures.NO_DIFFERENCE: "tab:blue",
     measures.SLOWER_V: "tab:orange",
     measures.BASELINE: "tab:gray",
+    measures.BUSY: "lightgray",  # beside other programs' load: no evidence either way
 }
 HATCH = "//"
 

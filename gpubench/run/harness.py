@@ -33,9 +33,12 @@ from gpubench.modes import (
 )
 from gpubench.modes.base import first_line
 from gpubench.monitor.environment import collect_environment
+from gpubench.monitor.timeline import OtherLoadStats
 from gpubench.results import (
+    OTHER_LOAD_LIMIT_PCT,
     PHASE_BETWEEN,
     PHASE_COLD_START,
+    PHASE_REPLACED,
     PHASE_ROUND,
     PHASE_WARMUP,
     STATUS_FAILED,
@@ -65,7 +68,10 @@ Progress = Callable[[str, str, int, int], None]
 
 class Sampler(Protocol):
     def start(self) -> None: ...
-    def mark(self, mode: str | None, phase: str, round_index: int | None) -> None: ...
+    def mark(self, mode: str | None, phase: str, round_index: int | None) -> int | None: ...
+    def retag(self, span: int, phase: str) -> None: ...
+    def other_load(self, span: int) -> dict[str, float | None]: ...
+    def mode_other_load(self, mode: str, devices: Sequence[str]) -> OtherLoadStats: ...
     def watch_pids(self, mode: str, pids: Any) -> None: ...
     def unwatch_pids(self, mode: str) -> None: ...
     def stop(self) -> None: ...
@@ -88,6 +94,7 @@ class _Run:
     cold_start_s: float | None = None
     rounds: list[RoundRecord] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)  # the schedule step of each round
+    spans: list[int | None] = field(default_factory=list)  # the monitor's span of each round
     memory: dict[int, WorkerMemory] = field(default_factory=dict)
     device_ids: tuple[str, ...] = ()
     workers: int = 0
@@ -95,6 +102,23 @@ class _Run:
     started: bool = False  # started once (serial starts again in later blocks)
     not_reproducible: str | None = None
     startup: dict[str, float] = field(default_factory=dict)
+
+    def round_at(self, step: int) -> tuple[RoundRecord, int | None] | None:
+        """The round measured at ``step`` and its monitor span, if any."""
+        if step not in self.steps:
+            return None
+        i = self.steps.index(step)
+        return self.rounds[i], self.spans[i]
+
+    def record(self, record: RoundRecord, step: int, span: int | None) -> None:
+        """Add a round; a step measured again takes its earlier round's place."""
+        if step in self.steps:
+            i = self.steps.index(step)
+            self.rounds[i], self.spans[i] = record, span
+            return
+        self.rounds.append(record)
+        self.steps.append(step)
+        self.spans.append(span)
 
     def fail(self, status: str, reason: str, detail: str | None = None) -> None:
         self.status = status
@@ -164,6 +188,8 @@ class _Harness:
         self.reference = "serial" if "serial" in cfg.modes else None
         self.last = LastUpdates(self.reference)
         self.gaps: dict[str, tuple[float, float]] = {}  # mode -> its last aggregate's gap
+        # Round sets measured again because other programs' load disturbed them.
+        self.replaced: list[dict[str, Any]] = []
 
     def run_block(self, block: Block, runs: Sequence[_Run]) -> None:
         """Start the block's modes, run its steps round by round, close them."""
@@ -172,16 +198,58 @@ class _Harness:
         runs = [r for r in runs if r.status == STATUS_OK]  # one that failed earlier is done
         for run in runs:
             self.start(run)
-        for step in range(block.first_step, block.first_step + self.per_block):
+        steps = list(range(block.first_step, block.first_step + self.per_block))
+        again: list[int] = []
+        budget = self.prep.config.rounds  # at most as many extra sets as measured rounds
+        while steps:
+            step = steps.pop(0)
             for run in runs:
                 self.round(run, step, block)
+            why = self.disturbed(runs, step)
+            if why is not None:
+                if budget > 0:
+                    budget -= 1
+                    self.replace_set(runs, step, why)
+                    again.append(step)
+                else:
+                    self.replaced.append({"step": step, "reason": why, "kept": True})
+            if not steps:  # the disturbed sets once more, after the others (a passing
+                steps, again = again, []  # disturbance has had time to end)
         for run in runs:
             self.finish(run)
         self.gaps.update(self.last.gaps)
 
-    def mark(self, mode: str | None, phase: str, index: int | None) -> None:
-        if self.sampler is not None:
-            self.sampler.mark(mode, phase, index)
+    def disturbed(self, runs: Sequence[_Run], step: int) -> str | None:
+        """Why the measured round set at ``step`` is no evidence: another program took more
+        than ``OTHER_LOAD_LIMIT_PCT`` of a device while one of its modes ran there."""
+        for run in runs:
+            got = run.round_at(step)
+            if got is None or got[0].warmup:
+                continue
+            for device, pct in got[0].other_load_pct.items():
+                if pct > OTHER_LOAD_LIMIT_PCT:
+                    return (f"other programs used {pct:.0f}% of {device} during "
+                            f"{run.name}'s round")
+        return None
+
+    def replace_set(self, runs: Sequence[_Run], step: int, why: str) -> None:
+        """Take the set's rounds out of the statistics (kept in the record), to measure the
+        step again; the monitor's spans of those rounds are retagged ``replaced``."""
+        entry: dict[str, Any] = {"step": step, "reason": why, "time_s": {}, "other_load_pct": {}}
+        for run in runs:
+            got = run.round_at(step)
+            if got is None:
+                continue
+            record, span = got
+            entry["time_s"][run.name] = record.time_s
+            entry["other_load_pct"][run.name] = dict(record.other_load_pct)
+            if self.sampler is not None and span is not None:
+                self.sampler.retag(span, PHASE_REPLACED)
+        self.replaced.append(entry)
+
+    def mark(self, mode: str | None, phase: str, index: int | None) -> int | None:
+        """Tell the monitor which span runs now; the span's index (None: no monitor)."""
+        return self.sampler.mark(mode, phase, index) if self.sampler is not None else None
 
     def start(self, run: _Run) -> None:
         """Start the mode (again, for serial in a later block: its first cold start counts)."""
@@ -231,7 +299,7 @@ class _Harness:
         fingerprints = torch.full(
             (self.prep.plan.clients, FINGERPRINT_SIZE), math.nan, dtype=torch.float64
         )
-        self.mark(run.name, phase, index)
+        span = self.mark(run.name, phase, index)
         try:
             live = run.mode.live_fingerprints(fingerprints)
             with ClientTicker(self.progress, (run.name, phase, index + 1, total),
@@ -258,12 +326,20 @@ class _Harness:
                 key=lambda c: c.client,
             )
         )
-        run.rounds.append(RoundRecord(step, warmup, elapsed, clients, aggregate_s))
-        run.steps.append(step)
+        other = self.other_load(run, span)
+        run.record(RoundRecord(step, warmup, elapsed, clients, aggregate_s,
+                               other_load_pct=other), step, span)
         if not warmup:
             _keep_peak(run.memory, out.memory)
         if local == self.per_block - 1 and not block.retime:
             self.last.add(run.name, update, global_state)
+
+    def other_load(self, run: _Run, span: int | None) -> dict[str, float]:
+        """Other programs' mean load on the mode's devices during its round's span."""
+        if self.sampler is None or span is None:
+            return {}
+        got = self.sampler.other_load(span)
+        return {d: v for d in run.device_ids if (v := got.get(d)) is not None}
 
     def check_round(self, out: RoundOutput, update: FedAvgUpdate, step: int) -> None:
         """Every client exactly once, every partial sum present, and an aggregate that is
@@ -376,6 +452,7 @@ def compare(
             "draws_global_rng": prep.draws_global_rng,
             "samples": list(prep.plan.sizes),
             "state_size": prep.plan.state_size,
+            "remeasured_sets": harness.replaced,
         }),
         modes=modes,
         devices=tuple(d.to_dict() for d in prep.all_devices),
@@ -415,8 +492,10 @@ def _mode_results(
             for r, step in zip(run.rounds, run.steps, strict=True)
         )
         stats: tuple[DeviceStats, ...] = ()
+        other = OtherLoadStats({}, ())
         if sampler is not None and run.status == STATUS_OK:
             stats = sampler.device_stats(run.name)
+            other = sampler.mode_other_load(run.name, run.device_ids)
         out.append(
             ModeResult(
                 name=run.name,
@@ -440,6 +519,8 @@ def _mode_results(
                 device_stats=stats,
                 worker_memory=tuple(run.memory[k] for k in sorted(run.memory)),
                 extra=ModeExtra(tolerance=run.tolerance, startup_s=run.startup or None),
+                other_load_pct=other.pct,
+                other_processes=other.processes,
             )
         )
     return tuple(out)

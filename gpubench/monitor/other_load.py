@@ -1,0 +1,248 @@
+"""Other programs' load on CPU slots: the slot's busy time less the run's own CPU time.
+
+"Own" is the run's whole process tree: this process, every descendant (workers, their
+DataLoader workers, the Ray or Flower processes the run started) and any pid a mode named as
+its own (:meth:`OwnProcesses.add`). Everything else that keeps a slot's cores busy is
+*other* load, so that a busy neighbour shows as such instead of passing for a slow mode.
+
+How it is read (Linux, from ``/proc``):
+
+- own CPU time per slot: for every own process, each thread's CPU time since the previous read
+  (``/proc/<pid>/task/<tid>/stat``: utime + stime), put on the slot of the core the thread last
+  ran on (field 39). A pinned thread runs on its slot's cores only, so this is exact for
+  workers and for the parent's training threads; an unpinned helper thread is put where it
+  last ran. CPU time of threads that ended between two reads (the process's total grew more
+  than its live threads) goes to the slot its process last ran on.
+- a slot's other load: its busy share (``/proc/stat``, per core) over the same window, less the
+  own CPU time on its cores, never below 0.
+- who: when a slot's other load passes ``NAME_ABOVE_PCT``, at most once every
+  ``SCAN_EVERY_S``, every process outside the tree is read once (``/proc/<pid>/stat``) and
+  its CPU time since the previous scan is put on the slot of its last core; the heaviest are
+  named (pid, command name, % of the slot).
+
+Off Linux (no ``/proc/<pid>/task``) the own CPU time is the process's (psutil), split over the
+slots its affinity allows; other processes are not named there.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import psutil
+
+TREE_REFRESH_S = 0.5  # the process tree is listed again at most this often
+SCAN_EVERY_S = 1.0  # other processes are named at most this often
+NAME_ABOVE_PCT = 5.0  # a slot's other load above which its processes are named
+TOP_PROCESSES = 3  # named per slot and scan
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    """What ``/proc/<pid>[/task/<tid>]/stat`` says of a process or thread."""
+
+    name: str
+    cpu_s: float  # utime + stime
+    core: int  # the core it last ran on
+    start_ticks: int  # when it started, clock ticks after boot
+
+
+def parse_stat(text: str) -> ProcStat:
+    """Parse a ``stat`` line; the command name may hold spaces and parentheses."""
+    open_, close = text.index("("), text.rindex(")")
+    rest = text[close + 2 :].split()
+    # rest[0] is field 3 (state): utime 14, stime 15, starttime 22, processor 39.
+    return ProcStat(
+        name=text[open_ + 1 : close],
+        cpu_s=(int(rest[11]) + int(rest[12])) / _CLK_TCK,
+        core=int(rest[36]),
+        start_ticks=int(rest[19]),
+    )
+
+
+def read_stat(path: str) -> ProcStat | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return parse_stat(f.read())
+    except (OSError, ValueError, IndexError):  # gone, or not readable
+        return None
+
+
+def _threads(pid: int) -> list[int]:
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return []
+
+
+class OwnProcesses:
+    """The run's process tree: ``root`` and its descendants, plus pids added by name."""
+
+    def __init__(
+        self,
+        root: int | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        children: Callable[[int], Iterable[int]] | None = None,
+    ) -> None:
+        self.root = os.getpid() if root is None else root
+        self._clock = clock
+        self._children = children or _descendants
+        self._added: set[int] = set()
+        self._pids: set[int] = {self.root}
+        self._at: float | None = None
+
+    def add(self, pids: Iterable[int]) -> None:
+        self._added.update(int(p) for p in pids)
+
+    def pids(self) -> set[int]:
+        now = self._clock()
+        if self._at is None or now - self._at >= TREE_REFRESH_S:
+            self._at = now
+            self._pids = {self.root, *self._children(self.root)}
+        return self._pids | self._added
+
+
+def _descendants(root: int) -> list[int]:
+    try:
+        return [p.pid for p in psutil.Process(root).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+@dataclass(frozen=True)
+class OtherProcess:
+    """A process outside the run that used a slot's cores between two scans."""
+
+    pid: int
+    name: str
+    pct: float  # % of the slot's capacity
+
+
+class OtherLoad:
+    """Own CPU time per slot, other load per slot, and the heaviest other processes.
+
+    ``slots`` maps a device id to its cores (a GPU, with no cores, is left out: NVML reads
+    its processes). ``stat`` reads one ``stat`` file (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        slots: Mapping[str, Sequence[int]],
+        own: OwnProcesses | None = None,
+        *,
+        stat: Callable[[str], ProcStat | None] = read_stat,
+        list_pids: Callable[[], Iterable[int]] | None = None,
+        threads: Callable[[int], list[int]] = _threads,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._slot_of = {c: d for d, cores in slots.items() for c in cores}
+        self._cores = {d: len(cores) for d, cores in slots.items() if cores}
+        self.own = own or OwnProcesses(clock=clock)
+        self._stat = stat
+        self._list_pids = list_pids or _all_pids
+        self._threads = threads
+        self._clock = clock
+        self._thread_cpu: dict[tuple[int, int], float] = {}
+        self._proc_cpu: dict[int, float] = {}
+        self._others: dict[int, float] | None = None
+        self._boot = psutil.boot_time()
+        self._wall = wall
+        self._read_at: float | None = None  # wall-clock time of the previous own read
+        self._scan_at: float | None = None
+        self._linux = os.path.isdir("/proc/self/task")
+
+    def own_cpu_s(self) -> dict[str, float]:
+        """Own CPU seconds per slot since the previous call. A process seen for the first
+        time counts from its start if it started after the previous call (a loader worker
+        started inside a round), else from now."""
+        out = dict.fromkeys(self._cores, 0.0)
+        read_at, self._read_at = self._read_at, self._wall()
+        alive_threads: dict[tuple[int, int], float] = {}
+        alive_procs: dict[int, float] = {}
+        for pid in self.own.pids():
+            proc = self._stat(f"/proc/{pid}/stat")
+            if proc is None:
+                continue
+            known = pid in self._proc_cpu
+            new = not known and read_at is not None and self._started(proc) > read_at
+            alive_procs[pid] = proc.cpu_s
+            threads_s = 0.0
+            for tid in self._threads(pid):
+                t = self._stat(f"/proc/{pid}/task/{tid}/stat")
+                if t is None:
+                    continue
+                alive_threads[(pid, tid)] = t.cpu_s
+                before = self._thread_cpu.get((pid, tid), 0.0 if known or new else t.cpu_s)
+                threads_s += self._put(out, t.core, t.cpu_s - before)
+            if known:  # threads that ended since the previous read
+                self._put(out, proc.core, proc.cpu_s - self._proc_cpu[pid] - threads_s)
+        self._thread_cpu, self._proc_cpu = alive_threads, alive_procs
+        return out
+
+    def _started(self, proc: ProcStat) -> float:
+        return self._boot + proc.start_ticks / _CLK_TCK
+
+    def _put(self, out: dict[str, float], core: int, seconds: float) -> float:
+        if seconds <= 0:
+            return 0.0
+        slot = self._slot_of.get(core)
+        if slot is not None:
+            out[slot] += seconds
+        return seconds
+
+    def other_pct(self, busy_pct: Mapping[str, float | None], own_s: Mapping[str, float],
+                  elapsed_s: float) -> dict[str, float | None]:
+        """Per slot: its busy % less the own CPU time on its cores, as % of its capacity."""
+        out: dict[str, float | None] = {}
+        for d, n in self._cores.items():
+            busy = busy_pct.get(d)
+            if busy is None or elapsed_s <= 0:
+                out[d] = None
+                continue
+            own = 100.0 * own_s.get(d, 0.0) / (elapsed_s * n)
+            out[d] = max(0.0, min(100.0, busy - own))
+        return out
+
+    def name_others(self, other_pct: Mapping[str, float | None]) -> dict[str, list[OtherProcess]]:
+        """The heaviest other processes per slot, when a slot's other load calls for it (the
+        first call only remembers every process's CPU time)."""
+        now = self._clock()
+        wanted = any(v is not None and v > NAME_ABOVE_PCT for v in other_pct.values())
+        due = self._scan_at is None or now - self._scan_at >= SCAN_EVERY_S
+        if not self._linux or not due or (self._others is not None and not wanted):
+            return {}
+        own = self.own.pids()
+        cpu: dict[int, float] = {}
+        used: dict[str, list[tuple[float, int, str]]] = {}
+        previous, since = self._others, (now - self._scan_at) if self._scan_at else 0.0
+        for pid in self._list_pids():
+            if pid in own:
+                continue
+            proc = self._stat(f"/proc/{pid}/stat")
+            if proc is None:
+                continue
+            cpu[pid] = proc.cpu_s
+            slot = self._slot_of.get(proc.core)
+            if previous is None or slot is None or since <= 0:
+                continue
+            delta = proc.cpu_s - previous.get(pid, 0.0)
+            if delta > 0:
+                used.setdefault(slot, []).append((delta, pid, proc.name))
+        self._others, self._scan_at = cpu, now
+        out: dict[str, list[OtherProcess]] = {}
+        for slot, rows in used.items():
+            rows.sort(reverse=True)
+            out[slot] = [
+                OtherProcess(pid, name, round(100.0 * s / (since * self._cores[slot]), 1))
+                for s, pid, name in rows[:TOP_PROCESSES]
+            ]
+        return out
+
+
+def _all_pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
