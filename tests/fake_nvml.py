@@ -14,7 +14,8 @@ into ``NVMLError_FunctionNotFound``, exactly as an old driver does.
 
 Each GPU is scripted: ``util`` and ``mem_used`` are lists consumed one value per query (the
 last repeats), ``processes`` lists (pid, bytes), ``mps_clients`` the pids among them that are
-MPS clients, ``unsupported`` names C functions that return NOT_SUPPORTED, ``lost_after`` makes
+MPS clients, ``process_util`` the driver's per-process SM samples, ``unsupported`` names
+C functions that return NOT_SUPPORTED, ``lost_after`` makes
 every call fail with GPU_IS_LOST after that many utilisation queries. With ``gpm`` the GPU
 offers GPM (``sm_active``, ``sm_occupancy``; ``gpm_unsupported`` metric ids fail alone).
 ``util_samples(since_us)`` scripts the driver's timestamped utilisation buffer: the
@@ -57,6 +58,9 @@ class FakeGpu:
     gpm_unsupported: set[int] = field(default_factory=set)
     util_samples: Callable[[int], list[tuple[int, int]]] | None = None
     mps_clients: set[int] = field(default_factory=set)
+    # nvmlDeviceGetProcessUtilization: (pid, timestamp in us, smUtil %) samples; a call
+    # returns those newer than its timestamp (NOT_FOUND when there are none).
+    process_util: list[tuple[int, int, int]] = field(default_factory=list)
     clock: Callable[[], float] | None = None  # energy = power * clock() when given
     util_calls: int = 0
     mem_calls: int = 0
@@ -267,6 +271,22 @@ class FakeNvmlLib:
         clients = FakeGpu(gpu.uuid, gpu.pci_bus_id)
         clients.processes = [(p, b) for p, b in gpu.processes if p in gpu.mps_clients]
         return self._processes(clients, count, procs)
+
+    def c_nvmlDeviceGetProcessUtilization(
+        self, gpu: FakeGpu, out: Any, count: Any, since: Any
+    ) -> int:
+        newer = [s for s in gpu.process_util if s[1] > since.value]
+        n = _out(count)
+        if not newer:
+            n.value = 0
+            return NOT_FOUND
+        if out is None or n.value < len(newer):
+            n.value = len(newer)
+            return INSUFFICIENT_SIZE
+        for i, (pid, ts, sm) in enumerate(newer):
+            out[i].pid, out[i].timeStamp, out[i].smUtil = pid, ts, sm
+        n.value = len(newer)
+        return SUCCESS
 
     def c_nvmlDeviceGetSamples(
         self, gpu: FakeGpu, kind: Any, since: Any, value_type: Any, count: Any, out: Any
