@@ -108,7 +108,7 @@ def run_config(argv: Sequence[str]) -> RunConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    bound_openmp_wait()  # before anything loads torch
+    bound_openmp_wait()  # before anything loads torch (the library's runs do the same)
     parser, modules = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)

@@ -219,8 +219,6 @@ def config_from_args(args: argparse.Namespace, **override: Any) -> RunConfig:
         data_budget=data_budget(getattr(args, "data_budget", "auto")),
     )
     chunk = getattr(args, "vectorize_chunk", None)
-    if chunk is not None and chunk < 1:
-        raise ConfigError(f"--vectorize-chunk must be >= 1, got {chunk}")
     interval = args.sample_interval
     if interval is not None and interval < 0:
         raise ConfigError(f"--sample-interval must be >= 0, got {interval}")

@@ -65,8 +65,20 @@ def _sampler_factory(config: RunConfig) -> Any:
     return create_sampler
 
 
+def measuring_environment() -> None:
+    """What the command line sets first thing, set here too, so that a run from the library
+    measures (and records in ``results.environment``) what the same run from the command line
+    does: OpenMP's bounded wait (:func:`gpubench.machine.isolation.bound_openmp_wait`), in this
+    process if torch has not loaded OpenMP yet, and in every worker it starts."""
+    from gpubench.machine.isolation import bound_openmp_wait
+
+    bound_openmp_wait()
+
+
 def prepare_checked(config: RunConfig, check_fit: bool = True) -> Prepared:
-    """``prepare`` plus the checks of the pipeline against the case and the devices."""
+    """``prepare`` plus the checks of the pipeline against the case and the devices, under
+    the environment every run measures in (:func:`measuring_environment`)."""
+    measuring_environment()
     from gpubench.run.prepare import prepare
     from gpubench.train.pipeline import check_pipeline
 
@@ -116,6 +128,7 @@ def compare(
     returns what was measured with ``interrupted`` set. ``progress(mode, phase, index,
     total)`` is called as the run goes.
     """
+    measuring_environment()
     from gpubench.run.harness import compare as measure
 
     prep = prepared if prepared is not None else prepare_checked(config)
