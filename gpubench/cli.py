@@ -1,5 +1,8 @@
 """The command line: ``main(argv) -> int``; parsing, exit codes and the one interrupt policy.
 
+Bad input exits 2 before any work; a file that cannot be written after the work exits 1 with
+one line that names where its content was kept instead.
+
 Every command runs under :func:`sigterm_as_interrupt`: SIGTERM (what ``timeout`` and CI
 runners send) stops a command the way Ctrl-C does, as a ``KeyboardInterrupt`` that unwinds
 through every ``finally`` (workers, the MPS daemon, the terminal), and the command writes what
@@ -22,6 +25,7 @@ from gpubench.commands import COMMANDS
 from gpubench.commands.progress import close_open_displays
 from gpubench.errors import USER_ERRORS
 from gpubench.machine.isolation import bound_openmp_wait
+from gpubench.output import WriteError
 from gpubench.version import __version__
 
 if TYPE_CHECKING:
@@ -104,7 +108,7 @@ def run_config(argv: Sequence[str]) -> RunConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    bound_openmp_wait()  # before anything loads torch
+    bound_openmp_wait()  # before anything loads torch (the library's runs do the same)
     parser, modules = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
@@ -119,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             close_open_displays()  # the one line of the error goes below a finished display
             print(f"gpubench {args.command}: error: {exc}", file=sys.stderr)
             return 2
+        except WriteError as exc:  # after the work: the line says where its output was kept
+            close_open_displays()
+            print(f"gpubench {args.command}: error: {exc}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             close_open_displays()
             print("gpubench: interrupted", file=sys.stderr)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -15,6 +16,99 @@ class ConfigError(ValueError):
 
 DEFAULT_MODES = ("serial", "threaded", "multiprocess", "multi-gpu")
 ASSIGN_POLICIES = ("round-robin", "balanced", "dynamic")
+
+
+def _any(value: Any) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one field of a config holds: its type, its range, and the plain forms that stand
+    for a typed value (``512`` or ``"256..1024"`` for a :class:`SampleSizes`)."""
+
+    flag: str  # the command line's option: messages name it, and the field where it differs
+    types: tuple[type, ...]
+    need: str = ""  # the range in words, after "must be"
+    ok: Callable[[Any], bool] = _any
+    optional: bool = False  # None allowed (a default decided later)
+    plain: Callable[[Any], Any] | None = None  # a plain form to the typed value
+    plain_types: tuple[type, ...] = ()
+    words: str = ""  # what a value may be, where the types alone do not say it
+    each: type | None = None  # the type of every item (a tuple's)
+
+    def label(self, name: str) -> str:
+        if not self.flag or self.flag == "--" + name.replace("_", "-"):
+            return self.flag or name
+        return f"{self.flag} ({name})"
+
+    def kinds(self) -> str:
+        if self.words:
+            return self.words
+        names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+                 dict: "a dict", tuple: "a tuple"}  # fmt: skip
+        kinds = [names.get(t, f"a {t.__name__}") for t in self.types if t is not int or
+                 float not in self.types]
+        return " or ".join(kinds + ["None"] * self.optional)
+
+
+def _is(value: Any, types: tuple[type, ...]) -> bool:
+    """``isinstance``, except that True and False are no numbers here."""
+    return isinstance(value, types) and (bool in types or not isinstance(value, bool))
+
+
+def _integer(flag: str, low: int | None = None, optional: bool = False) -> Rule:
+    if low is None:
+        return Rule(flag, (int,), optional=optional)
+    return Rule(flag, (int,), f">= {low}", lambda v: v >= low, optional)
+
+
+def _number(flag: str, need: str, ok: Callable[[float], bool], optional: bool = False) -> Rule:
+    return Rule(flag, (int, float), need, lambda v: math.isfinite(v) and ok(v), optional)
+
+
+def _choice(flag: str, allowed: Sequence[str]) -> Rule:
+    return Rule(flag, (str,), f"one of {', '.join(allowed)}", lambda v: v in allowed)
+
+
+def _flag(flag: str) -> Rule:
+    return Rule(flag, (bool,))
+
+
+def typed(config: Any, rules: Mapping[str, Rule]) -> dict[str, Any]:
+    """``config``'s fields as ``rules`` type them: a plain form made the typed value, any other
+    value of a wrong type a ``ConfigError`` that names the field; returns what changed."""
+    changed = {}
+    for name, rule in rules.items():
+        value = getattr(config, name) if not isinstance(config, Mapping) else config.get(name)
+        if value is None and rule.optional:
+            continue
+        if rule.plain is not None and _is(value, rule.plain_types):
+            try:
+                value = changed[name] = rule.plain(value)
+            except ConfigError as exc:  # the parser's message, naming the field
+                raise ConfigError(str(exc).replace(rule.flag, rule.label(name), 1)) from None
+            except (ValueError, TypeError):
+                raise ConfigError(f"{rule.label(name)} must be {rule.kinds()}, got {value!r}") from None
+        if not _is(value, rule.types) or (
+            rule.each is not None and not all(_is(v, (rule.each,)) for v in value or ())
+        ):
+            raise ConfigError(f"{rule.label(name)} must be {rule.kinds()}, got {value!r}")
+    return changed
+
+
+def in_range(config: Any, rules: Mapping[str, Rule]) -> None:
+    """A ``ConfigError`` naming the first field of ``config`` outside its rule's range."""
+    typed(config, rules)
+    for name, rule in rules.items():
+        value = getattr(config, name) if not isinstance(config, Mapping) else config.get(name)
+        if not (value is None and rule.optional) and not rule.ok(value):
+            raise ConfigError(f"{rule.label(name)} must be {rule.need}, got {value!r}")
+
+
+def _make_typed(config: Any, rules: Mapping[str, Rule]) -> None:
+    for name, value in typed(config, rules).items():
+        object.__setattr__(config, name, value)  # frozen: set once, while it is made
 
 
 @dataclass(frozen=True)
@@ -92,6 +186,24 @@ def cifar_folder(path: str) -> str:
                       "python version of CIFAR-10, as torchvision's CIFAR10 downloads it)")
 
 
+_PIPELINE_RULES = {
+    "data": _choice("--data", DATA_PLACES),
+    "pin_memory": _flag("--pin-memory"),
+    "loader": _choice("--loader", LOADERS),
+    "loader_workers": _integer("--loader-workers", 0),
+    "persistent_workers": _flag("--persistent-workers"),
+    "loader_start": _choice("--loader-start", LOADER_STARTS),
+    "augment": _choice("--augment", AUGMENTS),
+    "client_setup": _choice("--client-setup", CLIENT_SETUPS),
+    "optimizer": _choice("--optimizer", OPTIMIZERS),
+    "amp": _choice("--amp", AMP_MODES),
+    "torch_threads": _integer("--torch-threads", 1, optional=True),
+    "sync_loss": _flag("--sync-loss"),
+    "dataset": Rule("--dataset", (str,), optional=True),
+    "preset": _choice("--preset", PRESETS),
+}
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """How a client gets its batches and steps, beyond the idealised default (data on the
@@ -113,6 +225,9 @@ class PipelineConfig:
     dataset: str | None = None  # "cifar10:PATH"
     preset: str = "none"
 
+    def __post_init__(self) -> None:
+        _make_typed(self, _PIPELINE_RULES)
+
     @property
     def idealised(self) -> bool:
         """The pipeline every mode of gpubench was first written for (vectorized's too)."""
@@ -131,26 +246,13 @@ class PipelineConfig:
         return {}
 
     def validate(self) -> None:
-        for flag, value, allowed in (
-            ("--data", self.data, DATA_PLACES), ("--loader", self.loader, LOADERS),
-            ("--loader-start", self.loader_start, LOADER_STARTS),
-            ("--augment", self.augment, AUGMENTS), ("--client-setup", self.client_setup,
-                                                      CLIENT_SETUPS),
-            ("--optimizer", self.optimizer, OPTIMIZERS), ("--amp", self.amp, AMP_MODES),
-            ("--preset", self.preset, PRESETS),
-        ):
-            if value not in allowed:
-                raise ConfigError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
-        if self.loader_workers < 0:
-            raise ConfigError(f"--loader-workers must be >= 0, got {self.loader_workers}")
+        in_range(self, _PIPELINE_RULES)
         if self.loader == "tensor" and (self.loader_workers or self.persistent_workers):
             raise ConfigError("--loader-workers and --persistent-workers need --loader dataloader")
         if self.persistent_workers and not self.loader_workers:
             raise ConfigError("--persistent-workers needs --loader-workers K with K >= 1")
         if self.pin_memory and self.data != "host":
             raise ConfigError("--pin-memory needs --data host (device data is not copied)")
-        if self.torch_threads is not None and self.torch_threads < 1:
-            raise ConfigError(f"--torch-threads must be >= 1, got {self.torch_threads}")
         if self.dataset is not None:
             kind, _, path = self.dataset.partition(":")
             if kind != "cifar10" or not path:
@@ -169,6 +271,33 @@ def parse_size(text: str, flag: str) -> int:
     return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
 
 
+def _sizes_ok(s: SampleSizes) -> bool:
+    return _is(s.low, (int,)) and _is(s.high, (int,)) and 1 <= s.low <= s.high
+
+
+def _partition_ok(p: Partition) -> bool:
+    if p.kind == "iid":
+        return p.alpha is None
+    return p.kind == "dirichlet" and _is(p.alpha, (int, float)) and p.alpha > 0  # type: ignore[operator]
+
+
+_TRAIN_RULES = {
+    "batch_size": _integer("--batch-size", 1),
+    "local_epochs": _integer("--local-epochs", 1),
+    "samples": Rule("--samples-per-client", (SampleSizes,), "1 <= LOW <= HIGH", _sizes_ok,
+                    plain=SampleSizes.parse, plain_types=(int, str),
+                    words="N, 'LOW..HIGH' or a SampleSizes"),
+    "lr": _number("--lr", "> 0", lambda v: v > 0),
+    "momentum": _number("--momentum", "in [0, 1)", lambda v: 0 <= v < 1),
+    "partition": Rule("--partition", (Partition,), "'iid' or 'dirichlet:ALPHA' with ALPHA > 0",
+                      _partition_ok, plain=Partition.parse, plain_types=(str,),
+                      words="'iid', 'dirichlet:ALPHA' or a Partition"),
+    "seed": _integer("--seed"),
+    "pipeline": Rule("", (PipelineConfig,)),
+    "data_budget": _integer("--data-budget", 0, optional=True),
+}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """What one client does in one round; identical in every mode."""
@@ -185,18 +314,47 @@ class TrainConfig:
     # beyond it a client's data is made again each time it trains (its "data" phase).
     data_budget: int | None = None
 
+    def __post_init__(self) -> None:
+        _make_typed(self, _TRAIN_RULES)
+
     def validate(self) -> None:
         self.pipeline.validate()
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.local_epochs < 1:
-            raise ConfigError(f"--local-epochs must be >= 1, got {self.local_epochs}")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr must be > 0, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum}")
-        if self.data_budget is not None and self.data_budget < 0:
-            raise ConfigError(f"--data-budget must be >= 0, got {self.data_budget}")
+        in_range(self, _TRAIN_RULES)
+
+
+def _mode_names(value: str | list[str]) -> tuple[str, ...]:
+    return parse_modes(value) if isinstance(value, str) else tuple(value)
+
+
+_RUN_RULES = {
+    "case": Rule("--case", (str,), "a case's name", lambda v: bool(v.strip())),
+    "clients": _integer("--clients", 1),
+    "train": Rule("", (TrainConfig,)),
+    "devices": Rule("--devices", (str,)),
+    "assign": _choice("--assign", ASSIGN_POLICIES),
+    "modes": Rule("--modes", (tuple,), plain=_mode_names, plain_types=(str, list), each=str,
+                  words="mode names (a tuple, or a string 'serial,threaded')"),
+    "workers": _integer("--workers", 1),
+    "workers_per_device": _integer("--workers-per-device", 1),
+    "warmup": _integer("--warmup", 0),
+    "rounds": _integer("--rounds", 1),
+    "tolerance": _number("--tolerance", ">= 0", lambda v: v >= 0, optional=True),
+    "timeout_s": _number("--timeout", "> 0 seconds", lambda v: v > 0, optional=True),
+    "interleave": _flag("--interleave"),
+    "sample_interval_s": _number("--sample-interval", "between 0.001 and 60 seconds (0 turns "
+                                 "it off)", lambda v: 0.001 <= v <= 60, optional=True),
+    "mps": _choice("--mps", ("off", "on")),
+    "options": Rule("", (dict,)),
+}
+
+# RunConfig.options that gpubench's modes read (other keys are a mode's own).
+_OPTION_RULES = {
+    "gpus_per_worker": _number("--gpus-per-worker", ">= 0 (a whole number above 1)",
+                               lambda v: v >= 0 and (v <= 1 or v == int(v)), optional=True),
+    "cpus_per_worker": _number("--cpus-per-worker", ">= 0", lambda v: v >= 0, optional=True),
+    "ray_address": Rule("--ray-address", (str,), optional=True),
+    "vectorize_chunk": _integer("--vectorize-chunk", 1, optional=True),
+}
 
 
 @dataclass(frozen=True)
@@ -221,37 +379,20 @@ class RunConfig:
     mps: str = "off"  # on: each process mode also runs with CUDA MPS (a "+mps" row)
     options: dict[str, Any] = field(default_factory=dict)  # mode-specific extras (ray, ...)
 
-    def validate(self) -> None:  # noqa: C901 - one check per option, in the options' order
+    def __post_init__(self) -> None:
+        _make_typed(self, _RUN_RULES)
+        typed(self.options, _OPTION_RULES)
+
+    def validate(self) -> None:
+        """Every field's type and range (:data:`_RUN_RULES`, the train's and the options'
+        too); a ``ConfigError`` names the first that is wrong."""
         self.train.validate()
-        if self.clients < 1:
-            raise ConfigError(f"--clients must be >= 1, got {self.clients}")
-        if self.rounds < 1:
-            raise ConfigError(f"--rounds must be >= 1, got {self.rounds}")
-        if self.warmup < 0:
-            raise ConfigError(f"--warmup must be >= 0, got {self.warmup}")
-        if self.workers < 1:
-            raise ConfigError(f"--workers must be >= 1, got {self.workers}")
-        if self.workers_per_device < 1:
-            raise ConfigError(f"--workers-per-device must be >= 1, got {self.workers_per_device}")
-        if self.assign not in ASSIGN_POLICIES:
-            raise ConfigError(
-                f"--assign must be one of {', '.join(ASSIGN_POLICIES)}, got {self.assign!r}"
-            )
+        in_range(self, _RUN_RULES)
+        in_range(self.options, _OPTION_RULES)
         if not self.modes:
             raise ConfigError("--modes names no mode")
-        if self.mps not in ("off", "on"):
-            raise ConfigError(f"--mps must be off or on, got {self.mps!r}")
         if len(set(self.modes)) != len(self.modes):
             raise ConfigError(f"--modes names a mode twice: {','.join(self.modes)}")
-        if self.tolerance is not None and not self.tolerance >= 0:
-            raise ConfigError(f"--tolerance must be >= 0, got {self.tolerance}")
-        if self.timeout_s is not None and not self.timeout_s > 0:
-            raise ConfigError(f"--timeout must be > 0 seconds, got {self.timeout_s}")
-        if self.sample_interval_s is not None and not 0.001 <= self.sample_interval_s <= 60:
-            raise ConfigError(
-                f"--sample-interval must be between 0.001 and 60 seconds (0 turns it off), "
-                f"got {self.sample_interval_s}"
-            )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from gpubench.output import write_atomic
 
 SCHEMA_VERSION = 2
 
@@ -586,25 +587,7 @@ def read_results(path: str | os.PathLike[str]) -> Results:
         raise ResultsFileError(f"{p}: {exc}") from None
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write a file so that readers see either the old or the whole new content."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return p
-
-
 def write_results(results: Results, path: str | os.PathLike[str]) -> Path:
-    return write_text_atomic(path, to_json(results))
+    """Write ``results`` as JSON with :func:`gpubench.output.write_atomic` (``WriteError``,
+    one line naming where the JSON was kept, when it cannot)."""
+    return write_atomic(path, to_json(results))

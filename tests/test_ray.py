@@ -9,8 +9,9 @@ import sys
 import pytest
 
 from gpubench.commands.arguments import add_run_arguments, config_from_args
+from gpubench.config import ConfigError
 from gpubench.machine.devices import Device, cpu_slots
-from gpubench.modes.base import ModeFailure, Plan
+from gpubench.modes.base import Plan
 from gpubench.modes.ray_common import (
     RAY_MISSING,
     local_init_args,
@@ -43,10 +44,11 @@ def test_worker_resources_default_to_the_slot_and_follow_the_options():
     assert worker_resources(plan_for({}), slot).gpus == 0
     custom = worker_resources(plan_for({"cpus_per_worker": 0.5, "gpus_per_worker": 0}), slot)
     assert (custom.cpus, custom.gpus) == (0.5, 0.0)
-    with pytest.raises(ModeFailure, match="--cpus-per-worker must be >= 0"):
-        worker_resources(plan_for({"cpus_per_worker": -1}), slot)
-    with pytest.raises(ModeFailure, match="whole number"):
-        worker_resources(plan_for({"gpus_per_worker": 1.5}), slot)
+    # Bad values are bad input, refused by the config's validation (tests/test_config_fields.py).
+    with pytest.raises(ConfigError, match="--cpus-per-worker must be >= 0"):
+        plan_for({"cpus_per_worker": -1}).config.validate()
+    with pytest.raises(ConfigError, match="whole number"):
+        plan_for({"gpus_per_worker": 1.5}).config.validate()
 
 
 def test_a_local_ray_inherits_the_path_and_the_runs_gpus_and_the_process_gets_its_own_back(

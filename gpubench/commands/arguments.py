@@ -5,8 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 from typing import Any
 
 from gpubench.config import (
@@ -29,7 +27,6 @@ from gpubench.config import (
     parse_size,
     with_mps_rows,
 )
-from gpubench.errors import UsageError
 from gpubench.gate import DEFAULT_INCONCLUSIVE, INCONCLUSIVE_POLICIES
 
 
@@ -222,8 +219,6 @@ def config_from_args(args: argparse.Namespace, **override: Any) -> RunConfig:
         data_budget=data_budget(getattr(args, "data_budget", "auto")),
     )
     chunk = getattr(args, "vectorize_chunk", None)
-    if chunk is not None and chunk < 1:
-        raise ConfigError(f"--vectorize-chunk must be >= 1, got {chunk}")
     interval = args.sample_interval
     if interval is not None and interval < 0:
         raise ConfigError(f"--sample-interval must be >= 0, got {interval}")
@@ -250,19 +245,6 @@ def config_from_args(args: argparse.Namespace, **override: Any) -> RunConfig:
     )
     config.validate()
     return config
-
-
-def check_writable(path: Path, flag: str = "--out") -> None:
-    """Fail before measuring, not after, when the results cannot be written."""
-    if path.exists() and path.is_dir():
-        raise UsageError(f"{flag} {path} is a directory")
-    parent = path.parent if str(path.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot write {flag} {path}: {exc.strerror or exc}") from None
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"cannot write {flag} {path}: {parent} is not writable")
 
 
 def add_inconclusive_arguments(

@@ -10,13 +10,12 @@ from pathlib import Path
 from gpubench.commands.arguments import (
     add_inconclusive_arguments,
     add_run_arguments,
-    check_writable,
     config_from_args,
 )
 from gpubench.config import RunConfig
 from gpubench.errors import UsageError
 from gpubench.results import Results, write_results
-from gpubench.run.api import run_failed
+from gpubench.run.api import check_writable, run_failed
 
 HELP = "run the same federated round under each execution mode and compare them"
 INTERRUPTED = 130  # Ctrl-C; the command line makes it 143 when SIGTERM stopped the run
@@ -93,9 +92,11 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "plan", False):
         return print_plan(config)
     out = Path(args.out) if args.out else default_out(config.case)
-    check_writable(out)
+    check_writable(out, "--out")
     if args.report:
-        check_writable(Path(args.report), "--report")
+        check_writable(args.report, "--report")
+    if args.junit:
+        check_writable(args.junit, "--junit")
     if args.gate and not Path(args.gate).is_file():
         raise UsageError(f"--gate {args.gate}: no such file")
     prepared = prepare_checked(config)  # bad input fails here, before the display opens

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from gpubench.errors import UsageError
+from gpubench.run.api import check_writable
 
 HELP = "measure the FAQ's beliefs (threads, processes, GPUs, batch size, memory) and write the pages"
 
@@ -33,14 +34,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "several clients (a compute-heavy and a host-heavy one)")
 
 
-def _out_dir(text: str) -> Path:
+def _out_dir(text: str, langs: tuple[str, ...]) -> Path:
+    """The pages' folder, made; a page that could not be written there fails now."""
     out = Path(text)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot write --out {out}: {exc.strerror or exc}") from None
+    for lang in langs:
+        check_writable(out / f"faq.{lang}.md", "--out")
     return out
 
 
@@ -54,12 +54,12 @@ def run(args: argparse.Namespace) -> int:
         from gpubench.faq.inputs import load_inputs
 
         inputs = load_inputs(args.from_files)  # before anything is written: bad files fail fast
-        out = _out_dir(args.out)
+        out = _out_dir(args.out, langs)
     else:
         from gpubench.commands.progress import open_progress, work_for
         from gpubench.run.faq_plan import PLANS, run_config, run_plan
 
-        out = _out_dir(args.out)
+        out = _out_dir(args.out, langs)
         plan = PLANS["quick" if args.quick else "full"]
         # The display's estimate counts the main comparison's work.
         work = work_for(run_config(plan, args.case, args.devices))
@@ -74,10 +74,6 @@ def run(args: argparse.Namespace) -> int:
 
     if clients_sweeps:
         inputs = dataclasses.replace(inputs, clients_sweeps=clients_sweeps)
-    try:
-        pages = write_faq(inputs, out, langs)
-    except OSError as exc:
-        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
-    for page in pages:
+    for page in write_faq(inputs, out, langs):
         print(page)
     return 0

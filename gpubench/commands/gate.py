@@ -12,7 +12,7 @@ import argparse
 from gpubench.commands.arguments import add_inconclusive_arguments
 from gpubench.gate import DEFAULT_MAX_DROP
 from gpubench.report.gate_pages import format_gate_report
-from gpubench.run.api import check_gate
+from gpubench.run.api import check_gate, check_writable
 
 HELP = "check a run's speedups against a baseline run or an expectations file (for CI)"
 
@@ -59,6 +59,8 @@ def fails_inconclusive(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.junit:
+        check_writable(args.junit, "--junit")
     report = check_gate(
         args.current,
         args.baseline,

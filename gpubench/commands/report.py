@@ -8,6 +8,7 @@ from pathlib import Path
 from gpubench.errors import UsageError
 from gpubench.gate.inputs import read_measured_results
 from gpubench.report.i18n import LANGS
+from gpubench.run.api import check_writable
 
 HELP = "write a markdown report (tables, PNG plots, findings) from results JSON files"
 
@@ -37,16 +38,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out(args.results[0])
     if out.suffix.lower() != ".md":
         raise UsageError(f"-o must name a .md file, got {str(out)!r}")
-    if out.exists() and out.is_dir():
-        raise UsageError(f"-o names a directory: {str(out)!r}")
+    check_writable(out, "-o")
     labels = [Path(p).stem for p in args.results]
     # Imported here: matplotlib takes most of a second, and every gpubench command's parser
     # imports this module.
     from gpubench.report.page import write_report
 
-    try:
-        written = write_report(runs, out, args.lang, labels=labels)
-    except OSError as exc:
-        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
-    print(written)
+    print(write_report(runs, out, args.lang, labels=labels))
     return 0

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gpubench.commands.arguments import add_run_arguments, check_writable, config_from_args
+from gpubench.commands.arguments import add_run_arguments, config_from_args
 from gpubench.commands.progress import open_progress, work_for
 from gpubench.errors import UsageError
-from gpubench.run.api import run_failed
+from gpubench.run.api import check_writable, run_failed
 from gpubench.run.sweep import SWEEPABLE
 
 HELP = "repeat a comparison over the values of one parameter (e.g. --batch-size 32,64,128)"

@@ -44,30 +44,21 @@ class Resources:
     gpus: float
 
 
-def _option(options: Mapping[str, Any], name: str, flag: str) -> float | None:
+def _option(options: Mapping[str, Any], name: str) -> float | None:
+    """A number of RunConfig.options (its validation checked its type and range)."""
     value = options.get(name)
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ModeFailure(f"{flag} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or number < 0:
-        raise ModeFailure(f"{flag} must be >= 0, got {value!r}")
-    return number
+    return None if value is None else float(value)
 
 
 def worker_resources(plan: Plan, device: Device) -> Resources:
     """Reservations of one worker on ``device`` from --cpus-per-worker / --gpus-per-worker."""
     options = plan.config.options
-    cpus = _option(options, "cpus_per_worker", "--cpus-per-worker")
-    gpus = _option(options, "gpus_per_worker", "--gpus-per-worker")
+    cpus = _option(options, "cpus_per_worker")
+    gpus = _option(options, "gpus_per_worker")
     if cpus is None:
         cpus = float(len(device.cores) or 1) if not device.is_cuda else 1.0
     if gpus is None:
         gpus = 1.0 / plan.config.workers_per_device if device.is_cuda else 0.0
-    if gpus > 1 and gpus != int(gpus):
-        raise ModeFailure(f"--gpus-per-worker above 1 must be a whole number, got {gpus:g}")
     if device.is_cuda and gpus == 0:
         raise ModeFailure("--gpus-per-worker 0 on CUDA devices would leave the workers no GPU")
     return Resources(cpus, gpus)

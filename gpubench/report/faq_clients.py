@@ -196,7 +196,7 @@ def draw_clients(summary: Mapping[str, Any], path: Path, lang: str) -> Path:  # 
     import matplotlib
     from matplotlib.figure import Figure
 
-    from gpubench.report.plots import _save  # the plots' one atomic writer
+    from gpubench.report.figures import write_figure
 
     values = list(summary.get("values") or ())
     xs = list(range(len(values)))
@@ -265,7 +265,7 @@ def draw_clients(summary: Mapping[str, Any], path: Path, lang: str) -> Path:  # 
         ax.grid(True, alpha=0.3)
     rate_ax.legend(fontsize="small")
     fig.tight_layout()
-    return _save(fig, path)
+    return write_figure(fig, path)
 
 
 def write_clients_plots(inputs: FaqInputs, out_dir: Path, stem: str, lang: str) -> dict[str, Plot]:

@@ -24,12 +24,13 @@ from gpubench.faq.verdicts import (
     run_devices,
 )
 from gpubench.findings import Finding
+from gpubench.output import write_atomic
 from gpubench.report import faq_clients, faq_plots, measures, tables
 from gpubench.report.faq_text import faq_text as t
 from gpubench.report.i18n import LANGS, check_lang, device_label, mode_label, text
 from gpubench.report.plots import Plot
 from gpubench.report.provenance import gpu_names, provenance_section
-from gpubench.results import ModeResult, Results, write_text_atomic
+from gpubench.results import ModeResult, Results
 
 PAGE_STEM = "faq"
 
@@ -325,5 +326,5 @@ def write_faq(inputs: FaqInputs, out_dir: str | Path, langs: Sequence[str] = LAN
         plots = faq_plots.write_faq_plots(inputs, answers, out, f"{PAGE_STEM}.{lang}", lang)
         plots.update(faq_clients.write_clients_plots(inputs, out, f"{PAGE_STEM}.{lang}", lang))
         page = format_faq(inputs, lang, plots)
-        written.append(write_text_atomic(out / f"{PAGE_STEM}.{lang}.md", page))
+        written.append(write_atomic(out / f"{PAGE_STEM}.{lang}.md", page))
     return written

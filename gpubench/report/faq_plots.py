@@ -80,7 +80,7 @@ def draw_verdicts(answers: Sequence[Answer], path: Path, lang: str) -> Path | st
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=2, fontsize="small", frameon=False)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    return base._save(fig, path)
+    return base.write_figure(fig, path)
 
 
 def _seed_curves(inputs: FaqInputs) -> dict[int, list[list[float]]]:
@@ -149,7 +149,7 @@ def draw_batch(inputs: FaqInputs, path: Path, lang: str) -> Path | str:
         right.set_title(t("plot.batch.acc", lang), fontsize=10)
     fig.suptitle(t("plot.batch", lang) if curves else t("plot.batch.speed_only", lang))
     fig.tight_layout()
-    return base._save(fig, path)
+    return base.write_figure(fig, path)
 
 
 def draw_memory(inputs: FaqInputs, path: Path, lang: str) -> Path | str:
@@ -190,7 +190,7 @@ def draw_memory(inputs: FaqInputs, path: Path, lang: str) -> Path | str:
     ax.set_ylim(0, max(ax.get_ylim()[1], 2.3))
     fig.legend(loc="lower center", ncol=4, fontsize="small", frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    return base._save(fig, path)
+    return base.write_figure(fig, path)
 
 
 def write_faq_plots(

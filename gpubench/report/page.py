@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpubench.output import write_atomic
 from gpubench.report import measures, tables
 from gpubench.report.findings import finding_text, level_label
 from gpubench.report.i18n import check_lang, mode_label, monitor_note, text
 from gpubench.report.plots import Plot, write_plots
 from gpubench.report.provenance import provenance_section
-from gpubench.results import Results, write_text_atomic
+from gpubench.results import Results
 
 
 @dataclass(frozen=True)
@@ -292,4 +293,4 @@ def write_report(
         for i, r in enumerate(results_list, 1)
     ]
     page = format_report(list(zip(names, results_list, strict=True)), lang=lang, plots=plot_lists)
-    return write_text_atomic(out, page)
+    return write_atomic(out, page)

@@ -11,15 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from gpubench.findings.phases import phase_means
 from gpubench.report import measures
+from gpubench.report.figures import write_figure
 from gpubench.report.i18n import has, mode_label, text
 from gpubench.results import PHASES, Results
 
-DPI = 100
 WIDTH_IN = 10.0
 
 
@@ -58,9 +57,4 @@ def draw_phases(results: Results, path: Path, lang: str) -> Path | str:
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=DPI, format="png", metadata={"Software": None})
-    tmp.replace(path)
-    return path
+    return write_figure(fig, path)

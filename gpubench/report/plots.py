@@ -17,17 +17,16 @@ from pathlib import Path
 from typing import Any, cast
 
 import matplotlib
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from gpubench.faq.timeline import RoundWindow, outside_rounds_s, round_windows, window_samples
 from gpubench.report import measures
+from gpubench.report.figures import DPI, write_figure
 from gpubench.report.fonts import find_cjk_font
 from gpubench.report.i18n import check_lang, device_label, mode_label, text
 from gpubench.report.phase_plots import draw_phases
 from gpubench.results import ModeResult, Results
 
-DPI = 100
 WIDTH_IN = 10.0
 PLOT_KINDS = ("speedup", "utilisation", "memory", "gantt", "phases")
 
@@ -68,15 +67,6 @@ def plot_rc(lang: str) -> dict[str, Any]:
         rc["font.sans-serif"] = [family, "DejaVu Sans"]
         rc["axes.unicode_minus"] = False
     return rc
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=DPI, format="png", metadata={"Software": None})
-    tmp.replace(path)
-    return path
 
 
 def _colours(names: list[str]) -> dict[str, Any]:
@@ -205,7 +195,7 @@ def draw_speedup(results: Results, path: Path, lang: str) -> Path | str:
     made = speedup_figure(results, lang)
     if isinstance(made, str):
         return made
-    return _save(made[0], path)
+    return write_figure(made[0], path)
 
 
 def draw_sweep_speedup(ax: Any, summary: dict[str, Any], lang: str = "en") -> None:
@@ -358,7 +348,7 @@ def draw_utilisation(results: Results, path: Path, lang: str) -> Path | str:
     note = textwrap.fill(note, width=70 if lang == "zh" else 140)
     fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize=8, color="dimgray")
     fig.tight_layout(rect=(0, 0.03 + 0.22 / fig.get_figheight() * note.count("\n"), 1, 1))
-    return _save(fig, path)
+    return write_figure(fig, path)
 
 
 # --- peak memory ---------------------------------------------------------------------------
@@ -418,7 +408,7 @@ def draw_memory(results: Results, path: Path, lang: str) -> Path | str:
     ax.legend(loc="upper left")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return write_figure(fig, path)
 
 
 # --- Gantt of client training ----------------------------------------------------------------
@@ -495,7 +485,7 @@ def draw_gantt(results: Results, path: Path, lang: str) -> Path | str:
     axes[-1].set_xlabel(text("plot.gantt.x", lang))
     fig.suptitle(text("plot.gantt", lang))
     fig.tight_layout()
-    return _save(fig, path)
+    return write_figure(fig, path)
 
 
 _DRAWERS: dict[str, tuple[str, Callable[[Results, Path, str], Path | str]]] = {

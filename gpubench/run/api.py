@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from gpubench.config import RunConfig, SampleSizes
 from gpubench.errors import UsageError
 from gpubench.gate import DEFAULT_MAX_DROP
-from gpubench.results import STATUS_FAILED, Results, read_results, write_text_atomic
+from gpubench.output import WriteError, refusal, write_atomic
+from gpubench.results import STATUS_FAILED, Results, read_results
 from gpubench.stats import DEFAULT_LEVEL
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from gpubench.run.prepare import Prepared
     from gpubench.run.sweep import Sweep
 
-__all__ = ["check_gate", "compare", "counterfactuals", "default_out", "load_results",
+__all__ = ["check_gate", "check_writable", "compare", "counterfactuals", "default_out", "load_results",
            "run_failed", "sweep", "sweep_points", "with_value", "write_report"]  # fmt: skip
 
 # progress(mode, phase, index, total, **clients): what gpubench.commands.progress displays
@@ -64,8 +65,20 @@ def _sampler_factory(config: RunConfig) -> Any:
     return create_sampler
 
 
+def measuring_environment() -> None:
+    """What the command line sets first thing, set here too, so that a run from the library
+    measures (and records in ``results.environment``) what the same run from the command line
+    does: OpenMP's bounded wait (:func:`gpubench.machine.isolation.bound_openmp_wait`), in this
+    process if torch has not loaded OpenMP yet, and in every worker it starts."""
+    from gpubench.machine.isolation import bound_openmp_wait
+
+    bound_openmp_wait()
+
+
 def prepare_checked(config: RunConfig, check_fit: bool = True) -> Prepared:
-    """``prepare`` plus the checks of the pipeline against the case and the devices."""
+    """``prepare`` plus the checks of the pipeline against the case and the devices, under
+    the environment every run measures in (:func:`measuring_environment`)."""
+    measuring_environment()
     from gpubench.run.prepare import prepare
     from gpubench.train.pipeline import check_pipeline
 
@@ -115,6 +128,7 @@ def compare(
     returns what was measured with ``interrupted`` set. ``progress(mode, phase, index,
     total)`` is called as the run goes.
     """
+    measuring_environment()
     from gpubench.run.harness import compare as measure
 
     prep = prepared if prepared is not None else prepare_checked(config)
@@ -125,10 +139,19 @@ def compare(
     return results
 
 
+def check_writable(path: str | os.PathLike[str], what: str = "") -> None:
+    """``UsageError`` before any work when a file cannot be written at ``path`` (it is a
+    device, a FIFO, a socket or a folder, or its folder cannot be made or written); ``what``
+    names the option that gave the path."""
+    reason = refusal(path)
+    if reason is not None:
+        raise UsageError(f"cannot write {what + ' ' if what else ''}{path}: {reason}")
+
+
 def _write_junit(report: GateReport, path: str | os.PathLike[str]) -> Path:
     from gpubench.report.gate_pages import format_junit
 
-    return write_text_atomic(path, format_junit(report))
+    return write_atomic(path, format_junit(report))
 
 
 def _append_step_summary(report: GateReport, path: str | os.PathLike[str]) -> None:
@@ -167,6 +190,8 @@ def check_gate(
 
     if inconclusive not in ("pass", "fail"):
         raise UsageError(f"inconclusive must be pass or fail, got {inconclusive!r}")
+    if junit_path is not None:
+        check_writable(junit_path)
     strict = inconclusive == "fail"
     if isinstance(current, (str, os.PathLike)):
         current, _ = load_runs(current)
@@ -191,8 +216,11 @@ def write_report(
     from gpubench.report import page
 
     listed = [runs] if isinstance(runs, Results) else list(runs)
+    check_writable(out)
     try:
         return page.write_report(listed, Path(out), lang, labels=labels)
+    except WriteError:
+        raise  # one line already, with where the page was kept
     except OSError as exc:
         raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
 
@@ -230,13 +258,21 @@ def sweep_points(
     accuracy_target: float | None = None,
 ) -> Sweep:
     """:func:`sweep` over configs made already, one per value (``gpubench sweep``'s)."""
-    from gpubench.run.sweep import default_out_dir, prepare_points, run_sweep, with_reference
+    from gpubench.run.sweep import (
+        SUMMARY_FILE,
+        default_out_dir,
+        prepare_points,
+        run_sweep,
+        with_reference,
+    )
 
     points = [(v, with_reference(parameter, c)) for v, c in points]
+    folder = Path(out_dir) if out_dir is not None else default_out_dir()
+    check_writable(folder / SUMMARY_FILE)
     # Every point is checked before any runs; one whose memory plan refuses it is not started.
     prepared = prepare_points(points, prepare_checked)
     return run_sweep(
-        parameter, points, Path(out_dir) if out_dir is not None else default_out_dir(),
+        parameter, points, folder,
         compare_fn=_measure_point, sampler_factory=None, progress=progress, command=command,
         prepared=prepared, accuracy_rounds=accuracy_rounds, accuracy_target=accuracy_target,
     )

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from gpubench.config import ConfigError, RunConfig
-from gpubench.results import STATUS_NOT_APPLICABLE, Results, write_results, write_text_atomic
+from gpubench.output import write_atomic
+from gpubench.results import STATUS_NOT_APPLICABLE, Results, write_results
 
 # argparse dest -> flag, for the parameters a sweep may vary.
 SWEEPABLE: dict[str, str] = {
@@ -500,7 +501,7 @@ def per_device(points: Sequence[dict[str, Any]], machine: Mapping[str, Any]) -> 
 
 def write_summary(summary: dict[str, Any], out_dir: Path) -> Path:
     text = json.dumps(summary, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-    return write_text_atomic(out_dir / SUMMARY_FILE, text)
+    return write_atomic(out_dir / SUMMARY_FILE, text)
 
 
 # --- rendering ------------------------------------------------------------------------------------
@@ -689,6 +690,6 @@ def write_sweep_plot(summary: dict[str, Any], path: Path) -> Path | None:
         if drawn and i == 0:
             ax.legend(fontsize="small")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
+    from gpubench.report.figures import write_figure
+
+    return write_figure(fig, path)
