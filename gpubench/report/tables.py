@@ -15,7 +15,7 @@ import tabulate as _tabulate_module
 from gpubench.findings.phases import largest_phase
 from gpubench.report import measures
 from gpubench.report.i18n import check_lang, device_label, has, mode_label, text
-from gpubench.results import ModeResult, Results
+from gpubench.results import OTHER_LOAD_LIMIT_PCT, ModeResult, Results
 
 TABLE_FORMATS = ("simple", "github")
 _NOTE_WIDTH = 60
@@ -113,6 +113,14 @@ def busy_cell(mode: ModeResult, device: str, lang: str, *, monitored: bool) -> s
     whether the mode used the device."""
     if not mode.ok:
         return "—"
+    cell = _state_cell(mode, device, lang, monitored=monitored)
+    other = mode.other_load_pct.get(device)
+    if other is not None and other > OTHER_LOAD_LIMIT_PCT:
+        cell = text("cell.other", lang, cell=cell, other=other)
+    return cell
+
+
+def _state_cell(mode: ModeResult, device: str, lang: str, *, monitored: bool) -> str:
     stat = measures.device_stat(mode, device)
     if stat is None:
         if not monitored and device in mode.devices:
