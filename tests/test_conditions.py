@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gpubench.faq.verdicts import multi_device_part
+from gpubench.faq.inputs import FaqInputs
+from gpubench.faq.verdicts import batch_part, multi_device_part
 from gpubench.findings import compute_findings
 from gpubench.gate import evaluate_gate
 from gpubench.gate.verdicts import FAIL, INCONCLUSIVE, PASS
@@ -150,3 +151,13 @@ def test_other_load_survives_the_json(tmp_path: Path) -> None:
 def test_older_files_without_other_load_read_as_unmeasured(name: str) -> None:
     results = make_results()
     assert results.mode(name).other_load_pct == {} and results.disturbance(name) is None
+
+
+def test_a_batch_belief_from_a_disturbed_serial_is_inconclusive() -> None:
+    quiet = busy_core_1(quiet=True)
+    small = replace(quiet, config=replace(quiet.config, batch_size=32))
+    serial = replace(quiet.mode("serial"), other_load_pct={"cpu:0": 40.0})
+    busy_large = quiet.with_modes((serial,) + quiet.modes[1:])
+    part = batch_part(FaqInputs(batch_points=(small, busy_large)))
+    assert part.verdict == "inconclusive" and part.reason == "busy-machine"
+    assert batch_part(FaqInputs(batch_points=(small, quiet))).reason != "busy-machine"

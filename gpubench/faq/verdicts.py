@@ -65,7 +65,7 @@ FINDING_CODES: dict[str, tuple[str, ...]] = {
     "batch": ("device-starved",),
     "memory": ("processes-time-sliced",),
 }
-_RUN_PROBLEMS = ("result-differs", "not-reproducible", "wide-spread")
+_RUN_PROBLEMS = ("result-differs", "not-reproducible", "wide-spread", "busy-machine")
 
 
 @dataclass(frozen=True)
@@ -202,6 +202,16 @@ def _util(mode: ModeResult | None, device: str | None = None) -> float | None:
     return stat.util_mean_pct if stat is not None else None
 
 
+def _busy(key: str, claim: Claim, results: Results | None, name: str) -> Part | None:
+    """*Inconclusive* with the reason when other programs' load disturbed ``name``'s rounds
+    or serial's (``Results.disturbance``)."""
+    busy = results.disturbance(name) if results is not None else None
+    if busy is None:
+        return None
+    return missing(key, claim, "busy-machine", mode=name, during=busy.mode, device=busy.device,
+                   other_pct=busy.pct, who=busy.who() or "?")
+
+
 def _speedup_part(results: Results | None, name: str, key: str, claim: Claim) -> Part:
     serial, why = _usable(results, "serial")
     mode, why_mode = _usable(results, name)
@@ -209,10 +219,9 @@ def _speedup_part(results: Results | None, name: str, key: str, claim: Claim) ->
         failed = results.mode(name) if results is not None else None
         error = failed.error if failed is not None else None
         return missing(key, claim, why_mode or why or "missing", mode=name, error=error)
-    busy = results.disturbance(name) if results is not None else None
+    busy = _busy(key, claim, results, name)
     if busy is not None:
-        return missing(key, claim, "busy-machine", mode=name, during=busy.mode,
-                       device=busy.device, other_pct=busy.pct, who=busy.who() or "?")
+        return busy
     facts = {"mode": name, "workers": mode.workers, "devices": list(mode.devices),
              "serial_util": _util(serial), "mode_util": _util(mode),
              "device_util": {d: _util(mode, d) for d in mode.devices},
@@ -292,6 +301,9 @@ def batch_part(inputs: FaqInputs) -> Part:
     if len(inputs.batch_points) < 2:
         return missing("batch", claim, "missing")
     small, large = inputs.batch_points[0], inputs.batch_points[-1]
+    busy = _busy("batch", claim, small, "serial") or _busy("batch", claim, large, "serial")
+    if busy is not None:
+        return busy
     b_small, b_large = small.config["batch_size"], large.config["batch_size"]
     acc_small = accuracy_summary(inputs.accuracy.get(b_small, ()))
     acc_large = accuracy_summary(inputs.accuracy.get(b_large, ()))
