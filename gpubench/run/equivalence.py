@@ -28,7 +28,7 @@ tolerance is ``NOISE_FACTOR`` (100) times that floor, and never under a lower bo
   (some accumulating with atomics): on an H200 (cnn, batch 32) the aggregate of 10 clients
   differed by up to 1.5e-4 between modes while one client's update reached 1.1e-2. A mode
   whose kernels differ more says by how much (vectorized's grouped convolutions: 4x, 9.4e-4
-  in the aggregate, ``cuda_tolerance_scale``).
+  in the aggregate, ``cuda_tolerance_scale``), never past the cap.
 
 A client left out, trained twice, on another client's data or from an earlier round differs
 by 0.3 or more (``WRONG_CLIENT_DIFF``): 300x the CPU slots' lower bound. One function,
@@ -36,7 +36,8 @@ by 0.3 or more (``WRONG_CLIENT_DIFF``): 300x the CPU slots' lower bound. One fun
 check and the per-client check alike: a tolerance set by the floor stays under 3e-3 for a
 floor under 3e-5, and no floor, lower bound or mode's widening takes it above
 ``MAX_TOLERANCE`` (0.1, a third of a wrong client's distance; on CUDA the lower bound is
-already there, so vectorized's 4x is spent below it). ``--tolerance`` replaces all of it.
+already the cap, so vectorized's 4x changes nothing there and its clients beyond 0.1 are
+adjudicated). ``--tolerance`` replaces all of it.
 
 The floor is one client's first batch or two; it does not say how far a correct float32
 computation drifts over a whole local training. Where a ReLU's pre-activation or a max sits
