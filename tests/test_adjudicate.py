@@ -4,6 +4,7 @@ the verdicts are recorded, read back, and spoken by the findings."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from gpubench.results import (
     RoundRecord,
     from_dict,
     to_dict,
+    to_json,
 )
 from gpubench.run.adjudicate import (
     ADJUDICATED_MAX,
@@ -139,7 +141,7 @@ def results_of(mode: ModeResult) -> Results:
 
 def test_the_adjudication_is_saved_and_read_back() -> None:
     results = results_of(mode_with(AGREES, DIFFERS, same=False))
-    again = from_dict(to_dict(results))
+    again = from_dict(json.loads(to_json(results)))
     assert again.modes[1].extra.adjudication == results.modes[1].extra.adjudication
     assert again.modes[1].extra.adjudication.clients[0].spread == 3.4e-3
     older = to_dict(results)

@@ -151,25 +151,24 @@ class Retrainer:
         torch_device = torch_device_in_process(self.device)
         start = self.global_for(step).clone()
         out: dict[str, float] = {}
-        with as_serial(self.device, cfg):
+        with as_serial(self.device, cfg), contextlib.ExitStack() as stack:
             data = build_datasets(self.case, cfg, [client], self.sizes, torch_device)[client]
             trainer = client_trainer(self.case, cfg, self.device, client, data)
+            stack.callback(trainer.close)  # its loaders, if the pipeline keeps them
             for name in self.variant_names():
                 if name == "float64":
                     continue
                 state = start
                 if name.startswith("last-bit-"):
                     state = last_bit(start, name.removeprefix("last-bit-"), cfg.seed + step)
-                if name == "one-thread":
-                    with as_serial(self.device, cfg, threads=1):
-                        fp = train_fingerprint(trainer, client, state)
-                else:
-                    fp = train_fingerprint(trainer, client, state)
-                out[name] = relative_diff(fp, serial)
+                threads = 1 if name == "one-thread" else None
+                with as_serial(self.device, cfg, threads):
+                    out[name] = relative_diff(train_fingerprint(trainer, client, state), serial)
             if "float64" in self.variant_names():
                 with contextlib.suppress(Exception):  # a case that cannot train in float64
                     double = client_trainer(self.case, cfg, self.device, client, data,
                                             torch.float64)
+                    stack.callback(double.close)
                     out["float64"] = relative_diff(train_fingerprint(double, client, start),
                                                    serial)
         return out
