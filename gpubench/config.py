@@ -370,7 +370,7 @@ class RunConfig:
     warmup: int = 1
     rounds: int = 3
     # None: from the run's measured noise floor, never under 1e-3 on CPU slots or 0.1 on
-    # CUDA (gpubench.run.equivalence.tolerance_from_floor); a number: that, for every mode.
+    # CUDA (gpubench.run.equivalence.decide_tolerance); a number: that, for every mode.
     tolerance: float | None = None
     timeout_s: float | None = None
     # The modes take turns round by round (see interleaved_blocks); False: one after another.

@@ -334,6 +334,59 @@ class RunRecord(FlatRecord):
 
 
 @dataclass(frozen=True)
+class ClientAdjudication:
+    """One client beyond the tolerance, judged by its own sensitivity
+    (gpubench.run.adjudicate): how far valid variants of serial's computation of it landed
+    from serial's update (``variants``: name -> relative difference, as ``diff`` is), the
+    bound that spread allows (``allowed``) and whether the mode's ``diff`` is within it."""
+
+    client: int
+    round: int  # index in the mode's rounds, as ModeResult.worst_round
+    diff: float
+    variants: dict[str, float]
+    allowed: float
+    agrees: bool
+
+    @property
+    def spread(self) -> float:
+        """The farthest a valid variant landed."""
+        return max(self.variants.values(), default=0.0)
+
+
+@dataclass(frozen=True)
+class Adjudication:
+    """The clients a mode had beyond its tolerance and what adjudicating them found.
+
+    ``unavailable``: why they could not be adjudicated (a case with its own training):
+    the plain tolerance decided. ``left``: clients beyond the tolerance not adjudicated (past
+    the few a mode gets, or too far to agree whatever their variants), which decide as before.
+    """
+
+    clients: tuple[ClientAdjudication, ...] = ()
+    unavailable: str | None = None
+    left: int = 0
+
+    @property
+    def agreeing(self) -> tuple[ClientAdjudication, ...]:
+        return tuple(c for c in self.clients if c.agrees)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Adjudication:
+        return cls(
+            clients=tuple(
+                ClientAdjudication(
+                    client=int(c["client"]), round=int(c["round"]), diff=float(c["diff"]),
+                    variants={str(k): float(v) for k, v in c["variants"].items()},
+                    allowed=float(c["allowed"]), agrees=bool(c["agrees"]),
+                )
+                for c in data.get("clients") or ()
+            ),
+            unavailable=data.get("unavailable"),
+            left=int(data.get("left") or 0),
+        )
+
+
+@dataclass(frozen=True)
 class ModeExtra(FlatRecord):
     """What a mode records of its own, beyond what every mode has."""
 
@@ -341,7 +394,19 @@ class ModeExtra(FlatRecord):
     # The parts of its cold start it can tell apart (flower: importing flwr, Flower's engine
     # up to the first round, the set-up round), in seconds.
     startup_s: dict[str, float] | None = None
+    # Clients beyond the tolerance, adjudicated (None: none was beyond it; older files).
+    adjudication: Adjudication | None = None
     other: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.adjudication, Mapping):
+            object.__setattr__(self, "adjudication", Adjudication.from_dict(self.adjudication))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if self.adjudication is not None:
+            out["adjudication"] = asdict(self.adjudication)
+        return out
 
 
 @dataclass(frozen=True)

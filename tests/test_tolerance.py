@@ -16,7 +16,8 @@ from gpubench.run.equivalence import (
     CUDA_TOLERANCE,
     MAX_TOLERANCE,
     NOISE_FACTOR,
-    tolerance_from_floor,
+    WRONG_CLIENT_DIFF,
+    decide_tolerance,
 )
 from gpubench.run.harness import compare
 from gpubench.run.prepare import NOISE_STEPS, prepare
@@ -24,14 +25,51 @@ from tests.conftest import CASES, run_config
 
 
 def test_the_tolerance_is_the_floor_times_the_factor_never_under_the_lower_bound() -> None:
-    assert tolerance_from_floor(1e-4, False) == pytest.approx(NOISE_FACTOR * 1e-4)
-    assert tolerance_from_floor(1e-7, False) == CPU_TOLERANCE
-    assert tolerance_from_floor(1e-7, True) == CUDA_TOLERANCE
-    assert tolerance_from_floor(None, False) == CPU_TOLERANCE
-    assert tolerance_from_floor(math.inf, False) == CPU_TOLERANCE
+    assert decide_tolerance(1e-4, False) == pytest.approx(NOISE_FACTOR * 1e-4)
+    assert decide_tolerance(1e-7, False) == CPU_TOLERANCE
+    assert decide_tolerance(1e-7, True) == CUDA_TOLERANCE
+    assert decide_tolerance(None, False) == CPU_TOLERANCE
+    assert decide_tolerance(math.inf, False) == CPU_TOLERANCE
     # a floor as large as a wrong client's difference cannot hide one
-    assert tolerance_from_floor(0.05, False) == MAX_TOLERANCE
-    assert tolerance_from_floor(0.05, True) == CUDA_TOLERANCE
+    assert decide_tolerance(0.05, False) == MAX_TOLERANCE
+    assert decide_tolerance(0.05, True) == CUDA_TOLERANCE
+
+
+@pytest.mark.parametrize("any_cuda", [False, True])
+@pytest.mark.parametrize("floor", [None, 0.0, 1e-7, 3e-5, 1e-3, 0.05, 0.3, 1.0, math.inf])
+def test_no_modes_tolerance_reaches_a_wrong_clients_distance(any_cuda, floor) -> None:
+    from gpubench.modes import REGISTRY, mode_class
+
+    scales = {mode_class(name).cuda_tolerance_scale for name in REGISTRY}
+    assert max(scales) > 1  # vectorized widens on CUDA
+    for scale in scales:
+        tolerance = decide_tolerance(floor, any_cuda, scale)
+        assert tolerance <= MAX_TOLERANCE < WRONG_CLIENT_DIFF / 2
+
+
+def test_every_check_of_a_mode_uses_its_one_tolerance(monkeypatch) -> None:
+    from gpubench.modes.vectorized import VectorizedMode
+    from gpubench.run.harness import _Harness
+
+    seen: list[float] = []
+    real = _Harness.check_round
+
+    def check(self, out, update, step, tolerance):
+        seen.append(tolerance)
+        return real(self, out, update, step, tolerance)
+
+    monkeypatch.setattr(_Harness, "check_round", check)
+    cfg = run_config(modes=("serial", "vectorized"), devices="cpu:1", warmup=0, rounds=1)
+    prep = prepare(cfg)
+    # On CUDA, vectorized's 4x of the 0.1 lower bound would be 0.4: capped like every mode's
+    gpu = replace(prep, devices=(replace(prep.devices[0], kind="cuda", id="cuda:0"),))
+    assert gpu.tolerance_of(VectorizedMode) == MAX_TOLERANCE
+    # each mode's own value, not the run's (here set apart from it on purpose)
+    prep = replace(prep, noise_floor=2e-4, tolerance=0.05)
+    results = compare(cfg, prepared=prep)
+    # the round's consistency check and the per-client check: the same value
+    assert seen == [pytest.approx(2e-2)] * 2
+    assert [m.tolerance for m in results.modes] == [pytest.approx(2e-2)] * 2
 
 
 @pytest.fixture
@@ -54,7 +92,7 @@ def test_prepare_measures_a_floor_on_a_few_batches_and_derives_the_tolerance(tra
     # float32 and float64, each on the client's first NOISE_STEPS batches only
     assert seen == [NOISE_STEPS * 16] * 2
     assert prep.noise_floor is not None and 0 < prep.noise_floor < 1e-4
-    assert prep.tolerance == tolerance_from_floor(prep.noise_floor, False)
+    assert prep.tolerance == decide_tolerance(prep.noise_floor, False)
 
 
 def test_the_users_tolerance_wins_and_the_floor_is_still_recorded() -> None:
@@ -70,7 +108,7 @@ def test_a_case_that_draws_random_numbers_gets_the_lower_bound() -> None:
 def test_a_high_floor_widens_every_modes_tolerance_recorded_once(monkeypatch) -> None:
     cfg = run_config(modes=("serial", "threaded"))
     prep = prepare(cfg)
-    prep = replace(prep, noise_floor=2e-4, tolerance=tolerance_from_floor(2e-4, False))
+    prep = replace(prep, noise_floor=2e-4, tolerance=decide_tolerance(2e-4, False))
     results = compare(cfg, prepared=prep)
     assert results.config.noise_floor == 2e-4
     assert results.config.tolerance_used == pytest.approx(2e-2)

@@ -49,6 +49,17 @@ def test_wrong_modes_are_caught(wrong_modes: None) -> None:
         assert m.worst_client_diff is not None and m.worst_client_diff > 0.3
         # far beyond what a correct computation drifts: at least 100x the tolerance
         assert m.tolerance is not None and m.worst_client_diff >= 100 * m.tolerance, name
+    # One sample of client 3 nudged by 1%: beyond the tolerance by little, adjudicated, and
+    # still different (correct arithmetic of client 3 lands far closer to serial's).
+    nudged = by["wrong-nudged-data"]
+    assert nudged.status == "ok" and nudged.same_result is False
+    assert nudged.worst_client == 3 and nudged.tolerance is not None
+    assert nudged.tolerance < (nudged.worst_client_diff or 0) < 0.1
+    adjudication = nudged.extra.adjudication
+    assert adjudication is not None and adjudication.clients
+    assert all(c.client == 3 and not c.agrees for c in adjudication.clients)
+    # The wrong ones far away are not worth a retraining: left to the tolerance.
+    assert by["wrong-twice"].extra.adjudication.clients == ()
     # The stale row passes the warm-up round and fails the first measured one.
     stale = by["wrong-stale"]
     assert stale.rounds[0].client_diffs[0] == 0.0

@@ -91,6 +91,19 @@ class OtherClientsData(_Counting):
             self.trainer.datasets[3] = other[4]
 
 
+class NudgedData(_Counting):
+    """Client 3 trains on its own data with one sample's features moved by 1%: a worker whose
+    data differs only slightly (a correct path would not land there)."""
+
+    def __init__(self, setup, spec, torch_device):
+        super().__init__(setup, spec, torch_device)
+        if 3 in self.clients:
+            x, y = self.trainer.datasets[3]
+            x = x.clone()
+            x[0] *= 1.01
+            self.trainer.datasets[3] = (x, y)
+
+
 def _mode(body: str, mode_name: str) -> type:
     return type(
         body,
@@ -115,14 +128,20 @@ def make_OtherClientsData(setup, spec, device):  # noqa: N802
     return OtherClientsData(setup, spec, device)
 
 
+def make_NudgedData(setup, spec, device):  # noqa: N802
+    return NudgedData(setup, spec, device)
+
+
 SkipsMode = _mode("SkipsAfterWarmup", "wrong-skips")
 TwiceMode = _mode("TrainsTwice", "wrong-twice")
 StaleMode = _mode("StaleRow", "wrong-stale")
 OtherDataMode = _mode("OtherClientsData", "wrong-other-data")
+NudgedMode = _mode("NudgedData", "wrong-nudged-data")
 
 WRONG = {
     "wrong-skips": "tests.wrong_modes:SkipsMode",
     "wrong-twice": "tests.wrong_modes:TwiceMode",
     "wrong-stale": "tests.wrong_modes:StaleMode",
     "wrong-other-data": "tests.wrong_modes:OtherDataMode",
+    "wrong-nudged-data": "tests.wrong_modes:NudgedMode",
 }

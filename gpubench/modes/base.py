@@ -87,7 +87,8 @@ class ModeDefaults:
     """What a mode says about itself unless it knows better."""
 
     # On CUDA a mode that runs other (equally valid) kernels than serial widens its
-    # tolerance by this factor (vectorized: batched convolutions in TF32).
+    # tolerance by this factor (vectorized: batched convolutions in TF32), never past
+    # gpubench.run.equivalence.MAX_TOLERANCE (decide_tolerance).
     cuda_tolerance_scale: ClassVar[float] = 1.0
 
     def not_reproducible(self, draws_global_rng: bool) -> str | None:

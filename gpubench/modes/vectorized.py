@@ -42,7 +42,9 @@ update, up to 1e-6 on mlp (10 clients, batch 64, one slot of two cores and two s
 one, every chunk size from 1 to 9 alike: a chunk's clients do their own arithmetic) and
 2e-5 on cnn, whose vmapped convolutions run as grouped ones. On CUDA, convolutions in TF32
 make the kernel choice visible (up to 9.4e-4 in the aggregate), so the mode asks for 4x the
-CUDA tolerance there (``cuda_tolerance_scale``).
+CUDA tolerance there (``cuda_tolerance_scale``), which the cap keeps at 0.1
+(``gpubench.run.equivalence.decide_tolerance``); a client beyond it is adjudicated
+(``gpubench.run.adjudicate``).
 
 Per-client timings: every client of a chunk spans the chunk's batched window (``start_s`` to
 ``end_s``), and its phases (``data``: the chunk's data, made again when the data budget did not

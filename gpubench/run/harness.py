@@ -44,6 +44,7 @@ from gpubench.results import (
     STATUS_FAILED,
     STATUS_NOT_APPLICABLE,
     STATUS_OK,
+    Adjudication,
     DeviceStats,
     ModeExtra,
     ModeResult,
@@ -53,6 +54,7 @@ from gpubench.results import (
     WorkerMemory,
 )
 from gpubench.run import memplan
+from gpubench.run.adjudicate import adjudicate_mode, settled
 from gpubench.run.equivalence import Comparison, Ledger, consistency_diff
 from gpubench.run.prepare import ModeSession, Prepared, fedavg, fedavg_update, open_mode, prepare
 from gpubench.run.ticker import ClientTicker
@@ -98,7 +100,7 @@ class _Run:
     memory: dict[int, WorkerMemory] = field(default_factory=dict)
     device_ids: tuple[str, ...] = ()
     workers: int = 0
-    tolerance: float = 0.0  # set when the run is made; a mode may widen it on CUDA
+    tolerance: float = 0.0  # the run's until the mode starts, then its own (prep.tolerance_of)
     started: bool = False  # started once (serial starts again in later blocks)
     not_reproducible: str | None = None
     startup: dict[str, float] = field(default_factory=dict)
@@ -261,11 +263,7 @@ class _Harness:
         self.mark(run.name, PHASE_COLD_START, None)
         try:
             cls = mode_class(run.name)
-            if (first and self.prep.config.tolerance is None
-                    and any(d.is_cuda for d in self.prep.devices)):
-                # A mode that runs other (equally valid) kernels than serial says how much
-                # wider its CUDA tolerance must be, e.g. vectorized's batched convolutions.
-                run.tolerance *= cls.cuda_tolerance_scale
+            run.tolerance = self.prep.tolerance_of(cls)  # one value, for every check
             mode = cls(self.prep.plan)
             run.not_reproducible = mode.not_reproducible(self.prep.draws_global_rng)
             run.device_ids = mode.device_ids
@@ -312,7 +310,7 @@ class _Harness:
             self.mark(run.name, PHASE_BETWEEN, None)
             a0 = self.clock()
             update = fedavg(out)
-            self.check_round(out, update, step)
+            self.check_round(out, update, step, run.tolerance)
             aggregate_s = self.clock() - a0
         except Exception as exc:
             self.mark(run.name, PHASE_BETWEEN, None)
@@ -341,7 +339,9 @@ class _Harness:
         got = self.sampler.other_load(span)
         return {d: v for d in run.device_ids if (v := got.get(d)) is not None}
 
-    def check_round(self, out: RoundOutput, update: FedAvgUpdate, step: int) -> None:
+    def check_round(
+        self, out: RoundOutput, update: FedAvgUpdate, step: int, tolerance: float
+    ) -> None:
         """Every client exactly once, every partial sum present, and an aggregate that is
         the FedAvg of the clients' updates; else the mode fails naming what is wrong."""
         where = f"round {step + 1}"
@@ -368,7 +368,7 @@ class _Harness:
             )
         weights = np.asarray(self.prep.weights)
         diff = consistency_diff(self.sketch.of_vector(update).numpy(), fps, weights)
-        if diff > self.prep.tolerance:
+        if diff > tolerance:
             raise ModeFailure(
                 f"{where}: the aggregate is not the FedAvg of the clients' updates "
                 f"(relative difference {diff:.2g})"
@@ -518,7 +518,8 @@ def _mode_results(
                 rounds=rounds,
                 device_stats=stats,
                 worker_memory=tuple(run.memory[k] for k in sorted(run.memory)),
-                extra=ModeExtra(tolerance=run.tolerance, startup_s=run.startup or None),
+                extra=ModeExtra(tolerance=run.tolerance, startup_s=run.startup or None,
+                                adjudication=verdict.adjudication),
                 other_load_pct=other.pct,
                 other_processes=other.processes,
             )
@@ -534,6 +535,7 @@ class _Verdict:
     worst_round: int | None = None
     worst_diff: float | None = None
     diffs: dict[int, list[float]] = field(default_factory=dict)
+    adjudication: Adjudication | None = None
 
 
 def _compare_with_serial(run: _Run, serial: _Run, harness: _Harness) -> _Verdict:
@@ -552,4 +554,12 @@ def _compare_with_serial(run: _Run, serial: _Run, harness: _Harness) -> _Verdict
     if run.not_reproducible is None:
         worst = v.worst_diff if v.worst_diff is not None else 0.0
         v.same = worst <= run.tolerance and aggregate_rel <= run.tolerance
+        if worst > run.tolerance:
+            # Judged by each client's own spread; the aggregate follows from the clients
+            # (every round checked it against theirs, check_round).
+            v.adjudication = adjudicate_mode(
+                harness.prep.retrainer(), comparison, harness.ledger, run.name, serial.name,
+                run.steps, run.tolerance,
+            )
+            v.same = settled(v.adjudication)
     return v

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -19,19 +18,18 @@ import torch
 from gpubench.cases import Case, load_case
 from gpubench.config import RunConfig, TrainConfig
 from gpubench.machine.devices import Device, resolve_devices, torch_device_in_process
-from gpubench.machine.isolation import pin_in_process, release_free_heap
+from gpubench.machine.isolation import release_free_heap
 from gpubench.modes import Mode, ModeFailure, Plan, RoundOutput, check_modes, mode_class
 from gpubench.modes.base import process_rss
 from gpubench.results import ClientTiming
-from gpubench.run.equivalence import relative_diff, tolerance_from_floor
+from gpubench.run.adjudicate import Retrainer, as_serial, client_trainer, train_fingerprint
+from gpubench.run.equivalence import decide_tolerance, relative_diff
 from gpubench.run.memplan import TORCH_RUNTIME_BYTES, Inputs, MemoryPlan, check_fits, estimate
 from gpubench.train.casecheck import CaseFacts, check_case
 from gpubench.train.fl import (
-    ClientTrainer,
     build_datasets,
     initial_global_state,
     sizes_for,
-    state_tensors,
 )
 from gpubench.train.updates import FINGERPRINT_SIZE, FedAvgUpdate, Sketch
 
@@ -64,6 +62,18 @@ class Prepared:
         if self._global is None or self._global[0] != step:
             self._global = (step, initial_global_state(self.case, self.config.train.seed, step))
         return self._global[1]
+
+    def tolerance_of(self, mode: type[Mode]) -> float:
+        """The mode's one tolerance (:func:`gpubench.run.equivalence.decide_tolerance`): the
+        run's, widened on CUDA by what the mode says of its kernels, never past the cap."""
+        any_cuda = any(d.is_cuda for d in self.devices)
+        return decide_tolerance(self.noise_floor, any_cuda, mode.cuda_tolerance_scale,
+                                self.config.tolerance)
+
+    def retrainer(self) -> Retrainer:
+        """Serial's computation of any client of any step, again (adjudicating a client)."""
+        return Retrainer(self.case, self.config.train, self.devices[0], self.plan.sizes,
+                         self.global_for, self.draws_global_rng)
 
     @property
     def sketch(self) -> Sketch:
@@ -126,11 +136,7 @@ def prepare(config: RunConfig, check_fit: bool = True) -> Prepared:
         floor = measure_noise_floor(case, config.train, device_set.devices[0], facts.sizes,
                                     first)
     any_cuda = any(d.is_cuda for d in device_set.devices)
-    tolerance = (
-        config.tolerance
-        if config.tolerance is not None
-        else tolerance_from_floor(floor, any_cuda)
-    )
+    tolerance = decide_tolerance(floor, any_cuda, user=config.tolerance)
     return Prepared(
         config,
         device_set.devices,
@@ -176,13 +182,8 @@ def measure_noise_floor(
     samples = min(NOISE_STEPS * train.batch_size, max(1, NOISE_WORK // global_state.numel()))
     cfg = replace(train, local_epochs=1)
     torch_device = torch_device_in_process(device)
-    me = threading.current_thread()
-    spare = {t.native_id for t in threading.enumerate() if t is not me and t.native_id}
-    threads = torch.get_num_threads()
     try:
-        if not device.is_cuda:
-            torch.set_num_threads(train.pipeline.torch_threads or len(device.cores))
-        with pin_in_process(device, spare):
+        with as_serial(device, train):
             data = build_datasets(case, cfg, [client], sizes, torch_device)
             x, y = data[client]
             x, y = x[:samples], y[:samples]
@@ -190,8 +191,6 @@ def measure_noise_floor(
             double = _fingerprint(case, cfg, device, client, x, y, global_state, torch.float64)
     except Exception:  # a case that cannot train in float64: the lower bound alone
         return None
-    finally:
-        torch.set_num_threads(threads)
     return relative_diff(single, double)
 
 
@@ -200,17 +199,8 @@ def _fingerprint(
     y: torch.Tensor, global_state: torch.Tensor, dtype: torch.dtype | None,
 ) -> np.ndarray:
     """The fingerprint of ``client``'s update trained on ``x, y`` (in ``dtype`` if given)."""
-    torch_device = torch_device_in_process(device)
-    trainer = ClientTrainer(case, cfg, torch_device, device.id, 0, {})
-    if dtype is not None:
-        trainer.model.to(dtype)
-        trainer.tensors = state_tensors(trainer.model)
-        x = x.to(dtype)
-    trainer.datasets = {client: (x, y)}
-    trainer.sink.begin(global_state.to(torch_device))
-    out = torch.full((client + 1, FINGERPRINT_SIZE), math.nan, dtype=torch.float64)
-    trainer.run(client, out, fold=False)
-    return out[client].numpy().copy()
+    trainer = client_trainer(case, cfg, device, client, (x, y), dtype)
+    return train_fingerprint(trainer, client, global_state)
 
 
 def fedavg(out: RoundOutput) -> FedAvgUpdate:
