@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 import psutil
 
-TREE_REFRESH_S = 0.5  # the process tree is listed again at most this often
+TREE_REFRESH_S = 1.0  # the process tree is listed again at most this often (a process found
+# later counts from its start, see OtherLoad.own_cpu_s)
 SCAN_EVERY_S = 1.0  # other processes are named at most this often
 NAME_ABOVE_PCT = 5.0  # a slot's other load above which its processes are named
 TOP_PROCESSES = 3  # named per slot and scan
