@@ -341,6 +341,9 @@ class ModeExtra(FlatRecord):
     # The parts of its cold start it can tell apart (flower: importing flwr, Flower's engine
     # up to the first round, the set-up round), in seconds.
     startup_s: dict[str, float] | None = None
+    # Each worker process's torch settings (TF32, cuDNN, matmul precision, threads) as it
+    # reported them when ready, by worker number; None for modes in the calling process.
+    worker_settings: dict[str, dict[str, Any]] | None = None
     other: dict[str, Any] = field(default_factory=dict)
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 import torch
 
 from gpubench.assign import assign_clients
 from gpubench.machine.devices import Device
+from gpubench.machine.isolation import cpu_share
 from gpubench.modes.base import ModeDefaults, Plan, RoundOutput
 from gpubench.modes.pool import WorkerPool, WorkerSetup, WorkerSpec
 
@@ -53,7 +55,9 @@ def with_peers(specs: list[WorkerSpec]) -> list[WorkerSpec]:
         return s.device.id if s.device.is_cuda else "host"
 
     counts = Counter(pool(s) for s in specs)
-    return [replace(s, peers=counts[pool(s)]) for s in specs]
+    share = cpu_share(sum(s.device.is_cuda for s in specs))
+    return [replace(s, peers=counts[pool(s)], threads=share if s.device.is_cuda else 0)
+            for s in specs]
 
 
 class WorkerSpecs(ModeDefaults):
@@ -89,6 +93,9 @@ class ProcessModeBase(WorkerSpecs):
 
     def pids(self) -> Mapping[int, str]:
         return dict(self.pool.worker_pids) if self.pool else {}
+
+    def worker_settings(self) -> Mapping[str, Mapping[str, Any]]:
+        return {str(w): s for w, s in self.pool.worker_settings.items()} if self.pool else {}
 
     def start(self) -> None:
         cfg = self.plan.config

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gpubench.machine.devices import Device, usable_cores
-from gpubench.machine.isolation import OPENMP_WAIT_VARIABLES
+from gpubench.machine.isolation import OPENMP_WAIT_VARIABLES, process_settings
 from gpubench.version import __version__
 
 
@@ -47,13 +47,9 @@ def torch_info() -> dict[str, Any]:
     info: dict[str, Any] = {
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
-        "torch_threads": torch.get_num_threads(),
         "cuda_available": torch.cuda.is_available(),
         "cudnn": None,
-        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
-        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
-        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
-        "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+        **process_settings(),
     }
     # Asking loads cuDNN's libraries (~50 MB resident), which a run without CUDA never uses.
     if info["cuda_available"]:
