@@ -12,7 +12,7 @@ import torch
 from gpubench.assign import assign_clients
 from gpubench.machine.devices import Device
 from gpubench.machine.isolation import cpu_share
-from gpubench.modes.base import ModeDefaults, Plan, RoundOutput
+from gpubench.modes.base import ModeDefaults, ModeFailure, Plan, RoundOutput
 from gpubench.modes.pool import WorkerPool, WorkerSetup, WorkerSpec
 
 
@@ -91,8 +91,23 @@ class ProcessModeBase(WorkerSpecs):
     def make_specs(self) -> list[WorkerSpec]:
         raise NotImplementedError
 
+    # Whether its workers are meant to be MPS clients (the +mps modes); the others are checked
+    # not to be.
+    expects_mps = False
+
     def pids(self) -> Mapping[int, str]:
         return dict(self.pool.worker_pids) if self.pool else {}
+
+    def check_not_mps(self) -> None:
+        """A plain mode's CUDA workers are time-sliced, not clients of some MPS daemon."""
+        if self.expects_mps or not any(s.device.is_cuda for s in self.specs):
+            return
+        from gpubench.modes.mps import MpsAttachError, check_plain
+
+        try:
+            check_plain(self.pids(), [s.device for s in self.specs])
+        except MpsAttachError as exc:
+            raise ModeFailure(str(exc)) from None
 
     def worker_settings(self) -> Mapping[str, Mapping[str, Any]]:
         return {str(w): s for w, s in self.pool.worker_settings.items()} if self.pool else {}
@@ -115,6 +130,7 @@ class ProcessModeBase(WorkerSpecs):
             dynamic=self.dynamic,
         )
         self.pool.start()
+        self.check_not_mps()
 
     def live_fingerprints(self, fingerprints: torch.Tensor) -> torch.Tensor:
         return fingerprints if self.pool is None else self.pool.shared.fingerprints

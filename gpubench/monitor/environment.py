@@ -80,6 +80,7 @@ def collect_environment(devices: Sequence[Device]) -> dict[str, Any]:
         "git_commit": git_commit(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "cuda_device_order": os.environ.get("CUDA_DEVICE_ORDER"),
+        "cuda_mps_pipe_directory": os.environ.get("CUDA_MPS_PIPE_DIRECTORY"),
         # How idle OpenMP threads wait (devices.openmp_wait_environment); None: the runtime's own.
         "openmp_wait": " ".join(
             f"{name}={os.environ[name]}" for name in OPENMP_WAIT_VARIABLES if name in os.environ
