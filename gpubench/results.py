@@ -396,6 +396,9 @@ class ModeExtra(FlatRecord):
     startup_s: dict[str, float] | None = None
     # Clients beyond the tolerance, adjudicated (None: none was beyond it; older files).
     adjudication: Adjudication | None = None
+    # Each worker process's torch settings (TF32, cuDNN, matmul precision, threads) as it
+    # reported them when ready, by worker number; None for modes in the calling process.
+    worker_settings: dict[str, dict[str, Any]] | None = None
     other: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -439,38 +439,6 @@ def test_gpubench_faq_reads_a_clients_sweep_folder_and_refuses_a_wrong_one(tmp_p
         in lines[0] and "Traceback" not in bad.stderr
 
 
-# --- the GPU check's plumbing -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("only", ["0", "1"])
-def test_the_gpu_check_runs_the_clients_per_gpu_sweeps(tmp_path, only):
-    import os
-    import shlex
-    import subprocess
-
-    from tests.conftest import ROOT
-
-    env = {**os.environ, "ONLY_CLIENTS": only, "GPU_NAME": "h200"}
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check.sh"), "--dry-run",
-                           str(tmp_path / "out")], capture_output=True, text=True, env=env,
-                          timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    runs = [" ".join(shlex.split(line.removeprefix("would run: ")))
-            for line in proc.stdout.splitlines() if line.startswith("would run: ")]
-    out = tmp_path / "out"
-    for case in ("cnn", "resnet18"):
-        sweep = next(r for r in runs if " sweep " in r and f"--case {case} " in r)
-        for part in ("--devices cuda:0", "--workers-per-device 1,2,4,8,16", "--mps on",
-                     "--modes multi-gpu,ray", f"--out-dir {out}/reports/gpu-h200/clients-{case}"):
-            assert part in sweep, (part, sweep)
-        faq = next(r for r in runs if " faq " in r and f"clients-{case}" in r)
-        assert f"--clients-sweep {out}/reports/gpu-h200/clients-{case}" in faq
-        assert f"--out {out}/docs/faq/gpu-h200/clients-{case}" in faq
-    others = [r for r in runs if "compare" in r]
-    assert bool(others) == (only == "0")  # ONLY_CLIENTS=1 runs the sweeps alone
-    assert not (out / "gpu-check.tar.gz").exists() and not list(out.glob("*.json"))
-
-
 def test_several_sweeps_give_one_part_and_one_plot_each(tmp_path):
     from gpubench.faq.inputs import FaqInputs
     from gpubench.report.faq_clients import format_clients_section, write_clients_plots

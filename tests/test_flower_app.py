@@ -218,3 +218,56 @@ def test_the_quickstart_one_liner_under_worker_processes_and_flower(tmp_path):
     assert phases_add_up(written)
     assert written.config["case"].startswith("flower:examples/flower-quickstart/app.py:app")
     assert list(written.config["samples"]) == [32, 32, 32, 32]  # the app's num-examples
+
+
+# --- an app that picks its own GPU ------------------------------------------------------------
+
+
+def test_the_check_before_a_run_trains_an_app_on_the_cpu_even_with_a_gpu(monkeypatch):
+    import torch
+
+    from gpubench.train import apptrainer
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    seen = []
+
+    def probe(*args):
+        seen.append(torch.cuda.is_available())  # what the app's "cuda:0 if available" sees
+        return {}, None
+
+    monkeypatch.setattr(apptrainer, "_probe", probe)
+    apptrainer.probe_case(None, None, None, {0: None}, True)  # type: ignore[arg-type]
+    assert seen == [False] and torch.cuda.is_available() is True
+
+
+def test_in_process_app_training_is_bound_to_the_modes_gpu_and_a_fixed_cuda0_is_refused(
+    monkeypatch,
+):
+    import contextlib
+
+    import torch
+
+    from gpubench.cases.flower_app import AppError
+    from gpubench.train.apptrainer import bound_to
+
+    counts = [0, 0]
+    current = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "memory_stats",
+                        lambda i: {"allocation.all.allocated": counts[i]})
+
+    @contextlib.contextmanager
+    def device(index):
+        current.append(index)
+        yield
+
+    monkeypatch.setattr(torch.cuda, "device", device)
+    with bound_to("cuda:1"):  # the app takes torch.device("cuda"): the bound GPU
+        counts[1] += 3
+    assert current == [1]
+    with pytest.raises(AppError, match=r"trained on cuda:0 while this mode runs on cuda:1"):
+        with bound_to("cuda:1"):
+            counts[0] += 1  # the template's "cuda:0"
+    with bound_to("cpu"):  # CPU slots: nothing to bind
+        counts[0] += 1
+    assert current == [1, 1]

@@ -18,12 +18,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
 
 from gpubench.machine.devices import Device
 from gpubench.modes import mps
+from gpubench.modes.pool import WorkerSpec
 
 FAKE_CONTROL = r'''
 import os, signal, sys, time
@@ -271,7 +273,7 @@ def test_refusals_name_their_reason(
     subprocess.run([str(fake_control), "-d"], env=env, check=True)
     other_pid = int((other / "pipe" / mps.PID_FILE).read_text())
     try:
-        with pytest.raises(mps.MpsUnavailable, match=rf"already running \(.*{other_pid}\)"):
+        with pytest.raises(mps.MpsBusy, match=rf"not applicable here: .*already running \(.*{other_pid}, "):
             mps.MpsDaemon([GPU], **options(base)).start()
     finally:
         subprocess.run([str(fake_control)], input="quit\n", text=True, env=env, check=True)
@@ -396,3 +398,58 @@ def test_the_mps_finding_compares_the_twins_side_by_side(twin_times, variant):
     for lang in ("en", "zh"):
         message, hint = finding_text(found, lang)
         assert "multiprocess+mps" in message and "MPS" in hint
+
+
+# --- plain modes stay plain; another user's daemon is not our failure -------------------------
+
+
+def test_plain_runs_get_a_private_empty_pipe_directory_unless_the_user_set_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(mps, "_plain", None)
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", "/srv/mps-pipe")
+    assert mps.private_plain_pipe(tmp_path) == "/srv/mps-pipe"  # the user's choice stays
+    assert not list(tmp_path.iterdir())
+    monkeypatch.delenv("CUDA_MPS_PIPE_DIRECTORY")
+    pipe = mps.private_plain_pipe(tmp_path)
+    assert pipe is not None and os.environ["CUDA_MPS_PIPE_DIRECTORY"] == pipe
+    assert Path(pipe).is_dir() and not list(Path(pipe).iterdir())  # no daemon listens there
+    assert Path(pipe).parent.name.startswith(mps.PLAIN_PREFIX)
+    assert mps.private_plain_pipe(tmp_path) == pipe  # once per process
+    monkeypatch.setattr(mps, "_plain", None)
+
+
+def test_a_plain_worker_that_is_an_mps_client_fails_its_mode(monkeypatch):
+    from gpubench.modes.base import ModeFailure
+    from gpubench.modes.processes import ProcessModeBase
+    from gpubench.monitor import nvml
+
+    monkeypatch.setattr(nvml, "process_kinds", lambda d: {101: "compute", 102: "mps"})
+    with pytest.raises(mps.MpsAttachError, match=r"102 on cuda:0 of a mode without MPS"):
+        mps.check_plain({101: "cuda:0", 102: "cuda:0"}, [GPU])
+    mode = ProcessModeBase.__new__(ProcessModeBase)
+    mode.specs = [WorkerSpec(0, GPU, (0,))]
+    mode.pool = SimpleNamespace(worker_pids={102: "cuda:0"})  # type: ignore[assignment]
+    with pytest.raises(ModeFailure, match="are MPS clients"):
+        mode.check_not_mps()
+    mode.expects_mps = True  # the +mps modes want exactly that
+    mode.check_not_mps()
+
+    def cannot_tell(d):
+        raise LookupError("no NVML")
+
+    monkeypatch.setattr(nvml, "process_kinds", cannot_tell)
+    mps.check_plain({102: "cuda:0"}, [GPU])  # nothing known, nothing raised
+
+
+def test_another_users_daemon_makes_the_mps_rows_not_applicable(monkeypatch):
+    from gpubench.modes.base import NotApplicable
+    from gpubench.modes.mps_modes import MultiprocessMpsMode
+
+    def busy(self):
+        raise mps.MpsBusy("MPS not applicable here: another MPS server is already running "
+                          "(nvidia-cuda-mps-control (77, alice))")
+
+    monkeypatch.setattr(mps.MpsDaemon, "start", busy)
+    mode = MultiprocessMpsMode.__new__(MultiprocessMpsMode)
+    mode.specs = [WorkerSpec(0, GPU, (0,))]
+    with pytest.raises(NotApplicable, match="alice"):
+        mode.start()

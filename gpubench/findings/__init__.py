@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gpubench.findings import conditions, drift, machine, mps, one_device, phases, scaling, truth
+from gpubench.findings import (
+    conditions,
+    drift,
+    machine,
+    mps,
+    one_device,
+    phases,
+    scaling,
+    settings,
+    truth,
+)
 from gpubench.findings.base import LEVELS, Finding, by_level
 from gpubench.findings.machine import machine_findings
 from gpubench.results import Results
@@ -19,7 +29,9 @@ __all__ = ["CODES", "LEVELS", "RULES", "Finding", "compute_findings", "machine_f
 
 # The order findings of one level appear in. The rules that read speed see the run without
 # the modes that other programs' load disturbed (``conditions.quiet_view``).
-RESULT_RULES: tuple[Callable[[Results], list[Finding]], ...] = truth.RULES + conditions.RULES
+RESULT_RULES: tuple[Callable[[Results], list[Finding]], ...] = (
+    truth.RULES + conditions.RULES + settings.RULES
+)
 SPEED_RULES: tuple[Callable[[Results], list[Finding]], ...] = (
     drift.RULES + phases.RULES + one_device.RULES + scaling.RULES + mps.RULES
 )
@@ -28,7 +40,7 @@ RULES = RESULT_RULES + SPEED_RULES
 # Every code a rule can emit -> the variants its facts may name.
 CODES: dict[str, tuple[str, ...]] = {
     **truth.CODES, **conditions.CODES, **drift.CODES, **phases.CODES, **one_device.CODES, **scaling.CODES,
-    **machine.CODES, **mps.CODES,
+    **machine.CODES, **mps.CODES, **settings.CODES,
 }
 
 

@@ -21,7 +21,7 @@ class GpuFacts:
 
     index: int
     name: str
-    uuid: str | None  # "GPU-..." as nvidia-smi and CUDA_VISIBLE_DEVICES spell it
+    uuid: str | None  # "GPU-..." (a MIG instance: "MIG-...") as nvidia-smi spells it
     pci_bus_id: str | None
     memory_total_bytes: int
     # What CUDA_VISIBLE_DEVICES must say for a worker to see exactly this GPU; None when it
@@ -42,16 +42,17 @@ def visible_gpus() -> tuple[GpuFacts, ...]:
     found = []
     for i in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(i)
+        entry = visible[i] if has_visible and i < len(visible) else ""
         uuid = getattr(props, "uuid", None)
-        uuid_text = f"GPU-{uuid}" if uuid is not None else None
+        uuid_text = uuid_name(str(uuid), props.name, entry) if uuid is not None else None
         pci = None
         dom, bus, dev = (getattr(props, a, None) for a in ("pci_domain_id", "pci_bus_id", "pci_device_id"))
         if dom is not None and bus is not None and dev is not None:
             pci = f"{dom:08X}:{bus:02X}:{dev:02X}.0"
         if uuid_text:
             visible_as = uuid_text
-        elif has_visible and i < len(visible):
-            visible_as = visible[i]
+        elif entry:
+            visible_as = entry
         else:
             visible_as = None
         found.append(
@@ -65,6 +66,15 @@ def visible_gpus() -> tuple[GpuFacts, ...]:
             )
         )
     return tuple(found)
+
+
+def uuid_name(uuid: str, name: str, visible_entry: str = "") -> str:
+    """A device's UUID as nvidia-smi and CUDA_VISIBLE_DEVICES spell it: ``GPU-...`` for a GPU,
+    ``MIG-...`` for a MIG instance (its name says "MIG", or the user named it so)."""
+    if uuid.startswith(("GPU-", "MIG-")):
+        return uuid
+    mig = visible_entry.startswith("MIG-") or " MIG " in f" {name} "
+    return f"{'MIG' if mig else 'GPU'}-{uuid}"
 
 
 def binding_environment(index: int, visible_as: str | None) -> dict[str, str]:

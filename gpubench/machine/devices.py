@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,6 +141,38 @@ def resolve_devices(spec: str) -> DeviceSet:
                 f"--devices {spec}: there is no cuda:{w} ({len(gpus)} GPU(s) visible)"
             )
     return DeviceSet(tuple(gpus[w] for w in wanted), gpus)
+
+
+def visible_entry(environ: Mapping[str, str] | None = None) -> str | None:
+    """The first GPU this process was handed in ``CUDA_VISIBLE_DEVICES`` (an index, a
+    ``GPU-``/``MIG-`` UUID or a prefix of one, as Ray and the user write it); None without."""
+    env = os.environ if environ is None else environ
+    first = env.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    return first or None
+
+
+def device_of_visible(entry: str | int | None, devices: Sequence[Device]) -> Device | None:
+    """Which of the run's ``devices`` a process handed ``entry`` (what Ray's ``get_gpu_ids``
+    or its ``CUDA_VISIBLE_DEVICES`` names) really uses; None when none of them matches.
+
+    Workers' environments name GPUs as :attr:`Device.visible_as` does (a UUID where torch tells
+    it, else the index the parent's ``CUDA_VISIBLE_DEVICES`` gave); CUDA also accepts a
+    unique prefix of a UUID.
+    """
+    text = str(entry).strip() if entry is not None else ""
+    gpus = [d for d in devices if d.is_cuda]
+    if not text:
+        return None
+    for d in gpus:
+        if text in (d.visible_as, d.uuid):
+            return d
+    if text.isdigit():
+        same = [d for d in gpus if d.visible_as is None and str(d.index) == text]
+        return same[0] if same else None
+    if text.startswith(("GPU-", "MIG-")):
+        by_prefix = [d for d in gpus if d.uuid and d.uuid.startswith(text)]
+        return by_prefix[0] if len(by_prefix) == 1 else None
+    return None
 
 
 def torch_device_in_process(device: Device) -> str:

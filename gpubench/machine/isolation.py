@@ -15,26 +15,45 @@ import ctypes
 import os
 import sys
 from collections.abc import Collection, Iterator, Mapping
+from typing import Any
 
 from gpubench.machine import cuda
 from gpubench.machine.devices import Device
 
 
-def worker_environment(device: Device) -> dict[str, str]:
-    """Environment a worker process needs *before* torch initialises CUDA or its threads."""
+def worker_environment(device: Device, threads: int = 0) -> dict[str, str]:
+    """Environment a worker process needs *before* torch initialises CUDA or its threads;
+    ``threads``: a CUDA worker's share of the host's cores (0: no share set)."""
     if device.is_cuda:
-        return cuda.binding_environment(device.index, device.visible_as)
+        env = cuda.binding_environment(device.index, device.visible_as)
+        if threads > 0:
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        return env
     n = str(len(device.cores))
     return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
 
 
-def bind_process(device: Device) -> str:
+def cpu_share(workers: int, cores: int | None = None) -> int:
+    """Threads for each of ``workers`` CUDA worker processes on this host: an equal share of
+    its usable cores, at least one. Without it every worker's OpenMP team spans every core,
+    and 16 workers on one GPU run 16 all-core teams on the host's CPUs."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, workers))
+
+
+def bind_process(device: Device, threads: int = 0) -> str:
     """Bind the calling worker process to its device; returns the torch device string.
+    ``threads``: a CUDA worker's share of the host's cores (:func:`cpu_share`).
 
     Must run before CUDA initialises; called first thing in a worker.
     """
-    os.environ.update(worker_environment(device))
+    os.environ.update(worker_environment(device, threads))
     if device.is_cuda:
+        if threads > 0:
+            import torch
+
+            torch.set_num_threads(threads)
         return cuda.BOUND_TORCH_DEVICE
     # The calling thread: threads it starts (torch's OpenMP team) inherit the slot; a host's
     # own threads (Ray's) stay where they are.
@@ -45,6 +64,29 @@ def bind_process(device: Device) -> str:
 
     torch.set_num_threads(len(device.cores))
     return "cpu"
+
+
+# The torch settings of a process that change a result or a speed; each worker reports its
+# own, since a library caller's torch.set_float32_matmul_precision("high") or
+# cudnn.benchmark = True reaches the parent's in-process modes but not a new process.
+NUMERIC_SETTINGS = (
+    "tf32_matmul", "tf32_cudnn", "cudnn_benchmark", "cudnn_deterministic",
+    "float32_matmul_precision",
+)
+
+
+def process_settings() -> dict[str, Any]:
+    """This process's :data:`NUMERIC_SETTINGS` and its torch thread count."""
+    import torch
+
+    return {
+        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def steady_host_allocator() -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from gpubench.config import RunConfig
 from gpubench.machine.devices import Device
@@ -102,6 +102,11 @@ class ModeDefaults:
         """The parts of its cold start this mode can tell apart, in seconds (after start)."""
         return {}
 
+    def worker_settings(self) -> Mapping[str, Mapping[str, Any]]:
+        """Each worker process's torch settings as it reported them (by worker number; after
+        start); empty for a mode that trains in the calling process."""
+        return {}
+
     def live_fingerprints(self, fingerprints: torch.Tensor) -> torch.Tensor:
         """Where this round's fingerprints appear as clients finish (the progress display
         counts the rows filled so far): the harness's tensor for a mode that fills it as it
@@ -116,6 +121,8 @@ class Mode(Protocol):
     def not_reproducible(self, draws_global_rng: bool) -> str | None: ...
 
     def startup_parts(self) -> Mapping[str, float]: ...
+
+    def worker_settings(self) -> Mapping[str, Mapping[str, Any]]: ...
 
     def live_fingerprints(self, fingerprints: torch.Tensor) -> torch.Tensor: ...
 

@@ -7,7 +7,9 @@ every round, weighted by ``num-examples`` as ours is; no evaluation). Its Ray ba
 the same per-client resources as the ``ray`` mode's actors (``client_resources`` from
 --cpus-per-worker / --gpus-per-worker, a local Ray of the devices' cores and GPUs, or
 --ray-address), so on two CPU slots Flower runs two one-CPU actors. Flower's actors are not
-pinned to a slot; for the monitor and the per-client records actor k counts as device k mod n.
+pinned to a slot; for the monitor and the per-client records an actor on a GPU counts as the
+run's device its ``CUDA_VISIBLE_DEVICES`` names (a UUID or an index, as Ray hands it over), an
+actor on CPU slots k as device k mod n.
 A local Ray is started by the driver as the ray mode starts its own
 (:func:`gpubench.modes.ray_common.local_ray_environment`); Flower, finding Ray running, uses it
 and stops it at its end.

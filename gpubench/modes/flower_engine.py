@@ -13,6 +13,7 @@ import signal
 import time
 import traceback
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 
 from gpubench.config import TrainConfig
-from gpubench.machine.devices import Device
+from gpubench.machine.devices import Device, device_of_visible, visible_entry
 from gpubench.modes.base import process_rss
 from gpubench.modes.ray_common import local_ray_environment
 from gpubench.results import ClientTiming, WorkerMemory
@@ -48,6 +49,7 @@ class _ActorState:
     names: list[str]
     shapes: list[tuple[int, ...]]
     fingerprints: torch.Tensor  # (clients x K): a client's row is filled when it trains
+    device_position: int  # the actor's GPU in the run's devices; -1: none (CPU slots)
 
 
 _ACTOR: dict[bytes, _ActorState] = {}
@@ -74,8 +76,15 @@ def _actor_state(blob: bytes) -> _ActorState:
         from gpubench.train.updates import FINGERPRINT_SIZE
 
         fps = torch.zeros(len(setup.sizes), FINGERPRINT_SIZE, dtype=torch.float64)
-        state = _ACTOR[blob] = _ActorState(trainer, names, shapes, fps)
+        state = _ACTOR[blob] = _ActorState(trainer, names, shapes, fps,
+                                           actor_device_position(setup.devices))
     return state
+
+
+def actor_device_position(devices: Sequence[Device]) -> int:
+    """Where in the run's devices the GPU Ray handed this actor is; -1 without one."""
+    found = device_of_visible(visible_entry(), devices)
+    return devices.index(found) if found is not None else -1
 
 
 def _flat(record: Any) -> torch.Tensor:
@@ -94,8 +103,7 @@ def _client_train(msg: Any, context: Any) -> Any:
     client = int(context.node_config["partition-id"])
     trainer = state.trainer
     metrics: dict[str, Any] = {"client": client, "pid": os.getpid(), "rss": process_rss() or 0}
-    gpus = [int(g) for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.isdigit()]
-    metrics["gpu"] = gpus[0] if gpus else -1
+    metrics["gpu"] = state.device_position
     if bool(config["setup-round"]):
         metrics["num-examples"] = 1
         arrays = msg.content["arrays"]
@@ -246,10 +254,12 @@ class _DriverLink:
             memory[worker] = WorkerMemory(worker, device, pid, None, None, int(m["rss"]) or None)
         self.send(("done", timings, [memory[k] for k in sorted(memory)], fingerprints))
 
-    def _device(self, pid: int, gpu: int) -> str:
-        if gpu >= 0:
-            return f"cuda:{gpu}"
+    def _device(self, pid: int, position: int) -> str:
+        """The device an actor reported (its place in the run's devices); on CPU slots, which
+        Flower's actors are not pinned to, actor k counts as device k mod n."""
         devices = self.setup.devices
+        if 0 <= position < len(devices):
+            return devices[position].id
         return devices[self.workers.setdefault(pid, len(self.workers)) % len(devices)].id
 
 

@@ -58,6 +58,10 @@ class MpsNotApplicable(MpsUnavailable):
     """MPS makes no sense on these devices (CPU slots)."""
 
 
+class MpsBusy(MpsNotApplicable):
+    """Another MPS daemon (another user's, or another run's) serves the GPUs already."""
+
+
 class MpsAttachError(RuntimeError):
     """A worker did not become an MPS client: its kernels are time-sliced, not concurrent."""
 
@@ -88,7 +92,11 @@ def find_mps_processes(under: Path | None = None) -> list[str]:
                 continue
             if not Path(pipe).is_relative_to(under):
                 continue
-        found.append(f"{hit} ({proc.pid})")
+        try:
+            owner = proc.username()
+        except (psutil.Error, KeyError):
+            owner = "another user"
+        found.append(f"{hit} ({proc.pid}, {owner})")
     return found
 
 
@@ -147,10 +155,10 @@ class MpsDaemon:
             raise MpsUnavailable(f"MPS not available: {CONTROL} not found on PATH ({INSTALL_HINT})")
         running = self._find_running()
         if running:
-            raise MpsUnavailable(
-                f"MPS not used: another MPS server is already running ({', '.join(running)}); "
-                "gpubench starts its own and does not share a GPU with another (stop it with "
-                f"`echo quit | {CONTROL}` as its owner, or run without MPS)"
+            raise MpsBusy(
+                f"MPS not applicable here: another MPS server is already running "
+                f"({', '.join(running)}); gpubench starts its own and does not share a GPU "
+                f"with another (its owner can stop it with `echo quit | {CONTROL}`)"
             )
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.root = Path(tempfile.mkdtemp(prefix=PREFIX, dir=self.base_dir))
@@ -346,6 +354,57 @@ def reap_stale(base: Path) -> list[Path]:
             _quit(root, shutil.which(CONTROL))
             removed.append(root)
     return removed
+
+
+PLAIN_PREFIX = f"{PREFIX}plain-"
+_plain: Path | None = None
+
+
+def private_plain_pipe(base: Path | None = None) -> str | None:
+    """Point this process and the workers it starts at a private, empty MPS pipe directory,
+    unless the user chose one (``CUDA_MPS_PIPE_DIRECTORY``); returns the directory in use.
+
+    CUDA connects to whatever MPS daemon listens in the pipe directory (by default
+    ``/tmp/nvidia-mps``), so with a daemon there every "plain" process would silently be an
+    MPS client, and another user's daemon can hang CUDA's initialisation. An empty directory
+    has no daemon. Call it before CUDA initialises; the directory goes when the process
+    exits (or, after a kill, with the next run's :func:`reap_stale`).
+    """
+    global _plain
+    if _plain is None and "CUDA_MPS_PIPE_DIRECTORY" in os.environ:
+        return os.environ["CUDA_MPS_PIPE_DIRECTORY"]
+    if _plain is None:
+        root = _base_dir(base)
+        root.mkdir(parents=True, exist_ok=True)
+        _plain = Path(tempfile.mkdtemp(prefix=PLAIN_PREFIX, dir=root))
+        (_plain / OWNER_FILE).write_text(f"{os.getpid()}\n")
+        (_plain / "pipe").mkdir()
+        os.environ["CUDA_MPS_PIPE_DIRECTORY"] = str(_plain / "pipe")
+        atexit.register(shutil.rmtree, _plain, True)
+    return os.environ["CUDA_MPS_PIPE_DIRECTORY"]
+
+
+def check_plain(pids: Mapping[int, str], devices: Sequence[Device]) -> None:
+    """Raise :class:`MpsAttachError` if a worker of a plain mode (pid -> device id) is an MPS
+    client after all (NVML says so); where NVML cannot tell, nothing is raised."""
+    from gpubench.monitor import nvml
+
+    by_id = {d.id: d for d in devices if d.is_cuda}
+    attached = []
+    for dev_id in sorted(set(pids.values()) & set(by_id)):
+        try:
+            kinds = nvml.process_kinds(by_id[dev_id])
+        except LookupError:
+            continue
+        attached += [f"{pid} on {dev_id}" for pid, d in pids.items()
+                     if d == dev_id and kinds.get(pid) == "mps"]
+    if attached:
+        raise MpsAttachError(
+            f"worker process(es) {', '.join(sorted(attached))} of a mode without MPS are MPS "
+            f"clients (of the daemon in CUDA_MPS_PIPE_DIRECTORY="
+            f"{os.environ.get('CUDA_MPS_PIPE_DIRECTORY', '/tmp/nvidia-mps')}): they are not "
+            "time-sliced; unset CUDA_MPS_PIPE_DIRECTORY to give plain runs a private one"
+        )
 
 
 # Daemons still running when the interpreter exits (sys.exit from anywhere) are stopped.

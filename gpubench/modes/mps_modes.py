@@ -5,7 +5,8 @@ on the GPU at once. gpubench starts a private MPS control daemon for the run's G
 (:class:`gpubench.modes.mps.MpsDaemon`: its own pipe and log directories, no GPU setting changed),
 gives every worker its environment before CUDA initialises, checks that every worker really
 attached (a worker that fell back to time-slicing fails the mode), and stops the daemon when
-the mode closes. On CPU slots the mode is not applicable. ``--mps on`` adds these rows next to
+the mode closes. On CPU slots, or where another MPS daemon (another user's) already serves
+the GPUs, the mode is not applicable. ``--mps on`` adds these rows next to
 the plain ones, so the same mode with and without MPS is measured side by side.
 """
 
@@ -23,6 +24,7 @@ class _WithMps(ProcessModeBase):
     """Wraps a process mode's start and close with a private MPS daemon."""
 
     daemon: Any = None
+    expects_mps = True
 
     def start(self) -> None:
         from gpubench.modes.mps import MpsAttachError, MpsDaemon, MpsNotApplicable, MpsUnavailable
@@ -34,6 +36,8 @@ class _WithMps(ProcessModeBase):
             raise NotApplicable(str(exc)) from None
         try:
             daemon.start()
+        except MpsNotApplicable as exc:  # another user's daemon serves the GPU
+            raise NotApplicable(str(exc)) from None
         except MpsUnavailable as exc:
             raise ModeFailure(str(exc)) from None
         self.daemon = daemon

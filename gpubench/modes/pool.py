@@ -33,7 +33,7 @@ import torch.multiprocessing as tmp
 from gpubench.config import TrainConfig
 from gpubench.machine.cuda import peak_memory, reset_peak_memory
 from gpubench.machine.devices import Device
-from gpubench.machine.isolation import bind_process, openmp_wait_for_children
+from gpubench.machine.isolation import bind_process, openmp_wait_for_children, process_settings
 from gpubench.modes.base import ModeFailure, first_line, process_rss
 from gpubench.results import ClientTiming, WorkerMemory
 
@@ -49,6 +49,8 @@ class WorkerSpec:
     # Workers sharing this one's memory: those on its GPU, or every worker on CPU slots
     # (they share the host's); client data and stacked clients are sized by it.
     peers: int = 1
+    # A CUDA worker's share of the host's cores (torch and OpenMP threads); 0: none set.
+    threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited already; kept explicit
     die_with_parent()
     try:
-        torch_device = bind_process(spec.device)
+        torch_device = bind_process(spec.device, spec.threads)
         os.environ.update(dict(spec.env))
         module_name, _, attr = setup.trainer.partition(":")
         factory = getattr(importlib.import_module(module_name), attr)
@@ -172,7 +174,7 @@ def worker_main(
         conn.send(("error", f"worker {spec.worker} on {spec.device.id} failed to start: "
                    f"{first_line(exc)}", traceback.format_exc()))
         return
-    conn.send(("ready", os.getpid()))
+    conn.send(("ready", os.getpid(), process_settings()))
     current = None  # the round this worker has begun
     while True:
         try:
@@ -281,6 +283,8 @@ class WorkerPool:
         self.procs: list[Any] = []
         self.conns: list[Connection] = []
         self.worker_pids: dict[int, str] = {}
+        # Each worker's torch settings as it reported them when ready (by worker number).
+        self.worker_settings: dict[int, dict[str, Any]] = {}
 
     def start(self) -> None:
         ctx = tmp.get_context("spawn")
@@ -301,6 +305,7 @@ class WorkerPool:
         start_limit = None if self.timeout_s is None else max(self.timeout_s, 300.0)
         for i, msg in self._collect("ready", start_limit).items():
             self.worker_pids[int(msg[1])] = self.specs[i].device.id
+            self.worker_settings[self.specs[i].worker] = dict(msg[2])
 
     def run_round(
         self, global_state: torch.Tensor

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 import torch
 
 from gpubench.assign import assign_clients
 from gpubench.machine.devices import Device
-from gpubench.modes.base import ModeDefaults, Plan, RoundOutput
+from gpubench.machine.isolation import cpu_share
+from gpubench.modes.base import ModeDefaults, ModeFailure, Plan, RoundOutput
 from gpubench.modes.pool import WorkerPool, WorkerSetup, WorkerSpec
 
 
@@ -53,7 +55,9 @@ def with_peers(specs: list[WorkerSpec]) -> list[WorkerSpec]:
         return s.device.id if s.device.is_cuda else "host"
 
     counts = Counter(pool(s) for s in specs)
-    return [replace(s, peers=counts[pool(s)]) for s in specs]
+    share = cpu_share(sum(s.device.is_cuda for s in specs))
+    return [replace(s, peers=counts[pool(s)], threads=share if s.device.is_cuda else 0)
+            for s in specs]
 
 
 class WorkerSpecs(ModeDefaults):
@@ -87,8 +91,26 @@ class ProcessModeBase(WorkerSpecs):
     def make_specs(self) -> list[WorkerSpec]:
         raise NotImplementedError
 
+    # Whether its workers are meant to be MPS clients (the +mps modes); the others are checked
+    # not to be.
+    expects_mps = False
+
     def pids(self) -> Mapping[int, str]:
         return dict(self.pool.worker_pids) if self.pool else {}
+
+    def check_not_mps(self) -> None:
+        """A plain mode's CUDA workers are time-sliced, not clients of some MPS daemon."""
+        if self.expects_mps or not any(s.device.is_cuda for s in self.specs):
+            return
+        from gpubench.modes.mps import MpsAttachError, check_plain
+
+        try:
+            check_plain(self.pids(), [s.device for s in self.specs])
+        except MpsAttachError as exc:
+            raise ModeFailure(str(exc)) from None
+
+    def worker_settings(self) -> Mapping[str, Mapping[str, Any]]:
+        return {str(w): s for w, s in self.pool.worker_settings.items()} if self.pool else {}
 
     def start(self) -> None:
         cfg = self.plan.config
@@ -108,6 +130,7 @@ class ProcessModeBase(WorkerSpecs):
             dynamic=self.dynamic,
         )
         self.pool.start()
+        self.check_not_mps()
 
     def live_fingerprints(self, fingerprints: torch.Tensor) -> torch.Tensor:
         return fingerprints if self.pool is None else self.pool.shared.fingerprints

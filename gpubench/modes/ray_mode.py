@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpubench.machine.devices import Device
+from gpubench.machine.devices import Device, device_of_visible, visible_entry
 from gpubench.modes.base import ModeFailure, Plan, RoundOutput, process_rss
 from gpubench.modes.pool import WorkerSetup, WorkerSpec
 from gpubench.modes.processes import WorkerSpecs, plan_workers
@@ -58,7 +58,10 @@ from gpubench.train.updates import FINGERPRINT_SIZE
 class RayWorker:
     """The body of one Ray actor: a model replica and the data of its clients."""
 
-    def __init__(self, setup: WorkerSetup, spec: WorkerSpec, resources: Resources) -> None:
+    def __init__(
+        self, setup: WorkerSetup, spec: WorkerSpec, resources: Resources,
+        devices: tuple[Device, ...] = (),
+    ) -> None:
         from gpubench.cases import load_case
         from gpubench.machine.isolation import bind_process
         from gpubench.train.fl import build_datasets, make_trainer
@@ -70,7 +73,7 @@ class RayWorker:
         self.node: str | None = None  # the Ray node it runs on, once ready() asked
         if spec.device.is_cuda:
             torch_device = "cuda:0"  # the GPU Ray assigned (it set CUDA_VISIBLE_DEVICES)
-            self.device_id = self._assigned_gpu(spec.device)
+            self.device_id = self._assigned_gpu(spec.device, devices or (spec.device,))
         else:
             try:
                 torch_device = bind_process(spec.device)
@@ -88,11 +91,14 @@ class RayWorker:
             torch.zeros(1, device=torch_device)  # the CUDA context belongs to the cold start
 
     @staticmethod
-    def _assigned_gpu(device: Device) -> str:
+    def _assigned_gpu(planned: Device, devices: tuple[Device, ...]) -> str:
+        """The run's device Ray gave this actor (by the UUID or index it handed over); the
+        planned one where Ray's GPU is not one of them (another node of a cluster)."""
         import ray
 
-        ids = [str(i) for i in ray.get_gpu_ids()]
-        return f"cuda:{ids[0]}" if ids and ids[0].isdigit() else device.id
+        ids = ray.get_gpu_ids()
+        found = device_of_visible(ids[0] if ids else visible_entry(), devices)
+        return (found or planned).id
 
     def ready(self) -> tuple[int, str, str]:
         import ray
@@ -173,7 +179,7 @@ class RayMode(WorkerSpecs):
         for spec, res in zip(self.specs, needed, strict=True):
             actor = remote_cls.options(
                 num_cpus=res.cpus, num_gpus=res.gpus, max_restarts=0, max_task_retries=0
-            ).remote(setup, spec, res)
+            ).remote(setup, spec, res, tuple(self.plan.devices))
             self.actors.append(actor)
         replies = self._gather([a.ready.remote() for a in self.actors], "start")
         # The monitor samples the actors on this machine (every node of a local cluster).

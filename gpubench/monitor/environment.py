@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gpubench.machine.devices import Device, usable_cores
-from gpubench.machine.isolation import OPENMP_WAIT_VARIABLES
+from gpubench.machine.isolation import OPENMP_WAIT_VARIABLES, process_settings
 from gpubench.version import __version__
 
 
@@ -47,13 +47,9 @@ def torch_info() -> dict[str, Any]:
     info: dict[str, Any] = {
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
-        "torch_threads": torch.get_num_threads(),
         "cuda_available": torch.cuda.is_available(),
         "cudnn": None,
-        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
-        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
-        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
-        "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+        **process_settings(),
     }
     # Asking loads cuDNN's libraries (~50 MB resident), which a run without CUDA never uses.
     if info["cuda_available"]:
@@ -84,6 +80,7 @@ def collect_environment(devices: Sequence[Device]) -> dict[str, Any]:
         "git_commit": git_commit(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "cuda_device_order": os.environ.get("CUDA_DEVICE_ORDER"),
+        "cuda_mps_pipe_directory": os.environ.get("CUDA_MPS_PIPE_DIRECTORY"),
         # How idle OpenMP threads wait (devices.openmp_wait_environment); None: the runtime's own.
         "openmp_wait": " ".join(
             f"{name}={os.environ[name]}" for name in OPENMP_WAIT_VARIABLES if name in os.environ

@@ -69,10 +69,14 @@ def measuring_environment() -> None:
     """What the command line sets first thing, set here too, so that a run from the library
     measures (and records in ``results.environment``) what the same run from the command line
     does: OpenMP's bounded wait (:func:`gpubench.machine.isolation.bound_openmp_wait`), in this
-    process if torch has not loaded OpenMP yet, and in every worker it starts."""
+    process if torch has not loaded OpenMP yet, and in every worker it starts; and a private,
+    empty MPS pipe directory unless the user set one (:func:`gpubench.modes.mps.private_plain_pipe`),
+    so that no mode but the ``+mps`` ones is an MPS client."""
     from gpubench.machine.isolation import bound_openmp_wait
+    from gpubench.modes.mps import private_plain_pipe
 
     bound_openmp_wait()
+    private_plain_pipe()
 
 
 def prepare_checked(config: RunConfig, check_fit: bool = True) -> Prepared:

@@ -104,6 +104,7 @@ class _Run:
     started: bool = False  # started once (serial starts again in later blocks)
     not_reproducible: str | None = None
     startup: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def round_at(self, step: int) -> tuple[RoundRecord, int | None] | None:
         """The round measured at ``step`` and its monitor span, if any."""
@@ -274,6 +275,7 @@ class _Harness:
             if first:
                 run.cold_start_s = self.clock() - t0
                 run.startup = dict(mode.startup_parts())
+                run.settings = {k: dict(v) for k, v in mode.worker_settings().items()}
             if self.sampler is not None:
                 self.sampler.watch_pids(run.name, mode.pids())
         except NotApplicable as exc:
@@ -519,7 +521,8 @@ def _mode_results(
                 device_stats=stats,
                 worker_memory=tuple(run.memory[k] for k in sorted(run.memory)),
                 extra=ModeExtra(tolerance=run.tolerance, startup_s=run.startup or None,
-                                adjudication=verdict.adjudication),
+                                adjudication=verdict.adjudication,
+                                worker_settings=run.settings or None),
                 other_load_pct=other.pct,
                 other_processes=other.processes,
             )

@@ -132,6 +132,38 @@ def bounded(fn: Callable[[], Any], timeout_s: float | None) -> Any:
 # --- the trainer ------------------------------------------------------------------------------
 
 
+def allocations(devices: int | None = None) -> list[int]:
+    """How many blocks torch's CUDA allocator has handed out so far, per visible GPU (a
+    counter that only grows; reading it creates no context)."""
+    n = torch.cuda.device_count() if devices is None else devices
+    return [int(torch.cuda.memory_stats(i).get("allocation.all.allocated", 0)) for i in range(n)]
+
+
+@contextlib.contextmanager
+def bound_to(torch_device: str) -> Iterator[None]:
+    """Run a case's own training with ``torch_device`` as the current CUDA device, as a worker
+    bound to its GPU has it: an app that asks for ``torch.device("cuda")`` or
+    ``torch.cuda.current_device()`` gets the mode's GPU. An app that names another GPU itself
+    (``"cuda:0"`` while the mode runs on ``cuda:1``) raises :class:`AppError` naming it, since
+    the synchronising, memory and monitor would all describe a GPU it did not use."""
+    if not torch_device.startswith("cuda:"):
+        yield
+        return
+    index = int(torch_device.split(":")[1])
+    before = allocations()
+    with torch.cuda.device(index):
+        yield
+    after = allocations(len(before))
+    elsewhere = [f"cuda:{i}" for i, (b, a) in enumerate(zip(before, after, strict=True))
+                 if a > b and i != index]
+    if elsewhere:
+        raise AppError(
+            f"trained on {', '.join(elsewhere)} while this mode runs on {torch_device}: let "
+            "the app take the device it is given (torch.device('cuda'), which gpubench "
+            "binds to the mode's GPU), not a fixed 'cuda:0'"
+        )
+
+
 def requested_size(cfg: TrainConfig, client: int) -> int:
     """The samples ``client`` is asked for (``--samples-per-client``)."""
     return client_sizes(cfg.samples, cfg.seed, client + 1)[client]
@@ -205,7 +237,7 @@ class OwnTrainer:
 
     def _train(self, client: int, given: Any) -> tuple[list[np.ndarray] | None, int, float]:
         def call() -> tuple[list[np.ndarray] | None, int, float]:
-            with loader_clock() as waited:
+            with loader_clock() as waited, bound_to(self.torch_device):
                 if self.app is not None:
                     arrays, n = self.app.call(given)
                 else:
@@ -316,9 +348,34 @@ def probe_case(
     update depends on the global RNGs; None when it failed). With ``trains_all`` a client
     whose training fails is left out (the modes then fail naming it and what went wrong);
     without, its ClientError propagates."""
+    clients = sorted(datasets)
+    with cuda_hidden():
+        return _probe(case, global_state, cfg, datasets, trains_all, clients)
+
+
+@contextlib.contextmanager
+def cuda_hidden() -> Iterator[None]:
+    """Inside the block ``torch.cuda.is_available()`` says False, so an app that picks its own
+    device (``"cuda:0" if torch.cuda.is_available() else "cpu"``, as Flower's template does)
+    trains on the CPU, as the check before a run means to, not on the parent's GPU 0."""
+    real = torch.cuda.is_available
+    torch.cuda.is_available = lambda: False  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch.cuda.is_available = real  # type: ignore[assignment]
+
+
+def _probe(
+    case: Case,
+    global_state: torch.Tensor,
+    cfg: TrainConfig,
+    datasets: Mapping[int, tuple[torch.Tensor, torch.Tensor]],
+    trains_all: bool,
+    clients: list[int],
+) -> tuple[dict[int, int], bool | None]:
     from gpubench.train.updates import FINGERPRINT_SIZE
 
-    clients = sorted(datasets)
     trainer = OwnTrainer(case, cfg, "cpu", "the parent", 0, datasets)
     fps = torch.full((clients[-1] + 1, FINGERPRINT_SIZE), float("nan"), dtype=torch.float64)
     sizes: dict[int, int] = {}
