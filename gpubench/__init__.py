@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 from gpubench.version import __version__
 
 if TYPE_CHECKING:
-    from gpubench.config import RunConfig, TrainConfig
-    from gpubench.results import Results
+    from gpubench.config import ConfigError, RunConfig, SampleSizes, TrainConfig
+    from gpubench.errors import UsageError
+    from gpubench.output import WriteError
+    from gpubench.results import Disturbance, ModeResult, OtherProcess, Results, ResultsFileError
     from gpubench.run.api import (
         check_gate,
         compare,
@@ -30,20 +32,28 @@ if TYPE_CHECKING:
         write_report,
     )
 
-__all__ = ["Results", "RunConfig", "TrainConfig", "__version__", "check_gate", "compare",
-           "load_results", "run_failed", "sweep", "write_report"]  # fmt: skip
+__all__ = ["ConfigError", "Disturbance", "ModeResult", "OtherProcess", "Results",
+           "ResultsFileError", "RunConfig", "SampleSizes", "TrainConfig", "UsageError",
+           "WriteError", "__version__", "check_gate", "compare", "load_results", "run_failed",
+           "sweep", "write_report"]  # fmt: skip
 
 _API = ("check_gate", "compare", "load_results", "run_failed", "sweep", "write_report")
 
 
 def __getattr__(name: str) -> Any:
     """The public names, each imported on first use (PEP 562)."""
-    if name in ("RunConfig", "TrainConfig"):
+    if name in ("ConfigError", "RunConfig", "SampleSizes", "TrainConfig"):
         from gpubench import config
 
         value = getattr(config, name)
-    elif name == "Results":
-        from gpubench.results import Results as value
+    elif name in ("Disturbance", "ModeResult", "OtherProcess", "Results", "ResultsFileError"):
+        from gpubench import results
+
+        value = getattr(results, name)
+    elif name == "UsageError":
+        from gpubench.errors import UsageError as value
+    elif name == "WriteError":
+        from gpubench.output import WriteError as value
     elif name in _API:
         from gpubench.run import api
 
