@@ -9,7 +9,9 @@ module costs nothing on a machine that only reads results.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 # A worker bound to one GPU sees it alone, as its device 0.
 BOUND_TORCH_DEVICE = "cuda:0"
@@ -81,6 +83,21 @@ def synchronize(torch_device: str) -> None:
         import torch
 
         torch.cuda.synchronize(torch_device)
+
+
+def event_recorder(torch_device: str) -> Callable[[], Any] | None:
+    """A function that records a timing CUDA event on the current stream and returns it (its
+    ``elapsed_time(later)`` in ms once both are complete); None on a CPU device."""
+    if not torch_device.startswith("cuda"):
+        return None
+    import torch
+
+    def record() -> Any:
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    return record
 
 
 def reset_peak_memory(torch_device: str) -> None:
