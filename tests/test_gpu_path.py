@@ -5,17 +5,34 @@ patched ``torch.cuda`` functions, a fake ``Device(kind="cuda")`` and the fake NV
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
+import pynvml
 import pytest
 import torch
 
 from gpubench.cases import load_case
 from gpubench.config import TrainConfig
+from gpubench.machine.cuda import release_device_memory
+from gpubench.machine.devices import Device
+from gpubench.modes.base import NotApplicable, Plan
+from gpubench.modes.multiprocess import MultiprocessMode
+from gpubench.modes.pool import WorkerPool
+from gpubench.modes.processes import check_parent_gpu_shared
+from gpubench.monitor import nvml
+from gpubench.run import prepare as prepare_module
+from gpubench.run.harness import compare
 from gpubench.train import fl
 from gpubench.train.fl import ClientTrainer, flatten_state, state_tensors
 from gpubench.train.pipeline import PhaseClock
 from gpubench.train.updates import FINGERPRINT_SIZE
+from tests import fake_modes
+from tests.conftest import run_config
+from tests.fake_modes import Script, register
+from tests.fake_nvml import FakeGpu, FakeNvmlLib, install
+
+UUID = "GPU-0c1e2d3f-4a5b-6c7d-8e9f-001122334455"
 
 # --- one synchronise per client, CUDA events for the phases ----------------------------------
 
@@ -79,3 +96,108 @@ def test_a_cuda_client_synchronises_once_at_each_end_not_every_step(
     assert len(recorded) >= 12  # each step's phases are marked by events instead
     assert timing.phases["compute"] > 0
     assert sum(timing.phases.values()) == pytest.approx(timing.end_s - timing.start_s)
+
+
+# --- out-of-memory recovery in the parent; exclusive-process GPUs ----------------------------
+
+
+class Activations:
+    """Stands for a failed client's model and activations on the device."""
+
+
+def test_a_mode_that_ran_out_of_memory_is_closed_after_its_frames_are_gone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The mode's close (and the allocator's cache with it) comes after the exception that
+    holds the failed round's frames is dropped, never inside the ``except`` block."""
+    held: list[weakref.ref[Activations]] = []
+    alive_at_close: list[bool] = []
+
+    def out_of_memory(name: str, step: int) -> None:
+        activations = Activations()
+        held.append(weakref.ref(activations))
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    original = fake_modes.ScriptedMode.close
+
+    def close(self: fake_modes.ScriptedMode) -> None:
+        if held:
+            alive_at_close.append(held[-1]() is not None)
+        original(self)
+
+    monkeypatch.setattr(fake_modes.ScriptedMode, "close", close)
+    (oom,) = register(monkeypatch, oom=Script(on_round=out_of_memory))
+    results = compare(run_config(modes=("serial", oom), rounds=1))
+    mode = results.mode(oom)
+    assert mode is not None and mode.status == "failed" and "out of memory" in (mode.error or "")
+    assert alive_at_close and alive_at_close[0] is False
+
+
+def test_released_memory_is_collected_before_the_cache_is_emptied(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    garbage = [Activations()]
+    garbage.append(garbage)  # a reference cycle, as a traceback's frames make
+    ref = weakref.ref(garbage[0])
+    del garbage
+    seen: list[bool] = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: seen.append(ref() is None))
+    release_device_memory(["cpu"])
+    assert seen == []  # nothing to hand back on a CPU slot
+    release_device_memory(["cuda:0"])
+    assert seen == [True]
+
+
+def test_prepare_hands_the_checks_and_the_floors_memory_back_and_resets_the_peak(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    order: list[str] = []
+    real_floor = prepare_module.measure_noise_floor
+
+    def floor(*args: Any) -> float | None:
+        order.append("floor")
+        return real_floor(*args)
+
+    monkeypatch.setattr(prepare_module, "measure_noise_floor", floor)
+    monkeypatch.setattr(prepare_module, "release_device_memory", lambda d: order.append("release"))
+    monkeypatch.setattr(prepare_module, "reset_peak_memory", lambda d: order.append("reset"))
+    prepare_module.prepare(run_config(modes=("serial",)))
+    assert order == ["floor", "release", "reset"]
+
+
+def exclusive_gpu(monkeypatch: pytest.MonkeyPatch, mode: int) -> Device:
+    install(monkeypatch, FakeNvmlLib([FakeGpu(UUID, "00000000:1A:00.0", compute_mode=mode)]))
+    return Device(id="cuda:0", kind="cuda", index=0, name="NVIDIA GeForce RTX 4090",
+                  uuid=UUID, memory_total_bytes=24 << 30)
+
+
+def cuda_plan(devices: tuple[Device, ...], modes: tuple[str, ...]) -> Plan:
+    return Plan(run_config(modes=modes, devices="cpu:1"), devices, (64,) * 5, 100)
+
+
+def test_process_modes_on_the_parents_exclusive_process_gpu_are_not_applicable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gpu0 = exclusive_gpu(monkeypatch, pynvml.NVML_COMPUTEMODE_EXCLUSIVE_PROCESS)
+
+    def no_worker(self: Any) -> None:
+        raise AssertionError("a worker was started on an exclusive-process GPU")
+
+    monkeypatch.setattr(WorkerPool, "start", no_worker)
+    mode = MultiprocessMode(cuda_plan((gpu0,), ("serial", "multiprocess")))
+    with pytest.raises(NotApplicable, match="exclusive-process compute mode"):
+        mode.start()
+    nvml.shutdown()
+
+
+def test_other_compute_modes_and_other_gpus_are_not_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gpu0 = exclusive_gpu(monkeypatch, pynvml.NVML_COMPUTEMODE_DEFAULT)
+    check_parent_gpu_shared("multiprocess", cuda_plan((gpu0,), ("serial", "multiprocess")),
+                            [gpu0])
+    exclusive_gpu(monkeypatch, pynvml.NVML_COMPUTEMODE_EXCLUSIVE_PROCESS)
+    gpu1 = Device(id="cuda:1", kind="cuda", index=1, name="NVIDIA GeForce RTX 4090")
+    check_parent_gpu_shared("multi-gpu", cuda_plan((gpu0, gpu1), ("serial", "multi-gpu")),
+                            [gpu1])
+    nvml.shutdown()

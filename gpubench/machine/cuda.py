@@ -8,8 +8,9 @@ module costs nothing on a machine that only reads results.
 
 from __future__ import annotations
 
+import gc
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +86,13 @@ def synchronize(torch_device: str) -> None:
         torch.cuda.synchronize(torch_device)
 
 
+def initialised() -> bool:
+    """Whether this process has a CUDA context (torch initialised CUDA)."""
+    import torch
+
+    return bool(torch.cuda.is_initialized())
+
+
 def event_recorder(torch_device: str) -> Callable[[], Any] | None:
     """A function that records a timing CUDA event on the current stream and returns it (its
     ``elapsed_time(later)`` in ms once both are complete); None on a CPU device."""
@@ -100,11 +108,26 @@ def event_recorder(torch_device: str) -> Callable[[], Any] | None:
     return record
 
 
+def release_device_memory(torch_devices: Iterable[str]) -> None:
+    """Collect what nothing refers to any more (a failed client's model and activations sit
+    in reference cycles of its frames until then), then hand the CUDA caching allocator's
+    unused blocks back to the driver, so that other processes on the GPU (the process modes'
+    workers) find them free. Call it after the ``except`` block that caught a failure: while
+    the traceback lives, its frames hold what would be released."""
+    gc.collect()
+    if any(d.startswith("cuda") for d in torch_devices):
+        import torch
+
+        torch.cuda.empty_cache()  # a no-op before CUDA initialised
+
+
 def reset_peak_memory(torch_device: str) -> None:
+    """Start the allocator's peak statistics again (nothing to do before CUDA initialised)."""
     if torch_device.startswith("cuda"):
         import torch
 
-        torch.cuda.reset_peak_memory_stats(torch_device)
+        if torch.cuda.is_initialized():
+            torch.cuda.reset_peak_memory_stats(torch_device)
 
 
 def peak_memory(torch_device: str) -> tuple[int | None, int | None]:

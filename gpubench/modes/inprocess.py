@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 import torch
 
 from gpubench.cases import load_case
-from gpubench.machine.cuda import peak_memory, reset_peak_memory
+from gpubench.machine.cuda import peak_memory, release_device_memory, reset_peak_memory
 from gpubench.machine.devices import Device, torch_device_in_process
 from gpubench.machine.isolation import pin_in_process, steady_host_allocator
 from gpubench.modes.base import ModeDefaults, Plan, RoundOutput, process_rss
@@ -107,13 +107,13 @@ class InProcessBase(ModeDefaults):
         ]
 
     def close(self) -> None:
-        trainers, self.trainers = self.trainers, []
-        for trainer in trainers:
-            close = getattr(trainer, "close", None)
+        while self.trainers:
+            close = getattr(self.trainers.pop(), "close", None)
             if close is not None:
                 close()  # a loader's persistent workers stop with the mode
+            del close
         if self._threads_before is not None:
             torch.set_num_threads(self._threads_before)
             self._threads_before = None
-        if self.device.is_cuda:
-            torch.cuda.empty_cache()
+        # The replicas and their data are gone: collected, the allocator's cache handed back.
+        release_device_memory([self.torch_device])
