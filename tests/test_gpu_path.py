@@ -13,18 +13,22 @@ import pytest
 import torch
 
 from gpubench.cases import load_case
-from gpubench.config import TrainConfig
+from gpubench.config import SampleSizes, TrainConfig
 from gpubench.machine.cuda import release_device_memory
 from gpubench.machine.devices import Device
-from gpubench.modes.base import NotApplicable, Plan
+from gpubench.modes.base import ModeFailure, NotApplicable, Plan
 from gpubench.modes.multiprocess import MultiprocessMode
-from gpubench.modes.pool import WorkerPool
+from gpubench.modes.pool import WorkerPool, WorkerSetup, WorkerSpec
 from gpubench.modes.processes import check_parent_gpu_shared
+from gpubench.modes.serial import SerialMode
+from gpubench.modes.vectorized import VectorizedBody, chunking
 from gpubench.monitor import nvml
+from gpubench.results import Results
+from gpubench.run import memplan
 from gpubench.run import prepare as prepare_module
 from gpubench.run.harness import compare
 from gpubench.train import fl
-from gpubench.train.fl import ClientTrainer, flatten_state, state_tensors
+from gpubench.train.fl import ClientTrainer, flatten_state, initial_global_state, state_tensors
 from gpubench.train.pipeline import PhaseClock
 from gpubench.train.updates import FINGERPRINT_SIZE
 from tests import fake_modes
@@ -33,6 +37,7 @@ from tests.fake_modes import Script, register
 from tests.fake_nvml import FakeGpu, FakeNvmlLib, install
 
 UUID = "GPU-0c1e2d3f-4a5b-6c7d-8e9f-001122334455"
+CPU = Device("cpu:0", "cpu", 0, "CPU slot 0", (0,))
 
 # --- one synchronise per client, CUDA events for the phases ----------------------------------
 
@@ -201,3 +206,147 @@ def test_other_compute_modes_and_other_gpus_are_not_refused(
     check_parent_gpu_shared("multi-gpu", cuda_plan((gpu0, gpu1), ("serial", "multi-gpu")),
                             [gpu1])
     nvml.shutdown()
+
+
+# --- memory that is each mode's own ------------------------------------------------------------
+
+
+def fake_allocator(monkeypatch: pytest.MonkeyPatch, now: list[int], peak: list[int]) -> None:
+    """torch's CUDA allocator statistics, scripted: bytes in use now, and the peak."""
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda d=None: now[0])
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda d=None: now[0] + (1 << 20))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda d=None: peak[0])
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda d=None: peak[0] + (1 << 20))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda d=None: peak.__setitem__(0, now[0]))
+
+
+def test_an_in_process_modes_peak_is_its_own_not_the_parents(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Interleaved, the parent's allocator also holds the other in-process modes' replicas and
+    data: a round's peak counts from what was allocated as it began, plus the mode's own."""
+    GIB = 1 << 30
+    now, peak = [10 * GIB], [12 * GIB]  # 10 GiB of serial's, threaded's and the harness's
+    fake_allocator(monkeypatch, now, peak)
+    mode = SerialMode(Plan(run_config(), (CPU,), (64,) * 5, 100))
+    mode.torch_device = "cuda:0"
+    mode._own = (GIB // 2, GIB // 2)  # what its start() allocated: replicas and client data
+    mode._begin(torch.zeros(100))
+    peak[0] = now[0] + GIB  # the round's activations
+    (memory,) = mode._memory()
+    assert memory.max_allocated_bytes == GIB + GIB // 2
+    assert memory.max_reserved_bytes == GIB + GIB // 2
+
+
+def cuda_inputs(clients: int = 128) -> memplan.Inputs:
+    gpu = Device(id="cuda:0", kind="cuda", index=0, name="NVIDIA GeForce RTX 4090",
+                 memory_total_bytes=24 << 30)
+    cfg = run_config(modes=("serial", "vectorized"), clients=clients, devices="cpu:1")
+    return memplan.Inputs(cfg, (gpu,), (512,) * clients, 2_000_000, 3 * 32 * 32 * 4, 4 << 20,
+                          200 << 20)
+
+
+def test_the_plan_compares_device_memory_with_what_is_free(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(memplan.nvml, "free_memory", lambda d: 2 << 30)  # a user's 22 GiB job
+    plan = memplan.estimate(cuda_inputs(clients=4))
+    assert plan.device_free == {"cuda:0": 2 << 30}
+    need = plan.device_bytes["cuda:0"]
+    assert 2 << 30 < need < 24 << 30
+    reason = plan.refusal()
+    assert reason is not None and "2.00 GiB of its 24.00 GiB is free" in reason
+
+
+def test_vectorized_is_planned_from_device_memory_not_host_ram(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """128 GiB of host RAM beside a 24 GiB card: the chunk is what fits on the card."""
+    monkeypatch.setattr(memplan, "_host_available", lambda: 128 << 30)
+    monkeypatch.setattr(memplan.nvml, "free_memory", lambda d: 20 << 30)
+    plan = memplan.estimate(cuda_inputs())
+    assert plan.device_bytes["cuda:0"] <= 20 << 30
+    assert plan.refusal() is None
+
+
+def test_the_faqs_num_gpus_fits_processes_in_free_memory() -> None:
+    from gpubench.faq.inputs import FaqInputs
+    from gpubench.faq.memory import fits
+
+    run = Results(environment={}, config={"case": "cnn", "clients": 8},
+                  modes=(), devices=({"id": "cuda:0", "kind": "cuda",
+                                      "memory_total_bytes": 24 << 30},),
+                  memory_plan={"estimate": {"device_free": {"cuda:0": 8 << 30}}})
+    (fit,) = fits(FaqInputs(comparison=run), float(2 << 30))
+    assert fit.total_bytes == 8 << 30 and fit.processes == 3
+
+
+# --- vectorized's chunk under memory pressure ------------------------------------------------
+
+
+def vectorized_body(monkeypatch: pytest.MonkeyPatch, free: list[int]) -> VectorizedBody:
+    monkeypatch.setattr(VectorizedBody, "_available", lambda self: free[0])
+    cfg = TrainConfig(samples=SampleSizes.parse("32"), batch_size=16)
+    return VectorizedBody(WorkerSetup("mlp", cfg, (32,) * 5), WorkerSpec(0, CPU, tuple(range(5))),
+                          "cpu")
+
+
+def one_round(body: Any) -> tuple[torch.Tensor, list[Any]]:
+    state = initial_global_state(load_case("mlp"), 0)
+    fps = torch.full((5, FINGERPRINT_SIZE), float("nan"), dtype=torch.float64)
+    body.begin(state, torch.zeros(state.numel(), dtype=torch.float64))
+    timings = body.train(None, fps)
+    body.finish()
+    return fps, timings
+
+
+def test_the_chunk_is_sized_again_from_what_the_run_leaves_at_each_round(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    free = [1 << 40]
+    body = vectorized_body(monkeypatch, free)
+    assert body.chunk_size == 5
+    free[0] = body.per_client * 2  # other modes and programs filled the card since
+    _, timings = one_round(body)
+    assert body.chunk_size == 1  # half of it (VECTORIZE_SHARE) holds one client
+    assert len({t.end_s for t in timings}) == 5
+
+
+def test_a_chunk_that_runs_out_of_memory_is_halved_retried_and_recorded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    body = vectorized_body(monkeypatch, [1 << 40])
+    expected, _ = one_round(vectorized_body(monkeypatch, [1 << 40]))
+    train = VectorizedBody._train
+
+    def tight(self: VectorizedBody, params: Any, chunk: Any, x: Any, y: Any) -> None:
+        if len(chunk.clients) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+        train(self, params, chunk, x, y)
+
+    monkeypatch.setattr(VectorizedBody, "_train", tight)
+    fps, timings = one_round(body)
+    assert torch.allclose(fps, expected, rtol=0, atol=1e-6)  # every client, trained once
+    assert body.cap == 2 and max(len(c.clients) for c in body.chunks) <= 2
+    windows: dict[float, list[Any]] = {}
+    for t in timings:
+        windows.setdefault(t.end_s, []).append(t)
+    for clients in windows.values():  # a chunk's clients share its window, failed tries included
+        spent = sum(sum(t.phases.values()) for t in clients)
+        assert spent == pytest.approx(clients[0].end_s - clients[0].start_s)
+    assert sum(t.phases.get("oom_retry", 0.0) for t in timings) > 0
+    record = chunking(timings, None)
+    assert record["vectorize_chunk"] == {"0": 2}
+    assert record["oom_retried_chunks"] >= 1 and record["oom_lost_s"] > 0
+
+
+def test_one_client_that_does_not_fit_fails_the_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = vectorized_body(monkeypatch, [1 << 40])
+
+    def never(self: VectorizedBody, *args: Any) -> None:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(VectorizedBody, "_train", never)
+    with pytest.raises(ModeFailure, match="alone does not fit"):
+        one_round(body)

@@ -121,6 +121,18 @@ def release_device_memory(torch_devices: Iterable[str]) -> None:
         torch.cuda.empty_cache()  # a no-op before CUDA initialised
 
 
+def free_memory(torch_device: str) -> int | None:
+    """Bytes this process could allocate on its GPU now: the driver's free memory (what other
+    processes and modes leave) plus what torch's allocator holds here unused; None on CPU."""
+    if not torch_device.startswith("cuda"):
+        return None
+    import torch
+
+    free = int(torch.cuda.mem_get_info(torch.device(torch_device))[0])
+    cached = torch.cuda.memory_reserved(torch_device) - torch.cuda.memory_allocated(torch_device)
+    return free + max(0, int(cached))
+
+
 def reset_peak_memory(torch_device: str) -> None:
     """Start the allocator's peak statistics again (nothing to do before CUDA initialised)."""
     if torch_device.startswith("cuda"):
@@ -128,6 +140,18 @@ def reset_peak_memory(torch_device: str) -> None:
 
         if torch.cuda.is_initialized():
             torch.cuda.reset_peak_memory_stats(torch_device)
+
+
+def memory_in_use(torch_device: str) -> tuple[int, int]:
+    """(allocated, reserved) bytes by torch's CUDA allocator in this process now; (0, 0) on
+    CPU or before CUDA initialised."""
+    if torch_device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_initialized():
+            return (int(torch.cuda.memory_allocated(torch_device)),
+                    int(torch.cuda.memory_reserved(torch_device)))
+    return 0, 0
 
 
 def peak_memory(torch_device: str) -> tuple[int | None, int | None]:

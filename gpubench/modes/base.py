@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from gpubench.config import RunConfig
 from gpubench.machine.devices import Device
@@ -97,6 +97,10 @@ class ModeDefaults:
         """
         return None
 
+    def extra_record(self) -> Mapping[str, Any]:
+        """What this mode records of its own in the results (``ModeExtra``), after its rounds."""
+        return {}
+
     def startup_parts(self) -> Mapping[str, float]:
         """The parts of its cold start this mode can tell apart, in seconds (after start)."""
         return {}
@@ -113,6 +117,8 @@ class Mode(Protocol):
     cuda_tolerance_scale: ClassVar[float]
 
     def not_reproducible(self, draws_global_rng: bool) -> str | None: ...
+
+    def extra_record(self) -> Mapping[str, Any]: ...
 
     def startup_parts(self) -> Mapping[str, float]: ...
 

@@ -493,6 +493,17 @@ def compute_mode(device: Device) -> str | None:
     return None if mode is None else str(_COMPUTE_MODES.get(mode, mode))
 
 
+def free_memory(device: Device) -> int | None:
+    """Bytes of ``device``'s GPU memory free now (what other programs leave); None when NVML
+    cannot tell."""
+    try:
+        handle = handle_for(device)
+    except (NvmlUnavailable, LookupError):
+        return None
+    mem = _maybe(pynvml.nvmlDeviceGetMemoryInfo, handle)
+    return None if mem is None else int(mem.free)
+
+
 def process_kinds(device: Device) -> dict[int, str]:
     """Pid -> ``"mps"`` (an MPS client) or ``"compute"`` (a CUDA context of its own,
     time-sliced) for the processes NVML lists on ``device``'s GPU. Raises ``LookupError``

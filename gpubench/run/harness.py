@@ -101,6 +101,7 @@ class _Run:
     workers: int = 0
     tolerance: float = 0.0  # set when the run is made; a mode may widen it on CUDA
     started: bool = False  # started once (serial starts again in later blocks)
+    extra: dict[str, Any] = field(default_factory=dict)  # the mode's own record (extra_record)
     not_reproducible: str | None = None
     startup: dict[str, float] = field(default_factory=dict)
 
@@ -130,6 +131,7 @@ class _Run:
 
     def close(self) -> None:
         if self.mode is not None:
+            self.extra.update(self.mode.extra_record())
             mode, self.mode = self.mode, None
             with contextlib.suppress(Exception):
                 mode.close()
@@ -532,7 +534,8 @@ def _mode_results(
                 rounds=rounds,
                 device_stats=stats,
                 worker_memory=tuple(run.memory[k] for k in sorted(run.memory)),
-                extra=ModeExtra(tolerance=run.tolerance, startup_s=run.startup or None),
+                extra=ModeExtra(tolerance=run.tolerance, startup_s=run.startup or None,
+                                other=dict(run.extra)),
                 other_load_pct=other.pct,
                 other_processes=other.processes,
             )
