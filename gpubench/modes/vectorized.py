@@ -28,11 +28,15 @@ keeps the loss of a short batch the mean over *its* samples, as in serial (maski
 batch would need every case's loss to accept per-sample weights).
 
 One worker process per device (the persistent pool). Its clients train in *chunks*: as many
-clients stacked at once as fit in the worker's part of ``VECTORIZE_SHARE`` of the free memory
-(the GPU's, or the host's), from one probe step at start-up (on a GPU its measured peak; on
+clients stacked at once as fit in the worker's part of ``VECTORIZE_SHARE`` of the memory free
+at each round's start (the GPU's, with what the worker's allocator holds unused, or the
+host's), at the bytes per client of one probe step at start-up (on a GPU its measured peak; on
 the CPU its saved activations, measured, and each client's state, gradient and momentum), or
-``--vectorize-chunk N``. The chunks train one after another into the same update sink, in
-client order, so the result is the unchunked one (each client's arithmetic is its own).
+``--vectorize-chunk N``. A chunk that runs out of device memory is halved and tried again (no
+larger chunk is tried after); the time lost is its clients' ``oom_retry`` phase, and the mode
+records the chunk and the retries (``chunking``). The chunks train one after another into the
+same update sink, in client order, so the result is the unchunked one (each client's
+arithmetic is its own).
 
 Tolerance: the batched kernels (bmm over clients) sum each gradient in another order than
 one client's own matmuls, so the result is not bitwise serial's. The difference is the size
