@@ -17,7 +17,8 @@ last repeats), ``processes`` lists (pid, bytes), ``mps_clients`` the pids among 
 MPS clients, ``process_util`` the driver's per-process SM samples, ``unsupported`` names
 C functions that return NOT_SUPPORTED, ``lost_after`` makes
 every call fail with GPU_IS_LOST after that many utilisation queries. With ``gpm`` the GPU
-offers GPM (``sm_active``, ``sm_occupancy``; ``gpm_unsupported`` metric ids fail alone).
+offers GPM (``sm_active``, ``sm_occupancy``; ``gpm_unsupported`` metric ids fail alone);
+``compute_mode`` is NVML's (e.g. ``pynvml.NVML_COMPUTEMODE_EXCLUSIVE_PROCESS``).
 ``util_samples(since_us)`` scripts the driver's timestamped utilisation buffer: the
 (timestamp in us, %) samples newer than ``since_us``.
 """
@@ -53,6 +54,7 @@ class FakeGpu:
     unsupported: set[str] = field(default_factory=set)
     lost_after: int | None = None
     gpm: bool = False
+    compute_mode: int = pynvml.NVML_COMPUTEMODE_DEFAULT
     sm_active: float = 42.0
     sm_occupancy: float = 17.0
     gpm_unsupported: set[int] = field(default_factory=set)
@@ -207,7 +209,7 @@ class FakeNvmlLib:
         return SUCCESS
 
     def c_nvmlDeviceGetComputeMode(self, gpu: FakeGpu, out: Any) -> int:
-        _out(out).value = pynvml.NVML_COMPUTEMODE_DEFAULT
+        _out(out).value = gpu.compute_mode
         return SUCCESS
 
     def c_nvmlDeviceGetMigMode(self, gpu: FakeGpu, current: Any, pending: Any) -> int:

@@ -151,7 +151,7 @@ def median_total(procs: Sequence[ProcessMemory]) -> float | None:
 @dataclass(frozen=True)
 class Fit:
     device: str
-    total_bytes: int
+    total_bytes: int  # the memory planned against: free before the run, else the total
     per_process_bytes: float
     processes: int  # that fit with HEADROOM left free
     num_gpus: float  # Ray/Flower client_resources for the run's clients at once on these GPUs
@@ -159,16 +159,20 @@ class Fit:
 
 
 def fits(inputs: FaqInputs, per_process: float | None) -> list[Fit]:
-    """Per GPU of the runs: how many such processes fit, and the ``num_gpus`` that spreads."""
+    """Per GPU of the runs: how many such processes fit in its memory free before the run
+    (its total where that was not recorded), and the ``num_gpus`` that spreads."""
     if per_process is None or per_process <= 0:
         return []
     entries: dict[str, int] = {}
     for r in inputs.runs:
+        # What was free before the run (other users' jobs taken off), where it was recorded.
+        free = ((r.memory_plan or {}).get("estimate") or {}).get("device_free") or {}
         for d in r.devices:
             total = d.get("memory_total_bytes") if isinstance(d, dict) else None
             ident = d.get("id") if isinstance(d, dict) else None
             if isinstance(total, int) and total > 0 and isinstance(ident, str):
-                entries.setdefault(ident, total)
+                room = free.get(ident)
+                entries.setdefault(ident, min(total, room) if isinstance(room, int) else total)
     if not entries:
         return []
     run = inputs.comparison or inputs.runs[0]

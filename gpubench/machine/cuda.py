@@ -8,8 +8,11 @@ module costs nothing on a machine that only reads results.
 
 from __future__ import annotations
 
+import gc
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 # A worker bound to one GPU sees it alone, as its device 0.
 BOUND_TORCH_DEVICE = "cuda:0"
@@ -93,11 +96,72 @@ def synchronize(torch_device: str) -> None:
         torch.cuda.synchronize(torch_device)
 
 
+def initialised() -> bool:
+    """Whether this process has a CUDA context (torch initialised CUDA)."""
+    import torch
+
+    return bool(torch.cuda.is_initialized())
+
+
+def event_recorder(torch_device: str) -> Callable[[], Any] | None:
+    """A function that records a timing CUDA event on the current stream and returns it (its
+    ``elapsed_time(later)`` in ms once both are complete); None on a CPU device."""
+    if not torch_device.startswith("cuda"):
+        return None
+    import torch
+
+    def record() -> Any:
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    return record
+
+
+def release_device_memory(torch_devices: Iterable[str]) -> None:
+    """Collect what nothing refers to any more (a failed client's model and activations sit
+    in reference cycles of its frames until then), then hand the CUDA caching allocator's
+    unused blocks back to the driver, so that other processes on the GPU (the process modes'
+    workers) find them free. Call it after the ``except`` block that caught a failure: while
+    the traceback lives, its frames hold what would be released."""
+    gc.collect()
+    if any(d.startswith("cuda") for d in torch_devices):
+        import torch
+
+        torch.cuda.empty_cache()  # a no-op before CUDA initialised
+
+
+def free_memory(torch_device: str) -> int | None:
+    """Bytes this process could allocate on its GPU now: the driver's free memory (what other
+    processes and modes leave) plus what torch's allocator holds here unused; None on CPU."""
+    if not torch_device.startswith("cuda"):
+        return None
+    import torch
+
+    free = int(torch.cuda.mem_get_info(torch.device(torch_device))[0])
+    cached = torch.cuda.memory_reserved(torch_device) - torch.cuda.memory_allocated(torch_device)
+    return free + max(0, int(cached))
+
+
 def reset_peak_memory(torch_device: str) -> None:
+    """Start the allocator's peak statistics again (nothing to do before CUDA initialised)."""
     if torch_device.startswith("cuda"):
         import torch
 
-        torch.cuda.reset_peak_memory_stats(torch_device)
+        if torch.cuda.is_initialized():
+            torch.cuda.reset_peak_memory_stats(torch_device)
+
+
+def memory_in_use(torch_device: str) -> tuple[int, int]:
+    """(allocated, reserved) bytes by torch's CUDA allocator in this process now; (0, 0) on
+    CPU or before CUDA initialised."""
+    if torch_device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_initialized():
+            return (int(torch.cuda.memory_allocated(torch_device)),
+                    int(torch.cuda.memory_reserved(torch_device)))
+    return 0, 0
 
 
 def peak_memory(torch_device: str) -> tuple[int | None, int | None]:

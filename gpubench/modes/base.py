@@ -98,6 +98,10 @@ class ModeDefaults:
         """
         return None
 
+    def extra_record(self) -> Mapping[str, Any]:
+        """What this mode records of its own in the results (``ModeExtra``), after its rounds."""
+        return {}
+
     def startup_parts(self) -> Mapping[str, float]:
         """The parts of its cold start this mode can tell apart, in seconds (after start)."""
         return {}
@@ -119,6 +123,8 @@ class Mode(Protocol):
     cuda_tolerance_scale: ClassVar[float]
 
     def not_reproducible(self, draws_global_rng: bool) -> str | None: ...
+
+    def extra_record(self) -> Mapping[str, Any]: ...
 
     def startup_parts(self) -> Mapping[str, float]: ...
 

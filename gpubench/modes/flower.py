@@ -54,6 +54,7 @@ import torch.multiprocessing as tmp
 from gpubench.modes.base import ModeDefaults, ModeFailure, Plan, RoundOutput
 from gpubench.modes.flower_engine import FlowerSetup, driver_main
 from gpubench.modes.pool import describe_exit, sigint_deferred
+from gpubench.modes.processes import check_parent_gpu_shared
 from gpubench.modes.ray_common import (
     Resources,
     local_cluster_size,
@@ -129,6 +130,7 @@ class FlowerMode(ModeDefaults):
         for module, hint in (("flwr", FLOWER_MISSING), ("ray", FLOWER_MISSING)):
             if importlib.util.find_spec(module) is None:
                 raise ModeFailure(hint)
+        check_parent_gpu_shared(self.name, self.plan, self.plan.devices)
         cfg = self.plan.config
         per_client = worker_resources(self.plan, self.plan.devices[0])
         setup = FlowerSetup(

@@ -10,7 +10,12 @@ from collections.abc import Iterator, Mapping
 import torch
 
 from gpubench.cases import load_case
-from gpubench.machine.cuda import peak_memory, reset_peak_memory
+from gpubench.machine.cuda import (
+    memory_in_use,
+    peak_memory,
+    release_device_memory,
+    reset_peak_memory,
+)
 from gpubench.machine.devices import Device, torch_device_in_process
 from gpubench.machine.isolation import pin_in_process, steady_host_allocator
 from gpubench.modes.base import ModeDefaults, Plan, RoundOutput, process_rss
@@ -32,6 +37,8 @@ class InProcessBase(ModeDefaults):
         self.torch_device = torch_device_in_process(self.device)
         self.trainers: list[Trainer] = []
         self._threads_before: int | None = None
+        # Allocator bytes (allocated, reserved): what start() added, and in use as a round began.
+        self._own = self._round_start = (0, 0)
 
     @property
     def device_ids(self) -> tuple[str, ...]:
@@ -54,6 +61,7 @@ class InProcessBase(ModeDefaults):
         if threads is not None:
             self._threads_before = torch.get_num_threads()
             torch.set_num_threads(threads)
+        before = memory_in_use(self.torch_device)
         case = load_case(self.plan.config.case)
         data = build_datasets(
             case,
@@ -66,6 +74,8 @@ class InProcessBase(ModeDefaults):
             make_trainer(case, self.plan.config.train, self.torch_device, self.device.id, w, data)
             for w in range(self.replicas_wanted)
         ]
+        after = memory_in_use(self.torch_device)
+        self._own = (after[0] - before[0], after[1] - before[1])
 
     @contextlib.contextmanager
     def in_slot(self) -> Iterator[None]:
@@ -81,6 +91,11 @@ class InProcessBase(ModeDefaults):
             yield
 
     def _begin(self, global_state: torch.Tensor) -> None:
+        # The parent's allocator serves every in-process mode of the block and the harness:
+        # this round's peak counts from what is allocated now, plus the mode's own replicas
+        # and data (what its start allocated).
+        reset_peak_memory(self.torch_device)
+        self._round_start = memory_in_use(self.torch_device)
         for trainer in self.trainers:
             trainer.sink.begin(global_state)
 
@@ -93,7 +108,10 @@ class InProcessBase(ModeDefaults):
 
     def _memory(self) -> list[WorkerMemory]:
         allocated, reserved = peak_memory(self.torch_device)
-        reset_peak_memory(self.torch_device)
+        if allocated is not None and reserved is not None:
+            (a0, r0), (own_a, own_r) = self._round_start, self._own
+            allocated = max(0, allocated - a0) + max(0, own_a)
+            reserved = max(0, reserved - r0) + max(0, own_r)
         rss = process_rss()
         return [
             WorkerMemory(
@@ -107,13 +125,13 @@ class InProcessBase(ModeDefaults):
         ]
 
     def close(self) -> None:
-        trainers, self.trainers = self.trainers, []
-        for trainer in trainers:
-            close = getattr(trainer, "close", None)
+        while self.trainers:
+            close = getattr(self.trainers.pop(), "close", None)
             if close is not None:
                 close()  # a loader's persistent workers stop with the mode
+            del close
         if self._threads_before is not None:
             torch.set_num_threads(self._threads_before)
             self._threads_before = None
-        if self.device.is_cuda:
-            torch.cuda.empty_cache()
+        # The replicas and their data are gone: collected, the allocator's cache handed back.
+        release_device_memory([self.torch_device])

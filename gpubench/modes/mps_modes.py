@@ -17,7 +17,7 @@ from typing import Any
 
 from gpubench.modes.base import ModeFailure, NotApplicable
 from gpubench.modes.multiprocess import MultiGpuMode, MultiprocessMode
-from gpubench.modes.processes import ProcessModeBase
+from gpubench.modes.processes import ProcessModeBase, check_parent_gpu_shared
 
 
 class _WithMps(ProcessModeBase):
@@ -30,6 +30,7 @@ class _WithMps(ProcessModeBase):
         from gpubench.modes.mps import MpsAttachError, MpsDaemon, MpsNotApplicable, MpsUnavailable
 
         devices = tuple({s.device.id: s.device for s in self.specs}.values())
+        check_parent_gpu_shared(self.name, self.plan, devices)  # before the daemon starts
         try:
             daemon = MpsDaemon(devices)
         except MpsNotApplicable as exc:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from gpubench.assign import assign_clients
+from gpubench.machine import cuda
 from gpubench.machine.devices import Device
 from gpubench.machine.isolation import cpu_share
-from gpubench.modes.base import ModeDefaults, ModeFailure, Plan, RoundOutput
+from gpubench.modes.base import ModeDefaults, ModeFailure, NotApplicable, Plan, RoundOutput
 from gpubench.modes.pool import WorkerPool, WorkerSetup, WorkerSpec
 
 
@@ -60,9 +61,34 @@ def with_peers(specs: list[WorkerSpec]) -> list[WorkerSpec]:
             for s in specs]
 
 
+# The modes that train in the parent process (a CUDA context of its own on device 0).
+IN_PROCESS_MODES = ("serial", "threaded", "streams")
+
+
+def check_parent_gpu_shared(name: str, plan: Plan, devices: Sequence[Device]) -> None:
+    """Refuse a mode whose processes would open a CUDA context on the parent's GPU when that
+    GPU is in exclusive-process compute mode: the parent's context (its checks, noise floor
+    and in-process modes) holds the GPU, and a worker's (or an MPS server's) would fail."""
+    parent = plan.devices[0]
+    if not parent.is_cuda or all(d.id != parent.id for d in devices):
+        return
+    if not (cuda.initialised() or any(m in IN_PROCESS_MODES for m in plan.config.modes)):
+        return
+    from gpubench.monitor import nvml
+
+    if nvml.compute_mode(parent) == "exclusive_process":
+        raise NotApplicable(
+            f"{name}: {parent.id} is in exclusive-process compute mode (NVML): the parent's "
+            "CUDA context holds it, so no worker process or MPS server can open one there; "
+            "run the process modes on the other GPUs (--devices), or in a run of their own "
+            "without serial, threaded and streams"
+        )
+
+
 class WorkerSpecs(ModeDefaults):
     """Devices and worker count of a mode whose work is described by ``specs``."""
 
+    name: ClassVar[str]
     specs: list[WorkerSpec]
 
     @property
@@ -113,6 +139,7 @@ class ProcessModeBase(WorkerSpecs):
         return {str(w): s for w, s in self.pool.worker_settings.items()} if self.pool else {}
 
     def start(self) -> None:
+        check_parent_gpu_shared(self.name, self.plan, [s.device for s in self.specs])
         cfg = self.plan.config
         setup = WorkerSetup(
             case=cfg.case,

@@ -39,7 +39,7 @@ import torch
 from gpubench.machine.devices import Device, device_of_visible, visible_entry
 from gpubench.modes.base import ModeFailure, Plan, RoundOutput, process_rss
 from gpubench.modes.pool import WorkerSetup, WorkerSpec
-from gpubench.modes.processes import WorkerSpecs, plan_workers
+from gpubench.modes.processes import WorkerSpecs, check_parent_gpu_shared, plan_workers
 from gpubench.modes.ray_common import (
     Resources,
     check_capacity,
@@ -158,6 +158,7 @@ class RayMode(WorkerSpecs):
         return dict(self.local_pids)
 
     def start(self) -> None:
+        check_parent_gpu_shared(self.name, self.plan, [s.device for s in self.specs])
         ray = import_ray()
         needed = [worker_resources(self.plan, s.device) for s in self.specs]
         address = ray_address(self.plan)

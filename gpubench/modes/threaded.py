@@ -58,6 +58,10 @@ class ThreadedMode(InProcessBase):
         finally:
             self.free.put(trainer)
 
+    def close(self) -> None:
+        self.free = queue.Queue()  # the replicas, released with the mode
+        super().close()
+
     def run_round(self, global_state: torch.Tensor, fingerprints: torch.Tensor) -> RoundOutput:
         assert self.trainers, "start() first"
         self._begin(global_state)

@@ -28,11 +28,15 @@ keeps the loss of a short batch the mean over *its* samples, as in serial (maski
 batch would need every case's loss to accept per-sample weights).
 
 One worker process per device (the persistent pool). Its clients train in *chunks*: as many
-clients stacked at once as fit in the worker's part of ``VECTORIZE_SHARE`` of the free memory
-(the GPU's, or the host's), from one probe step at start-up (on a GPU its measured peak; on
+clients stacked at once as fit in the worker's part of ``VECTORIZE_SHARE`` of the memory free
+at each round's start (the GPU's, with what the worker's allocator holds unused, or the
+host's), at the bytes per client of one probe step at start-up (on a GPU its measured peak; on
 the CPU its saved activations, measured, and each client's state, gradient and momentum), or
-``--vectorize-chunk N``. The chunks train one after another into the same update sink, in
-client order, so the result is the unchunked one (each client's arithmetic is its own).
+``--vectorize-chunk N``. A chunk that runs out of device memory is halved and tried again (no
+larger chunk is tried after); the time lost is its clients' ``oom_retry`` phase, and the mode
+records the chunk and the retries (``chunking``). The chunks train one after another into the
+same update sink, in client order, so the result is the unchunked one (each client's
+arithmetic is its own).
 
 Tolerance: the batched kernels (bmm over clients) sum each gradient in another order than
 one client's own matmuls, so the result is not bitwise serial's. The difference is the size
@@ -60,15 +64,16 @@ and written back unchanged.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from gpubench.cases import load_case
 from gpubench.cases.seeds import derive_seed
-from gpubench.machine.cuda import synchronize
-from gpubench.modes.base import ModeFailure, NotApplicable
+from gpubench.machine.cuda import free_memory, release_device_memory, synchronize
+from gpubench.modes.base import ModeFailure, NotApplicable, RoundOutput
 from gpubench.modes.pool import WorkerSetup, WorkerSpec
 from gpubench.modes.processes import ProcessModeBase, plan_workers
 from gpubench.modes.stacked import (
@@ -88,6 +93,9 @@ from gpubench.modes.stacked import (
 from gpubench.results import ClientTiming
 from gpubench.train.clientdata import data_bytes
 from gpubench.train.updates import UpdateSink
+
+# A chunk's phase: the time of the attempts that ran out of memory before it trained.
+OOM_RETRY = "oom_retry"
 
 # --- the worker body ------------------------------------------------------------------------
 
@@ -137,13 +145,25 @@ class VectorizedBody:
         self.plain_cross_entropy = case.loss is None
         # Each parameter's memory layout (dimension order), from its gradient's.
         self.layouts: dict[str, tuple[int, ...]] = {}
-        per_client = self._probe()
-        options = setup.options or {}
-        self.chunk_size = chunk_size(
-            len(self.clients), per_client, self._available(), spec.peers,
-            options.get("vectorize_chunk"),
-        )
-        self.chunks = [self._chunk(r) for r in chunks(len(self.clients), self.chunk_size)]
+        self.per_client = self._probe()
+        self.option = (setup.options or {}).get("vectorize_chunk")
+        self.peers = spec.peers
+        # Below the smallest chunk that ran out of memory: no chunk is tried that large again.
+        self.cap = max(1, len(self.clients))
+        self.chunk_size = 0
+        self.chunks: list[Chunk] = []
+        self._resize()
+
+    def _resize(self) -> None:
+        """The chunk from the memory free now, at each round's start (what the other modes
+        and programs on the device leave by then), at most ``cap``; ``--vectorize-chunk``
+        overrides the estimate, not an out-of-memory retry. Chunks are made again (their
+        kept data with them) only when the size changes."""
+        size = min(self.cap, chunk_size(len(self.clients), self.per_client, self._available(),
+                                        self.peers, self.option))
+        if size != self.chunk_size:
+            self.chunk_size = size
+            self.chunks = [self._chunk(r) for r in chunks(len(self.clients), size)]
 
     def _chunk(self, positions: range) -> Chunk:
         return make_chunk(
@@ -163,9 +183,11 @@ class VectorizedBody:
         return data
 
     def _available(self) -> int:
-        """Bytes free for stacked clients: the GPU's free memory, or the host's."""
-        if self.torch_device.startswith("cuda"):
-            return int(torch.cuda.mem_get_info(torch.device(self.torch_device))[0])
+        """Bytes free for stacked clients: the GPU's free memory (with this worker's unused
+        cache), or the host's."""
+        free = free_memory(self.torch_device)
+        if free is not None:
+            return free
         import psutil
 
         return int(psutil.virtual_memory().available)
@@ -316,31 +338,73 @@ class VectorizedBody:
     def train(self, clients: Sequence[int] | None, fingerprints: torch.Tensor) -> list[ClientTiming]:
         if clients is not None and tuple(clients) != self.clients:
             raise ModeFailure("vectorized trains all of a worker's clients at once")
+        self._resize()
         out: list[ClientTiming] = []
-        for chunk in self.chunks:
-            out.extend(self._train_chunk(chunk, fingerprints))
+        pending = list(self.chunks)
+        lost_since: float | None = None  # the start of attempts that ran out of memory
+        while pending:
+            chunk = pending.pop(0)
+            t0 = time.perf_counter()
+            timings = self._train_chunk(chunk, fingerprints)
+            if timings is None:  # out of memory before any client was written: halve, retry
+                lost_since = t0 if lost_since is None else lost_since
+                pending[:0] = self._halve(chunk)
+                continue
+            if lost_since is not None:
+                timings = lost_time(timings, lost_since)
+                lost_since = None
+            out.extend(timings)
+        if self.cap < self.chunk_size:  # the next round's chunks no larger than what fitted
+            self._resize()
         return out
 
-    def _train_chunk(self, chunk: Chunk, fingerprints: torch.Tensor) -> list[ClientTiming]:
+    def _halve(self, chunk: Chunk) -> list[Chunk]:
+        """The chunk's clients in chunks of half its size (and no larger chunk again), once the
+        failed attempt's memory is released; a single client that does not fit fails."""
+        n = len(chunk.clients)
+        release_device_memory([self.torch_device])
+        if n == 1:
+            raise ModeFailure(
+                f"vectorized: client {chunk.clients[0]} alone does not fit in {self.device_id}'s "
+                "free memory"
+            )
+        self.cap = min(self.cap, n // 2)
+        first = self.clients.index(chunk.clients[0])
+        return [self._chunk(range(first + r.start, first + r.stop))
+                for r in chunks(n, self.cap)]
+
+    def _train_chunk(
+        self, chunk: Chunk, fingerprints: torch.Tensor
+    ) -> list[ClientTiming] | None:
         """The chunk's clients at once; each client's phases are its share (by samples) of
-        the chunk's, and its window the chunk's."""
+        the chunk's, and its window the chunk's. None: the chunk ran out of device memory
+        while it trained (nothing of it written)."""
         dev = self.torch_device
         synchronize(dev)
         t0 = time.perf_counter()
         x, y = self._data(chunk)
         synchronize(dev)
         td = time.perf_counter()
-        params = self._load(self.global_state, len(chunk.clients))
-        synchronize(dev)
-        t1 = time.perf_counter()
+        params: dict[str, torch.Tensor] = {}
+        t1 = td
+        ran_out = False
         try:
+            params = self._load(self.global_state, len(chunk.clients))
+            synchronize(dev)
+            t1 = time.perf_counter()
             with torch.random.fork_rng(devices=[]):
                 self._train(params, chunk, x, y)
+        except torch.cuda.OutOfMemoryError:
+            ran_out = True  # released by the caller, outside this block where no frame holds it
         except Exception as exc:
             raise ModeFailure(
                 f"vectorized: clients {list(chunk.clients)} on {self.device_id} raised "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+        if ran_out:
+            del params, x, y
+            chunk.data = None
+            return None
         synchronize(dev)
         t2 = time.perf_counter()
         self._write(params, fingerprints, chunk)
@@ -363,6 +427,40 @@ class VectorizedBody:
     def finish(self) -> float:
         self.sink.finish()
         return self.sink.weight
+
+
+def lost_time(timings: list[ClientTiming], since: float) -> list[ClientTiming]:
+    """A chunk's timings with the attempts that ran out of memory before it (from ``since``)
+    in its window: each client's share of them as its ``oom_retry`` phase."""
+    window = timings[0].start_s - since
+    total = float(sum(t.samples for t in timings))
+    return [
+        replace(t, start_s=since, phases={**t.phases, OOM_RETRY: window * t.samples / total})
+        for t in timings
+    ]
+
+
+def chunking(timings: Sequence[ClientTiming], before: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What the round's chunks were: the clients stacked at once (largest chunk per worker, of
+    the last round), and over every round so far the chunks that trained after an attempt ran
+    out of device memory (each halved the chunk) and the seconds those attempts took."""
+    windows: dict[tuple[int, float], list[ClientTiming]] = {}
+    for t in timings:
+        windows.setdefault((t.worker, t.end_s), []).append(t)
+    largest: dict[str, int] = {}
+    retried, lost = 0, 0.0
+    for (worker, _), clients in windows.items():
+        largest[str(worker)] = max(largest.get(str(worker), 0), len(clients))
+        spent = sum(t.phases.get(OOM_RETRY, 0.0) for t in clients)
+        if spent > 0:
+            retried += 1
+            lost += spent
+    before = before or {}
+    return {
+        "vectorize_chunk": largest,
+        "oom_retried_chunks": int(before.get("oom_retried_chunks", 0)) + retried,
+        "oom_lost_s": float(before.get("oom_lost_s", 0.0)) + lost,
+    }
 
 
 def make_vectorized_body(setup: WorkerSetup, spec: WorkerSpec, torch_device: str) -> VectorizedBody:
@@ -397,6 +495,14 @@ class VectorizedMode(ProcessModeBase):
 
     def make_specs(self) -> list[WorkerSpec]:
         return plan_workers(self.plan, self.plan.devices, 1)
+
+    def run_round(self, global_state: torch.Tensor, fingerprints: torch.Tensor) -> RoundOutput:
+        out = super().run_round(global_state, fingerprints)
+        self.chunking = chunking(out.clients, getattr(self, "chunking", None))
+        return out
+
+    def extra_record(self) -> Mapping[str, Any]:
+        return getattr(self, "chunking", None) or {}
 
     def start(self) -> None:
         if load_case(self.plan.config.case).trains_itself:

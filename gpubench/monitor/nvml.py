@@ -482,6 +482,28 @@ def environment_info() -> dict[str, Any]:
 # --- MPS ---------------------------------------------------------------------------------------
 
 
+def compute_mode(device: Device) -> str | None:
+    """NVML's compute mode of ``device``'s GPU (``default``, ``exclusive_process``, ...);
+    None when NVML cannot tell."""
+    try:
+        handle = handle_for(device)
+    except (NvmlUnavailable, LookupError):
+        return None
+    mode = _maybe(pynvml.nvmlDeviceGetComputeMode, handle)
+    return None if mode is None else str(_COMPUTE_MODES.get(mode, mode))
+
+
+def free_memory(device: Device) -> int | None:
+    """Bytes of ``device``'s GPU memory free now (what other programs leave); None when NVML
+    cannot tell."""
+    try:
+        handle = handle_for(device)
+    except (NvmlUnavailable, LookupError):
+        return None
+    mem = _maybe(pynvml.nvmlDeviceGetMemoryInfo, handle)
+    return None if mem is None else int(mem.free)
+
+
 def process_kinds(device: Device) -> dict[int, str]:
     """Pid -> ``"mps"`` (an MPS client) or ``"compute"`` (a CUDA context of its own,
     time-sliced) for the processes NVML lists on ``device``'s GPU. Raises ``LookupError``

@@ -193,10 +193,12 @@ def mode_device_stats(
             if in_sample:
                 own_mem.append(sum(in_sample.values()))
         # The host's "memory" is the watched processes' RSS: a mode's own, not its neighbours'.
-        # A GPU's is the device's total, less what the other modes' processes alive beside this
-        # mode (an interleaved block) held at the same reading.
+        # A GPU's is its own processes' too where NVML matched them (their contexts and
+        # caches: not other users' jobs, the parent's context or the other modes' workers);
+        # where it matched none (another pid namespace), the device's total less what the
+        # other modes' processes alive beside this mode held at the same reading.
         total = snap.cols.get("mem", {}).get(d, [])
-        mem = own_mem if mem_is_process_sum else [
+        mem = own_mem if mem_is_process_sum or own_mem else [
             v - sum(b for pid, b in snap.procs[i].get(d, {}).items() if mode_pids.get(pid) != d)
             for i in at_read if (v := total[i]) is not None
         ]

@@ -22,6 +22,7 @@ import torch
 
 from gpubench import stats
 from gpubench.config import RunConfig, interleaved_blocks
+from gpubench.machine.cuda import release_device_memory
 from gpubench.machine.devices import Device
 from gpubench.machine.isolation import release_free_heap
 from gpubench.modes import (
@@ -102,6 +103,7 @@ class _Run:
     workers: int = 0
     tolerance: float = 0.0  # the run's until the mode starts, then its own (prep.tolerance_of)
     started: bool = False  # started once (serial starts again in later blocks)
+    extra: dict[str, Any] = field(default_factory=dict)  # the mode's own record (extra_record)
     not_reproducible: str | None = None
     startup: dict[str, float] = field(default_factory=dict)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -124,13 +126,15 @@ class _Run:
         self.spans.append(span)
 
     def fail(self, status: str, reason: str, detail: str | None = None) -> None:
+        """Record the failure; the caller closes the mode once the exception is gone (its
+        traceback holds the frames, and with them the model and activations on the device)."""
         self.status = status
         self.error = reason
         self.error_detail = detail
-        self.close()
 
     def close(self) -> None:
         if self.mode is not None:
+            self.extra.update(self.mode.extra_record())
             mode, self.mode = self.mode, None
             with contextlib.suppress(Exception):
                 mode.close()
@@ -283,6 +287,7 @@ class _Harness:
         except Exception as exc:  # ModeFailure, or anything a case or backend raised
             run.fail(STATUS_FAILED, _reason(exc), _detail(exc))
         if run.status != STATUS_OK:
+            release_failed(run)
             self.progress(run.name, "failed", 0, 1)
 
     def round(self, run: _Run, step: int, block: Block) -> None:
@@ -317,6 +322,8 @@ class _Harness:
         except Exception as exc:
             self.mark(run.name, PHASE_BETWEEN, None)
             run.fail(STATUS_FAILED, _reason(exc), _detail(exc))
+        if run.status != STATUS_OK:  # closed here, the exception and its frames dropped
+            release_failed(run)
             self.progress(run.name, "failed", index + 1, total)
             return
         self.ledger.record(run.name, step, out.fingerprints.numpy())
@@ -383,6 +390,15 @@ class _Harness:
             self.sampler.unwatch_pids(run.name)
         self.mark(None, PHASE_BETWEEN, None)
         self.progress(run.name, "done" if run.status == STATUS_OK else "failed", 1, 1)
+
+
+def release_failed(run: _Run) -> None:
+    """Close a mode that failed, outside the ``except`` block that caught its exception: what
+    it held (replicas, activations, client data) is released, collected, and the CUDA
+    allocator's cache handed back, so that the modes after it find the memory free."""
+    devices = run.mode.device_ids if run.mode is not None else ()
+    run.close()
+    release_device_memory(devices)
 
 
 def _reason(exc: BaseException) -> str:
@@ -522,7 +538,8 @@ def _mode_results(
                 worker_memory=tuple(run.memory[k] for k in sorted(run.memory)),
                 extra=ModeExtra(tolerance=run.tolerance, startup_s=run.startup or None,
                                 adjudication=verdict.adjudication,
-                                worker_settings=run.settings or None),
+                                worker_settings=run.settings or None,
+                                other=dict(run.extra)),
                 other_load_pct=other.pct,
                 other_processes=other.processes,
             )

@@ -32,13 +32,14 @@ from __future__ import annotations
 import math
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from gpubench.config import ConfigError, RunConfig, interleaved_blocks
 from gpubench.machine.devices import Device
 from gpubench.modes.base import process_rss
 from gpubench.modes.stacked import chunk_size
+from gpubench.monitor import nvml
 from gpubench.train.updates import GAP_CHUNK
 
 # A CUDA context and the kernels torch loads into it, per process and GPU.
@@ -84,6 +85,8 @@ class MemoryPlan:
     device_total: dict[str, int]
     data_budget: int | None
     peak_modes: tuple[str, ...] = ()  # the modes running at the host's peak
+    # GPU id -> bytes free before the run (other programs' jobs taken off; NVML), else total
+    device_free: dict[str, int] = field(default_factory=dict)
 
     @property
     def parent_bytes(self) -> int:
@@ -113,10 +116,11 @@ class MemoryPlan:
             )
         for dev, need in self.device_bytes.items():
             total = self.device_total.get(dev)
-            if total and need > total:
+            free = self.device_free.get(dev, total)
+            if free and need > free:
                 return (
-                    f"{dev} needs about {gib(need)} of device memory but has {gib(total)}: "
-                    f"{self._hint()}"
+                    f"{dev} needs about {gib(need)} of device memory but {gib(free)} of its "
+                    f"{gib(total)} is free: {self._hint()}"
                 )
         return None
 
@@ -165,7 +169,9 @@ class MemoryPlan:
         shm = gib(self.shared_available) if self.shared_available is not None else "unknown"
         lines.append(f"shared memory: {gib(self.shared_bytes)} of {shm} free")
         for dev, need in self.device_bytes.items():
-            lines.append(f"{dev}: {gib(need)} of {gib(self.device_total.get(dev, 0))}")
+            total = self.device_total.get(dev, 0)
+            lines.append(f"{dev}: {gib(need)} of {gib(self.device_free.get(dev, total))} free "
+                         f"(total {gib(total)})")
         budget = "every client's" if self.data_budget is None else gib(self.data_budget)
         lines.append(f"client data kept per worker: {budget}")
         return "\n".join(lines)
@@ -205,10 +211,26 @@ def _workers(config: RunConfig, mode: str, devices: tuple[Device, ...]) -> list[
     return [d for d in devices for _ in range(per)][: config.clients]
 
 
-def vectorized_chunk(cfg: RunConfig, clients: int, per_client: int, workers: int) -> int:
-    """The clients a vectorized worker stacks at once (as the worker decides it)."""
-    return chunk_size(clients, per_client, _host_available() or 0, workers,
+def vectorized_chunk(
+    cfg: RunConfig, clients: int, per_client: int, workers: int, available: int | None
+) -> int:
+    """The clients a vectorized worker stacks at once, as the worker decides it from
+    ``available`` bytes: its GPU's free memory for a CUDA worker, else the host's."""
+    return chunk_size(clients, per_client, available or 0, workers,
                       cfg.options.get("vectorize_chunk"))
+
+
+def device_free(devices: Sequence[Device]) -> dict[str, int]:
+    """Each GPU's free memory before the run (NVML), or its total where NVML cannot tell."""
+    out = {}
+    for d in devices:
+        if d.is_cuda:
+            free = nvml.free_memory(d)
+            if free is None:
+                free = d.memory_total_bytes
+            if free:
+                out[d.id] = free
+    return out
 
 
 def estimate(inputs: Inputs) -> MemoryPlan:  # noqa: C901, PLR0912, PLR0915 - one term per part of each process, read top to bottom
@@ -233,6 +255,8 @@ def estimate(inputs: Inputs) -> MemoryPlan:  # noqa: C901, PLR0912, PLR0915 - on
 
     steps = cfg.warmup + cfg.rounds
     total_samples = sum(inputs.sizes)
+    free = device_free(inputs.devices)
+    host_free = _host_available()
     procs: list[ProcessEstimate] = []
     shared_by_mode: dict[str, int] = {}
     for mode in cfg.modes:
@@ -247,7 +271,9 @@ def estimate(inputs: Inputs) -> MemoryPlan:  # noqa: C901, PLR0912, PLR0915 - on
                 acts = activations
                 if mode == "vectorized":
                     # stacked clients: a chunk's states, gradients and momenta at once
-                    k = vectorized_chunk(cfg, math.ceil(clients / n), 3 * 4 * s + activations, n)
+                    room = free.get(dev.id) if dev.is_cuda else host_free
+                    k = vectorized_chunk(cfg, math.ceil(clients / n), 3 * 4 * s + activations,
+                                         1 if dev.is_cuda else n, room)
                     model = replica + 3 * 4 * s * k
                     acts = activations * k
                 host = {"base": inputs.base_bytes, "runtime": inputs.runtime_bytes,
@@ -282,7 +308,7 @@ def estimate(inputs: Inputs) -> MemoryPlan:  # noqa: C901, PLR0912, PLR0915 - on
     if any(m not in PROCESS_MODES for m in cfg.modes):
         common["runtime"] = inputs.runtime_bytes
     procs.insert(0, ProcessEstimate("-", "parent", "host", common))
-    return _totals(procs, cfg, shared_by_mode, inputs.devices)
+    return replace(_totals(procs, cfg, shared_by_mode, inputs.devices), device_free=free)
 
 
 def _before_serial(cfg: RunConfig, mode: str) -> bool:

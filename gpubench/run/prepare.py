@@ -17,6 +17,7 @@ import torch
 
 from gpubench.cases import Case, load_case
 from gpubench.config import RunConfig, TrainConfig
+from gpubench.machine.cuda import release_device_memory, reset_peak_memory
 from gpubench.machine.devices import Device, resolve_devices, torch_device_in_process
 from gpubench.machine.isolation import release_free_heap
 from gpubench.modes import Mode, ModeFailure, Plan, RoundOutput, check_modes, mode_class
@@ -135,6 +136,7 @@ def prepare(config: RunConfig, check_fit: bool = True) -> Prepared:
     if "serial" in config.modes and not facts.draws_global_rng:
         floor = measure_noise_floor(case, config.train, device_set.devices[0], facts.sizes,
                                     first)
+    settle_parent_device(device_set.devices[0])
     any_cuda = any(d.is_cuda for d in device_set.devices)
     tolerance = decide_tolerance(floor, any_cuda, user=config.tolerance)
     return Prepared(
@@ -151,6 +153,15 @@ def prepare(config: RunConfig, check_fit: bool = True) -> Prepared:
         floor,
         schedule_reason[0] if schedule_reason else None,
     )
+
+
+def settle_parent_device(device: Device) -> None:
+    """After the checks and the noise floor: their tensors collected and the allocator's cache
+    handed back (the process modes' workers share the parent's GPU), and its peak statistics
+    started again, so that the float64 floor is no mode's peak."""
+    torch_device = torch_device_in_process(device)
+    release_device_memory([torch_device])
+    reset_peak_memory(torch_device)
 
 
 # The noise floor trains the client's first NOISE_STEPS batches, and at most NOISE_WORK

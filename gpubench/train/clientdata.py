@@ -24,6 +24,7 @@ import torch
 
 from gpubench.cases import Case
 from gpubench.config import ConfigError, TrainConfig
+from gpubench.machine.cuda import free_memory
 from gpubench.train.casecheck import check_client_data
 
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -39,11 +40,12 @@ def data_bytes(x: torch.Tensor, y: torch.Tensor) -> int:
 
 
 def device_cap(torch_device: str, peers: int = 1) -> int | None:
-    """Bytes of client data one of ``peers`` processes may keep on a GPU (None on the CPU)."""
-    if not torch_device.startswith("cuda"):
+    """Bytes of client data one of ``peers`` processes may keep on a GPU (None on the CPU):
+    a share of what is free there when its data is made (other users' jobs take the rest)."""
+    free = free_memory(torch_device)
+    if free is None:
         return None
-    total = torch.cuda.get_device_properties(torch.device(torch_device)).total_memory
-    return int(GPU_DATA_SHARE * total / max(1, peers))
+    return int(GPU_DATA_SHARE * free / max(1, peers))
 
 
 class Slabs:

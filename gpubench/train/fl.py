@@ -20,7 +20,7 @@ from torch import nn
 from gpubench.cases import Case, client_sizes
 from gpubench.cases.seeds import derive_seed
 from gpubench.config import TrainConfig
-from gpubench.machine.cuda import synchronize
+from gpubench.machine.cuda import event_recorder, synchronize
 from gpubench.results import ClientTiming
 from gpubench.train.clientdata import ClientData
 from gpubench.train.pipeline import (
@@ -139,7 +139,8 @@ def train_epochs(
 ) -> None:
     """The step loop, each part charged to its phase: waiting for a batch (``data``), the copy
     to the device (``copy``), forward, backward and step (``compute``). ``synced``: wait for
-    the device before each timestamp (CUDA), so its time lands in the phase that queued it."""
+    the device before each of those timestamps (CUDA); off by default, where the clock's
+    events split the device's time between copy and compute once the client is done."""
     p = cfg.pipeline
     model.train()
     scaler = grad_scaler(p.amp, torch_device)
@@ -233,9 +234,12 @@ class ClientTrainer:
         # What "wait for this trainer's queued kernels" means; the streams mode narrows it
         # to the trainer's own CUDA stream.
         self.synchronize: Callable[[], None] = lambda: synchronize(torch_device)
-        # Wait for the device at every phase boundary of a step (CUDA); off only to measure
-        # what the waiting costs.
-        self.step_sync = torch_device.startswith("cuda")
+        # A client waits for its device once at its start and once at its end; within, the
+        # copy and compute phases are split by CUDA events read at the end. ``step_sync``
+        # waits at every phase boundary of a step instead (a barrier user code does not have,
+        # and every thread of the threaded mode would wait for every other's kernels).
+        self.events = event_recorder(torch_device)
+        self.step_sync = False
         self.sources: dict[int, ClientSource] = {}
         self._host: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -282,7 +286,7 @@ class ClientTrainer:
         phases add up to ``end_s - start_s``.
         """
         self.synchronize()
-        clock = PhaseClock(self.synchronize)
+        clock = PhaseClock(self.synchronize, None if self.step_sync else self.events)
         # Made here when the worker does not keep it (--data-budget): part of "data".
         x, y = self.datasets[client]
         samples = int(x.shape[0])

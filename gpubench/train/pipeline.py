@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import random
 import signal
@@ -46,6 +47,8 @@ LOADER_HINT = (
 )
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+# The phases whose time is the device's (split by CUDA events where there are some).
+DEVICE_PHASES = ("copy", "compute")
 
 
 class PhaseClock:
@@ -53,23 +56,53 @@ class PhaseClock:
     to exactly the span from the first timestamp to the last.
 
     ``sync`` waits for the device's queued work (CUDA); a tick with ``synced`` calls it first,
-    so the device's time lands in the phase that queued it.
+    so the device's time lands in the phase that queued it. A step's ticks are not synced (a
+    device-wide wait per step is a barrier user code does not have, and the host could no
+    longer run ahead): with ``events`` (a recorder of CUDA events on the current stream) every
+    tick records an event, and the next synced tick, once the device is done, reads them and
+    splits the copy and compute time it charged since the last synced tick in
+    proportion to the device's own time in each. Without events that time stays where the
+    host saw it (on CUDA, the waiting for queued kernels lands in the synced tick's phase).
     """
 
-    __slots__ = ("_last", "_sync", "phases", "start")
+    __slots__ = ("_events", "_host", "_last", "_marks", "_sync", "phases", "start")
 
-    def __init__(self, sync: Callable[[], None]) -> None:
+    def __init__(self, sync: Callable[[], None], events: Callable[[], Any] | None = None) -> None:
         self._sync = sync
+        self._events = events
+        self._marks: list[tuple[str, Any]] = [("", events())] if events is not None else []
+        self._host = dict.fromkeys(DEVICE_PHASES, 0.0)
         self.phases = dict.fromkeys(PHASES, 0.0)
         self.start = self._last = time.perf_counter()
 
     def tick(self, phase: str, synced: bool = False) -> float:
+        if self._events is not None:
+            self._marks.append((phase, self._events()))
         if synced:
             self._sync()
         now = time.perf_counter()
         self.phases[phase] += now - self._last
+        if phase in self._host:
+            self._host[phase] += now - self._last
         self._last = now
+        if synced and self._events is not None:
+            self._split()
         return now
+
+    def _split(self) -> None:
+        """The copy and compute time since the last synced tick, split as the device spent it
+        (the events are complete: the device was just synchronised)."""
+        device = dict.fromkeys(DEVICE_PHASES, 0.0)
+        for (_, before), (phase, after) in itertools.pairwise(self._marks):
+            if phase in device:
+                device[phase] += max(0.0, float(before.elapsed_time(after)))
+        spent = sum(device.values())
+        charged = sum(self._host.values())
+        if spent > 0:
+            for phase, t in device.items():
+                self.phases[phase] += charged * t / spent - self._host[phase]
+        self._host = dict.fromkeys(DEVICE_PHASES, 0.0)
+        self._marks = self._marks[-1:]  # the next span starts at this tick's event
 
 
 class NullClock(PhaseClock):
