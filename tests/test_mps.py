@@ -449,6 +449,8 @@ def test_another_users_daemon_makes_the_mps_rows_not_applicable(monkeypatch):
                           "(nvidia-cuda-mps-control (77, alice))")
 
     monkeypatch.setattr(mps.MpsDaemon, "start", busy)
+    # the exclusive-process check has tests of its own (test_gpu_path)
+    monkeypatch.setattr("gpubench.modes.mps_modes.check_parent_gpu_shared", lambda *a: None)
     mode = MultiprocessMpsMode.__new__(MultiprocessMpsMode)
     mode.specs = [WorkerSpec(0, GPU, (0,))]
     with pytest.raises(NotApplicable, match="alice"):
