@@ -452,6 +452,6 @@ def test_another_users_daemon_makes_the_mps_rows_not_applicable(monkeypatch):
     # the exclusive-process check has tests of its own (test_gpu_path)
     monkeypatch.setattr("gpubench.modes.mps_modes.check_parent_gpu_shared", lambda *a: None)
     mode = MultiprocessMpsMode.__new__(MultiprocessMpsMode)
-    mode.specs = [WorkerSpec(0, GPU, (0,))]
+    mode.specs, mode.plan = [WorkerSpec(0, GPU, (0,))], None
     with pytest.raises(NotApplicable, match="alice"):
         mode.start()
