@@ -9,6 +9,7 @@ prints.
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from gpubench.commands.arguments import add_fraction_argument
@@ -103,7 +104,8 @@ def _export(args: argparse.Namespace) -> int:
             write_atomic(args.out, tables[0].text)
         return 0
     for i, table in enumerate(tables, 1):
-        path = Path(args.out) / f"history-{table.work.case or 'case'}-{i}.csv"
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", table.work.case or "case")
+        path = Path(args.out) / f"history-{name}-{i}.csv"
         write_atomic(path, table.text)
         print(f"{path}: {table.work.describe()} — {table.testbed.describe()}")
     return 0
