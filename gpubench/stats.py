@@ -107,6 +107,8 @@ __all__ = [
     "speedup",
     "speedup_interval",
     "spread",
+    "t_quantile",
+    "welch_p_value",
     "summarize",
 ]
 
@@ -294,6 +296,23 @@ def t_quantile(p: float, df: float) -> float:
         else:
             high = mid
     return (low + high) / 2.0
+
+
+def welch_p_value(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Two-sided p-value of Welch's t-test that samples ``a`` and ``b`` share their mean.
+
+    Each sample needs two values or more. When both have no spread at all, 0 if the means
+    differ and 1 if they are equal (the test is then a comparison of two constants).
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.size < 2 or y.size < 2:
+        raise ValueError("Welch's t-test needs two values or more in each sample")
+    va, vb = float(x.var(ddof=1)) / x.size, float(y.var(ddof=1)) / y.size
+    gap = abs(float(x.mean()) - float(y.mean()))
+    if va + vb == 0:
+        return 0.0 if gap > 0 else 1.0
+    df = (va + vb) ** 2 / sum(v**2 / (n - 1) for v, n in ((va, x.size), (vb, y.size)) if v > 0)
+    return min(1.0, 2.0 * _t_tail(gap / math.sqrt(va + vb), df))
 
 
 # (signed mean, variance of that mean, degrees of freedom) of one independent sample of logs

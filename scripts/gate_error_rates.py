@@ -83,13 +83,19 @@ def fail_rate(
     return fails / trials
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+def parse_options(doc: str | None) -> tuple[argparse.Namespace, np.random.Generator]:
+    """``--trials``, ``--seed`` and ``--markdown`` (this script's and history_error_rates'),
+    and the generator seeded from them."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--markdown", action="store_true", help="print a GitHub table")
     args = parser.parse_args()
-    rng = np.random.default_rng(args.seed)
+    return args, np.random.default_rng(args.seed)
+
+
+def main() -> None:
+    args, rng = parse_options(__doc__)
     started = time.perf_counter()
     rows = []
     for row in ROWS:

@@ -27,7 +27,7 @@ from gpubench.config import (
     parse_size,
     with_mps_rows,
 )
-from gpubench.gate import DEFAULT_INCONCLUSIVE, INCONCLUSIVE_POLICIES
+from gpubench.gate import DEFAULT_INCONCLUSIVE, DEFAULT_MAX_DROP, INCONCLUSIVE_POLICIES
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -262,3 +262,23 @@ def add_inconclusive_arguments(
     parser.add_argument(
         "--strict", dest="inconclusive", action="store_const", const="fail", help=argparse.SUPPRESS
     )
+
+
+def fraction(text: str) -> float:
+    """A fraction in [0, 1) given as ``0.10`` or ``10%`` (``--max-drop``)."""
+    s = text.strip()
+    try:
+        value = float(s[:-1]) / 100 if s.endswith("%") else float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a fraction or a percentage: {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1) (or 0%..99%), got {text!r}")
+    return value
+
+
+def add_fraction_argument(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, help_text: str
+) -> None:
+    """``--max-drop FRACTION`` (default ``DEFAULT_MAX_DROP``)."""
+    parser.add_argument("--max-drop", type=fraction, default=DEFAULT_MAX_DROP,
+                        metavar="FRACTION", help=f"{help_text} (default: %(default)s)")

@@ -9,23 +9,11 @@ from __future__ import annotations
 
 import argparse
 
-from gpubench.commands.arguments import add_inconclusive_arguments
-from gpubench.gate import DEFAULT_MAX_DROP
+from gpubench.commands.arguments import add_fraction_argument, add_inconclusive_arguments
 from gpubench.report.gate_pages import format_gate_report
 from gpubench.run.api import check_gate, check_writable
 
 HELP = "check a run's speedups against a baseline run or an expectations file (for CI)"
-
-
-def _fraction(text: str) -> float:
-    s = text.strip()
-    try:
-        value = float(s[:-1]) / 100 if s.endswith("%") else float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a fraction or a percentage: {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1) (or 0%..99%), got {text!r}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,20 +23,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="results JSON of the run to check (written by gpubench compare --out), or "
         "pytest-benchmark JSON (pytest bench_cases --benchmark-json)",
     )
-    parser.add_argument(
+    against = parser.add_mutually_exclusive_group(required=True)
+    against.add_argument(
         "--baseline",
-        required=True,
         metavar="BASELINE",
         help="an earlier results/pytest-benchmark JSON file, or a TOML expectations file",
     )
-    parser.add_argument(
-        "--max-drop",
-        type=_fraction,
-        default=DEFAULT_MAX_DROP,
-        metavar="FRACTION",
-        help="largest allowed fall of a speedup vs a baseline run, e.g. 0.10 or 10%% "
-        "(default: %(default)s)",
+    against.add_argument(
+        "--history",
+        metavar="STORE",
+        help="a history store (gpubench history add): each mode against the current level "
+        "of its series (same testbed and work), rather than one stored run",
     )
+    add_fraction_argument(parser, "largest allowed fall of a speedup vs a baseline run or "
+                          "the current level of its history, e.g. 0.10 or 10%%")
     add_inconclusive_arguments(parser)
     parser.add_argument("--junit", metavar="PATH", help="also write JUnit XML, one test per mode")
 
@@ -64,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     report = check_gate(
         args.current,
         args.baseline,
+        history=args.history,
         max_drop=args.max_drop,
         inconclusive="fail" if fails_inconclusive(args) else "pass",
         junit_path=args.junit,

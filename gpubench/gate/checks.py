@@ -99,6 +99,22 @@ def current_problem(case: str, run: Results, mode: ModeResult) -> Verdict | None
     return None
 
 
+def before_speed(case: str, run: Results, name: str) -> Verdict | None:
+    """The verdict on mode ``name`` of ``run`` against an earlier speedup that no speed
+    decides: SKIP when the run lacks it, else :func:`current_problem`'s."""
+    current = run.mode(name)
+    if current is None:
+        return Verdict(case, name, SKIP, message=f"{name}: not in the current run")
+    return current_problem(case, run, current)
+
+
+def _mode(run: Results, name: str) -> ModeResult:
+    mode = run.mode(name)
+    if mode is None:  # before_speed has ruled this out
+        raise LookupError(name)
+    return mode
+
+
 def _noise_notes(label: str, rounds: stats.Rounds) -> tuple[str, ...]:
     values = rounds.candidate
     if len(values) >= 2 and stats.spread(values) > NOISY_SPREAD:
@@ -158,12 +174,10 @@ class SpeedupDropCheck:
 
     def evaluate(self, run: Results) -> Verdict:
         name, case = self.mode, self.case
-        current = run.mode(name)
-        if current is None:
-            return Verdict(case, name, SKIP, message=f"{name}: not in the current run")
-        problem = current_problem(case, run, current)
+        problem = before_speed(case, run, name)
         if problem is not None:
             return problem
+        current = _mode(run, name)
         result = result_of(current)
         limit = 1 - self.max_drop
         limit_text = f">= {limit:.2f}x of baseline"

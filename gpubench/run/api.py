@@ -173,8 +173,9 @@ def _append_step_summary(report: GateReport, path: str | os.PathLike[str]) -> No
 
 def check_gate(
     current: Results | Sequence[Results] | str | os.PathLike[str],
-    baseline: str | os.PathLike[str],
+    baseline: str | os.PathLike[str] | None = None,
     *,
+    history: str | os.PathLike[str] | None = None,
     max_drop: float = DEFAULT_MAX_DROP,
     inconclusive: str = "pass",
     junit_path: str | os.PathLike[str] | None = None,
@@ -182,7 +183,9 @@ def check_gate(
     step_summary: bool = True,
 ) -> GateReport:
     """Verdicts (PASS / FAIL / INCONCLUSIVE per mode) for ``current`` against ``baseline``
-    (an earlier results file, a pytest-benchmark file or a TOML expectations file).
+    (an earlier results file, a pytest-benchmark file or a TOML expectations file), or
+    against ``history``, a history store: each mode against the current level of its series
+    (:mod:`gpubench.history.gate`). Give exactly one of the two.
 
     ``current`` is a run, several runs, or the path of a results or pytest-benchmark file.
     Writes JUnit XML to ``junit_path`` when given, and appends the markdown summary to
@@ -197,15 +200,41 @@ def check_gate(
     if junit_path is not None:
         check_writable(junit_path)
     strict = inconclusive == "fail"
+    if (baseline is None) == (history is None):
+        raise UsageError("gate against a baseline or a history store (one of the two)")
     if isinstance(current, (str, os.PathLike)):
         current, _ = load_runs(current)
-    report = evaluate_gate(current, baseline, max_drop=max_drop, strict=strict, level=level)
+    if history is not None:
+        report = _gate_history(current, history, max_drop, inconclusive, level)
+    else:
+        assert baseline is not None
+        report = evaluate_gate(current, baseline, max_drop=max_drop, strict=strict, level=level)
     if junit_path is not None:
         _write_junit(report, junit_path)
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary and summary_path:
         _append_step_summary(report, summary_path)
     return report
+
+
+def _gate_history(
+    current: Results | Sequence[Results],
+    store_path: str | os.PathLike[str],
+    max_drop: float,
+    inconclusive: str,
+    level: float,
+) -> GateReport:
+    from gpubench.gate import require_measured
+    from gpubench.history import gate_against_history, read_store
+
+    if not 0 <= max_drop < 1:
+        raise UsageError(f"--max-drop must be in [0, 1), got {max_drop}")
+    runs = (current,) if isinstance(current, Results) else tuple(current)
+    for run in runs:
+        require_measured(run, "CURRENT")
+    store = read_store(store_path)
+    return gate_against_history(runs, store.entries, str(store_path), max_drop=max_drop,
+                                inconclusive=inconclusive, level=level, notes=store.notes)
 
 
 def write_report(
