@@ -19,11 +19,7 @@ from typing import TYPE_CHECKING, Any
 from gpubench.version import __version__
 
 if TYPE_CHECKING:
-    from gpubench.config import ConfigError, RunConfig, SampleSizes, TrainConfig
-    from gpubench.errors import UsageError
-    from gpubench.output import WriteError
-    from gpubench.results import Disturbance, ModeResult, OtherProcess, Results, ResultsFileError
-    from gpubench.run.api import (
+    from gpubench.api import (
         check_gate,
         compare,
         load_results,
@@ -31,6 +27,10 @@ if TYPE_CHECKING:
         sweep,
         write_report,
     )
+    from gpubench.config import ConfigError, RunConfig, SampleSizes, TrainConfig
+    from gpubench.errors import UsageError
+    from gpubench.output import WriteError
+    from gpubench.results import Disturbance, ModeResult, OtherProcess, Results, ResultsFileError
 
 __all__ = ["ConfigError", "Disturbance", "ModeResult", "OtherProcess", "Results",
            "ResultsFileError", "RunConfig", "SampleSizes", "TrainConfig", "UsageError",
@@ -55,7 +55,7 @@ def __getattr__(name: str) -> Any:
     elif name == "WriteError":
         from gpubench.output import WriteError as value
     elif name in _API:
-        from gpubench.run import api
+        from gpubench import api
 
         value = getattr(api, name)
     else:

@@ -46,6 +46,11 @@ PHASE_REPLACED = "replaced"
 OTHER_LOAD_LIMIT_PCT = 10.0
 
 
+# The environment variables that set a process's thread counts: the doctor records them, and
+# a finding says when they pin torch to fewer threads than a slot has.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 # A device id names its kind before the colon: ``cuda:0`` is a GPU, ``cpu:1`` a CPU slot.
 CPU_KINDS = ("cpu", "cpu-slot")
 

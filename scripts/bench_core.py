@@ -19,9 +19,9 @@ from gpubench.machine.isolation import bound_openmp_wait  # noqa: E402
 
 bound_openmp_wait()  # as the command line does, before anything loads torch
 
+from gpubench.api import compare  # noqa: E402
 from gpubench.config import RunConfig, TrainConfig  # noqa: E402
 from gpubench.results import median, write_results  # noqa: E402
-from gpubench.run.api import compare  # noqa: E402
 
 
 def main() -> int:

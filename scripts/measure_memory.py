@@ -29,9 +29,9 @@ from gpubench.machine.isolation import bound_openmp_wait  # noqa: E402
 
 bound_openmp_wait()  # as the command line does, before anything loads torch
 
+from gpubench.api import compare  # noqa: E402
 from gpubench.cli import run_config  # noqa: E402
 from gpubench.results import write_results  # noqa: E402
-from gpubench.run.api import compare  # noqa: E402
 
 
 def pss(p: psutil.Process) -> int:

@@ -10,9 +10,10 @@ import pytest
 
 from gpubench.cli import main
 from gpubench.config import RunConfig, TrainConfig
+from gpubench.report.sweep_page import format_sweep_table
 from gpubench.results import ModeResult, Results
 from gpubench.run.accuracy import AccuracyRun, local_steps, run_accuracy
-from gpubench.run.sweep import format_sweep_table, run_sweep, summarize
+from gpubench.run.sweep import run_sweep, summarize
 from tests.conftest import run_config
 
 

@@ -175,7 +175,7 @@ def test_when_the_content_cannot_be_kept_either_the_line_says_so(tmp_path, monke
 @pytest.fixture
 def nothing_measured(monkeypatch: pytest.MonkeyPatch) -> None:
     """``compare`` and ``sweep`` fail the test if they get as far as preparing a run."""
-    from gpubench.run import api
+    from gpubench import api
 
     def measured(*a, **k):
         raise AssertionError("measured before the output path was checked")
@@ -238,7 +238,7 @@ def test_the_other_commands_refuse_a_special_output_path(tmp_path, char_device, 
 
 def test_compare_that_cannot_write_its_results_says_where_they_are(tmp_path, kept_dir,
                                                                   monkeypatch):
-    from gpubench.run import api
+    from gpubench import api
 
     results = read_results(FIXTURE)
     monkeypatch.setattr(api, "prepare_checked", lambda config, check_fit=True: None)

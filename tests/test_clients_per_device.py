@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from gpubench.config import RunConfig, SampleSizes, TrainConfig
+from gpubench.report.sweep_page import format_knees
 from gpubench.results import ModeResult, Results, WorkerMemory
 from gpubench.run.sweep import (
     client_resources,
-    format_knees,
     headroom,
     knee,
     run_sweep,
@@ -244,8 +244,8 @@ def test_every_value_refused_is_one_line_and_exit_2(tmp_path, monkeypatch, capsy
 
 
 def test_the_sweep_exits_1_when_a_value_computed_something_else(tmp_path, monkeypatch, capsys):
+    from gpubench import api
     from gpubench.cli import main
-    from gpubench.run import api
 
     def wrong_at_two(config, **kwargs):
         k = config.workers_per_device
@@ -269,7 +269,7 @@ def test_the_sweep_exits_1_when_a_value_computed_something_else(tmp_path, monkey
 
 @pytest.mark.slow
 def test_workers_per_device_sets_the_workers_a_run_starts(tmp_path):
-    from gpubench.run.api import sweep_points
+    from gpubench.api import sweep_points
 
     train = TrainConfig(batch_size=32, samples=SampleSizes(32, 32))
     base = RunConfig(case="mlp", clients=4, train=train, devices="cpu:1", warmup=0, rounds=1,

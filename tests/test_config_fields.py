@@ -133,7 +133,7 @@ def test_bad_ray_and_flower_resources_are_refused_by_the_library(options, messag
 @pytest.mark.parametrize("flag", ["--gpus-per-worker", "--cpus-per-worker"])
 @pytest.mark.parametrize("value", ["-1", "nan", "inf"])
 def test_bad_ray_and_flower_resources_exit_2_with_one_line(flag, value, tmp_path, monkeypatch):
-    from gpubench.run import api
+    from gpubench import api
 
     def measured(*a, **k):
         raise AssertionError("measured before the options were checked")

@@ -241,9 +241,9 @@ def test_host_limits_affinity_one_core_and_thread_variables():
 
 
 def test_format_doctor_lists_gpus_and_findings():
-    from gpubench.run.doctor import diagnose
+    from gpubench.api import doctor
 
-    report = diagnose()
+    report = doctor()
     assert all(set(f) == {"level", "code", "facts"} for f in report["findings"])
     text = format_doctor(report)
     assert "CPU" in text and "NVML" in text

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 READERS = ("gpubench.report", "gpubench.gate", "gpubench.stats", "gpubench.findings", "gpubench.faq",
-           "gpubench.predict", "gpubench.run.api", "gpubench.commands.gate",
+           "gpubench.predict", "gpubench.api", "gpubench.commands.gate",
            "gpubench.commands.report", "gpubench.commands.predict")  # fmt: skip
 
 # Every module of the readers (a package's submodules too) with torch unimportable; then a
@@ -72,14 +72,19 @@ def test_the_import_contracts_hold() -> None:
     assert "0 broken" in proc.stdout
 
 
-def test_a_reader_importing_a_mode_breaks_the_readers_contract(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("module", "breach", "contract"), [
+    ("report/tables.py", "from gpubench.modes import serial", "readers never import the measuring side"),
+    ("run/harness.py", "from gpubench.report import tables", "the measuring side never imports a reader"),
+])  # fmt: skip
+def test_an_import_across_the_two_sides_breaks_its_contract(
+    tmp_path: Path, module: str, breach: str, contract: str
+) -> None:
     shutil.copytree(ROOT / "gpubench", tmp_path / "gpubench",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    with (tmp_path / "gpubench" / "report" / "tables.py").open("a") as f:
-        f.write("\n\ndef _breach() -> None:\n    from gpubench.modes import serial  # noqa\n")
+    with (tmp_path / "gpubench" / module).open("a") as f:
+        f.write(f"\n\ndef _breach() -> None:\n    {breach}  # noqa\n")
     proc = _lint_imports(tmp_path)
     assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr[-2000:]
     broken = [ln for ln in proc.stdout.splitlines() if " BROKEN" in ln]
-    assert any(ln.startswith("readers never import the measuring side") for ln in broken), \
-        proc.stdout[-4000:]
+    assert any(ln.startswith(contract) for ln in broken), proc.stdout[-4000:]

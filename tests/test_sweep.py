@@ -12,13 +12,13 @@ import pytest
 
 from gpubench.cli import main
 from gpubench.config import RunConfig, TrainConfig
+from gpubench.report.sweep_page import write_sweep_plot
 from gpubench.results import ModeResult, Results, read_results
 from gpubench.run.sweep import (
     point_filename,
     run_sweep,
     summarize,
     write_summary,
-    write_sweep_plot,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,7 +138,8 @@ def test_point_filenames_are_safe():
 
 
 def test_a_refused_point_is_listed_and_the_others_run(tmp_path):
-    from gpubench.run.sweep import Refusal, format_sweep_table
+    from gpubench.report.sweep_page import format_sweep_table
+    from gpubench.run.sweep import Refusal
 
     calls = []
 

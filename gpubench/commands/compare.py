@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from gpubench.api import check_writable, run_failed
 from gpubench.commands.arguments import (
     add_inconclusive_arguments,
     add_run_arguments,
@@ -15,7 +16,6 @@ from gpubench.commands.arguments import (
 from gpubench.config import RunConfig
 from gpubench.errors import UsageError
 from gpubench.results import Results, write_results
-from gpubench.run.api import check_writable, run_failed
 
 HELP = "run the same federated round under each execution mode and compare them"
 INTERRUPTED = 130  # Ctrl-C; the command line makes it 143 when SIGTERM stopped the run
@@ -60,8 +60,8 @@ def write_outputs(results: Results, args: argparse.Namespace, out: Path) -> int:
 
         print(f"report: {write_report([results], args.report, lang=args.lang)}")
     if args.gate:
+        from gpubench.api import check_gate
         from gpubench.report.gate_pages import format_gate_report
-        from gpubench.run.api import check_gate
 
         report = check_gate(results, args.gate, max_drop=args.max_drop,
                             inconclusive=args.inconclusive, junit_path=args.junit)
@@ -72,7 +72,7 @@ def write_outputs(results: Results, args: argparse.Namespace, out: Path) -> int:
 
 def print_plan(config: RunConfig) -> int:
     """``--plan``: the memory estimate as a table; 0 if the run fits, else 2 and why."""
-    from gpubench.run.api import prepare_checked
+    from gpubench.api import prepare_checked
 
     prepared = prepare_checked(config, check_fit=False)
     assert prepared.memory is not None
@@ -85,8 +85,8 @@ def print_plan(config: RunConfig) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gpubench.api import compare, default_out, prepare_checked
     from gpubench.commands.progress import open_progress, work_for
-    from gpubench.run.api import compare, default_out, prepare_checked
 
     config = config_from_args(args)
     if getattr(args, "plan", False):

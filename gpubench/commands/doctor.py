@@ -15,10 +15,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gpubench.api import doctor
     from gpubench.report.doctor import doctor_json, format_doctor
-    from gpubench.run.doctor import diagnose
 
-    report = diagnose()
+    report = doctor()
     if args.json:
         print(json.dumps(doctor_json(report, args.lang), indent=1, sort_keys=True,
                          ensure_ascii=False))

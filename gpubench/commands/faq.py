@@ -7,8 +7,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from gpubench.api import check_writable
 from gpubench.errors import UsageError
-from gpubench.run.api import check_writable
 
 HELP = "measure the FAQ's beliefs (threads, processes, GPUs, batch size, memory) and write the pages"
 
@@ -56,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
         inputs = load_inputs(args.from_files)  # before anything is written: bad files fail fast
         out = _out_dir(args.out, langs)
     else:
+        from gpubench.api import measure_faq
         from gpubench.commands.progress import open_progress, work_for
-        from gpubench.run.faq_plan import PLANS, run_config, run_plan
+        from gpubench.run.faq_plan import PLANS, run_config
 
         out = _out_dir(args.out, langs)
         plan = PLANS["quick" if args.quick else "full"]
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         work = work_for(run_config(plan, args.case, args.devices))
         try:
             with open_progress(work, quiet=args.quiet) as progress:
-                inputs = run_plan(plan, args.case, args.devices, out, progress=progress)
+                inputs = measure_faq(plan, args.case, args.devices, out, progress=progress)
         except KeyboardInterrupt:
             print(f"gpubench: interrupted; what was measured is in {out / 'results'}",
                   file=sys.stderr)

@@ -1,7 +1,7 @@
 """``gpubench gate``: verdicts on speedups against a baseline; exit 0 pass, 1 regression.
 
 The verdicts come from :mod:`gpubench.gate` (pure), the text from
-:mod:`gpubench.report.gate_pages`; :func:`gpubench.run.api.check_gate` writes ``--junit`` and, on
+:mod:`gpubench.report.gate_pages`; :func:`gpubench.api.check_gate` writes ``--junit`` and, on
 GitHub Actions, ``$GITHUB_STEP_SUMMARY``; this module prints the verdicts.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 
+from gpubench.api import check_gate, check_writable
 from gpubench.commands.arguments import add_fraction_argument, add_inconclusive_arguments
 from gpubench.report.gate_pages import format_gate_report
-from gpubench.run.api import check_gate, check_writable
 
 HELP = "check a run's speedups against a baseline run or an expectations file (for CI)"
 

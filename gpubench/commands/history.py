@@ -12,6 +12,7 @@ import argparse
 import re
 from pathlib import Path
 
+from gpubench.api import check_writable
 from gpubench.commands.arguments import add_fraction_argument
 from gpubench.errors import UsageError
 from gpubench.gate.inputs import read_measured_results
@@ -26,7 +27,6 @@ from gpubench.history import (
 )
 from gpubench.output import write_atomic
 from gpubench.report.history_pages import format_added, format_history_check
-from gpubench.run.api import check_writable
 
 HELP = "keep a store of speedups across CI runs; find change points; plot; export"
 

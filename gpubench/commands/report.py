@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gpubench.api import check_writable
 from gpubench.errors import UsageError
 from gpubench.gate.inputs import read_measured_results
 from gpubench.report.i18n import LANGS
-from gpubench.run.api import check_writable
 
 HELP = "write a markdown report (tables, PNG plots, findings) from results JSON files"
 

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gpubench.api import check_writable, run_failed
 from gpubench.commands.arguments import add_run_arguments, config_from_args
 from gpubench.commands.progress import open_progress, work_for
 from gpubench.errors import UsageError
-from gpubench.run.api import check_writable, run_failed
 from gpubench.run.sweep import SWEEPABLE
 
 HELP = "repeat a comparison over the values of one parameter (e.g. --batch-size 32,64,128)"
@@ -83,15 +83,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--accuracy-rounds must be >= 0, got {args.accuracy_rounds}")
     if args.accuracy_target is not None and not 0 < args.accuracy_target <= 1:
         raise UsageError(f"--accuracy-target must be in (0, 1], got {args.accuracy_target}")
-    from gpubench.run.api import sweep_points
+    from gpubench.api import sweep_points
+    from gpubench.report.sweep_page import format_sweep_table, write_sweep_plot
     from gpubench.run.sweep import (
         PLOT_FILE,
         default_out_dir,
-        format_sweep_table,
         summarize,
         with_reference,
         write_summary,
-        write_sweep_plot,
     )
 
     configs = [(v, with_reference(dest, config_from_args(

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 from gpubench.findings.base import Finding, by_level
+from gpubench.results import THREAD_VARIABLES
 
 # Process modes pass weights through shared memory; Docker's default /dev/shm is 64 MiB.
 SHM_LOW_BYTES = 1 << 30
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 EXCLUSIVE_MODES = ("exclusive_process", "exclusive_thread")
 
 CODES: dict[str, tuple[str, ...]] = {

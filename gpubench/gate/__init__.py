@@ -26,7 +26,7 @@ from serial's, FAILs whatever its speed. Runs that did not measure the same work
 The package: :mod:`.keys` (what a run is, comparability), :mod:`.checks` (pure verdicts),
 :mod:`.inputs` (readers), :mod:`.verdicts` (the data). Rendering lives in
 :mod:`gpubench.report.gate_pages`; writing JUnit and ``$GITHUB_STEP_SUMMARY`` in
-:func:`gpubench.run.api.check_gate` (``gpubench.check_gate(...)``). Never imports torch.
+:func:`gpubench.api.check_gate` (``gpubench.check_gate(...)``). Never imports torch.
 """
 
 from __future__ import annotations

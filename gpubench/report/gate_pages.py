@@ -1,6 +1,6 @@
 """The gate's verdicts as text: the terminal table, the markdown step summary, JUnit XML.
 
-Strings only; :func:`gpubench.run.api.check_gate` and the CLI write them where they go.
+Strings only; :func:`gpubench.api.check_gate` and the CLI write them where they go.
 """
 
 from __future__ import annotations

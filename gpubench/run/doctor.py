@@ -2,8 +2,8 @@
 
 :func:`collect_machine` looks (it never changes anything, and never fails for lack of a GPU,
 a driver or NVML: what is missing is recorded as ``None`` or a note);
-:func:`gpubench.findings.machine_findings` says what will bite, as findings;
-``gpubench.report.doctor`` renders both.
+:func:`gpubench.findings.machine_findings` says what will bite, as findings
+(:func:`gpubench.api.doctor` puts the two together); ``gpubench.report.doctor`` renders both.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from gpubench.findings.machine import THREAD_VARIABLES, machine_findings
 from gpubench.machine.isolation import OPENMP_WAIT_VARIABLES
+from gpubench.results import THREAD_VARIABLES
 
 SHM_PATH = "/dev/shm"
 MPS_PROCESSES = ("nvidia-cuda-mps-control", "nvidia-cuda-mps-server")
@@ -188,10 +188,3 @@ def collect_machine() -> dict[str, Any]:
         "shared_memory": shared_memory(),
         "monitor": gpu_counters(),  # the counters the monitor can sample here, or why not
     }
-
-
-def diagnose() -> dict[str, Any]:
-    """The doctor's whole answer: what the machine offers plus a ``findings`` list (by code)."""
-    machine = collect_machine()
-    machine["findings"] = [f.to_dict() for f in machine_findings(machine)]
-    return machine

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from gpubench.config import RunConfig, SampleSizes, TrainConfig
-from gpubench.faq.inputs import FaqInputs, gather
 from gpubench.results import Results, write_results
 
 COMPARISON_MODES = ("serial", "threaded", "multiprocess", "multi-gpu")
@@ -114,6 +113,17 @@ def command_for(config: RunConfig, verb: str = "compare", batch: str | None = No
 Progress = Callable[[str, str, int, int], None]
 
 
+@dataclass(frozen=True)
+class Measured:
+    """What a plan measured, in the order the FAQ's inputs are gathered from
+    (:func:`gpubench.faq.inputs.gather` takes these four)."""
+
+    runs: list[Results]
+    summaries: list[dict[str, Any]]
+    files: list[str]
+    labels: list[str]
+
+
 def run_plan(
     plan: FaqPlan,
     case: str,
@@ -121,7 +131,7 @@ def run_plan(
     out_dir: Path,
     *,
     progress: Progress | None = None,
-) -> FaqInputs:
+) -> Measured:
     """Measure the plan; every results file goes under ``out_dir/results/`` as it is made."""
     from gpubench.monitor import create_sampler
     from gpubench.run.harness import compare, prepare
@@ -165,4 +175,4 @@ def run_plan(
     measured = [(p, p.results) for p in sweep.points if p.results is not None]
     runs = [comparison, memory, *(r for _, r in measured)]
     labels += [str(p.path) if p.path is not None else f"batch {p.value}" for p, _ in measured]
-    return gather(runs, [summary], files, labels)
+    return Measured(runs, [summary], files, labels)

@@ -25,6 +25,7 @@ from gpubench.results import STATUS_FAILED, Results, read_results
 from gpubench.stats import DEFAULT_LEVEL
 
 if TYPE_CHECKING:
+    from gpubench.faq.inputs import FaqInputs
     from gpubench.gate import GateReport
     from gpubench.run.prepare import Prepared
     from gpubench.run.sweep import Sweep
@@ -48,6 +49,28 @@ def load_results(path: str | os.PathLike[str]) -> Results:
     """A results file written by :meth:`Results.save` or ``gpubench compare`` (any schema
     version gpubench reads); ``ResultsFileError`` names what is wrong with a bad one."""
     return read_results(path)
+
+
+def doctor() -> dict[str, Any]:
+    """``gpubench doctor``'s whole answer: what the machine offers
+    (:func:`gpubench.run.doctor.collect_machine`) plus a ``findings`` list (by code)."""
+    from gpubench.findings import machine_findings
+    from gpubench.run.doctor import collect_machine
+
+    machine = collect_machine()
+    machine["findings"] = [f.to_dict() for f in machine_findings(machine)]
+    return machine
+
+
+def measure_faq(plan: Any, case: str, devices: str, out_dir: Path, *,
+                progress: Progress | None = None) -> FaqInputs:
+    """Measure a FAQ plan (:mod:`gpubench.run.faq_plan`) and assign each run to the question
+    it answers (:func:`gpubench.faq.inputs.gather`)."""
+    from gpubench.faq.inputs import gather
+    from gpubench.run.faq_plan import run_plan
+
+    measured = run_plan(plan, case, devices, out_dir, progress=progress)
+    return gather(measured.runs, measured.summaries, measured.files, measured.labels)
 
 
 def default_out(case: str) -> Path:
