@@ -18,6 +18,9 @@ from typing import Any
 from gpubench.output import write_atomic
 
 SCHEMA_VERSION = 2
+# A sweep's ``summary.json`` (gpubench.run.sweep.summarize) has a version of its own; one
+# without it is version 1's older spelling.
+SWEEP_SUMMARY_VERSION = 1
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"

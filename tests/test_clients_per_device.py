@@ -437,6 +437,12 @@ def test_gpubench_faq_reads_a_clients_sweep_folder_and_refuses_a_wrong_one(tmp_p
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and "is not the summary of a gpubench sweep --workers-per-device" \
         in lines[0] and "Traceback" not in bad.stderr
+    future = tmp_path / "future"
+    future.mkdir()
+    (future / "summary.json").write_text(json.dumps({**summary, "schema_version": 99}))
+    newer = cli_in_process("faq", "--out", str(tmp_path / "faq3"), "--from", str(results),
+                           "--clients-sweep", str(future))
+    assert newer.returncode == 2 and "schema_version 99 is newer" in newer.stderr
 
 
 def test_several_sweeps_give_one_part_and_one_plot_each(tmp_path):

@@ -107,6 +107,7 @@ def test_summary_from_fake_runs(tmp_path):
     sweep = run_sweep("batch_size", points, tmp_path, compare_fn=fake_compare, command="c")
     assert [c[0] for c in calls] == [128, 32, 64]
     summary = summarize(sweep)
+    assert summary["schema_version"] == 1  # versioned apart from the results files
     rows = {p["value"]: {m["name"]: m for m in p["modes"]} for p in summary["points"]}
     assert rows[32]["serial"]["util_mean_pct"] == 35.0  # the idle cuda:1 is not averaged in
     assert rows[32]["threaded"]["util_mean_pct"] is None

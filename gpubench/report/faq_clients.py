@@ -22,7 +22,12 @@ from gpubench.faq.inputs import FaqInputs, read_json
 from gpubench.report import measures, tables
 from gpubench.report.i18n import device_label, mode_label, text
 from gpubench.report.plots import WIDTH_IN, Plot, plot_language
-from gpubench.results import STATUS_FAILED, STATUS_NOT_APPLICABLE, STATUS_OK
+from gpubench.results import (
+    STATUS_FAILED,
+    STATUS_NOT_APPLICABLE,
+    STATUS_OK,
+    SWEEP_SUMMARY_VERSION,
+)
 
 SUMMARY_FILE = "summary.json"
 PARAMETER = "workers_per_device"
@@ -42,6 +47,10 @@ def load_clients_sweep(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("parameter") != PARAMETER \
             or not isinstance(data.get("per_device"), dict):
         raise UsageError(f"{p} is not the summary of a gpubench sweep --workers-per-device")
+    version = data.get("schema_version", 1)
+    if not isinstance(version, int) or version > SWEEP_SUMMARY_VERSION:
+        raise UsageError(f"{p}: summary schema_version {version!r} is newer than this gpubench "
+                         f"understands ({SWEEP_SUMMARY_VERSION}); upgrade gpubench")
     return data
 
 

@@ -35,7 +35,12 @@ from typing import Any
 
 from gpubench.config import ConfigError, RunConfig
 from gpubench.output import write_atomic
-from gpubench.results import STATUS_NOT_APPLICABLE, Results, write_results
+from gpubench.results import (
+    STATUS_NOT_APPLICABLE,
+    SWEEP_SUMMARY_VERSION,
+    Results,
+    write_results,
+)
 
 # argparse dest -> flag, for the parameters a sweep may vary.
 SWEEPABLE: dict[str, str] = {
@@ -299,6 +304,7 @@ def summarize(sweep: Sweep) -> dict[str, Any]:
             "refused": None,
         })
     summary = {
+        "schema_version": SWEEP_SUMMARY_VERSION,
         "parameter": sweep.parameter,
         "flag": SWEEPABLE.get(sweep.parameter, sweep.parameter),
         "values": [p.value for p in sweep.points],
