@@ -407,6 +407,9 @@ class ModeExtra(FlatRecord):
     # Each worker process's torch settings (TF32, cuDNN, matmul precision, threads) as it
     # reported them when ready, by worker number; None for modes in the calling process.
     worker_settings: dict[str, dict[str, Any]] | None = None
+    # How a mode that runs another engine ran it (flower: {"engine": "flwr run", "flwr":
+    # version, "federation_config": ...}); None for gpubench's own modes.
+    engine: dict[str, Any] | None = None
     other: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

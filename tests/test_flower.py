@@ -1,4 +1,4 @@
-"""The flower mode: Flower's simulation engine on a real local Ray, against serial (the run
+"""The flower mode: `flwr run` against a private local SuperLink, on a real local Ray, against serial (the run
 is the one tests.ray_helpers.ray_and_flower makes for the ray and dropout tests too)."""
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def test_flowers_fedavg_matches_serial(ray_and_flower_run):
     assert flower.cold_start_s is not None and flower.cold_start_s > 0
     assert len(flower.warmup_times_s) == 1 and len(flower.round_times_s) == 2
     assert flower.workers == 2  # two one-CPU actors on two one-core slots
+    assert (flower.extra.engine or {}).get("engine") == "flwr run"
     sizes = list(results.config["samples"])
     assert len(set(sizes)) > 1
     for r in flower.rounds:

@@ -271,3 +271,13 @@ def test_in_process_app_training_is_bound_to_the_modes_gpu_and_a_fixed_cuda0_is_
     with bound_to("cpu"):  # CPU slots: nothing to bind
         counts[0] += 1
     assert current == [1, 1]
+
+
+@pytest.mark.slow
+def test_a_client_fn_app_under_flower():
+    # A client_fn returning a Client, run by flwr run's simulation inside gpubench's ClientApp.
+    pytest.importorskip("ray")
+    results = compare(config(app("numpy_app.py", "client_fn"), ("serial", "flower")))
+    flower = results.mode("flower")
+    assert flower.status == "ok" and flower.same_result is True, flower.error
+    assert (flower.extra.engine or {}).get("engine") == "flwr run"

@@ -111,6 +111,11 @@ class ModeDefaults:
         start); empty for a mode that trains in the calling process."""
         return {}
 
+    def engine(self) -> Mapping[str, Any]:
+        """How a mode that runs another engine ran it (flower: ``flwr run`` and Flower's
+        version; after start); empty for gpubench's own modes."""
+        return {}
+
     def live_fingerprints(self, fingerprints: torch.Tensor) -> torch.Tensor:
         """Where this round's fingerprints appear as clients finish (the progress display
         counts the rows filled so far): the harness's tensor for a mode that fills it as it
@@ -129,6 +134,8 @@ class Mode(Protocol):
     def startup_parts(self) -> Mapping[str, float]: ...
 
     def worker_settings(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+    def engine(self) -> Mapping[str, Any]: ...
 
     def live_fingerprints(self, fingerprints: torch.Tensor) -> torch.Tensor: ...
 

@@ -1,6 +1,7 @@
 """Flower's side of the flower mode: the ClientApp that runs in Flower's Ray actors and the
-ServerApp's strategy and driver process, which the parent drives round by round. See
-:mod:`gpubench.modes.flower` for how it is timed.
+ServerApp (in the simulation process ``flwr run`` starts) whose strategy the flower mode drives
+round by round over a connection of its own. See :mod:`gpubench.modes.flower` for how it is
+timed.
 """
 
 from __future__ import annotations
@@ -9,13 +10,12 @@ import contextlib
 import math
 import os
 import pickle
-import signal
 import time
 import traceback
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,7 +23,6 @@ import torch
 from gpubench.config import TrainConfig
 from gpubench.machine.devices import Device, device_of_visible, visible_entry
 from gpubench.modes.base import process_rss
-from gpubench.modes.ray_common import local_ray_environment
 from gpubench.results import ClientTiming, WorkerMemory
 
 
@@ -37,7 +36,6 @@ class FlowerSetup:
     devices: tuple[Device, ...]
     server_rounds: int
     timeout_s: float | None
-    backend_config: dict[str, Any]
 
 
 # --- the ClientApp side (runs inside Flower's Ray actors) -------------------------------------
@@ -135,28 +133,27 @@ def make_client_app() -> Any:
     return app
 
 
-# --- the ServerApp side (runs in the driver process) ------------------------------------------
+# --- the ServerApp side (runs in Flower's simulation process) ------------------------------------------
 
 
 class _Stop(Exception):
-    """The parent asked the driver to stop (or went away)."""
+    """The flower mode asked the ServerApp to stop (or went away)."""
 
 
-def make_strategy(setup: FlowerSetup, blob: bytes, link: _DriverLink) -> Any:
+def make_strategy(setup: FlowerSetup, blob: bytes, link: _ServerLink) -> Any:
     from flwr.app import Array, ArrayRecord
     from flwr.serverapp.strategy import FedAvg
 
     clients = len(setup.sizes)
 
     class MeasuredFedAvg(FedAvg):  # type: ignore[misc]
-        """Flower's FedAvg, driven round by round by the parent."""
+        """Flower's FedAvg, driven round by round by the flower mode."""
 
         def configure_train(self, server_round: int, arrays: Any, config: Any, grid: Any) -> Any:
             if server_round == 1:
                 link.first_configure = time.perf_counter()
             else:
-                link.wait_for_round()
-                flat = link.global_state.numpy()
+                flat = link.wait_for_round()
                 at, parts = 0, {}
                 for name, a in arrays.items():  # the harness's model, in Flower's layout
                     n = math.prod(a.shape)
@@ -194,50 +191,38 @@ def _short(reason: str) -> str:
     return lines[-1] if lines else "no reason given"
 
 
-class _DriverLink:
-    """The driver's end of the pipe and the shared buffers."""
+class _ServerLink:
+    """The ServerApp's connection to gpubench's flower mode."""
 
-    def __init__(
-        self, conn: Connection, setup: FlowerSetup, global_state: torch.Tensor,
-        aggregate: torch.Tensor,
-    ) -> None:
+    def __init__(self, conn: Connection, setup: FlowerSetup) -> None:
         self.conn = conn
         self.setup = setup
-        self.global_state = global_state
-        self.aggregate = aggregate
         self.first_configure: float | None = None
-        self.t_import = 0.0
-        self.t_call = 0.0
         self.workers: dict[int, int] = {}  # actor pid -> worker number
 
     def send(self, msg: tuple[Any, ...]) -> None:
         with contextlib.suppress(OSError, ValueError):
             self.conn.send(msg)
 
-    def wait_for_round(self) -> None:
+    def wait_for_round(self) -> Any:
+        """The next round's global model (a flat float32 array)."""
         try:
             msg = self.conn.recv()
         except (EOFError, OSError):
-            raise _Stop("the parent went away") from None
+            raise _Stop("the flower mode went away") from None
         if msg[0] != "round":
-            raise _Stop("stopped by the parent")
+            raise _Stop("stopped by the flower mode")
+        return msg[1]
 
     def report(self, server_round: int, arrays: Any, metrics: list[Any]) -> None:
         for m in sorted(metrics, key=lambda m: int(m["pid"])):
             self.workers.setdefault(int(m["pid"]), len(self.workers))
         if server_round == 1:
-            now = time.perf_counter()
             actors = {
                 int(m["pid"]): self._device(int(m["pid"]), int(m["gpu"])) for m in metrics
             }
-            startup = {
-                "import_s": self.t_import,
-                "to_first_configure_s": (self.first_configure or now) - self.t_call,
-                "to_ready_s": now - self.t_call,
-            }
-            self.send(("ready", os.getpid(), actors, startup))
+            self.send(("ready", os.getpid(), actors, self.first_configure))
             return
-        self.aggregate.copy_(_flat(arrays))
         timings, memory, fingerprints = [], {}, {}
         for m in metrics:
             pid = int(m["pid"])
@@ -252,7 +237,8 @@ class _DriverLink:
             ))
             fingerprints[int(m["client"])] = [float(v) for v in m["fingerprint"]]
             memory[worker] = WorkerMemory(worker, device, pid, None, None, int(m["rss"]) or None)
-        self.send(("done", timings, [memory[k] for k in sorted(memory)], fingerprints))
+        self.send(("done", timings, [memory[k] for k in sorted(memory)], fingerprints,
+                   _flat(arrays).numpy()))
 
     def _device(self, pid: int, position: int) -> str:
         """The device an actor reported (its place in the run's devices); on CPU slots, which
@@ -263,86 +249,58 @@ class _DriverLink:
         return devices[self.workers.setdefault(pid, len(self.workers)) % len(devices)].id
 
 
-def driver_main(
-    setup: FlowerSetup, global_state: torch.Tensor, aggregate: torch.Tensor, conn: Connection
-) -> None:
-    """The driver process: run the whole Flower simulation, one round per parent request."""
-    from gpubench.modes.pool import die_with_parent, end_worker
+def initial_record(setup: FlowerSetup) -> Any:
+    """The run's starting model as the ArrayRecord Flower's server sends."""
+    from flwr.app import Array, ArrayRecord
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    die_with_parent()
-    os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
-    link = _DriverLink(conn, setup, global_state, aggregate)
-    try:
-        t0 = time.perf_counter()
-        import logging
+    from gpubench.cases import load_case
+    from gpubench.train.fl import initial_global_state, state_tensors
 
-        from flwr.app import Array, ArrayRecord, Context
-        from flwr.serverapp import Grid, ServerApp
-        from flwr.simulation import run_simulation
+    case = load_case(setup.case)
+    model = case.build_model()
+    initial = initial_global_state(case, setup.train.seed)
+    names = list(model.state_dict().keys())
+    parts = torch.split(initial, [t.numel() for t in state_tensors(model)])
+    return ArrayRecord(
+        {n: Array(p.reshape(t.shape).numpy().copy())
+         for n, p, t in zip(names, parts, state_tensors(model), strict=True)}
+    )
 
-        logging.getLogger("flwr").setLevel(logging.CRITICAL)
-        link.t_import = time.perf_counter() - t0
-        blob = pickle.dumps(setup)
-        strategy = make_strategy(setup, blob, link)
-        server_app = ServerApp()
 
-        @server_app.main()
-        def _main(grid: Grid, context: Context) -> None:
-            from gpubench.cases import load_case
-            from gpubench.train.fl import initial_global_state, state_tensors
+def connect(run_config: Any) -> Connection:
+    """The connection to the flower mode whose address and key file ``--run-config`` names."""
+    from multiprocessing.connection import Client
 
-            case = load_case(setup.case)
-            model = case.build_model()
-            initial = initial_global_state(case, setup.train.seed)
-            names = list(model.state_dict().keys())
-            parts = torch.split(initial, [t.numel() for t in state_tensors(model)])
-            record = ArrayRecord(
-                {n: Array(p.reshape(t.shape).numpy().copy())
-                 for n, p, t in zip(names, parts, state_tensors(model), strict=True)}
+    host, _, port = str(run_config["gpubench-link"]).rpartition(":")
+    key = Path(str(run_config["gpubench-key"])).read_bytes()
+    return Client((host, int(port)), authkey=key)
+
+
+def serve(grid: Any, context: Any) -> None:
+    """The ServerApp's main: Flower's FedAvg, one round each time the flower mode asks."""
+    with connect(context.run_config) as conn:
+        msg = conn.recv()
+        setup: FlowerSetup = msg[1]
+        link = _ServerLink(conn, setup)
+        try:
+            strategy = make_strategy(setup, pickle.dumps(setup), link)
+            strategy.start(
+                grid=grid, initial_arrays=initial_record(setup),
+                num_rounds=setup.server_rounds, timeout=setup.timeout_s or 3600.0,
             )
-            try:
-                strategy.start(
-                    grid=grid, initial_arrays=record, num_rounds=setup.server_rounds,
-                    timeout=setup.timeout_s or 3600.0,
-                )
-            except _Stop:
-                # Stopped by the parent, or a failed round already reported: the ServerApp
-                # ends as a finished one does. (One that raises makes run_simulation wait 3 s
-                # for the context such an app never sends.)
-                pass
-
-        link.t_call = time.perf_counter()
-        init_args = setup.backend_config["init_args"]
-        local = init_args.get("address") == "local"
-        environment = local_ray_environment(setup.devices) if local else contextlib.nullcontext()
-        with environment, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Ray's FutureWarnings would go to the terminal
-            if local:
-                # The local Ray starts here, as the ray mode starts its own: Flower starts one
-                # only when none runs, and would give its job a runtime_env, so that every
-                # actor got a fresh worker, not one that Ray prestarts. Flower stops it.
-                import ray
-
-                ray.init(**init_args)
-            run_simulation(
-                server_app=server_app,
-                client_app=make_client_app(),
-                num_supernodes=len(setup.sizes),
-                backend_config=setup.backend_config,
-            )
-    except _Stop:
-        pass
-    except BaseException as exc:  # report, then exit: the parent fails the mode
-        text = f"{type(exc).__name__}: {exc}".strip().splitlines()
-        if isinstance(exc, SystemExit):
-            text = [f"Flower exited with code {exc.code}"]
-        link.send(("error", f"flower: {text[0] if text else type(exc).__name__}",
-                   traceback.format_exc()))
-        return
-    link.send(("finished",))
-    # Flower has stopped its actors and its Ray: end without the interpreter's teardown of
-    # flwr, ray and torch (seconds of a core), as a pool's worker does.
-    end_worker(None)
+        except _Stop:
+            # Stopped by the mode, or a failed round already reported: the ServerApp ends
+            # as a finished one does.
+            pass
+        except BaseException as exc:  # reported, then Flower marks the run failed
+            text = f"{type(exc).__name__}: {exc}".strip().splitlines()
+            link.send(("error", f"flower: {text[0]}", traceback.format_exc()))
+            raise
 
 
+def make_server_app() -> Any:
+    from flwr.serverapp import ServerApp
+
+    app = ServerApp()
+    app.main()(serve)
+    return app

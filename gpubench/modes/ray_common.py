@@ -1,8 +1,8 @@
 """What the ray and flower modes share: Ray's import, resources, a local Ray, and its reaping.
 
-Both modes run on Ray (flower through Flower's simulation engine), so both reserve the same
-per-worker resources, start a private local Ray the same way when no ``--ray-address`` is
-given, and make sure no Ray process of theirs outlives the mode.
+Both modes run on Ray (flower through Flower's simulation runtime), so both reserve the same
+per-worker resources, give a private local Ray the same environment when no ``--ray-address``
+is given, and make sure no Ray process of theirs outlives the mode.
 """
 
 from __future__ import annotations
@@ -90,6 +90,16 @@ def local_init_args(cpus: float, gpus: int) -> dict[str, Any]:
     }
 
 
+def ray_worker_environment(devices: Sequence[Device]) -> dict[str, str]:
+    """What a local Ray's processes need in their environment: exactly the run's GPUs, and
+    this process's import path."""
+    env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    gpus = [d for d in devices if d.is_cuda]
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(d.visible_as or str(d.index) for d in gpus)
+    return env
+
+
 @contextlib.contextmanager
 def local_ray_environment(devices: Sequence[Device]) -> Iterator[None]:
     """While a local Ray starts, the environment its raylet inherits, and with it every worker
@@ -97,11 +107,7 @@ def local_ray_environment(devices: Sequence[Device]) -> Iterator[None]:
     gpubench and a user's case the way this process does). A path given as the job's
     ``runtime_env`` instead would make Ray start a fresh worker for every actor rather than
     hand it one of those it prestarts (about 1.5 s of a core each)."""
-    path = os.pathsep.join(p for p in sys.path if p)
-    gpus = [d for d in devices if d.is_cuda]
-    wanted = {"PYTHONPATH": path}
-    if gpus:
-        wanted["CUDA_VISIBLE_DEVICES"] = ",".join(d.visible_as or str(d.index) for d in gpus)
+    wanted = ray_worker_environment(devices)
     before = {k: os.environ.get(k) for k in wanted}
     os.environ.update(wanted)
     try:

@@ -107,6 +107,7 @@ class _Run:
     not_reproducible: str | None = None
     startup: dict[str, float] = field(default_factory=dict)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    engine: dict[str, Any] = field(default_factory=dict)
 
     def round_at(self, step: int) -> tuple[RoundRecord, int | None] | None:
         """The round measured at ``step`` and its monitor span, if any."""
@@ -280,6 +281,7 @@ class _Harness:
                 run.cold_start_s = self.clock() - t0
                 run.startup = dict(mode.startup_parts())
                 run.settings = {k: dict(v) for k, v in mode.worker_settings().items()}
+                run.engine = dict(mode.engine())
             if self.sampler is not None:
                 self.sampler.watch_pids(run.name, mode.pids())
         except NotApplicable as exc:
@@ -539,6 +541,7 @@ def _mode_results(
                 extra=ModeExtra(tolerance=run.tolerance, startup_s=run.startup or None,
                                 adjudication=verdict.adjudication,
                                 worker_settings=run.settings or None,
+                                engine=run.engine or None,
                                 other=dict(run.extra)),
                 other_load_pct=other.pct,
                 other_processes=other.processes,
