@@ -6,4 +6,4 @@ the result; errors a user can fix are raised as ``UsageError``/``ConfigError``/
 ``ResultsFileError`` and become one line on stderr with exit status 2.
 """
 
-COMMANDS = ("compare", "cases", "report", "gate", "doctor", "sweep", "predict", "faq")
+COMMANDS = ("compare", "cases", "report", "gate", "doctor", "sweep", "predict", "faq", "trace")
