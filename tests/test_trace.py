@@ -233,3 +233,22 @@ def test_waiting_counts_the_threads_it_is_told_to(tmp_path: Path,
     assert waited() == pytest.approx(0.0035)
     monkeypatch.setattr(schedstat, "_whole_process", False)  # this thread only: not there
     assert schedstat.start_waiting()() is None
+
+
+def test_a_finding_names_the_waiting_of_workers_sharing_a_device() -> None:
+    from gpubench.findings import compute_findings
+    from gpubench.report.findings import format_findings
+
+    phases = {"setup": 0.001, "compute": 0.010}
+    shared = ModeResult(name="multiprocess", status="ok", devices=("cpu:0",), rounds=(
+        RoundRecord(0, False, 0.03, (client(0, 0, 0.0, phases, 0.005),
+                                     client(1, 1, 0.0, phases, 0.0046))),))
+    quiet = ModeResult(name="multi-gpu", status="ok", devices=("cpu:0", "cpu:1"), rounds=(
+        RoundRecord(0, False, 0.02, (client(0, 0, 0.0, phases, 0.0005),
+                                     client(1, 1, 0.0, phases, 0.0, device="cpu:1"))),))
+    results = Results(environment={}, config={}, modes=(shared, quiet))
+    found = [f for f in compute_findings(results) if f.code == "clients-waited"]
+    assert [(f.facts["mode"], f.facts["variant"]) for f in found] == [("multiprocess", "shared")]
+    assert found[0].facts["wait_pct"] == pytest.approx(48.0)
+    assert "each client waited 48% of its compute" in format_findings(found)
+    assert "48%" in format_findings(found, "zh")
