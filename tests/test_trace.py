@@ -54,13 +54,15 @@ PHASES_B = {"setup": 0.002, "data": 0.001, "copy": 0.0, "compute": 0.020, "write
 def hand_built() -> Results:
     """Serial (a warm-up and a measured round, clients one after another) and threaded (two
     clients at once on worker 0, one on worker 1) on a made-up clock, with a monitor."""
-    serial = ModeResult(name="serial", status="ok", devices=("cpu:0",), rounds=(
+    serial = ModeResult(name="serial", status="ok", devices=("cpu:0",), warmup_times_s=(0.04,),
+                        round_times_s=(0.045,), rounds=(
         RoundRecord(0, True, 0.04, (client(0, 0, 0.001, PHASES_A, 0.0),
                                     client(1, 0, 0.017, PHASES_B, 0.001)), 0.002, start_s=1.0),
         RoundRecord(1, False, 0.045, (client(0, 0, 0.001, PHASES_A, 0.0),
                                       client(1, 0, 0.016, PHASES_B, 0.0)), 0.002, start_s=1.1),
     ))
-    threaded = ModeResult(name="threaded", status="ok", devices=("cpu:0", "cpu:1"), rounds=(
+    threaded = ModeResult(name="threaded", status="ok", devices=("cpu:0", "cpu:1"),
+                          round_times_s=(0.05,), rounds=(
         RoundRecord(1, False, 0.05, (
             client(0, 0, 0.001, PHASES_A, 0.007),
             client(1, 0, 0.003, PHASES_B, 0.012),
@@ -252,3 +254,20 @@ def test_a_finding_names_the_waiting_of_workers_sharing_a_device() -> None:
     assert found[0].facts["wait_pct"] == pytest.approx(48.0)
     assert "each client waited 48% of its compute" in format_findings(found)
     assert "48%" in format_findings(found, "zh")
+
+
+def test_the_page_links_the_trace_beside_its_results(tmp_path: Path) -> None:
+    results = hand_built()
+    path = results.save(tmp_path / "run.json")
+    assert cli_in_process("trace", str(path)).returncode == 0
+    pages = tmp_path / "pages"
+    for lang in ("en", "zh"):
+        done = cli_in_process("report", str(path), "-o", str(pages / f"run.{lang}.md"),
+                              "--lang", lang)
+        assert done.returncode == 0, done.stderr
+        page = (pages / f"run.{lang}.md").read_text()
+        assert "[run.trace.json](../run.trace.json)" in page
+        assert "ui.perfetto.dev" in page
+    (tmp_path / "run.trace.json").unlink()
+    assert cli_in_process("report", str(path), "-o", str(pages / "none.md")).returncode == 0
+    assert "trace.json" not in (pages / "none.md").read_text()

@@ -64,7 +64,8 @@ def write_outputs(results: Results, args: argparse.Namespace, out: Path) -> int:
     if args.report:
         from gpubench.report.page import write_report
 
-        print(f"report: {write_report([results], args.report, lang=args.lang)}")
+        traces = [args.trace] if args.trace else None
+        print(f"report: {write_report([results], args.report, lang=args.lang, traces=traces)}")
     if args.gate:
         from gpubench.report.gate_pages import format_gate_report
         from gpubench.run.api import check_gate

@@ -215,13 +215,16 @@ def write_report(
     *,
     lang: str = "en",
     labels: Sequence[str] | None = None,
+    traces: Sequence[str | os.PathLike[str] | None] | None = None,
 ) -> Path:
     """Write the markdown page (tables, findings, PNG plots beside it) for one or more runs;
-    returns its path. Reads the results alone: no torch, no GPU."""
+    returns its path. Reads the results alone: no torch, no GPU. ``traces``: each run's
+    trace file (:func:`write_trace`), linked from the page."""
     from gpubench.report import page
 
     listed = [runs] if isinstance(runs, Results) else list(runs)
-    return _written(out, lambda: page.write_report(listed, Path(out), lang, labels=labels))
+    return _written(out, lambda: page.write_report(listed, Path(out), lang, labels=labels,
+                                                      traces=traces))
 
 
 def _written(out: str | os.PathLike[str], write: Callable[[], Path]) -> Path:
