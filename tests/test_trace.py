@@ -227,6 +227,7 @@ def test_waiting_counts_the_threads_it_is_told_to(tmp_path: Path,
         (tasks / str(tid)).mkdir(parents=True)
         (tasks / str(tid) / "schedstat").write_text(f"9 {ns} 3\n")
     monkeypatch.setattr(schedstat, "_TASKS", tasks)
+    monkeypatch.setattr(schedstat, "_files", {})
     monkeypatch.setattr(schedstat, "_whole_process", True)
     waited = schedstat.start_waiting()
     (tasks / "222" / "schedstat").write_text("9 8000000 4\n")
