@@ -10,6 +10,7 @@ nothing and the readers of results never load torch::
         results = gpubench.compare(config)
         results.save("results/mlp.json")
         gpubench.write_report(gpubench.load_results("results/mlp.json"), "reports/mlp.md")
+        gpubench.write_trace(results, "results/mlp.trace.json")  # ui.perfetto.dev opens it
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
         run_failed,
         sweep,
         write_report,
+        write_trace,
     )
     from gpubench.config import ConfigError, RunConfig, SampleSizes, TrainConfig
     from gpubench.errors import UsageError
@@ -35,9 +37,10 @@ if TYPE_CHECKING:
 __all__ = ["ConfigError", "Disturbance", "ModeResult", "OtherProcess", "Results",
            "ResultsFileError", "RunConfig", "SampleSizes", "TrainConfig", "UsageError",
            "WriteError", "__version__", "check_gate", "compare", "load_results", "run_failed",
-           "sweep", "write_report"]  # fmt: skip
+           "sweep", "write_report", "write_trace"]  # fmt: skip
 
-_API = ("check_gate", "compare", "load_results", "run_failed", "sweep", "write_report")
+_API = ("check_gate", "compare", "load_results", "run_failed", "sweep", "write_report",
+        "write_trace")
 
 
 def __getattr__(name: str) -> Any:

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from gpubench.run.sweep import Sweep
 
 __all__ = ["check_gate", "check_writable", "compare", "counterfactuals", "default_out", "load_results",
-           "run_failed", "sweep", "sweep_points", "with_value", "write_report"]  # fmt: skip
+           "run_failed", "sweep", "sweep_points", "with_value", "write_report",
+           "write_trace"]  # fmt: skip
 
 # progress(mode, phase, index, total, **clients): what gpubench.commands.progress displays
 Progress = Callable[..., None]
@@ -266,19 +267,36 @@ def write_report(
     *,
     lang: str = "en",
     labels: Sequence[str] | None = None,
+    traces: Sequence[str | os.PathLike[str] | None] | None = None,
 ) -> Path:
     """Write the markdown page (tables, findings, PNG plots beside it) for one or more runs;
-    returns its path. Reads the results alone: no torch, no GPU."""
+    returns its path. Reads the results alone: no torch, no GPU. ``traces``: each run's
+    trace file (:func:`write_trace`), linked from the page."""
     from gpubench.report import page
 
     listed = [runs] if isinstance(runs, Results) else list(runs)
+    return _written(out, lambda: page.write_report(listed, Path(out), lang, labels=labels,
+                                                      traces=traces))
+
+
+def _written(out: str | os.PathLike[str], write: Callable[[], Path]) -> Path:
+    """``write()``'s path, checked writable first; an ``OSError`` as one line."""
     check_writable(out)
     try:
-        return page.write_report(listed, Path(out), lang, labels=labels)
+        return write()
     except WriteError:
-        raise  # one line already, with where the page was kept
+        raise  # one line already, with where the file was kept
     except OSError as exc:
         raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+
+
+def write_trace(results: Results, out: str | os.PathLike[str]) -> Path:
+    """Write the run as one Chrome trace event file (ui.perfetto.dev, chrome://tracing):
+    a process per mode's parent and worker, a track per client running at once, a slice per
+    client phase, the devices' counters; its path. Reads the results alone."""
+    from gpubench.report.trace import write_trace as write
+
+    return _written(out, lambda: write(results, out))
 
 
 # RunConfig.train fields a sweep may vary, by the option's name; the rest are RunConfig's own.

@@ -95,6 +95,10 @@ class ClientTiming:
     # Seconds per phase of this client (PHASES order; a mode may add its own); they add up
     # to ``end_s - start_s``.
     phases: dict[str, float] = field(default_factory=dict)
+    # Seconds its training threads were runnable but not running (waiting for a CPU), from
+    # the kernel's per-thread scheduler statistics (gpubench.machine.schedstat); None where
+    # not measured.
+    wait_s: float | None = None
 
 
 # A client's phases: building/loading its model and optimizer (and weights), waiting for
@@ -117,6 +121,9 @@ class RoundRecord:
     # Other programs' mean load per device during this round (% of the device; the mode's
     # devices; empty where not measured).
     other_load_pct: dict[str, float] = field(default_factory=dict)
+    # When the round started: seconds since the monitor's ``t0`` (the run's start where no
+    # monitor ran), the clock of its spans and timeline; None in older files.
+    start_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -581,6 +588,7 @@ def _mode_from_dict(d: Mapping[str, Any]) -> ModeResult:
                 None if v is None else float(v) for v in r.get("client_diffs") or ()
             ),
             other_load_pct=_load_map(r.get("other_load_pct")),
+            start_s=None if r.get("start_s") is None else float(r["start_s"]),
         )
         for r in d.get("rounds", ())
     )

@@ -35,6 +35,8 @@ if [ "$render_only" = 0 ]; then
   gpubench faq --out "$faq_cpu" --devices cpu:2 --lang both --quiet
 fi
 
+# The comparison's timeline beside it (the page links it): ui.perfetto.dev opens it.
+gpubench trace "$cpu/compare.json" -o "$cpu/compare.trace.json"
 for lang in en zh; do
   gpubench report "$cpu/compare.json" -o "$cpu/compare.$lang.md" --lang "$lang"
   gpubench report "$cpu/vectorized-mlp.json" -o "$cpu/vectorized-mlp.$lang.md" --lang "$lang"

@@ -16,7 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 READERS = ("gpubench.report", "gpubench.gate", "gpubench.stats", "gpubench.findings", "gpubench.faq",
            "gpubench.predict", "gpubench.api", "gpubench.commands.gate",
-           "gpubench.commands.report", "gpubench.commands.predict")  # fmt: skip
+           "gpubench.commands.report", "gpubench.commands.predict",
+           "gpubench.commands.trace")  # fmt: skip
 
 # Every module of the readers (a package's submodules too) with torch unimportable; then a
 # module of the measuring side, which must fail: the block is real.

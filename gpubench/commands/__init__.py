@@ -7,4 +7,4 @@ the result; errors a user can fix are raised as ``UsageError``/``ConfigError``/
 """
 
 COMMANDS = ("compare", "cases", "report", "gate", "doctor", "sweep", "predict", "faq",
-            "history")
+            "history", "trace")

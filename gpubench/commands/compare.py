@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--out", default=None,
                    help="results JSON (default results/<UTC time>-<case>.json)")
     o.add_argument("--report", default=None, help="also write a markdown report to this path")
+    o.add_argument("--trace", default=None, metavar="PATH.json",
+                   help="also write the run as a Chrome trace (ui.perfetto.dev opens it)")
     o.add_argument("--lang", default="en", choices=("en", "zh"), help="report language")
     o.add_argument("--gate", default=None, metavar="BASELINE",
                    help="gate the run against a results or expectations file")
@@ -55,10 +57,15 @@ def write_outputs(results: Results, args: argparse.Namespace, out: Path) -> int:
         for m in results.modes:
             if m.error_detail:
                 print(f"\n{m.name}: {m.error}\n{m.error_detail}", file=sys.stderr)
+    if args.trace:  # before the page, which links it
+        from gpubench.api import write_trace
+
+        print(f"trace: {write_trace(results, args.trace)}")
     if args.report:
         from gpubench.report.page import write_report
 
-        print(f"report: {write_report([results], args.report, lang=args.lang)}")
+        traces = [args.trace] if args.trace else None
+        print(f"report: {write_report([results], args.report, lang=args.lang, traces=traces)}")
     if args.gate:
         from gpubench.api import check_gate
         from gpubench.report.gate_pages import format_gate_report
@@ -93,8 +100,9 @@ def run(args: argparse.Namespace) -> int:
         return print_plan(config)
     out = Path(args.out) if args.out else default_out(config.case)
     check_writable(out, "--out")
-    if args.report:
-        check_writable(args.report, "--report")
+    for option in ("report", "trace"):
+        if getattr(args, option):
+            check_writable(getattr(args, option), f"--{option}")
     if args.junit:
         check_writable(args.junit, "--junit")
     if args.gate and not Path(args.gate).is_file():

@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     # Imported here: matplotlib takes most of a second, and every gpubench command's parser
     # imports this module.
     from gpubench.report.page import write_report
+    from gpubench.report.trace import trace_path
 
-    print(write_report(runs, out, args.lang, labels=labels))
+    # A trace written beside its results file (compare --trace, gpubench trace) is linked.
+    traces = [t if (t := trace_path(p)).is_file() else None for p in args.results]
+    print(write_report(runs, out, args.lang, labels=labels, traces=traces))
     return 0

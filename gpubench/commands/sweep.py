@@ -13,6 +13,7 @@ from gpubench.api import check_writable, run_failed
 from gpubench.commands.arguments import add_run_arguments, config_from_args
 from gpubench.commands.progress import open_progress, work_for
 from gpubench.errors import UsageError
+from gpubench.report.trace import trace_path
 from gpubench.run.sweep import SWEEPABLE
 
 HELP = "repeat a comparison over the values of one parameter (e.g. --batch-size 32,64,128)"
@@ -54,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--out-dir", default=None,
                    help="folder for one results file per point, summary.json and summary.png "
                    "(default results/sweep-<UTC time>/)")
+    o.add_argument("--trace", action="store_true",
+                   help="also write each point's Chrome trace beside its results "
+                   "(<results>.trace.json)")
 
 
 def swept_parameter(args: argparse.Namespace) -> tuple[str, list[Any], argparse.Namespace]:
@@ -113,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
     for p in sweep.points:
         if p.path is not None:  # a refused point wrote nothing
             print(f"results: {p.path}")
+        if args.trace and p.path is not None and p.results is not None:
+            from gpubench.api import write_trace
+
+            print(f"trace: {write_trace(p.results, trace_path(p.path))}")
     print(f"summary: {write_summary(summary, out_dir)}")
     plot = write_sweep_plot(summary, out_dir / PLOT_FILE)
     print(f"plot: {plot}" if plot else "plot: not drawn (matplotlib is not installed)")

@@ -20,6 +20,7 @@ from gpubench.findings import (
     scaling,
     settings,
     truth,
+    waiting,
 )
 from gpubench.findings.base import LEVELS, Finding, by_level
 from gpubench.findings.machine import machine_findings
@@ -33,14 +34,14 @@ RESULT_RULES: tuple[Callable[[Results], list[Finding]], ...] = (
     truth.RULES + conditions.RULES + settings.RULES
 )
 SPEED_RULES: tuple[Callable[[Results], list[Finding]], ...] = (
-    drift.RULES + phases.RULES + one_device.RULES + scaling.RULES + mps.RULES
+    drift.RULES + phases.RULES + waiting.RULES + one_device.RULES + scaling.RULES + mps.RULES
 )
 RULES = RESULT_RULES + SPEED_RULES
 
 # Every code a rule can emit -> the variants its facts may name.
 CODES: dict[str, tuple[str, ...]] = {
     **truth.CODES, **conditions.CODES, **drift.CODES, **phases.CODES, **one_device.CODES, **scaling.CODES,
-    **machine.CODES, **mps.CODES, **settings.CODES,
+    **machine.CODES, **mps.CODES, **settings.CODES, **waiting.CODES,
 }
 
 

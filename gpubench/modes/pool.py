@@ -34,6 +34,7 @@ from gpubench.config import TrainConfig
 from gpubench.machine.cuda import peak_memory, reset_peak_memory
 from gpubench.machine.devices import Device
 from gpubench.machine.isolation import bind_process, openmp_wait_for_children, process_settings
+from gpubench.machine.schedstat import count_whole_process
 from gpubench.modes.base import ModeFailure, first_line, process_rss
 from gpubench.results import ClientTiming, WorkerMemory
 
@@ -162,6 +163,7 @@ def worker_main(
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited already; kept explicit
     die_with_parent()
+    count_whole_process()  # this process trains its clients one at a time: all its threads
     try:
         torch_device = bind_process(spec.device, spec.threads)
         os.environ.update(dict(spec.env))

@@ -8,6 +8,7 @@ documents as it is: GitHub-flavoured markdown tables and relative image links.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +193,7 @@ def _run_sections(
     findings: list[FindingView] | None,
     lang: str,
     level: str,
+    trace: str | None = None,
 ) -> list[str]:
     out: list[str] = []
     if results.interrupted:
@@ -208,7 +210,9 @@ def _run_sections(
         + _monitor_lines(results, lang),
     )
     section("page.findings", _findings(findings, lang))
-    section("page.plots", _plots(plots, lang))
+    trace_line = [] if trace is None else [
+        text("page.trace", lang, name=Path(trace).name, path=trace)]
+    section("page.plots", _plots(plots, lang) + trace_line)
     section("page.details", _details(results, lang))
     section("page.failed", _failed(results, lang))
     command = results.command.strip()
@@ -249,26 +253,31 @@ def format_report(
     lang: str = "en",
     plots: Sequence[Sequence[Plot]] | None = None,
     findings: Callable[[Results, str], list[FindingView] | None] = findings_for,
+    traces: Sequence[str | None] | None = None,
 ) -> str:
-    """The whole markdown page for labelled runs; ``plots[i]`` are run i's plots."""
+    """The whole markdown page for labelled runs; ``plots[i]`` are run i's plots,
+    ``traces[i]`` the link to its trace file (None: none written)."""
     check_lang(lang)
     if not runs:
         raise ValueError("a report needs at least one results object")
     plot_lists = list(plots) if plots is not None else [[] for _ in runs]
+    links = list(traces) if traces is not None else [None] * len(runs)
     parts = ["# " + text("page.title", lang, labels=", ".join(label for label, _ in runs))]
     parts.append(f"## {text('prov.title', lang)}")
     # Each run's command is in its own "Reproduce" section below.
     parts += provenance_section(runs, lang, commands=False)
     if len(runs) == 1:
         label, results = runs[0]
-        parts += _run_sections(results, plot_lists[0], findings(results, lang), lang, "##")
+        parts += _run_sections(results, plot_lists[0], findings(results, lang), lang, "##",
+                               links[0])
     else:
         parts.append(f"## {text('page.combined', lang)}")
         parts.append(tables.format_combined_table(runs, lang, "github"))
         parts.append(text("page.speed_legend", lang))
-        for i, ((label, results), run_plots) in enumerate(zip(runs, plot_lists, strict=True), 1):
+        for i, ((label, results), run_plots, link) in enumerate(
+                zip(runs, plot_lists, links, strict=True), 1):
             parts.append(f"## {text('page.run', lang, index=i, label=label)}")
-            parts += _run_sections(results, run_plots, findings(results, lang), lang, "###")
+            parts += _run_sections(results, run_plots, findings(results, lang), lang, "###", link)
     return "\n\n".join(parts).rstrip() + "\n"
 
 
@@ -278,8 +287,10 @@ def write_report(
     lang: str = "en",
     *,
     labels: Sequence[str] | None = None,
+    traces: Sequence[str | os.PathLike[str] | None] | None = None,
 ) -> Path:
-    """Write the markdown page and its PNG plots (``<stem>-<plot>.png``) beside it; return its path."""
+    """Write the markdown page and its PNG plots (``<stem>-<plot>.png``) beside it; return its
+    path. ``traces[i]``: run i's trace file, linked from the page (relative to it)."""
     check_lang(lang)
     out = Path(out_path)
     if not results_list:
@@ -292,5 +303,8 @@ def write_report(
         write_plots(r, out.parent, out.stem if single else f"{out.stem}-{i}", lang)
         for i, r in enumerate(results_list, 1)
     ]
-    page = format_report(list(zip(names, results_list, strict=True)), lang=lang, plots=plot_lists)
+    links = [None if t is None else Path(os.path.relpath(t, out.parent)).as_posix()
+             for t in (traces or [None] * len(results_list))]
+    page = format_report(list(zip(names, results_list, strict=True)), lang=lang, plots=plot_lists,
+                         traces=links)
     return write_atomic(out, page)

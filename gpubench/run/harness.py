@@ -198,6 +198,9 @@ class _Harness:
         self.gaps: dict[str, tuple[float, float]] = {}  # mode -> its last aggregate's gap
         # Round sets measured again because other programs' load disturbed them.
         self.replaced: list[dict[str, Any]] = []
+        # Rounds' start times count from here: the monitor's t0 once it started (its spans and
+        # timeline are on that clock), else the run's start.
+        self.origin = clock()
 
     def run_block(self, block: Block, runs: Sequence[_Run]) -> None:
         """Start the block's modes, run its steps round by round, close them."""
@@ -337,7 +340,7 @@ class _Harness:
         )
         other = self.other_load(run, span)
         run.record(RoundRecord(step, warmup, elapsed, clients, aggregate_s,
-                               other_load_pct=other), step, span)
+                               other_load_pct=other, start_s=t0 - self.origin), step, span)
         if not warmup:
             _keep_peak(run.memory, out.memory)
         if local == self.per_block - 1 and not block.retime:
@@ -445,6 +448,8 @@ def compare(
     interrupted = False
     if sampler is not None:
         sampler.start()
+        if (t0 := getattr(sampler, "t0", None)) is not None:
+            harness.origin = t0
     try:
         for block in blocks:
             harness.run_block(block, [runs[m] for m in block.modes])

@@ -37,6 +37,7 @@ from gpubench.cases.own_train import sgd_train
 from gpubench.cases.seeds import derive_seed
 from gpubench.config import ConfigError, TrainConfig
 from gpubench.machine.cuda import synchronize
+from gpubench.machine.schedstat import start_waiting
 from gpubench.results import ClientTiming
 from gpubench.train.casecheck import CaseFacts, check_client_data
 from gpubench.train.fl import (
@@ -290,6 +291,7 @@ class OwnTrainer:
     def run(self, client: int, fingerprints: torch.Tensor, fold: bool = True) -> ClientTiming:
         self.synchronize()
         t0 = time.perf_counter()
+        waited = start_waiting()
         try:
             with client_rngs(self.torch_device):
                 seed_client_rngs(self.rng_seed, client, 0)
@@ -322,7 +324,7 @@ class OwnTrainer:
         return ClientTiming(
             client=client, device=self.device_id, worker=self.worker, samples=samples,
             load_s=t1 - t0, train_s=t2 - t1, write_s=t4 - t2, start_s=t0, end_s=t4,
-            phases=phases,
+            phases=phases, wait_s=waited(),
         )
 
 

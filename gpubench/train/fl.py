@@ -21,6 +21,7 @@ from gpubench.cases import Case, client_sizes
 from gpubench.cases.seeds import derive_seed
 from gpubench.config import TrainConfig
 from gpubench.machine.cuda import event_recorder, synchronize
+from gpubench.machine.schedstat import start_waiting
 from gpubench.results import ClientTiming
 from gpubench.train.clientdata import ClientData
 from gpubench.train.pipeline import (
@@ -287,6 +288,7 @@ class ClientTrainer:
         """
         self.synchronize()
         clock = PhaseClock(self.synchronize, None if self.step_sync else self.events)
+        waited = start_waiting()
         # Made here when the worker does not keep it (--data-budget): part of "data".
         x, y = self.datasets[client]
         samples = int(x.shape[0])
@@ -331,6 +333,7 @@ class ClientTrainer:
             start_s=t0,
             end_s=t4,
             phases=dict(clock.phases),
+            wait_s=waited(),
         )
 
     def close(self) -> None:
