@@ -17,6 +17,7 @@ from gpubench.machine.devices import Device
 from gpubench.monitor import Sampler, create_sampler, nvml
 from gpubench.monitor.host import HostProbe
 from gpubench.monitor.other_load import OtherLoad, OwnProcesses, ProcStat, parse_stat, read_stat
+from gpubench.monitor.timeline import Snapshot, mode_other_load, span_other_load
 from gpubench.results import PHASE_ROUND
 from tests.fake_nvml import FakeGpu, FakeNvmlLib, install
 
@@ -103,11 +104,24 @@ def test_a_process_started_since_the_last_read_counts_from_its_start() -> None:
     assert other.own_cpu_s()["cpu:0"] == pytest.approx(0.4)
 
 
-def test_other_load_is_busy_time_less_own_time_and_never_negative() -> None:
+def test_other_load_is_busy_time_less_own_time_signed_per_window() -> None:
     other = load(FakeProc(), {1}, [0.0])
     got = other.other_pct({"cpu:0": 100.0, "cpu:1": 30.0}, {"cpu:0": 0.05, "cpu:1": 0.05}, 0.1)
-    assert got == {"cpu:0": 50.0, "cpu:1": 0.0}
+    assert got == {"cpu:0": 50.0, "cpu:1": -20.0}  # signed: a mean over windows is clamped
     assert other.other_pct({"cpu:0": None}, {}, 0.1)["cpu:0"] is None
+
+
+def test_a_mean_over_windows_is_clamped_not_each_window() -> None:
+    """Windows scatter both ways around a quiet slot's 0: clamping each would read ~+10%."""
+    quiet, busy = [-12.0, 9.0, -10.0, 11.0], [40.0, -5.0, 55.0, 30.0]
+    spans = [{"mode": "a", "phase": PHASE_ROUND, "round": 0, "start_s": 0.0, "end_s": 1.0},
+             {"mode": "a", "phase": PHASE_ROUND, "round": 1, "start_s": 1.0, "end_s": 2.0}]
+    t = [0.2, 0.4, 0.6, 0.8, 1.2, 1.4, 1.6, 1.8]
+    snap = Snapshot(spans=spans, t=t, span=[0] * 4 + [1] * 4,
+                    cols={"other_util": {"cpu:0": quiet + busy}}, procs=[{}] * 8)
+    assert span_other_load(snap, 0, ["cpu:0"]) == {"cpu:0": 0.0}
+    assert span_other_load(snap, 1, ["cpu:0"]) == {"cpu:0": 30.0}
+    assert mode_other_load(snap, "a", ["cpu:0"]).pct == {"cpu:0": pytest.approx(14.8, abs=0.1)}
 
 
 def test_the_heaviest_other_processes_are_named_per_slot_not_our_own() -> None:

@@ -32,7 +32,8 @@ HOST_FIELDS = {
     "% of the slot's cores",
     "other_util": "other programs' load: the slot's busy time less the CPU time of the run's "
     "whole process tree on the slot's cores (each thread put on the core it last ran on), % of "
-    "the slot's cores, over the window since the previous process read",
+    "the slot's cores, over the window since the previous process read (signed: the counters "
+    "tick in 10 ms steps and are read a few ms apart; means over rounds are clamped at 0)",
     "other_processes": "the heaviest processes outside the run on a slot whose other load "
     "passed 5% (pid, command name, % of the slot since the previous scan; at most once a second)",
 }

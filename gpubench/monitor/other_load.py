@@ -14,7 +14,8 @@ How it is read (Linux, from ``/proc``):
   last ran. CPU time of threads that ended between two reads (the process's total grew more
   than its live threads) goes to the slot its process last ran on.
 - a slot's other load: its busy share (``/proc/stat``, per core) over the same window, less the
-  own CPU time on its cores, never below 0.
+  own CPU time on its cores. One window's value is signed (the counters tick in 10 ms steps and
+  are read a few milliseconds apart); the means over a round or a mode are clamped at 0.
 - who: when a slot's other load passes ``NAME_ABOVE_PCT``, at most once every
   ``SCAN_EVERY_S``, every process outside the tree is read once (``/proc/<pid>/stat``) and
   its CPU time since the previous scan is put on the slot of its last core; the heaviest are
@@ -198,7 +199,8 @@ class OtherLoad:
 
     def other_pct(self, busy_pct: Mapping[str, float | None], own_s: Mapping[str, float],
                   elapsed_s: float) -> dict[str, float | None]:
-        """Per slot: its busy % less the own CPU time on its cores, as % of its capacity."""
+        """Per slot: its busy % less the own CPU time on its cores, as % of its capacity
+        (signed: see the module docstring)."""
         out: dict[str, float | None] = {}
         for d, n in self._cores.items():
             busy = busy_pct.get(d)
@@ -206,7 +208,10 @@ class OtherLoad:
                 out[d] = None
                 continue
             own = 100.0 * own_s.get(d, 0.0) / (elapsed_s * n)
-            out[d] = max(0.0, min(100.0, busy - own))
+            # Signed: the two counters are read a few milliseconds apart and tick in 10 ms
+            # steps, so one window's difference scatters around the truth both ways; only a
+            # mean over many windows is clamped at 0 (clamping each window would bias it up).
+            out[d] = max(-100.0, min(100.0, busy - own))
         return out
 
     def name_others(self, other_pct: Mapping[str, float | None]) -> dict[str, list[OtherProcess]]:

@@ -102,6 +102,12 @@ def _mean(values: Sequence[float]) -> float | None:
     return round(sum(values) / len(values), 1) if values else None
 
 
+def _load(values: Sequence[float]) -> float | None:
+    """Other load over many windows: their mean, clamped at 0 (a window's value is signed)."""
+    mean = _mean(values)
+    return None if mean is None else max(0.0, mean)
+
+
 def _other_in(snap: Snapshot, spans: set[int], devices: Sequence[str]) -> dict[str, list[float]]:
     """Per device, the other-load samples whose window's middle fell in ``spans``."""
     column = snap.cols.get("other_util", {})
@@ -118,7 +124,7 @@ def _other_in(snap: Snapshot, spans: set[int], devices: Sequence[str]) -> dict[s
 def span_other_load(snap: Snapshot, span: int, devices: Sequence[str]) -> dict[str, float | None]:
     """Per device, other programs' mean load during one span (None: no sample fell in it)."""
     values = _other_in(snap, {span}, devices)
-    return {d: _mean(values.get(d, [])) for d in devices}
+    return {d: _load(values.get(d, [])) for d in devices}
 
 
 @dataclass(frozen=True)
@@ -149,7 +155,7 @@ def mode_other_load(snap: Snapshot, mode: str, devices: Sequence[str]) -> OtherL
         ),
         key=lambda p: -(p.pct or 0.0),
     )
-    means = {d: m for d, vs in whole.items() if (m := _mean(vs)) is not None}
+    means = {d: m for d, vs in whole.items() if (m := _load(vs)) is not None}
     return OtherLoadStats(pct=means, processes=tuple(processes[:5]))
 
 
