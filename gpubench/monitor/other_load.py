@@ -39,6 +39,7 @@ TREE_REFRESH_S = 1.0  # the process tree is listed again at most this often (a p
 SCAN_EVERY_S = 1.0  # other processes are named at most this often
 NAME_ABOVE_PCT = 5.0  # a slot's other load above which its processes are named
 TOP_PROCESSES = 3  # named per slot and scan
+RECENT_WEIGHT = 0.3  # a new window's weight in a slot's smoothed other load
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -152,6 +153,7 @@ class OtherLoad:
         self._thread_cpu: dict[tuple[int, int], float] = {}
         self._proc_cpu: dict[int, float] = {}
         self._others: dict[int, float] | None = None
+        self._recent: dict[str, float] = {}  # per slot, other load smoothed over windows
         self._boot = psutil.boot_time()
         self._wall = wall
         self._read_at: float | None = None  # wall-clock time of the previous own read
@@ -218,7 +220,12 @@ class OtherLoad:
         """The heaviest other processes per slot, when a slot's other load calls for it (the
         first call only remembers every process's CPU time)."""
         now = self._clock()
-        wanted = any(v is not None and v > NAME_ABOVE_PCT for v in other_pct.values())
+        # One window's value is noisy (signed): a slot calls for names when its recent
+        # windows, smoothed, pass the threshold.
+        for d, v in other_pct.items():
+            if v is not None:
+                self._recent[d] = RECENT_WEIGHT * v + (1 - RECENT_WEIGHT) * self._recent.get(d, v)
+        wanted = any(v > NAME_ABOVE_PCT for v in self._recent.values())
         due = self._scan_at is None or now - self._scan_at >= SCAN_EVERY_S
         if not self._linux or not due or (self._others is not None and not wanted):
             return {}
