@@ -49,6 +49,10 @@ class FakeProc:
         self.ended_s: dict[int, float] = {}
         self.names: dict[int, str] = {}
         self.start: dict[int, int] = {}
+        self.pinned: dict[int, set[int]] = {}  # pid -> its allowed cores (else all)
+
+    def affinity(self, pid: int) -> set[int]:
+        return self.pinned.get(pid, {0, 1})
 
     def stat(self, path: str) -> ProcStat | None:
         parts = path.split("/")
@@ -71,7 +75,7 @@ def load(fake: FakeProc, own: set[int], now: list[float]) -> OtherLoad:
     tree = OwnProcesses(root=min(own), children=lambda _: sorted(own), clock=lambda: now[0])
     return OtherLoad({"cpu:0": (0,), "cpu:1": (1,)}, tree, stat=fake.stat,
                      list_pids=lambda: sorted(fake.threads), threads=fake.tids,
-                     clock=lambda: now[0], wall=lambda: now[0])
+                     clock=lambda: now[0], wall=lambda: now[0], affinity=fake.affinity)
 
 
 def test_own_time_goes_to_the_slot_each_thread_ran_on() -> None:
@@ -85,6 +89,16 @@ def test_own_time_goes_to_the_slot_each_thread_ran_on() -> None:
     fake.ended_s[20] = 0.1  # a thread of the worker ended: its time goes to its last core
     got = other.own_cpu_s()
     assert got["cpu:0"] == pytest.approx(0.3) and got["cpu:1"] == pytest.approx(0.8)
+
+
+def test_a_worker_pinned_to_one_slot_counts_there_whole() -> None:
+    fake, now = FakeProc(), [1000.0]
+    fake.threads[20] = {20: (2.0, 1), 21: (1.0, 0)}  # a thread's last core is stale
+    fake.pinned[20] = {1}
+    other = load(fake, {20}, now)
+    other.own_cpu_s()
+    fake.threads[20] = {20: (2.5, 1), 21: (1.25, 0)}
+    assert other.own_cpu_s() == {"cpu:0": 0.0, "cpu:1": pytest.approx(0.75)}
 
 
 def test_a_process_started_since_the_last_read_counts_from_its_start() -> None:

@@ -7,9 +7,11 @@ its own (:meth:`OwnProcesses.add`). Everything else that keeps a slot's cores bu
 
 How it is read (Linux, from ``/proc``):
 
-- own CPU time per slot: for every own process, each thread's CPU time since the previous read
-  (``/proc/<pid>/task/<tid>/stat``: utime + stime), put on the slot of the core the thread last
-  ran on (field 39). A pinned thread runs on its slot's cores only, so this is exact for
+- own CPU time per slot: a process pinned to one slot's cores (a worker) counts its CPU time
+  since the previous read (``/proc/<pid>/stat``: utime + stime) on that slot; for any other own
+  process (the parent, whose training threads are pinned one by one), each thread's CPU time
+  (``/proc/<pid>/task/<tid>/stat``) is put on the slot of the core the thread last ran on
+  (field 39). A pinned thread runs on its slot's cores only, so this is exact for
   workers and for the parent's training threads; an unpinned helper thread is put where it
   last ran. CPU time of threads that ended between two reads (the process's total grew more
   than its live threads) goes to the slot its process last ran on.
@@ -21,8 +23,7 @@ How it is read (Linux, from ``/proc``):
   its CPU time since the previous scan is put on the slot of its last core; the heaviest are
   named (pid, command name, % of the slot).
 
-Off Linux (no ``/proc/<pid>/task``) the own CPU time is the process's (psutil), split over the
-slots its affinity allows; other processes are not named there.
+Off Linux (no ``/proc/<pid>/task``) other load is not measured (null).
 """
 
 from __future__ import annotations
@@ -142,7 +143,9 @@ class OtherLoad:
         threads: Callable[[int], list[int]] = _threads,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        affinity: Callable[[int], Iterable[int]] | None = None,
     ) -> None:
+        self._affinity = affinity or _affinity
         self._slot_of = {c: d for d, cores in slots.items() for c in cores}
         self._cores = {d: len(cores) for d, cores in slots.items() if cores}
         self.own = own or OwnProcesses(clock=clock)
@@ -175,6 +178,11 @@ class OtherLoad:
             known = pid in self._proc_cpu
             new = not known and read_at is not None and self._started(proc) > read_at
             alive_procs[pid] = proc.cpu_s
+            slot = self._pinned_slot(pid)
+            if slot is not None:  # a process pinned to one slot: its own total will do
+                if known or new:
+                    out[slot] += max(0.0, proc.cpu_s - self._proc_cpu.get(pid, 0.0))
+                continue
             threads_s = 0.0
             for tid in self._threads(pid):
                 t = self._stat(f"/proc/{pid}/task/{tid}/stat")
@@ -187,6 +195,15 @@ class OtherLoad:
                 self._put(out, proc.core, proc.cpu_s - self._proc_cpu[pid] - threads_s)
         self._thread_cpu, self._proc_cpu = alive_threads, alive_procs
         return out
+
+    def _pinned_slot(self, pid: int) -> str | None:
+        """The slot whose cores hold all of ``pid``'s allowed cores (a worker pinned to its
+        slot), else None (the parent: its training threads are pinned one by one)."""
+        try:
+            slots = {self._slot_of.get(c) for c in self._affinity(pid)}
+        except OSError:
+            return None
+        return slots.pop() if len(slots) == 1 else None
 
     def _started(self, proc: ProcStat) -> float:
         return self._boot + proc.start_ticks / _CLK_TCK
@@ -206,7 +223,7 @@ class OtherLoad:
         out: dict[str, float | None] = {}
         for d, n in self._cores.items():
             busy = busy_pct.get(d)
-            if busy is None or elapsed_s <= 0:
+            if busy is None or elapsed_s <= 0 or not self._linux:
                 out[d] = None
                 continue
             own = 100.0 * own_s.get(d, 0.0) / (elapsed_s * n)
@@ -255,6 +272,10 @@ class OtherLoad:
                 for s, pid, name in rows[:TOP_PROCESSES]
             ]
         return out
+
+
+def _affinity(pid: int) -> Iterable[int]:
+    return os.sched_getaffinity(pid) if hasattr(os, "sched_getaffinity") else ()
 
 
 def _all_pids() -> list[int]:
