@@ -316,16 +316,15 @@ def test_multi_gpu_and_ray_place_workers_per_device_on_each_device():
 def test_flower_starts_workers_per_device_actors_on_each_device():
     from gpubench.machine.devices import resolve_devices
     from gpubench.modes.base import Plan
-    from gpubench.modes.flower import FlowerMode, backend_config
-    from gpubench.modes.ray_common import worker_resources
+    from gpubench.modes.flower import FlowerMode, federation_config
 
     devices = resolve_devices("cpu:2").devices
     for k in (1, 2, 4):
         plan = Plan(RunConfig(clients=16, workers_per_device=k), devices, (8,) * 16, 10)
         assert FlowerMode(plan).workers == 2 * k
-        per = worker_resources(plan, devices[0])
-        init = backend_config(plan, per)["init_args"]
-        assert init["num_cpus"] // per.cpus == 2 * k  # the local Ray holds them all
+        config = federation_config(plan)
+        # the local Ray holds them all
+        assert config["init-args-num-cpus"] // config["client-resources-num-cpus"] == 2 * k
 
 
 # --- the FAQ section ----------------------------------------------------------------------------

@@ -65,12 +65,12 @@ def test_a_flower_actor_counts_as_the_gpu_it_was_handed(monkeypatch):
     assert flower_engine.actor_device_position(TWO) == 1
     link = SimpleNamespace(setup=SimpleNamespace(devices=TWO), workers={})
     # the first actor to report is on the second card: it counts as cuda:1, not k mod n = 0
-    assert flower_engine._DriverLink._device(link, 4242, 1) == "cuda:1"
+    assert flower_engine._ServerLink._device(link, 4242, 1) == "cuda:1"
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert flower_engine.actor_device_position(TWO) == -1
     slots = (Device("cpu:0", "cpu", 0, "s", cores=(0,)), Device("cpu:1", "cpu", 1, "s", cores=(1,)))
     link = SimpleNamespace(setup=SimpleNamespace(devices=slots), workers={})
-    assert [flower_engine._DriverLink._device(link, pid, -1) for pid in (7, 8, 7)] == \
+    assert [flower_engine._ServerLink._device(link, pid, -1) for pid in (7, 8, 7)] == \
         ["cpu:0", "cpu:1", "cpu:0"]
 
 
