@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     from gpubench.run.prepare import Prepared
     from gpubench.run.sweep import Sweep
 
-__all__ = ["check_gate", "check_writable", "compare", "counterfactuals", "default_out", "load_results",
-           "run_failed", "sweep", "sweep_points", "with_value", "write_report",
-           "write_trace"]  # fmt: skip
+__all__ = ["check_gate", "check_writable", "compare", "counterfactuals", "default_out", "doctor",
+           "load_results", "measure_faq", "run_failed", "sweep", "sweep_points", "with_value",
+           "write_report", "write_trace"]  # fmt: skip
 
 # progress(mode, phase, index, total, **clients): what gpubench.commands.progress displays
 Progress = Callable[..., None]

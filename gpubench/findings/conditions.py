@@ -22,8 +22,7 @@ def busy_machine(results: Results) -> list[Finding]:
     out = []
     for mode in results.modes:
         d = results.disturbance(mode.name)
-        if d is None or (mode.name != "serial" and d.mode == "serial"
-                         and results.disturbance("serial") is not None):
+        if d is None or d.mode != mode.name:
             continue  # serial's own disturbance is said once, for serial
         facts = {
             "mode": mode.name, "during": d.mode, "device": d.device, "other_pct": d.pct,

@@ -31,11 +31,13 @@ HOST_FIELDS = {
     "own_util": "CPU time of the watched processes on the slot since the previous sample, "
     "% of the slot's cores",
     "other_util": "other programs' load: the slot's busy time less the CPU time of the run's "
-    "whole process tree on the slot's cores (each thread put on the core it last ran on), % of "
-    "the slot's cores, over the window since the previous process read (signed: the counters "
-    "tick in 10 ms steps and are read a few ms apart; means over rounds are clamped at 0)",
-    "other_processes": "the heaviest processes outside the run on a slot whose other load "
-    "passed 5% (pid, command name, % of the slot since the previous scan; at most once a second)",
+    "whole process tree on the slot's cores (a process pinned to one slot counted there whole, "
+    "another's threads each on the core it last ran on), % of the slot's cores, over the window "
+    "since the previous process read (signed: the counters tick in 10 ms steps and are read a "
+    "few ms apart; means over rounds are clamped at 0)",
+    "other_processes": "the heaviest processes outside the run on a slot whose smoothed other "
+    "load passed 5% (pid, command name, % of the slot since the previous scan; at most once a "
+    "second)",
 }
 
 

@@ -111,13 +111,13 @@ def _load(values: Sequence[float]) -> float | None:
 def _other_in(snap: Snapshot, spans: set[int], devices: Sequence[str]) -> dict[str, list[float]]:
     """Per device, the other-load samples whose window's middle fell in ``spans``."""
     column = snap.cols.get("other_util", {})
+    inside = [i for i, s in enumerate(snap.windowed_spans()) if s in spans]
     out: dict[str, list[float]] = {}
-    for i, s in enumerate(snap.windowed_spans()):
-        if s in spans:
-            for d in devices:
-                v = column.get(d, [None] * (i + 1))[i]
-                if v is not None:
-                    out.setdefault(d, []).append(v)
+    for d in devices:
+        col = column.get(d)
+        values = [v for i in inside if (v := col[i]) is not None] if col else []
+        if values:
+            out[d] = values
     return out
 
 
