@@ -6,8 +6,10 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections import namedtuple
 
+import psutil
 import pytest
 
 from gpubench.machine.devices import Device
@@ -114,14 +116,18 @@ def burn_and_sample(cores: list[int], samples: int):
         sampler.watch_pids("serial", {burner.pid: "cpu:0"})
         assert burner.stdout is not None and burner.stdin is not None
         assert burner.stdout.readline() == "burning\n"  # pinned, and its busy loop begins
+        proc = psutil.Process(burner.pid)
+        cpu0, t0 = sum(proc.cpu_times()[:2]), time.monotonic()
         sampler.mark("serial", PHASE_ROUND, 0)
         in_round[0] = 1
         assert enough.wait(60), "the sampler took too few samples"
+        # the burner's share of a core over the round, read apart from the sampler
+        share = 100.0 * (sum(proc.cpu_times()[:2]) - cpu0) / (time.monotonic() - t0)
     finally:
         burner.communicate(timeout=30)  # closes its stdin: the burn ends
     sampler.mark(None, "between", None)
     sampler.stop()
-    return sampler, burner.pid
+    return sampler, burner.pid, share
 
 
 @pytest.mark.skipif(
@@ -131,7 +137,7 @@ def burn_and_sample(cores: list[int], samples: int):
 def test_pinned_burn_shows_one_slot_busy_and_the_other_idle() -> None:
     cores = sorted(os.sched_getaffinity(0))[:2]
     for _attempt in range(2):
-        sampler, pid = burn_and_sample(cores, 12)
+        sampler, pid, share = burn_and_sample(cores, 12)
         busy, other = sampler.device_stats("serial")
         assert busy.samples >= 8
         assert busy.util_mean_pct is not None and busy.util_mean_pct >= 70.0
@@ -144,8 +150,10 @@ def test_pinned_burn_shows_one_slot_busy_and_the_other_idle() -> None:
             for v, span in zip(timeline["own_util"]["cpu:0"], timeline["span"], strict=True)
             if section["spans"][span]["phase"] == PHASE_ROUND and v is not None
         ]
-        # the burner's own CPU time: a full core on a quiet machine, less when others compete
-        assert len(own) >= 5 and sum(own) / len(own) >= 25.0
+        # the burner's own CPU time: a full core on a quiet machine, less when others compete;
+        # either way the sampler's reading follows what the burner itself says it got
+        assert len(own) >= 5
+        assert abs(sum(own) / len(own) - share) <= 20.0, (own, share)
         assert set(timeline["own_util"]["cpu:1"]) == {None}  # nothing of ours ran there
         assert section["backend"] == "host" and "no GPU" in section["note"]
         assert other.util_mean_pct is not None
