@@ -3,10 +3,12 @@
 # and the example Flower app, each on two 1-core slots and on one slot of both cores, with
 # threaded, multiprocess and multi-gpu against serial and, where threads lose, the measured
 # counterfactual (threaded again with one torch thread per worker):
-#   bash scripts/make-own-client-report.sh [DIR]
+#   bash scripts/make-own-client-report.sh [--measure] [DIR]   (--measure: no pages)
 # Run it on a quiet machine: other load on the cores shows up in the CPU-slot numbers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+measure_only=0
+if [ "${1:-}" = --measure ]; then measure_only=1; shift; fi
 dir=${1:-reports/cpu-own-client}
 mkdir -p "$dir"
 modes=serial,threaded,multiprocess,multi-gpu
@@ -23,6 +25,7 @@ for slots in cpu:2 cpu:1; do
   gpubench compare --devices "$slots" --modes "$modes" "${common[@]}" "${app[@]}" \
     --out "$dir/example-app-$tag.json"
 done
+[ "$measure_only" = 1 ] && exit 0
 for lang in en zh; do
   gpubench report "$dir"/idealised-cpu2.json "$dir"/flower-like-cpu2.json \
     "$dir"/example-app-cpu2.json "$dir"/idealised-cpu1.json "$dir"/flower-like-cpu1.json \

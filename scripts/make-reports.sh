@@ -3,6 +3,8 @@
 #
 #   bash scripts/make-reports.sh            # measure the CPU-slot runs again, then write every page
 #   bash scripts/make-reports.sh --render   # only write every page from the committed JSON
+#   bash scripts/make-reports.sh --measure  # only measure (scripts/make-evidence.sh checks the
+#                                           # runs' other load between the two)
 #
 # Measuring: the CPU-slot comparison (reports/cpu-slots/compare.json), the vectorized MLP
 # (reports/cpu-slots/vectorized-mlp.json) and the CPU-slot FAQ (docs/faq/cpu-slots/results/),
@@ -14,10 +16,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 render_only=0
+measure_only=0
 case "${1:-}" in
   --render) render_only=1 ;;
+  --measure) measure_only=1 ;;
   "") ;;
-  *) echo "usage: bash scripts/make-reports.sh [--render]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/make-reports.sh [--render|--measure]" >&2; exit 2 ;;
 esac
 
 cpu=reports/cpu-slots
@@ -34,6 +38,7 @@ if [ "$render_only" = 0 ]; then
   rm -rf "$faq_cpu/results/sweep" "$faq_cpu"/results/*.json
   gpubench faq --out "$faq_cpu" --devices cpu:2 --lang both --quiet
 fi
+[ "$measure_only" = 1 ] && exit 0
 
 # The comparison's timeline beside it (the page links it): ui.perfetto.dev opens it.
 gpubench trace "$cpu/compare.json" -o "$cpu/compare.trace.json"

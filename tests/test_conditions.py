@@ -7,6 +7,8 @@ slot 1 (the user's busy-core-1 run) against the same run measured quietly."""
 from __future__ import annotations
 
 from dataclasses import replace
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -161,3 +163,36 @@ def test_a_batch_belief_from_a_disturbed_serial_is_inconclusive() -> None:
     part = batch_part(FaqInputs(batch_points=(small, busy_large)))
     assert part.verdict == "inconclusive" and part.reason == "busy-machine"
     assert batch_part(FaqInputs(batch_points=(small, quiet))).reason != "busy-machine"
+
+
+def _quiet_check(*args: str) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, str(root / "scripts" / "quiet_check.py"), *args],
+                          capture_output=True, text=True, timeout=120, cwd=root)
+
+
+def test_the_evidence_check_refuses_a_busy_run_naming_file_mode_and_device(tmp_path) -> None:
+    quiet, busy = tmp_path / "quiet.json", tmp_path / "sub" / "busy.json"
+    busy.parent.mkdir()
+    write_results(busy_core_1(quiet=True), quiet)
+    write_results(busy_core_1(), busy)
+    ok = _quiet_check(str(quiet))
+    assert ok.returncode == 0, ok.stderr
+    assert "multi-gpu on cpu:1: other load 1.0%" in ok.stdout
+    refused = _quiet_check(str(tmp_path))  # a folder: every results file under it
+    assert refused.returncode == 1
+    lines = [x for x in refused.stderr.splitlines() if x.startswith("refused:")]
+    assert lines == [f"refused: {busy}: multi-gpu on cpu:1 ran beside 48.0% other load "
+                     "(limit 10%)"]
+
+
+def test_the_evidence_check_refuses_a_run_that_recorded_no_other_load(tmp_path) -> None:
+    results = busy_core_1(quiet=True)
+    unmeasured = replace(results.mode("threaded"), other_load_pct={})
+    results = results.with_modes(tuple(unmeasured if m.name == "threaded" else m
+                                       for m in results.modes))
+    write_results(results, tmp_path / "r.json")
+    out = _quiet_check(str(tmp_path / "r.json"))
+    assert out.returncode == 1 and "threaded on cpu:0 records no other load" in out.stderr
+    (tmp_path / "notes.json").write_text("[]")
+    assert _quiet_check(str(tmp_path / "notes.json")).returncode == 2
