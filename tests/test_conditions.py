@@ -6,9 +6,9 @@ slot 1 (the user's busy-core-1 run) against the same run measured quietly."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
