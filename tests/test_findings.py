@@ -470,3 +470,17 @@ def test_rule_modules_hold_no_words():
                 assert node.value == "" or " " not in node.value.strip(" |") or node.value in (
                     " | ",
                 ), f"{path.name}:{node.lineno}: {node.value!r} reads like wording"
+
+
+def test_a_polling_engine_says_how_much_of_its_round_the_step_can_be():
+    from gpubench.results import ModeExtra
+
+    flower = mode("flower", [0.41, 0.40, 0.39], speedup=2.5,
+                  extra=ModeExtra(engine={"engine": "flwr run", "round_step_s": 0.1}))
+    quiet = mode("ray", [0.40, 0.41, 0.39], speedup=2.5,
+                  extra=ModeExtra(engine={"engine": "ray"}))
+    f = only(compute_findings(results(SERIAL, flower, quiet)), "round-steps")
+    assert f.facts["mode"] == "flower" and f.facts["share_pct"] == pytest.approx(25.0)
+    en, hint, zh, _ = words(f)
+    assert "steps of 0.1 s" in en and "flwr run" in en and "(25%)" in en
+    assert "0.1 s" in zh and "25%" in zh and "serial" in hint

@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from gpubench.findings import compute_findings
 from gpubench.modes.base import ModeFailure
 from gpubench.modes.flower_superlink import (
     LocalSuperLink,
@@ -103,8 +104,12 @@ def test_compare_through_flwr_run_without_run_simulation(tmp_path):
                           timeout=600, cwd=ROOT, env=_env())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "deprecat" not in proc.stderr.lower() and "warning" not in proc.stderr.lower()
-    flower = read_results(tmp_path / "r.json").mode("flower")
+    results = read_results(tmp_path / "r.json")
+    flower = results.mode("flower")
     assert flower is not None and flower.status == "ok", flower and flower.error
+    # its rounds come in Flower's 0.1 s polling steps: the findings say so beside its row
+    steps = [f for f in compute_findings(results) if f.code == "round-steps"]
+    assert [f.facts["mode"] for f in steps] == ["flower"]
     assert flower.same_result is True
     engine = flower.extra.engine or {}
     assert engine["engine"] == "flwr run" and engine["flwr"]

@@ -29,6 +29,7 @@ CODES: dict[str, tuple[str, ...]] = {
     "cold-start-dominates": (),
     "wide-spread": (),
     "cpu-slots": (),
+    "round-steps": (),
 }
 
 
@@ -142,6 +143,25 @@ def spread(results: Results) -> list[Finding]:
     })]
 
 
+def round_steps(results: Results) -> list[Finding]:
+    """A mode whose engine polls (flower: Flower's server and engine poll for messages every
+    0.1 s) times its rounds in steps of that period: up to one step of each round is waiting
+    for the next poll, which a ratio against serial counts as the mode's own time."""
+    out = []
+    for mode in results.modes:
+        step = (mode.extra.engine or {}).get("round_step_s")
+        if not mode.ok or not mode.median_round_s or not isinstance(step, (int, float)):
+            continue
+        if isinstance(step, bool) or step <= 0:
+            continue
+        out.append(Finding("info", "round-steps", {
+            "mode": mode.name, "engine": (mode.extra.engine or {}).get("engine") or mode.name,
+            "step_s": float(step), "round_s": mode.median_round_s,
+            "share_pct": min(100.0, step / mode.median_round_s * 100),
+        }))
+    return out
+
+
 def cpu_slots(results: Results) -> list[Finding]:
     if not results.on_cpu_slots:
         return []
@@ -158,5 +178,6 @@ RULES: tuple[Callable[[Results], list[Finding]], ...] = (
     scaling,
     cold_start,
     spread,
+    round_steps,
     cpu_slots,
 )

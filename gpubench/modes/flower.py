@@ -84,6 +84,9 @@ from gpubench.modes.ray_common import (
 # it measures (round sets disturbed by other programs are measured again).
 UNTIL_STOPPED = 1_000_000
 FLOWER_MISSING = "flwr is not installed: pip install 'gpubench[flower]'"
+# Flower's server and simulation engine poll for messages every 0.1 s (its round times come in
+# steps of it; the findings say so beside the flower row).
+FLOWER_POLL_S = 0.1
 
 
 # --- the mode (in gpubench's process) -------------------------------------------------------
@@ -167,7 +170,7 @@ class FlowerMode(ModeDefaults):
         return dict(self.startup)
 
     def engine(self) -> Mapping[str, Any]:
-        return {"engine": "flwr run", "flwr": self.version,
+        return {"engine": "flwr run", "flwr": self.version, "round_step_s": FLOWER_POLL_S,
                 "federation_config": federation_config(self.plan)}
 
     def start(self) -> None:
