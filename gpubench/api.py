@@ -68,6 +68,8 @@ def measure_faq(plan: Any, case: str, devices: str, out_dir: Path, *,
     """Measure a FAQ plan (:mod:`gpubench.run.faq_plan`) and assign each run to the question
     it answers (:func:`gpubench.faq.inputs.gather`)."""
     from gpubench.faq.inputs import gather
+
+    measuring_environment()
     from gpubench.run.faq_plan import run_plan
 
     measured = run_plan(plan, case, devices, out_dir, progress=progress)
@@ -81,40 +83,22 @@ def default_out(case: str) -> Path:
     return Path("results") / f"{stamp}-{safe}.json"
 
 
-def _sampler_factory(config: RunConfig) -> Any:
-    if not config.sample_interval_s:
-        return None
-    from gpubench.monitor import create_sampler
-
-    return create_sampler
-
-
 def measuring_environment() -> None:
-    """What the command line sets first thing, set here too, so that a run from the library
-    measures (and records in ``results.environment``) what the same run from the command line
-    does: OpenMP's bounded wait (:func:`gpubench.machine.isolation.bound_openmp_wait`), in this
-    process if torch has not loaded OpenMP yet, and in every worker it starts; and a private,
-    empty MPS pipe directory unless the user set one (:func:`gpubench.modes.mps.private_plain_pipe`),
-    so that no mode but the ``+mps`` ones is an MPS client."""
-    from gpubench.machine.isolation import bound_openmp_wait
-    from gpubench.modes.mps import private_plain_pipe
+    """What the command line sets first thing (:func:`gpubench.run.environment.measuring_environment`),
+    so that a run from the library measures, and records in ``results.environment``, what the
+    same run from the command line does. Every measuring function here sets it first."""
+    from gpubench.run.environment import measuring_environment as setup
 
-    bound_openmp_wait()
-    private_plain_pipe()
+    setup()
 
 
 def prepare_checked(config: RunConfig, check_fit: bool = True) -> Prepared:
-    """``prepare`` plus the checks of the pipeline against the case and the devices, under
-    the environment every run measures in (:func:`measuring_environment`)."""
+    """Every check of ``config`` (:func:`gpubench.run.prepare.prepare`: the one place
+    that checks), under the environment every run measures in."""
     measuring_environment()
     from gpubench.run.prepare import prepare
-    from gpubench.train.pipeline import check_pipeline
 
-    config.validate()
-    prepared = prepare(config, check_fit)
-    check_pipeline(config.train.pipeline, prepared.case.input_shape,
-                   any(d.is_cuda for d in prepared.devices))
-    return prepared
+    return prepare(config, check_fit)
 
 
 def counterfactuals(
@@ -123,7 +107,7 @@ def counterfactuals(
     """The run plus its counterfactual rows (:mod:`gpubench.run.explain`), measured the same
     way as the run itself."""
     from gpubench.run.explain import with_counterfactuals
-    from gpubench.run.harness import compare as measure
+    from gpubench.run.harness import measure
 
     def rerun(config: RunConfig, prep: Any, rename: Callable[[str], str]) -> Results:
         shown = None
@@ -131,8 +115,7 @@ def counterfactuals(
             def shown(mode: str, *a: Any, **k: Any) -> None:
                 progress(rename(mode), *a, **k)
 
-        return measure(config, progress=shown, sampler_factory=_sampler_factory(config),
-                       command=command, prepared=prep)
+        return measure(config, progress=shown, command=command, prepared=prep)
 
     return with_counterfactuals(results, prepared, rerun)
 
@@ -156,12 +139,10 @@ def compare(
     returns what was measured with ``interrupted`` set. ``progress(mode, phase, index,
     total)`` is called as the run goes.
     """
-    measuring_environment()
-    from gpubench.run.harness import compare as measure
-
     prep = prepared if prepared is not None else prepare_checked(config)
-    results = measure(config, progress=progress, sampler_factory=_sampler_factory(config),
-                      command=command, prepared=prep)
+    from gpubench.run.harness import measure
+
+    results = measure(config, progress=progress, command=command, prepared=prep)
     if counterfactual and not results.interrupted:
         results = counterfactuals(results, prep, progress, command)
     return results
@@ -347,13 +328,13 @@ def sweep_points(
     prepared = prepare_points(points, prepare_checked)
     return run_sweep(
         parameter, points, folder,
-        compare_fn=_measure_point, sampler_factory=None, progress=progress, command=command,
+        compare_fn=_measure_point, progress=progress, command=command,
         prepared=prepared, accuracy_rounds=accuracy_rounds, accuracy_target=accuracy_target,
     )
 
 
 def _measure_point(config: RunConfig, *, progress: Any = None, command: str = "",
-                   prepared: Any = None, sampler_factory: Any = None) -> Results:
+                   prepared: Any = None) -> Results:
     return compare(config, progress=progress, command=command, prepared=prepared,
                    counterfactual=False)
 

@@ -133,8 +133,8 @@ def run_plan(
     progress: Progress | None = None,
 ) -> Measured:
     """Measure the plan; every results file goes under ``out_dir/results/`` as it is made."""
-    from gpubench.monitor import create_sampler
-    from gpubench.run.harness import compare, prepare
+    from gpubench.run.harness import measure as measure_run
+    from gpubench.run.harness import prepare
     from gpubench.run.sweep import run_sweep, summarize, write_summary
 
     comp_cfg = run_config(plan, case, devices)
@@ -144,14 +144,13 @@ def run_plan(
                   for b in plan.batches]
     prepared = prepare(comp_cfg)  # bad input fails here, before anything is measured
     batch_prepared = [prepare(c) for _, c in batch_cfgs]
-    sampler = create_sampler
     folder = out_dir / RESULTS_DIR
     files: list[str] = []
     labels: list[str] = []
 
     def measure(config: RunConfig, name: str, prep: Any = None) -> Results:
-        results = compare(config, progress=progress, sampler_factory=sampler,
-                          command=command_for(config), prepared=prep)
+        results = measure_run(config, progress=progress, command=command_for(config),
+                              prepared=prep)
         files.append(str(write_results(results, folder / f"{name}.json")))
         labels.append(files[-1])
         if results.interrupted:
@@ -164,8 +163,8 @@ def run_plan(
     memory = measure(mem_cfg, "memory")
     sweep_cmd = command_for(batch_cfgs[0][1], "sweep", ",".join(str(b) for b in plan.batches),
                             ("--accuracy-rounds", str(plan.accuracy_rounds)))
-    sweep = run_sweep("batch_size", batch_cfgs, folder / "sweep", compare_fn=compare,
-                      sampler_factory=sampler, progress=progress, command=sweep_cmd,
+    sweep = run_sweep("batch_size", batch_cfgs, folder / "sweep", compare_fn=measure_run,
+                      progress=progress, command=sweep_cmd,
                       prepared=batch_prepared, accuracy_rounds=plan.accuracy_rounds)
     summary = summarize(sweep)
     files += [str(p.path) for p in sweep.points if p.path is not None]

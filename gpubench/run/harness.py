@@ -62,7 +62,8 @@ from gpubench.run.ticker import ClientTicker
 from gpubench.train.updates import FINGERPRINT_SIZE, FedAvgUpdate, LastUpdates
 from gpubench.version import __version__
 
-__all__ = ["ModeSession", "Prepared", "compare", "fedavg_update", "open_mode", "prepare"]
+__all__ = ["ModeSession", "Prepared", "compare", "fedavg_update", "measure", "monitor_for",
+           "open_mode", "prepare"]
 
 Clock = Callable[[], float]
 # progress(mode, phase, index, total): phase is cold_start / warmup / round / done / failed
@@ -419,6 +420,31 @@ def _detail(exc: BaseException) -> str:
     return f"{remote}\n(raised in the parent as)\n{here}" if remote else here
 
 
+def monitor_for(config: RunConfig) -> SamplerFactory | None:
+    """The one decision whether a run samples its devices: ``config.sample_interval_s``
+    (None or 0: the monitor is off)."""
+    if not config.sample_interval_s:
+        return None
+    from gpubench.monitor import create_sampler
+
+    return create_sampler
+
+
+def measure(
+    config: RunConfig,
+    *,
+    progress: Progress | None = None,
+    command: str = "",
+    prepared: Prepared | None = None,
+) -> Results:
+    """The one measuring entry: every check (:func:`prepare`, unless ``prepared`` is given),
+    the environment, the monitor as the config says (:func:`monitor_for`), then every mode.
+    The command line, the API, the FAQ's plan and sweeps all measure through it."""
+    prep = prepared if prepared is not None else prepare(config)
+    return compare(config, progress=progress, sampler_factory=monitor_for(config),
+                   command=command, prepared=prep)
+
+
 def compare(
     config: RunConfig,
     *,
@@ -428,7 +454,8 @@ def compare(
     command: str = "",
     prepared: Prepared | None = None,
 ) -> Results:
-    """Run every selected mode and return what was measured.
+    """Run every selected mode and return what was measured (:func:`measure` is the entry
+    that decides the monitor; this takes any sampler, for tests).
 
     Ctrl-C stops the workers and returns what was measured so far with ``interrupted`` set;
     the caller writes it and exits.

@@ -24,6 +24,7 @@ from gpubench.modes import Mode, ModeFailure, Plan, RoundOutput, check_modes, mo
 from gpubench.modes.base import process_rss
 from gpubench.results import ClientTiming
 from gpubench.run.adjudicate import Retrainer, as_serial, client_trainer, train_fingerprint
+from gpubench.run.environment import measuring_environment
 from gpubench.run.equivalence import decide_tolerance, relative_diff
 from gpubench.run.memplan import TORCH_RUNTIME_BYTES, Inputs, MemoryPlan, check_fits, estimate
 from gpubench.train.casecheck import CaseFacts, check_case
@@ -32,6 +33,7 @@ from gpubench.train.fl import (
     initial_global_state,
     sizes_for,
 )
+from gpubench.train.pipeline import check_pipeline
 from gpubench.train.updates import FINGERPRINT_SIZE, FedAvgUpdate, Sketch
 
 
@@ -82,14 +84,19 @@ class Prepared:
 
 
 def prepare(config: RunConfig, check_fit: bool = True) -> Prepared:
-    """Validate everything a user can get wrong before anything starts: the configuration,
-    the devices, the case, the clients' data (a bounded sample; workers check the rest as
-    they make it), and whether the run fits in memory (``check_fit``; the estimate is in
-    ``Prepared.memory`` either way)."""
+    """Validate everything a user can get wrong before anything starts, once, for every way
+    a run is started (the command line, the API, the FAQ's plan, a sweep's points): the
+    configuration, the modes, the devices, the case, what the data pipeline needs of both,
+    the clients' data (a bounded sample; workers check the rest as they make it), and
+    whether the run fits in memory (``check_fit``; the estimate is in ``Prepared.memory``
+    either way), under the environment every run measures in."""
+    measuring_environment()
     config.validate()
     check_modes(config.modes)
     device_set = resolve_devices(config.devices)
     case = load_case(config.case)
+    check_pipeline(config.train.pipeline, case.input_shape,
+                   any(d.is_cuda for d in device_set.devices))
     first = initial_global_state(case, config.train.seed)
     state_size = int(first.numel())
     requested = sizes_for(config.train, config.clients)

@@ -147,7 +147,6 @@ def run_sweep(  # noqa: C901 - the points' loop with its optional accuracy pass 
     out_dir: Path,
     *,
     compare_fn: CompareFn | None = None,
-    sampler_factory: Any = None,
     progress: Progress | None = None,
     command: str = "",
     prepared: Sequence[Any] | None = None,
@@ -168,9 +167,9 @@ def run_sweep(  # noqa: C901 - the points' loop with its optional accuracy pass 
 
         accuracy_fn = run_accuracy
     if compare_fn is None:
-        from gpubench.run.harness import compare
+        from gpubench.run.harness import measure
 
-        compare_fn = compare
+        compare_fn = measure
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     done: list[SweepPoint] = []
     for i, (value, config) in enumerate(points):
@@ -178,8 +177,7 @@ def run_sweep(  # noqa: C901 - the points' loop with its optional accuracy pass 
             done.append(SweepPoint(value, None, None, refused=prepared[i].reason))
             continue
         point_progress = _labelled(progress, f"{parameter}={value}") if progress else None
-        kwargs: dict[str, Any] = {"progress": point_progress, "sampler_factory": sampler_factory,
-                                  "command": command}
+        kwargs: dict[str, Any] = {"progress": point_progress, "command": command}
         if prepared is not None:
             kwargs["prepared"] = prepared[i]
         results = compare_fn(config, **kwargs)
