@@ -78,7 +78,8 @@ def _mode_names(summary: Mapping[str, Any]) -> list[str]:
     return names
 
 
-def _resources(res: Mapping[str, Any]) -> str:
+def format_client_resources(res: Mapping[str, Any]) -> str:
+    """A knee's ``client_resources`` as Flower/Ray users write it."""
     return (f'client_resources={{"num_gpus": {res["num_gpus"]:g}, '
             f'"num_cpus": {res["num_cpus"]:g}}}')
 
@@ -136,7 +137,8 @@ def _knee_line(name: str, k: Mapping[str, Any], lang: str, cpu: bool) -> str:
                           ".0f", "%")))
     return text("clients.knee", lang, mode=mode_label(name, lang, cpu_slots=cpu), k=k["value"],
                 rate=f"{k['clients_per_s']:.3g}", best=k["best_value"],
-                of_best=f"{100 * k['of_best']:.0f}%", resources=_resources(k["client_resources"]),
+                of_best=f"{100 * k['of_best']:.0f}%",
+                resources=format_client_resources(k["client_resources"]),
                 per=_gib(per), left=left)
 
 
@@ -192,7 +194,7 @@ def num_gpus_advice(inputs: FaqInputs, lang: str, calculated: Sequence[str]) -> 
     summary, (name, k) = found
     cpu = bool(summary["per_device"].get("cpu_slots"))
     return [text("clients.measured", lang, mode=mode_label(name, lang, cpu_slots=cpu),
-                 k=k["value"], resources=_resources(k["client_resources"])), ""]
+                 k=k["value"], resources=format_client_resources(k["client_resources"])), ""]
 
 
 # --- the plot -------------------------------------------------------------------------------

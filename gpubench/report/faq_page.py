@@ -3,21 +3,29 @@
 ``format_faq`` turns the answers (and the plots already drawn) into text and nothing else;
 ``write_faq`` draws the plots and writes ``faq.<lang>.md``. All wording comes from
 :mod:`gpubench.report.faq_text`; numbers come from :mod:`gpubench.faq`. No torch.
+
+A page opens with *what to run on this machine* (:func:`format_what_to_run`): the fastest mode
+of the comparison that computed serial's result with no other program's load, its speedup as
+the tables show it, the measured ``client_resources`` and the modes that did not help, each
+linked to the answer or table below that is its evidence.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gpubench.faq import memory
 from gpubench.faq.inputs import FaqInputs
 from gpubench.faq.verdicts import (
+    BELIEFS,
     DOES_NOT_HOLD,
     HOLDS,
     LEVEL,
     MIN_SEEDS,
+    NOT_MEASURED,
     Answer,
     Part,
     answer_beliefs,
@@ -30,9 +38,21 @@ from gpubench.report.faq_text import faq_text as t
 from gpubench.report.i18n import LANGS, check_lang, device_label, mode_label, text
 from gpubench.report.plots import Plot
 from gpubench.report.provenance import gpu_names, provenance_section
-from gpubench.results import ModeResult, Results
+from gpubench.results import STATUS_FAILED, Disturbance, ModeResult, Results
 
 PAGE_STEM = "faq"
+# In-page anchors: each piece of advice links to the answer or table that is its evidence.
+RUN_ANCHOR, PERFORMANCE_ANCHOR, CLIENTS_ANCHOR = "what-to-run", "performance", "clients"
+# The mode each belief measures against serial (its answer is that mode's evidence).
+BELIEF_OF_MODE = {"threaded": "threads", "multiprocess": "processes", "multi-gpu": "multi-gpu"}
+
+
+def anchor(name: str) -> str:
+    return f'<a id="{name}"></a>'
+
+
+def belief_anchor(belief: str) -> str:
+    return f"belief-{belief}"
 
 
 def _label(key: str, lang: str) -> str:
@@ -173,7 +193,7 @@ def format_answer(index: int, answer: Answer, inputs: FaqInputs, lang: str,
                   plots: Mapping[str, Plot]) -> str:
     b = answer.belief
     on_this = f"（{t('on_this', lang)}）" if lang == "zh" else f" ({t('on_this', lang)})"
-    lines = [f"## {index}. {t(f'q.{b}', lang)}", "",
+    lines = [anchor(belief_anchor(b)), "", f"## {index}. {t(f'q.{b}', lang)}", "",
              f"{_label('label.belief', lang)} {t(f'b.{b}', lang)}", "",
              f"{_label('label.verdict', lang)} **{t(f'verdict.{answer.verdict}', lang)}**"
              f"{on_this}", ""]
@@ -269,6 +289,145 @@ def format_performance(results: Results, lang: str) -> str:
     return table + "\n\n" + text("page.speed_legend", lang) + "\n\n" + legend
 
 
+# --- what to run on this machine ------------------------------------------------------------
+
+
+def mode_speed(results: Results, mode: ModeResult) -> measures.Speed:
+    """A mode's speed against serial as the tables show it; the section's one call for it."""
+    return measures.speed_of(results, mode)
+
+
+@dataclass(frozen=True)
+class RunAdvice:
+    """What the comparison says to run: ``best`` is the fastest mode that computed serial's
+    result, was not disturbed and is clearly faster than serial (None: serial itself, or
+    ``undecided`` when other programs' load disturbed serial's rounds); ``not_helped``: modes
+    slower than serial, with another result, or failed; ``not_judged``: modes measured beside
+    other programs' load."""
+
+    best: ModeResult | None
+    best_speed: measures.Speed | None
+    undecided: Disturbance | None
+    not_helped: tuple[tuple[ModeResult, measures.Speed], ...]
+    not_judged: tuple[tuple[ModeResult, measures.Speed], ...]
+
+
+def what_to_run(results: Results | None) -> RunAdvice | None:
+    """The advice from one comparison; None when serial was not measured (nothing to divide by)."""
+    serial = results.mode("serial") if results is not None else None
+    if results is None or serial is None or not serial.ok or not serial.round_times_s:
+        return None
+    speeds = [(m, mode_speed(results, m)) for m in results.modes if m.name != serial.name]
+    correct = [(m, s) for m, s in speeds
+               if s.verdict == measures.FASTER and s.check == measures.CHECK_SAME
+               and results.disturbance(m.name) is None]
+    best = max(correct, key=lambda ms: ms[1].estimate or 0.0, default=None)
+    not_helped = tuple((m, s) for m, s in speeds
+                       if m.status == STATUS_FAILED or s.check == measures.CHECK_DIFFERS
+                       or s.verdict == measures.SLOWER_V)
+    not_judged = tuple((m, s) for m, s in speeds if s.verdict == measures.BUSY)
+    return RunAdvice(best[0] if best else None, best[1] if best else None,
+                     results.disturbance(serial.name), not_helped, not_judged)
+
+
+def _evidence(name: str, lang: str) -> str:
+    """Links to what shows ``name``'s speed: the performance table, and its belief's answer."""
+    links = [f"[{t('run.link.table', lang)}](#{PERFORMANCE_ANCHOR})"]
+    belief = BELIEF_OF_MODE.get(name)
+    if belief is not None:
+        links.append(f"[{t('run.link.answer', lang, n=BELIEFS.index(belief) + 1)}]"
+                     f"(#{belief_anchor(belief)})")
+    return text("list.sep", lang).join(links)
+
+
+def _in_brackets(words: str, lang: str) -> str:
+    return f"（{words}）" if lang == "zh" else f" ({words})"
+
+
+def _mode_words(mode: ModeResult, lang: str, cpu: bool) -> str:
+    label = mode_label(mode.name, lang, cpu_slots=cpu, devices=len(mode.devices) or None)
+    sep = "、" if lang == "zh" else ", "
+    devices = sep.join(device_label(d, lang) for d in mode.devices) or "?"
+    per_device = f"{mode.workers / max(len(mode.devices), 1):g}"
+    return t("run.mode", lang, mode=label, per_device=per_device, devices=devices)
+
+
+def _run_lines(advice: RunAdvice, results: Results, lang: str) -> list[str]:
+    cpu = results.on_cpu_slots
+    if advice.best is not None and advice.best_speed is not None:
+        run = _mode_words(advice.best, lang, cpu)
+        evidence = _evidence(advice.best.name, lang)
+        speed = t("run.speedup", lang, ratio=measures.format_speedup(advice.best_speed),
+                  level=f"{LEVEL * 100:.0f}")
+    elif advice.undecided is not None:
+        d = advice.undecided
+        run = t("run.undecided", lang, other_pct=d.pct, device=device_label(d.device, lang),
+                during=mode_label(d.mode, lang, cpu_slots=cpu), who=d.who() or "?")
+        evidence, speed = _evidence(d.mode, lang), t("verdict.inconclusive", lang)
+    else:
+        serial = results.mode("serial")
+        assert serial is not None  # what_to_run gave advice: serial was measured
+        run = t("run.serial", lang, mode=_mode_words(serial, lang, cpu),
+                limit=_x(measures.CLEARLY_FASTER))
+        evidence, speed = _evidence(serial.name, lang), t("run.speedup.serial", lang)
+    return [f"- {_label('run.label.mode', lang)} {run}{_in_brackets(evidence, lang)}",
+            f"- {_label('run.label.speedup', lang)} {speed}"]
+
+
+def _mode_item(mode: ModeResult, speed: measures.Speed, lang: str, cpu: bool) -> str:
+    """A mode that did not help (or was not judged): why, with its evidence."""
+    label = mode_label(mode.name, lang, cpu_slots=cpu, devices=len(mode.devices) or None)
+    if mode.status == STATUS_FAILED:
+        why = t("run.failed", lang, error=(mode.error or "?").splitlines()[0])
+    elif speed.check == measures.CHECK_DIFFERS:
+        why = t("run.differs", lang)
+    elif speed.verdict == measures.BUSY:
+        why = t("run.busy", lang, ratio=measures.format_speedup(speed))
+    else:
+        why = t("run.slower", lang, ratio=measures.format_speedup(speed))
+    colon = "：" if lang == "zh" else ": "
+    return f"  - {label}{colon}{why}{_in_brackets(_evidence(mode.name, lang), lang)}"
+
+
+def _resources_line(inputs: FaqInputs, lang: str) -> str:
+    found = next(((s, k) for s in faq_clients.sweeps_of(inputs)
+                  if (k := faq_clients.advice_knee(s))), None)
+    link = f"[{text('clients.title', lang)}](#{CLIENTS_ANCHOR})"
+    if found is None:
+        words = t("run.resources.none", lang, link=link)
+    else:
+        summary, (name, knee) = found
+        cpu = bool(summary["per_device"].get("cpu_slots"))
+        resources = faq_clients.format_client_resources(knee["client_resources"])
+        words = t("run.resources", lang, resources=resources,
+                  mode=mode_label(name, lang, cpu_slots=cpu), k=knee["value"], link=link)
+    return f"- {_label('run.label.resources', lang)} {words}"
+
+
+def format_what_to_run(inputs: FaqInputs, lang: str) -> list[str]:
+    """The page's first section (markdown blocks, its anchor and heading first): the fastest
+    mode that computed serial's result on an undisturbed machine, its speedup, the measured
+    ``client_resources``, and what did not help, each linked to its evidence below."""
+    out = [anchor(RUN_ANCHOR), f"## {t('run.title', lang)}"]
+    advice = what_to_run(inputs.comparison)
+    if advice is None or inputs.comparison is None:
+        nothing = f"**{t(f'verdict.{NOT_MEASURED}', lang)}**"
+        lines = [f"- {_label(f'run.label.{k}', lang)} {nothing}" for k in ("mode", "speedup")]
+        lines += [_resources_line(inputs, lang),
+                  f"- {_label('run.label.not_helped', lang)} {nothing}"]
+        return [*out, t("run.none", lang), "\n".join(lines)]
+    cpu = inputs.comparison.on_cpu_slots
+    lines = _run_lines(advice, inputs.comparison, lang) + [_resources_line(inputs, lang)]
+    helped = [_mode_item(m, s, lang, cpu) for m, s in advice.not_helped]
+    lines.append(f"- {_label('run.label.not_helped', lang)}"
+                 + ("" if helped else f" {t('run.not_helped.none', lang)}"))
+    lines += helped
+    if advice.not_judged:
+        lines.append(f"- {_label('run.label.not_judged', lang)}")
+        lines += [_mode_item(m, s, lang, cpu) for m, s in advice.not_judged]
+    return [*out, t("run.intro", lang), "\n".join(lines)]
+
+
 # --- the page -------------------------------------------------------------------------------
 
 
@@ -286,21 +445,24 @@ def format_faq(inputs: FaqInputs, lang: str, plots: Mapping[str, Plot] | None = 
     check_lang(lang)
     plots = plots or {}
     answers = answer_beliefs(inputs)
-    run = inputs.comparison or inputs.runs[0]
+    run = inputs.comparison or next(iter(inputs.runs), None)
     names = sorted({n for r in inputs.runs for n in gpu_names(r)})
     devices = ", ".join(names) or ", ".join(
         device_label(d, lang) for d in run_devices(inputs)) or "?"
-    cfg = run.config
-    parts = [f"# {t('title', lang, case=cfg.case or '?', devices=devices)}",
-             t("intro", lang, case=cfg.case or "?", clients=cfg.clients or "?",
-               samples=cfg.samples_per_client or "?", level=f"{LEVEL * 100:.0f}")]
+    case, clients, samples = ((run.config.case, run.config.clients, run.config.samples_per_client)
+                              if run is not None else (None, None, None))
+    parts = [f"# {t('title', lang, case=case or '?', devices=devices)}",
+             *format_what_to_run(inputs, lang),
+             t("intro", lang, case=case or "?", clients=clients or "?",
+               samples=samples or "?", level=f"{LEVEL * 100:.0f}")]
     if inputs.cpu_slots:
         parts.append(t("cpu_note", lang))
     parts += [f"## {t('summary', lang)}", _summary(answers, lang)]
     if "verdicts" in plots:
         parts.append(_plot_link(plots["verdicts"], lang))
     if inputs.comparison is not None:
-        parts += [f"## {t('performance', lang)}", format_performance(inputs.comparison, lang)]
+        parts += [f"{anchor(PERFORMANCE_ANCHOR)}\n\n## {t('performance', lang)}",
+                  format_performance(inputs.comparison, lang)]
         if "utilisation" in plots:
             parts.append(_plot_link(plots["utilisation"], lang))
     parts += [format_answer(i, a, inputs, lang, plots) for i, a in enumerate(answers, 1)]
@@ -313,7 +475,7 @@ def format_faq(inputs: FaqInputs, lang: str, plots: Mapping[str, Plot] | None = 
 def extra_sections(inputs: FaqInputs, lang: str,
                    plots: Mapping[str, Plot] | None = None) -> list[str]:
     """Sections after the five answers and before the sources (each a markdown block)."""
-    return [*faq_clients.format_clients_section(inputs, lang, plots)]
+    return [anchor(CLIENTS_ANCHOR), *faq_clients.format_clients_section(inputs, lang, plots)]
 
 
 def write_faq(inputs: FaqInputs, out_dir: str | Path, langs: Sequence[str] = LANGS) -> list[Path]:
