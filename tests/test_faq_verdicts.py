@@ -149,3 +149,33 @@ def test_processes_are_called_time_sliced_only_when_the_interval_says_so() -> No
     clear = replace(wide, modes=(wide.modes[0], replace(
         wide.modes[1], round_times_s=(1.0, 1.03, 0.99, 1.01, 1.02))))
     assert [f.code for f in compute_findings(clear)].count("processes-time-sliced") == 1
+
+
+def _waited(m, wait_s: float, compute_s: float = 0.2):
+    """``m`` with every client of every round waiting ``wait_s`` of ``compute_s``."""
+    from gpubench.results import ClientTiming, RoundRecord
+
+    def client(c: int) -> ClientTiming:
+        return ClientTiming(c, "cpu:0", c % 2, 64, 0.0, compute_s, 0.0, 0.0, compute_s,
+                            phases={"compute": compute_s}, wait_s=wait_s)
+
+    rounds = tuple(RoundRecord(i, False, t, tuple(client(c) for c in range(4)))
+                   for i, t in enumerate(m.round_times_s))
+    return replace(m, rounds=rounds)
+
+
+def test_processes_answer_cites_their_clients_measured_waiting_and_threads_do_not() -> None:
+    slots = ("cpu:0", "cpu:1")
+    run = results([_waited(mode("serial", _jitter(1.0), ("cpu:0",)), 0.0),
+                   _waited(mode("threaded", _jitter(1.0), ("cpu:0",), workers=2), 0.0),
+                   _waited(mode("multiprocess", _jitter(0.98), ("cpu:0",), workers=2), 0.1)],
+                  devices=slots)
+    answers = _answers(gather([run]))
+    waited = [f for f in answers["processes"].findings if f.code == "clients-waited"]
+    assert [(f.facts["mode"], round(f.facts["wait_pct"])) for f in waited] == [
+        ("multiprocess", 50)]
+    assert not [f for f in answers["threads"].findings if f.code == "clients-waited"]
+    for lang in ("en", "zh"):
+        page = format_faq(gather([run]), lang)
+        section = page.split('<a id="belief-processes"></a>')[1].split("<a id=")[0]
+        assert "50%" in section

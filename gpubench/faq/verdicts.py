@@ -59,13 +59,17 @@ BATCH_GAIN = 2.0  # "2-3x": at least 2x
 # Findings that explain each answer (their codes); a finding about a mode that failed or
 # differed is attached where that mode is measured.
 FINDING_CODES: dict[str, tuple[str, ...]] = {
-    "threads": ("threads-slower", "one-device-faster", "device-starved"),
-    "processes": ("processes-time-sliced", "one-device-faster", "device-starved"),
+    "threads": ("threads-slower", "clients-waited", "one-device-faster", "device-starved"),
+    "processes": ("processes-time-sliced", "clients-waited", "one-device-faster",
+                  "device-starved"),
     "multi-gpu": ("scaling-good", "scaling-poor", "unbalanced-devices", "cold-start-dominates"),
     "batch": ("device-starved",),
     "memory": ("processes-time-sliced",),
 }
 _RUN_PROBLEMS = ("result-differs", "not-reproducible", "wide-spread", "busy-machine")
+# Findings about one mode, attached only where that mode answers (the measured waiting of
+# threaded's clients answers belief 1, multiprocess's belief 2).
+_ABOUT_ITS_MODE = ("clients-waited",)
 
 
 @dataclass(frozen=True)
@@ -372,9 +376,10 @@ def _findings_for(belief: str, runs: Sequence[Results | None], names: Sequence[s
         if run is None:
             continue
         for f in compute_findings(run):
-            wanted = f.code in FINDING_CODES[belief] or (
-                f.code in _RUN_PROBLEMS and bool(_modes_named(f) & set(names))
-            )
+            named = bool(_modes_named(f) & set(names))
+            wanted = (f.code in FINDING_CODES[belief]
+                      and (f.code not in _ABOUT_ITS_MODE or named)) or (
+                f.code in _RUN_PROBLEMS and named)
             if wanted and f not in out:
                 out.append(f)
     return tuple(out)
