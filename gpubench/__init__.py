@@ -33,11 +33,13 @@ if TYPE_CHECKING:
     from gpubench.errors import UsageError
     from gpubench.output import WriteError
     from gpubench.results import Disturbance, ModeResult, OtherProcess, Results, ResultsFileError
+    from gpubench.sweep_summary import SweepSummary, load_sweep_summary
 
 __all__ = ["ConfigError", "Disturbance", "ModeResult", "OtherProcess", "Results",
-           "ResultsFileError", "RunConfig", "SampleSizes", "TrainConfig", "UsageError",
-           "WriteError", "__version__", "check_gate", "compare", "load_results", "run_failed",
-           "sweep", "write_report", "write_trace"]  # fmt: skip
+           "ResultsFileError", "RunConfig", "SampleSizes", "SweepSummary", "TrainConfig",
+           "UsageError", "WriteError", "__version__", "check_gate", "compare", "load_results",
+           "load_sweep_summary", "run_failed", "sweep", "write_report",
+           "write_trace"]  # fmt: skip
 
 _API = ("check_gate", "compare", "load_results", "run_failed", "sweep", "write_report",
         "write_trace")
@@ -53,6 +55,10 @@ def __getattr__(name: str) -> Any:
         from gpubench import results
 
         value = getattr(results, name)
+    elif name in ("SweepSummary", "load_sweep_summary"):
+        from gpubench import sweep_summary
+
+        value = getattr(sweep_summary, name)
     elif name == "UsageError":
         from gpubench.errors import UsageError as value
     elif name == "WriteError":

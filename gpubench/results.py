@@ -18,9 +18,7 @@ from typing import Any
 from gpubench.output import write_atomic
 
 SCHEMA_VERSION = 2
-# A sweep's ``summary.json`` (gpubench.run.sweep.summarize) has a version of its own; one
-# without it is version 1's older spelling.
-SWEEP_SUMMARY_VERSION = 1
+# A sweep's ``summary.json`` is versioned apart: gpubench.sweep_summary.
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -547,14 +545,14 @@ def median(values: Sequence[float]) -> float:
 # --- JSON ---------------------------------------------------------------------------------
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """Make a value JSON-safe: tuples to lists, NaN/inf to null."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -563,7 +561,7 @@ def to_dict(results: Results) -> dict[str, Any]:
     d["config"] = results.config.to_dict()
     for m, out in zip(results.modes, d["modes"], strict=True):
         out["extra"] = m.extra.to_dict()
-    return _clean(d)
+    return json_safe(d)
 
 
 def to_json(results: Results) -> str:
@@ -656,8 +654,9 @@ def from_dict(data: Mapping[str, Any]) -> Results:
         raise ResultsFileError(f"malformed results file: {exc}") from None
 
 
-def read_results(path: str | os.PathLike[str]) -> Results:
-    p = Path(path)
+def read_json_file(p: Path) -> Any:
+    """A JSON file's data; one that cannot be read, or is not JSON, is a one-line
+    :class:`ResultsFileError` naming it."""
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
@@ -665,9 +664,14 @@ def read_results(path: str | os.PathLike[str]) -> Results:
     except UnicodeDecodeError:
         raise ResultsFileError(f"{p} is not a text file") from None
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ResultsFileError(f"{p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+
+
+def read_results(path: str | os.PathLike[str]) -> Results:
+    p = Path(path)
+    data = read_json_file(p)
     try:
         return from_dict(data)
     except ResultsFileError as exc:

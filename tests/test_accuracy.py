@@ -69,7 +69,7 @@ def test_sweep_records_accuracy_and_time_to_target(tmp_path: Path) -> None:
     sweep = run_sweep("batch_size", points, tmp_path, compare_fn=compare_fn,
                       accuracy_rounds=4, accuracy_target=0.6, accuracy_fn=_fake_accuracy)
     summary = summarize(sweep)
-    acc = {p["value"]: p["accuracy"] for p in summary["points"]}
+    acc = {p.value: p.accuracy for p in summary.points}
     assert acc[32]["rounds_to_target"] == 3
     assert acc[32]["time_to_target_s"] == pytest.approx(3 * 0.4)
     assert acc[64] == {"error": "RuntimeError: the case's data loader broke"}
@@ -86,7 +86,7 @@ def test_sweep_without_accuracy_rounds_has_no_accuracy(tmp_path: Path) -> None:
     sweep = run_sweep("batch_size", points, tmp_path,
                       compare_fn=lambda c, **_: fake_results(c.train.batch_size, 0.2))
     summary = summarize(sweep)
-    assert all(p["accuracy"] is None for p in summary["points"])
+    assert all(p.accuracy is None for p in summary.points)
     assert "held-out accuracy" not in format_sweep_table(summary)
 
 

@@ -65,7 +65,7 @@ def test_import_gpubench_loads_no_torch_and_no_measuring_side():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["18", "[]"]
+    assert proc.stdout.split() == ["20", "[]"]
 
 
 def test_an_unknown_name_is_an_attribute_error():

@@ -20,15 +20,16 @@ from gpubench.run.sweep import (
     summarize,
     with_reference,
 )
+from gpubench.sweep_summary import ClientResources, Headroom, ModeRow, SweepSummary
 
 GIB = 2**30
 
 
 def _row(name: str, clients_per_s: float | None, *, status: str = "ok", same: bool | None = True,
-         speedup: float | None = None, workers: int = 2) -> dict:
-    return {"name": name, "status": status, "clients_per_s": clients_per_s, "same_result": same,
-            "speedup_vs_serial": speedup, "workers": workers, "round_s": 1.0,
-            "worker_device_bytes": None, "worker_host_bytes": GIB}
+         speedup: float | None = None, workers: int = 2) -> ModeRow:
+    return ModeRow(name=name, status=status, clients_per_s=clients_per_s, same_result=same,
+                   speedup_vs_serial=speedup, workers=workers, round_s=1.0,
+                   worker_device_bytes=None, worker_host_bytes=GIB)
 
 
 # --- the knee -----------------------------------------------------------------------------------
@@ -76,33 +77,34 @@ def test_a_value_that_ran_no_more_workers_than_a_smaller_one_is_not_the_knee():
 
 def test_client_resources_on_gpus_and_on_cpu_slots():
     gpu = {"cpu_slots": False, "devices": ["cuda:0"], "cpu_count": 16}
-    assert client_resources(4, gpu) == {"num_gpus": 0.25, "num_cpus": 1.0}
-    assert client_resources(3, gpu) == {"num_gpus": 0.33, "num_cpus": 1.0}  # never more than 1/3
+    assert client_resources(4, gpu) == ClientResources(num_gpus=0.25, num_cpus=1.0)
+    assert client_resources(3, gpu) == ClientResources(0.33, 1.0)  # never more than 1/3
     # 8 host cores for 16 clients on one GPU: half a CPU each, or Ray places only 8.
-    assert client_resources(16, {**gpu, "cpu_count": 8}) == {"num_gpus": 0.06, "num_cpus": 0.5}
+    assert client_resources(16, {**gpu, "cpu_count": 8}) == ClientResources(0.06, 0.5)
     slots = {"cpu_slots": True, "devices": ["cpu:0", "cpu:1"], "slot_cores": [2, 2]}
-    assert client_resources(4, slots) == {"num_gpus": 0.0, "num_cpus": 0.5}
+    assert client_resources(4, slots) == ClientResources(0.0, 0.5)
     # What the run was told wins.
     told = {**gpu, "gpus_per_worker": 0.5, "cpus_per_worker": 2.0}
-    assert client_resources(4, told) == {"num_gpus": 0.5, "num_cpus": 2.0}
+    assert client_resources(4, told) == ClientResources(0.5, 2.0)
 
 
 def test_headroom_of_a_gpu_and_of_the_host():
-    row = {**_row("ray", 1.0, workers=4), "worker_device_bytes": 3 * GIB}
+    row = replace(_row("ray", 1.0, workers=4), worker_device_bytes=3 * GIB)
     gpu = {"cpu_slots": False, "devices": ["cuda:0"], "device_total": {"cuda:0": 80 * GIB},
            "device_peak": {("4", "ray"): {"cuda:0": 30 * GIB}}}
     room = headroom(4, row, gpu)
-    assert room == {"of": "device", "bytes": 50 * GIB, "fraction": pytest.approx(50 / 80)}
+    assert (room.of, room.bytes) == ("device", 50 * GIB)
+    assert room.fraction == pytest.approx(50 / 80)
     # Without the monitor's peak: the workers' reserved peaks (4 x 3 GiB), a floor of the use.
-    assert headroom(4, row, {**gpu, "device_peak": {}})["bytes"] == 68 * GIB
+    assert headroom(4, row, {**gpu, "device_peak": {}}).bytes == 68 * GIB
     cpu = {"cpu_slots": True, "devices": ["cpu:0"], "host_available": 10 * GIB}
-    assert headroom(4, row, cpu) == {"of": "host", "bytes": 6 * GIB, "fraction": 0.6}
+    assert headroom(4, row, cpu) == Headroom("host", 6 * GIB, 0.6)
 
 
 # --- a crafted sweep ----------------------------------------------------------------------------
 
 
-def _results(k: int, serial_s: float, mode_s: dict[str, float | None], same: bool = True,
+def _results(k: int, serial_s: float, mode_s: dict[str, float | str | None], same: bool = True,
              cuda: bool = False) -> Results:
     dev = [f"cuda:{i}" for i in range(1)] if cuda else ["cpu:0", "cpu:1"]
     modes = [ModeResult("serial", "ok", devices=(dev[0],), round_times_s=(serial_s,),
@@ -111,6 +113,9 @@ def _results(k: int, serial_s: float, mode_s: dict[str, float | None], same: boo
     for name, s in mode_s.items():
         if s is None:
             modes.append(ModeResult(name, "not_applicable", error="MPS needs a CUDA GPU"))
+            continue
+        if isinstance(s, str):  # the mode failed with this error
+            modes.append(ModeResult(name, "failed", devices=tuple(dev), error=s))
             continue
         workers = k * len(dev)
         mem = tuple(WorkerMemory(w, dev[w % len(dev)], 100 + w, 2 * GIB if cuda else None,
@@ -133,14 +138,16 @@ TABLE = {1: (8.0, {"multi-gpu": 4.0, "multi-gpu+mps": None, "ray": 5.0}),
          4: (8.0, {"multi-gpu": 2.1, "multi-gpu+mps": None, "ray": 2.0})}
 
 
-def crafted_summary(tmp_path: Path, refused: int | None = None, cuda: bool = False) -> dict:
+def crafted_summary(tmp_path: Path, refused: int | None = None, cuda: bool = False,
+                    table: dict | None = None) -> SweepSummary:
     from gpubench.run.sweep import Refusal
 
-    points = [(k, RunConfig(workers_per_device=k)) for k in TABLE]
-    prepared = [Refusal("cuda:0 needs about 90 GiB") if k == refused else None for k in TABLE]
+    table = table or TABLE
+    points = [(k, RunConfig(workers_per_device=k)) for k in table]
+    prepared = [Refusal("cuda:0 needs about 90 GiB") if k == refused else None for k in table]
 
     def fake_compare(config, **kwargs):
-        serial, modes = TABLE[config.workers_per_device]
+        serial, modes = table[config.workers_per_device]
         return _results(config.workers_per_device, serial, modes, cuda=cuda)
 
     sweep = run_sweep("workers_per_device", points, tmp_path, compare_fn=fake_compare,
@@ -150,18 +157,19 @@ def crafted_summary(tmp_path: Path, refused: int | None = None, cuda: bool = Fal
 
 def test_summary_has_clients_per_second_and_memory_per_value_and_mode(tmp_path):
     summary = crafted_summary(tmp_path)
-    rows = {(p["value"], m["name"]): m for p in summary["points"] for m in p["modes"]}
-    assert rows[(2, "multi-gpu")]["clients_per_s"] == pytest.approx(16 / 2.2)
-    assert rows[(2, "multi-gpu")]["workers"] == 4
-    assert rows[(2, "multi-gpu")]["worker_host_bytes"] == GIB // 2
-    assert rows[(4, "ray")]["speedup_vs_one"] == pytest.approx(5.0 / 2.0)
-    assert rows[(1, "multi-gpu+mps")]["status"] == "not_applicable"
-    knees = summary["per_device"]["knees"]
-    assert knees["multi-gpu"]["value"] == 2  # 2.2 s is within 5% of 2.1 s
-    assert knees["ray"]["value"] == 4
+    rows = {(p.value, m.name): m for p in summary.points for m in p.modes}
+    assert rows[(2, "multi-gpu")].clients_per_s == pytest.approx(16 / 2.2)
+    assert rows[(2, "multi-gpu")].workers == 4
+    assert rows[(2, "multi-gpu")].worker_host_bytes == GIB // 2
+    assert rows[(4, "ray")].speedup_vs_one == pytest.approx(5.0 / 2.0)
+    assert rows[(1, "multi-gpu+mps")].status == "not_applicable"
+    assert summary.per_device is not None
+    knees = summary.per_device.knees
+    assert knees["multi-gpu"].value == 2  # 2.2 s is within 5% of 2.1 s
+    assert knees["ray"].value == 4
     assert "multi-gpu+mps" not in knees  # not applicable at every value: no knee to name
-    assert knees["ray"]["client_resources"] == {"num_gpus": 0.0, "num_cpus": 0.25}
-    assert summary["per_device"]["reference"] == "serial" and "serial" not in knees
+    assert knees["ray"].client_resources == ClientResources(num_gpus=0.0, num_cpus=0.25)
+    assert summary.per_device.reference == "serial" and "serial" not in knees
     text = format_knees(summary)
     assert 'client_resources={"num_gpus": 0, "num_cpus": 0.25}' in text
     assert "knee, multi-gpu: 2 worker(s) per device" in text and "about the cores" in text
@@ -169,10 +177,11 @@ def test_summary_has_clients_per_second_and_memory_per_value_and_mode(tmp_path):
 
 def test_a_refused_value_is_in_the_summary_with_its_reason_and_the_rest_still_run(tmp_path):
     summary = crafted_summary(tmp_path, refused=4)
-    assert summary["refused"] == {"4": "cuda:0 needs about 90 GiB"}
-    point = next(p for p in summary["points"] if p["value"] == 4)
-    assert point["modes"] == [] and point["file"] is None
-    assert summary["per_device"]["knees"]["ray"]["value"] == 2  # from the values that ran
+    assert summary.refused == {"4": "cuda:0 needs about 90 GiB"}
+    point = next(p for p in summary.points if p.value == 4)
+    assert point.modes == () and point.file is None
+    assert summary.per_device is not None
+    assert summary.per_device.knees["ray"].value == 2  # from the values that ran
     assert sorted(f.name for f in tmp_path.glob("*.json")) == [
         "workers_per_device-1.json", "workers_per_device-2.json"]
 
@@ -330,19 +339,10 @@ def test_flower_starts_workers_per_device_actors_on_each_device():
 # --- the FAQ section ----------------------------------------------------------------------------
 
 
-def _crafted_faq_summary(tmp_path: Path, cuda: bool = True) -> dict:
-    summary = crafted_summary(tmp_path, refused=4, cuda=cuda)
+def _crafted_faq_summary(tmp_path: Path, cuda: bool = True) -> SweepSummary:
     # multi-gpu failed at 2: marked, never the knee
-    two = next(p for p in summary["points"] if p["value"] == 2)
-    mg = next(m for m in two["modes"] if m["name"] == "multi-gpu")
-    mg.update(status="failed", error="worker 3 died", clients_per_s=None, round_s=None)
-    from gpubench.run.sweep import per_device
-
-    summary["per_device"] = per_device(summary["points"], {
-        "cpu_slots": not cuda, "devices": ["cuda:0"] if cuda else ["cpu:0", "cpu:1"],
-        "cpu_count": 8, "slot_cores": [1, 1], "device_total": {"cuda:0": 80 * GIB} if cuda else {},
-        "host_available": 20 * GIB, "device_peak": {}})
-    return summary
+    table = {**TABLE, 2: (8.0, {**TABLE[2][1], "multi-gpu": "worker 3 died"})}
+    return crafted_summary(tmp_path, refused=4, cuda=cuda, table=table)
 
 
 def test_the_faq_section_renders_en_and_zh_from_a_sweep(tmp_path):
@@ -420,7 +420,7 @@ def test_gpubench_faq_reads_a_clients_sweep_folder_and_refuses_a_wrong_one(tmp_p
     from tests.conftest import cli_in_process
 
     summary = _crafted_faq_summary(tmp_path / "sweep")
-    (tmp_path / "sweep" / "summary.json").write_text(json.dumps(summary))
+    (tmp_path / "sweep" / "summary.json").write_text(summary.to_json())
     other = tmp_path / "other"
     other.mkdir()
     (other / "summary.json").write_text(json.dumps({"parameter": "batch_size", "points": [],
@@ -438,7 +438,7 @@ def test_gpubench_faq_reads_a_clients_sweep_folder_and_refuses_a_wrong_one(tmp_p
         in lines[0] and "Traceback" not in bad.stderr
     future = tmp_path / "future"
     future.mkdir()
-    (future / "summary.json").write_text(json.dumps({**summary, "schema_version": 99}))
+    (future / "summary.json").write_text(json.dumps({**summary.to_dict(), "schema_version": 99}))
     newer = cli_in_process("faq", "--out", str(tmp_path / "faq3"), "--from", str(results),
                            "--clients-sweep", str(future))
     assert newer.returncode == 2 and "schema_version 99 is newer" in newer.stderr
@@ -450,8 +450,8 @@ def test_several_sweeps_give_one_part_and_one_plot_each(tmp_path):
 
     heavy = _crafted_faq_summary(tmp_path / "a")
     host = _crafted_faq_summary(tmp_path / "b", cuda=False)
-    heavy["per_device"].update(case="resnet18")
-    host["per_device"].update(case="cnn", preset="flower-like")
+    heavy = replace(heavy, per_device=replace(heavy.per_device, case="resnet18"))
+    host = replace(host, per_device=replace(host.per_device, case="cnn", preset="flower-like"))
     inputs = FaqInputs(clients_sweeps=(heavy, host))
     plots = write_clients_plots(inputs, tmp_path, "faq.zh", "zh")
     assert sorted(plots) == ["clients-1", "clients-2"]

@@ -35,6 +35,7 @@ from gpubench.results import (
     write_results,
 )
 from gpubench.run.faq_plan import FULL, QUICK, estimate_seconds
+from gpubench.sweep_summary import load_sweep_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 GIB = 2**30
@@ -126,11 +127,11 @@ def two_gpu_inputs() -> FaqInputs:
                 batch=b, interleave=False, command="gpubench sweep --batch-size 32,128")
         for b, t, m, a in ((32, 2.6, 1.9, 0.3), (128, 1.0, 2.1, 0.5))
     ]
-    summary = {"parameter": "batch_size", "points": [
+    summary = load_sweep_summary({"parameter": "batch_size", "points": [
         {"value": b, "accuracy": {"batch_size": b, "rounds": 5, "initial_accuracy": 0.1,
                                   "accuracy": acc, "final": acc[-1], "local_steps": 512 / b,
                                   "target": None, "rounds_to_target": None}}
-        for b, acc in ((32, [0.4, 0.6, 0.7, 0.8, 0.85]), (128, [0.2, 0.3, 0.4, 0.5, 0.55]))]}
+        for b, acc in ((32, [0.4, 0.6, 0.7, 0.8, 0.85]), (128, [0.2, 0.3, 0.4, 0.5, 0.55]))]})
     return gather([comparison, mem, *points], [summary],
                   ["compare.json", "memory.json", "batch_size-32.json", "batch_size-128.json",
                    "summary.json"])

@@ -30,6 +30,7 @@ from gpubench.report.plots import (
     speedup_figure,
 )
 from gpubench.results import SCHEMA_VERSION, Results, read_results
+from gpubench.sweep_summary import load_sweep_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -253,13 +254,13 @@ def test_a_failed_mode_is_drawn_hatched_without_a_value(lang: str) -> None:
 
 
 def test_a_sweep_point_whose_result_differs_is_hatched_without_a_value() -> None:
-    summary = json.loads((ROOT / "reports/gpu-h200/sweep/summary.json").read_text())
+    summary = load_sweep_summary(ROOT / "reports/gpu-h200/sweep")
     fig = Figure()
     ax = fig.add_subplot()
     draw_sweep_speedup(ax, summary)
-    values = [str(p["value"]) for p in summary["points"]]
-    differs = {(m["name"], str(p["value"])) for p in summary["points"] for m in p["modes"]
-               if m.get("same_result") is False}
+    values = [str(p.value) for p in summary.points]
+    differs = {(m.name, str(p.value)) for p in summary.points for m in p.modes
+               if m.same_result is False}
     assert ("threaded", "32") in differs  # the committed sweep has one
     lines = {line.get_label(): line for line in ax.get_lines()}
     for name, value in differs:

@@ -20,6 +20,7 @@ from gpubench.run.sweep import (
     summarize,
     write_summary,
 )
+from gpubench.sweep_summary import SWEEP_SUMMARY_VERSION, load_sweep_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--case", "mlp", "--clients", "2", "--samples-per-client", "64", "--rounds", "1",
@@ -107,17 +108,19 @@ def test_summary_from_fake_runs(tmp_path):
     sweep = run_sweep("batch_size", points, tmp_path, compare_fn=fake_compare, command="c")
     assert [c[0] for c in calls] == [128, 32, 64]
     summary = summarize(sweep)
-    assert summary["schema_version"] == 1  # versioned apart from the results files
-    rows = {p["value"]: {m["name"]: m for m in p["modes"]} for p in summary["points"]}
-    assert rows[32]["serial"]["util_mean_pct"] == 35.0  # the idle cuda:1 is not averaged in
-    assert rows[32]["threaded"]["util_mean_pct"] is None
-    assert rows[32]["serial"]["per_sample_us"] == pytest.approx(3.0 / 1024 * 1e6)
-    assert rows[64]["multiprocess"]["round_s"] is None
-    effect = summary["serial_effect"]  # smallest and largest value, whatever the order given
-    assert (effect["from"], effect["to"]) == (32, 128)
-    assert effect["round_speedup"] == pytest.approx(2.5)
-    assert effect["per_sample_speedup"] == pytest.approx(2.5)
-    assert json.loads(write_summary(summary, tmp_path).read_text())["values"] == [128, 32, 64]
+    rows = {p.value: {m.name: m for m in p.modes} for p in summary.points}
+    assert rows[32]["serial"].util_mean_pct == 35.0  # the idle cuda:1 is not averaged in
+    assert rows[32]["threaded"].util_mean_pct is None
+    assert rows[32]["serial"].per_sample_us == pytest.approx(3.0 / 1024 * 1e6)
+    assert rows[64]["multiprocess"].round_s is None
+    effect = summary.serial_effect  # smallest and largest value, whatever the order given
+    assert effect is not None and (effect.from_value, effect.to_value) == (32, 128)
+    assert effect.round_speedup == pytest.approx(2.5)
+    assert effect.per_sample_speedup == pytest.approx(2.5)
+    written = json.loads(write_summary(summary, tmp_path).read_text())
+    assert written["values"] == [128, 32, 64] and written["serial_effect"]["from"] == 32
+    assert written["schema_version"] == SWEEP_SUMMARY_VERSION  # its own, not the results'
+    assert load_sweep_summary(written) == summary
     assert write_sweep_plot(summary, tmp_path / "p.png").stat().st_size > 1000
 
 
@@ -129,7 +132,7 @@ def test_interrupted_point_stops_the_sweep(tmp_path):
     points = [(b, RunConfig(train=TrainConfig(batch_size=b))) for b in (32, 64)]
     sweep = run_sweep("batch_size", points, tmp_path, compare_fn=fake_compare)
     assert len(sweep.points) == 1 and sweep.interrupted
-    assert summarize(sweep)["serial_effect"] is None
+    assert summarize(sweep).serial_effect is None
 
 
 def test_point_filenames_are_safe():
@@ -153,8 +156,9 @@ def test_a_refused_point_is_listed_and_the_others_run(tmp_path):
     sweep = run_sweep("batch_size", points, tmp_path, compare_fn=fake_compare, prepared=prepared)
     assert calls == [32, 128]
     summary = summarize(sweep)
-    assert summary["refused"] == {"64": "the run needs about 40 GiB of host memory"}
-    assert summary["values"] == [32, 64, 128] and "per_device" not in summary
+    assert summary.refused == {"64": "the run needs about 40 GiB of host memory"}
+    assert summary.values == (32, 64, 128) and summary.per_device is None
+    assert "per_device" not in summary.to_dict()
     assert ("--batch-size 64: refused before it started: the run needs about 40 GiB"
             in format_sweep_table(summary))
     assert write_sweep_plot(summary, tmp_path / "p.png").stat().st_size > 1000

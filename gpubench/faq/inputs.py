@@ -24,6 +24,7 @@ from typing import Any
 
 from gpubench.errors import UsageError
 from gpubench.results import Results, ResultsFileError, from_dict
+from gpubench.sweep_summary import SweepSummary, is_sweep_summary, load_sweep_summary
 
 COMPARED_MODES = ("threaded", "multiprocess", "multi-gpu")
 
@@ -38,7 +39,7 @@ class FaqInputs:
     sources: tuple[str, ...] = ()  # the files (or plan steps) these came from
     labels: tuple[tuple[str, Results], ...] = ()  # each run with the file it came from
     # Workers-per-device sweeps' summaries (``gpubench faq --clients-sweep``, one per client).
-    clients_sweeps: tuple[Mapping[str, Any], ...] = ()
+    clients_sweeps: tuple[SweepSummary, ...] = ()
 
     @property
     def runs(self) -> tuple[Results, ...]:
@@ -108,7 +109,7 @@ def _batch_points(runs: Sequence[Results]) -> tuple[Results, ...]:
 
 def gather(
     runs: Sequence[Results],
-    summaries: Sequence[Mapping[str, Any]] = (),
+    summaries: Sequence[SweepSummary] = (),
     sources: Sequence[str] = (),
     labels: Sequence[str] = (),
 ) -> FaqInputs:
@@ -138,18 +139,17 @@ def gather(
 
 
 def accuracy_by_batch(
-    summaries: Sequence[Mapping[str, Any]],
+    summaries: Sequence[SweepSummary],
 ) -> dict[int, tuple[Mapping[str, Any], ...]]:
     """Batch size -> its accuracy runs, from sweep summaries over ``batch_size`` (several
     summaries of the same sweep with other ``--seed`` values give one run per seed)."""
     out: dict[int, list[Mapping[str, Any]]] = {}
     for s in summaries:
-        if s.get("parameter") != "batch_size":
+        if s.parameter != "batch_size":
             continue
-        for p in s.get("points") or ():
-            acc = p.get("accuracy") if isinstance(p, Mapping) else None
-            if isinstance(acc, Mapping) and isinstance(p.get("value"), int):
-                out.setdefault(int(p["value"]), []).append(acc)
+        for p in s.points:
+            if p.accuracy is not None and isinstance(p.value, int):
+                out.setdefault(p.value, []).append(p.accuracy)
     return {b: tuple(runs) for b, runs in out.items()}
 
 
@@ -157,14 +157,14 @@ def load_inputs(paths: Sequence[str | Path]) -> FaqInputs:
     """Read results files and sweep summaries; an unusable file is a one-line UsageError."""
     runs: list[Results] = []
     labels: list[str] = []
-    summaries: list[Mapping[str, Any]] = []
+    summaries: list[SweepSummary] = []
     for path in paths:
         p = Path(path)
         data = read_json(p)
-        if isinstance(data, Mapping) and "schema_version" not in data and "points" in data:
-            summaries.append(data)
-            continue
         try:
+            if is_sweep_summary(data):
+                summaries.append(load_sweep_summary(data))
+                continue
             runs.append(from_dict(data))
         except ResultsFileError as exc:
             raise UsageError(f"{p}: {exc}") from None

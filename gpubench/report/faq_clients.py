@@ -2,8 +2,10 @@
 
 The sweep (``gpubench sweep --workers-per-device 1,2,4,8``; its ``summary.json``) measured, per
 value k and mode, clients per second, each worker's peak memory and whether every value
-computed serial's result; its summary names each mode's knee (the smallest k within 5% of the
-best throughput) with the ``client_resources`` that give it. This section shows that, a plot of
+computed serial's result; its summary names each mode's knee (the smallest k within
+``sweep_summary.KNEE_WITHIN`` of the best throughput) with the ``client_resources`` that give
+it: read from the summary (:func:`gpubench.sweep_summary.load_sweep_summary`), never derived
+again here, so this section and the sweep's own page name the same knee. This section shows that, a plot of
 throughput against k (one line per mode, MPS dashed, a failed value marked, a refused one
 hatched: never drawn as a success), and replaces the memory answer's calculated ``num_gpus``
 with the measured one. Without a sweep it says the advice is calculated, not measured. Words
@@ -18,45 +20,39 @@ from pathlib import Path
 from typing import Any, cast
 
 from gpubench.errors import UsageError
-from gpubench.faq.inputs import FaqInputs, read_json
+from gpubench.faq.inputs import FaqInputs
 from gpubench.report import measures, tables
 from gpubench.report.i18n import device_label, mode_label, text
 from gpubench.report.plots import WIDTH_IN, Plot, plot_language
-from gpubench.results import (
-    STATUS_FAILED,
-    STATUS_NOT_APPLICABLE,
-    STATUS_OK,
-    SWEEP_SUMMARY_VERSION,
+from gpubench.results import STATUS_FAILED, STATUS_NOT_APPLICABLE, STATUS_OK
+from gpubench.sweep_summary import (
+    PER_DEVICE,
+    Knee,
+    ModeRow,
+    SweepSummary,
+    load_sweep_summary,
 )
 
-SUMMARY_FILE = "summary.json"
-PARAMETER = "workers_per_device"
 PLOT_KEY = "clients"
 # Which mode's knee gives the advice, first found first: Flower and Ray are what set
 # client_resources; multi-gpu's knee counts the same processes per device.
 ADVICE_ORDER = ("flower", "ray", "multi-gpu")
 
 
-def load_clients_sweep(path: str | Path) -> dict[str, Any]:
+def load_clients_sweep(path: str | Path) -> SweepSummary:
     """A workers-per-device sweep's summary, from its folder or its ``summary.json``; a
-    file that is not one is a one-line UsageError."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / SUMMARY_FILE
-    data = read_json(p)
-    if not isinstance(data, dict) or data.get("parameter") != PARAMETER \
-            or not isinstance(data.get("per_device"), dict):
-        raise UsageError(f"{p} is not the summary of a gpubench sweep --workers-per-device")
-    version = data.get("schema_version", 1)
-    if not isinstance(version, int) or version > SWEEP_SUMMARY_VERSION:
-        raise UsageError(f"{p}: summary schema_version {version!r} is newer than this gpubench "
-                         f"understands ({SWEEP_SUMMARY_VERSION}); upgrade gpubench")
-    return data
+    file that is not one is a one-line error (UsageError, or ResultsFileError when the file
+    cannot be read as a sweep summary at all)."""
+    summary = load_sweep_summary(path)
+    if summary.parameter != PER_DEVICE or summary.per_device is None:
+        p = Path(path)
+        raise UsageError(f"{p / 'summary.json' if p.is_dir() else p} is not the summary of a "
+                         "gpubench sweep --workers-per-device")
+    return summary
 
 
-def sweeps_of(inputs: FaqInputs) -> tuple[Mapping[str, Any], ...]:
-    return tuple(s for s in getattr(inputs, "clients_sweeps", ()) or ()
-                 if isinstance(s, Mapping) and isinstance(s.get("per_device"), Mapping))
+def sweeps_of(inputs: FaqInputs) -> tuple[SweepSummary, ...]:
+    return tuple(s for s in inputs.clients_sweeps if s.per_device is not None)
 
 
 def plot_key(index: int) -> str:
@@ -71,74 +67,59 @@ def _num(v: Any, spec: str, suffix: str = "") -> str:
     return "—" if v is None else f"{v:{spec}}{suffix}"
 
 
-def _mode_names(summary: Mapping[str, Any]) -> list[str]:
-    names: list[str] = []
-    for p in summary.get("points") or ():
-        names.extend(m["name"] for m in p.get("modes") or () if m["name"] not in names)
-    return names
-
-
-def format_client_resources(res: Mapping[str, Any]) -> str:
-    """A knee's ``client_resources`` as Flower/Ray users write it."""
-    return (f'client_resources={{"num_gpus": {res["num_gpus"]:g}, '
-            f'"num_cpus": {res["num_cpus"]:g}}}')
-
-
-def advice_knee(summary: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
-    knees = (summary.get("per_device") or {}).get("knees") or {}
+def advice_knee(summary: SweepSummary) -> tuple[str, Knee] | None:
+    knees = summary.per_device.knees if summary.per_device is not None else {}
     for name in (*ADVICE_ORDER, *knees):
-        if knees.get(name):
-            return name, knees[name]
+        k = knees.get(name)
+        if k is not None:
+            return name, k
     return None
 
 
 # --- the section ----------------------------------------------------------------------------
 
 
-def _status(m: Mapping[str, Any], lang: str) -> str:
-    if m["status"] == STATUS_OK and m.get("same_result") is False:
+def _status(m: ModeRow, lang: str) -> str:
+    if m.status == STATUS_OK and m.same_result is False:
         return text("clients.status.differs", lang)
-    if m["status"] == STATUS_OK:
+    if m.status == STATUS_OK:
         return text("clients.status.ok", lang)
-    reason = (m.get("error") or "?").splitlines()[0][:80]
-    key = "clients.status.na" if m["status"] == STATUS_NOT_APPLICABLE else "clients.status.failed"
+    reason = (m.error or "?").splitlines()[0][:80]
+    key = "clients.status.na" if m.status == STATUS_NOT_APPLICABLE else "clients.status.failed"
     return text(key, lang, reason=reason)
 
 
-def _table(summary: Mapping[str, Any], lang: str, cpu: bool) -> str:
+def _table(summary: SweepSummary, lang: str, cpu: bool) -> str:
     # On CPU slots a worker's memory is its host memory: one column.
     cols = ("k", "mode", "workers", "clients_per_s", "vs_one", "memory_cpu" if cpu else "memory",
             *(() if cpu else ("host",)), "util", "status")
     headers = [text(f"clients.col.{k}", lang) for k in cols]
     rows = []
-    for p in summary.get("points") or ():
-        if p.get("refused"):
-            rows.append([str(p["value"]), *["—"] * (len(cols) - 2),
-                         text("clients.status.refused", lang, reason=p["refused"])])
+    for p, m in summary.table_rows():
+        if m is None:
+            rows.append([str(p.value), *["—"] * (len(cols) - 2),
+                         text("clients.status.refused", lang, reason=p.refused)])
             continue
-        for m in p.get("modes") or ():
-            rows.append([
-                str(p["value"]), mode_label(m["name"], lang, cpu_slots=cpu),
-                _num(m.get("workers"), "d"), _num(m.get("clients_per_s"), ".3g"),
-                _num(m.get("speedup_vs_one"), ".2f", "x"),
-                _gib(m.get("worker_host_bytes") if cpu else m.get("worker_device_bytes")),
-                *(() if cpu else (_gib(m.get("worker_host_bytes")),)),
-                _num(m.get("util_mean_pct"), ".0f", "%"), _status(m, lang),
-            ])
+        rows.append([
+            str(p.value), mode_label(m.name, lang, cpu_slots=cpu),
+            _num(m.workers, "d"), _num(m.clients_per_s, ".3g"),
+            _num(m.speedup_vs_one, ".2f", "x"),
+            _gib(m.worker_host_bytes if cpu else m.worker_device_bytes),
+            *(() if cpu else (_gib(m.worker_host_bytes),)),
+            _num(m.util_mean_pct, ".0f", "%"), _status(m, lang),
+        ])
     return tables.render(rows, headers, "github")
 
 
-def _knee_line(name: str, k: Mapping[str, Any], lang: str, cpu: bool) -> str:
-    room = k.get("headroom") or {}
-    per = k.get("worker_host_bytes") if room.get("of") == "host" else k.get("worker_device_bytes")
-    left = (text("clients.headroom.none", lang) if room.get("bytes") is None else
-            text(f"clients.headroom.{room.get('of', 'host')}", lang, left=_gib(room["bytes"]),
-                 pct=_num(None if room.get("fraction") is None else 100 * room["fraction"],
-                          ".0f", "%")))
-    return text("clients.knee", lang, mode=mode_label(name, lang, cpu_slots=cpu), k=k["value"],
-                rate=f"{k['clients_per_s']:.3g}", best=k["best_value"],
-                of_best=f"{100 * k['of_best']:.0f}%",
-                resources=format_client_resources(k["client_resources"]),
+def _knee_line(name: str, k: Knee, lang: str, cpu: bool) -> str:
+    room = k.headroom
+    per = k.worker_host_bytes if room.of == "host" else k.worker_device_bytes
+    left = (text("clients.headroom.none", lang) if room.bytes is None else
+            text(f"clients.headroom.{room.of}", lang, left=_gib(room.bytes),
+                 pct=_num(None if room.fraction is None else 100 * room.fraction, ".0f", "%")))
+    return text("clients.knee", lang, mode=mode_label(name, lang, cpu_slots=cpu), k=k.value,
+                rate=_num(k.clients_per_s, ".3g"), best=k.best_value,
+                of_best=f"{100 * k.of_best:.0f}%", resources=k.client_resources.as_argument(),
                 per=_gib(per), left=left)
 
 
@@ -151,27 +132,26 @@ def format_clients_section(inputs: FaqInputs, lang: str,
         out.append(text("clients.none", lang))
         return out
     for i, summary in enumerate(sweeps):
-        if len(sweeps) > 1:
-            info = summary["per_device"]
-            preset = text("clients.preset", lang, preset=info["preset"]) \
-                if info.get("preset") else ""
-            client = text("clients.client", lang, case=info.get("case") or "?", preset=preset)
+        info = summary.per_device
+        if len(sweeps) > 1 and info is not None:
+            preset = text("clients.preset", lang, preset=info.preset) if info.preset else ""
+            client = text("clients.client", lang, case=info.case or "?", preset=preset)
             out.append(f"### {client}")
         out += _sweep_blocks(summary, lang, (plots or {}).get(plot_key(i)))
-    if any(s["per_device"].get("cpu_slots") for s in sweeps):
+    if any(s.per_device is not None and s.per_device.cpu_slots for s in sweeps):
         out.append(text("clients.cpu_caveat", lang))
     return out
 
 
-def _sweep_blocks(summary: Mapping[str, Any], lang: str, plot: Plot | None) -> list[str]:
+def _sweep_blocks(summary: SweepSummary, lang: str, plot: Plot | None) -> list[str]:
     out = []
-    info = summary["per_device"]
-    cpu = bool(info.get("cpu_slots"))
-    devices = ", ".join(device_label(str(d), lang) for d in info.get("devices") or ()) or "?"
-    out.append(text("clients.intro", lang, devices=devices,
-                    values=", ".join(str(v) for v in summary.get("values") or ())))
+    info = summary.per_device
+    cpu = info is not None and info.cpu_slots
+    devices = ", ".join(device_label(d, lang) for d in info.devices) if info else ""
+    out.append(text("clients.intro", lang, devices=devices or "?",
+                    values=", ".join(str(v) for v in summary.values)))
     out.append(_table(summary, lang, cpu))
-    knees = info.get("knees") or {}
+    knees = info.knees if info is not None else {}
     lines = [f"- {_knee_line(n, k, lang, cpu)}" for n, k in knees.items() if k]
     lines += [f"- {text('clients.knee.none', lang, mode=mode_label(n, lang, cpu_slots=cpu))}"
               for n, k in knees.items() if not k]
@@ -180,8 +160,8 @@ def _sweep_blocks(summary: Mapping[str, Any], lang: str, plot: Plot | None) -> l
     if plot is not None:
         out.append(f"![{plot.title}]({plot.path.name})" if plot.path is not None else
                    f"*{text('clients.plot.missing', lang, reason=plot.reason)}*")
-    if summary.get("command"):
-        out.append(f"```\n{summary['command']}\n```")
+    if summary.command:
+        out.append(f"```\n{summary.command}\n```")
     return out
 
 
@@ -192,15 +172,15 @@ def num_gpus_advice(inputs: FaqInputs, lang: str, calculated: Sequence[str]) -> 
     if found is None:
         return [*calculated, text("clients.calculated", lang), ""]
     summary, (name, k) = found
-    cpu = bool(summary["per_device"].get("cpu_slots"))
+    cpu = summary.per_device is not None and summary.per_device.cpu_slots
     return [text("clients.measured", lang, mode=mode_label(name, lang, cpu_slots=cpu),
-                 k=k["value"], resources=format_client_resources(k["client_resources"])), ""]
+                 k=k.value, resources=k.client_resources.as_argument()), ""]
 
 
 # --- the plot -------------------------------------------------------------------------------
 
 
-def draw_clients(summary: Mapping[str, Any], path: Path, lang: str) -> Path:  # noqa: C901, PLR0915 - two panels of one figure, drawn in turn
+def draw_clients(summary: SweepSummary, path: Path, lang: str) -> Path:  # noqa: C901, PLR0915 - two panels of one figure, drawn in turn
     """Clients per second against workers per device (left) and each worker's peak memory
     (right): one line per mode, "+mps" dashed; a failed value an x on the axis, a value that
     computed something else a hollow red x, a refused value a hatched band."""
@@ -209,15 +189,15 @@ def draw_clients(summary: Mapping[str, Any], path: Path, lang: str) -> Path:  # 
 
     from gpubench.report.figures import write_figure
 
-    values = list(summary.get("values") or ())
+    values = list(summary.values)
     xs = list(range(len(values)))
-    cpu = bool(summary["per_device"].get("cpu_slots"))
-    knees = summary["per_device"].get("knees") or {}
+    cpu = summary.per_device is not None and summary.per_device.cpu_slots
+    knees = summary.per_device.knees if summary.per_device is not None else {}
     fig = Figure(figsize=(WIDTH_IN, 3.8))
     rate_ax, mem_ax = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     cmap = matplotlib.colormaps["tab10"]
     # Serial is the reference of the result, not a value of the sweep: it is not drawn.
-    names = [n for n in _mode_names(summary) if n != "serial"]
+    names = [n for n in summary.mode_names if n != "serial"]
     failed_label, wrong_label = text("clients.plot.failed", lang), text("clients.plot.differs", lang)
     shown: set[str] = set()
 
@@ -232,18 +212,17 @@ def draw_clients(summary: Mapping[str, Any], path: Path, lang: str) -> Path:  # 
         colour = cmap(bases.index(name.removesuffix("+mps")) % 10)  # a twin shares its colour
         style = "--" if name.endswith("+mps") else "-"
         rates, mems = [], []
-        for x, p in zip(xs, summary.get("points") or (), strict=False):
-            m = next((m for m in p.get("modes") or () if m["name"] == name), None)
-            good = m is not None and m["status"] == STATUS_OK and m.get("same_result") is not False
-            rate = m.get("clients_per_s") if m else None
+        for x, p in zip(xs, summary.points, strict=False):
+            m = p.mode(name)
+            good = m is not None and m.status == STATUS_OK and m.same_result is not False
+            rate = m.clients_per_s if m else None
             rates.append(rate if good and rate else math.nan)
-            mem = None if m is None else (m.get("worker_host_bytes") if cpu
-                                          else m.get("worker_device_bytes"))
+            mem = None if m is None else (m.worker_host_bytes if cpu else m.worker_device_bytes)
             mems.append(mem / 2**30 if good and mem else math.nan)
-            if m is not None and m["status"] == STATUS_FAILED:
+            if m is not None and m.status == STATUS_FAILED:
                 rate_ax.plot([x], [0], marker="x", color="tab:red", markersize=9, clip_on=False,
                              linestyle="none", label=once(failed_label))
-            elif m is not None and m["status"] == STATUS_OK and m.get("same_result") is False and rate:
+            elif m is not None and m.status == STATUS_OK and m.same_result is False and rate:
                 rate_ax.plot([x], [rate], marker="x", color="tab:red", markersize=11,
                              markerfacecolor="none", linestyle="none", label=once(wrong_label))
         if all(math.isnan(r) for r in rates):
@@ -252,12 +231,12 @@ def draw_clients(summary: Mapping[str, Any], path: Path, lang: str) -> Path:  # 
         rate_ax.plot(xs, rates, marker="o", linestyle=style, color=colour, label=label)
         mem_ax.plot(xs, mems, marker="o", linestyle=style, color=colour, label=label)
         k = knees.get(name)
-        if k and k["value"] in values:
-            x = values.index(k["value"])
-            rate_ax.plot([x], [k["clients_per_s"]], marker="*", markersize=15, color=colour,
+        if k is not None and k.value in values and k.clients_per_s is not None:
+            x = values.index(k.value)
+            rate_ax.plot([x], [k.clients_per_s], marker="*", markersize=15, color=colour,
                          linestyle="none", label=once(text("clients.plot.knee", lang)))
-    for x, p in zip(xs, summary.get("points") or (), strict=False):
-        if p.get("refused"):
+    for x, p in zip(xs, summary.points, strict=False):
+        if p.refused:
             for ax in (rate_ax, mem_ax):
                 ax.axvspan(x - 0.4, x + 0.4, facecolor="none", edgecolor="tab:red", hatch="//",
                            linewidth=0, label=once(text("clients.plot.refused", lang))

@@ -397,10 +397,9 @@ def _resources_line(inputs: FaqInputs, lang: str) -> str:
         words = t("run.resources.none", lang, link=link)
     else:
         summary, (name, knee) = found
-        cpu = bool(summary["per_device"].get("cpu_slots"))
-        resources = faq_clients.format_client_resources(knee["client_resources"])
-        words = t("run.resources", lang, resources=resources,
-                  mode=mode_label(name, lang, cpu_slots=cpu), k=knee["value"], link=link)
+        cpu = summary.per_device is not None and summary.per_device.cpu_slots
+        words = t("run.resources", lang, resources=knee.client_resources.as_argument(),
+                  mode=mode_label(name, lang, cpu_slots=cpu), k=knee.value, link=link)
     return f"- {_label('run.label.resources', lang)} {words}"
 
 

@@ -26,6 +26,7 @@ from gpubench.report.fonts import find_cjk_font
 from gpubench.report.i18n import check_lang, device_label, mode_label, text
 from gpubench.report.phase_plots import draw_phases
 from gpubench.results import ModeResult, Results
+from gpubench.sweep_summary import SweepSummary
 
 WIDTH_IN = 10.0
 PLOT_KINDS = ("speedup", "utilisation", "memory", "gantt", "phases")
@@ -198,22 +199,19 @@ def draw_speedup(results: Results, path: Path, lang: str) -> Path | str:
     return write_figure(made[0], path)
 
 
-def draw_sweep_speedup(ax: Any, summary: dict[str, Any], lang: str = "en") -> None:
+def draw_sweep_speedup(ax: Any, summary: SweepSummary, lang: str = "en") -> None:
     """The sweep summary's speedup panel: one line per mode over the parameter's values; a
     point whose result check failed (``same_result`` false) is a hatched grey square on the
     x axis with no value, and the line is broken there. For ``gpubench.run.sweep``."""
-    values = [str(v) for v in summary.get("values") or [p.get("value") for p in summary["points"]]]
-    names: list[str] = []
-    for p in summary["points"]:
-        names.extend(m["name"] for m in p["modes"] if m["name"] not in names)
+    values = [str(v) for v in summary.values]
     flagged = False
-    for name in names:
+    for name in summary.mode_names:
         ys: list[float] = []
         bad: list[int] = []
-        for x, p in enumerate(summary["points"]):
-            row = next((m for m in p["modes"] if m["name"] == name), None)
-            value = row.get("speedup_vs_serial") if row else None
-            if row is not None and row.get("same_result") is False:
+        for x, p in enumerate(summary.points):
+            row = p.mode(name)
+            value = row.speedup_vs_serial if row else None
+            if row is not None and row.same_result is False:
                 bad.append(x)
                 value = None
             ys.append(float("nan") if value is None else float(value))

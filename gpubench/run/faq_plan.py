@@ -29,6 +29,7 @@ from typing import Any
 
 from gpubench.config import RunConfig, SampleSizes, TrainConfig
 from gpubench.results import Results, write_results
+from gpubench.sweep_summary import SweepSummary
 
 COMPARISON_MODES = ("serial", "threaded", "multiprocess", "multi-gpu")
 MEMORY_MODES = ("serial", "multiprocess")
@@ -119,7 +120,7 @@ class Measured:
     (:func:`gpubench.faq.inputs.gather` takes these four)."""
 
     runs: list[Results]
-    summaries: list[dict[str, Any]]
+    summaries: list[SweepSummary]
     files: list[str]
     labels: list[str]
 

@@ -24,7 +24,6 @@ memory headroom left there.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -35,11 +34,19 @@ from typing import Any
 
 from gpubench.config import ConfigError, RunConfig
 from gpubench.output import write_atomic
-from gpubench.results import (
-    STATUS_NOT_APPLICABLE,
-    SWEEP_SUMMARY_VERSION,
-    Results,
-    write_results,
+from gpubench.results import STATUS_NOT_APPLICABLE, Results, write_results
+from gpubench.sweep_summary import (
+    KNEE_WITHIN,
+    PER_DEVICE,
+    SUMMARY_FILE,
+    ClientResources,
+    Headroom,
+    Knee,
+    ModeRow,
+    PerDevice,
+    SerialEffect,
+    SummaryPoint,
+    SweepSummary,
 )
 
 # argparse dest -> flag, for the parameters a sweep may vary.
@@ -53,10 +60,7 @@ SWEEPABLE: dict[str, str] = {
     "workers_per_device": "--workers-per-device",
     "case": "--case",
 }
-SUMMARY_FILE = "summary.json"
 PLOT_FILE = "summary.png"
-PER_DEVICE = "workers_per_device"
-KNEE_WITHIN = 0.05  # the knee: the smallest value within 5% of the best throughput
 
 CompareFn = Callable[..., Results]
 AccuracyFn = Callable[..., Any]  # (config, rounds, target=...) -> AccuracyRun
@@ -223,26 +227,26 @@ def _peak(values: Sequence[int | None]) -> int | None:
     return max(known) if known else None
 
 
-def _mode_row(results: Results, mode: Any) -> dict[str, Any]:
+def _mode_row(results: Results, mode: Any) -> ModeRow:
     per_round = _samples_per_round(results)
     round_s = mode.median_round_s if mode.ok else None
     clients = results.config.clients
-    return {
-        "name": mode.name,
-        "status": mode.status,
-        "round_s": round_s,
-        "samples_per_round": per_round,
-        "per_sample_us": round_s / per_round * 1e6 if round_s and per_round else None,
-        "clients_per_s": clients / round_s if round_s and isinstance(clients, int) else None,
-        "speedup_vs_serial": mode.speedup_vs_serial,
-        "util_mean_pct": _utilisation(mode),
-        "same_result": mode.same_result,
-        "workers": mode.workers if mode.ok else None,
+    return ModeRow(
+        name=mode.name,
+        status=mode.status,
+        round_s=round_s,
+        samples_per_round=per_round,
+        per_sample_us=round_s / per_round * 1e6 if round_s and per_round else None,
+        clients_per_s=clients / round_s if round_s and isinstance(clients, int) else None,
+        speedup_vs_serial=mode.speedup_vs_serial,
+        util_mean_pct=_utilisation(mode),
+        same_result=mode.same_result,
+        workers=mode.workers if mode.ok else None,
         # Each worker's peak: torch's reserved device memory (CUDA), the process's RSS.
-        "worker_device_bytes": _peak([w.max_reserved_bytes for w in mode.worker_memory]),
-        "worker_host_bytes": _peak([w.rss_bytes for w in mode.worker_memory]),
-        "error": mode.error,
-    }
+        worker_device_bytes=_peak([w.max_reserved_bytes for w in mode.worker_memory]),
+        worker_host_bytes=_peak([w.rss_bytes for w in mode.worker_memory]),
+        error=mode.error,
+    )
 
 
 def _numeric(value: Any) -> float | None:
@@ -252,70 +256,58 @@ def _numeric(value: Any) -> float | None:
         return None
 
 
-def serial_effect(points: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+def serial_effect(points: Sequence[SummaryPoint]) -> SerialEffect | None:
     """Serial at the smallest and the largest value: how much faster per sample and round."""
     rows = []
     for p in points:
-        serial = next((m for m in p["modes"] if m["name"] == "serial"), None)
-        if serial and serial["per_sample_us"]:
-            rows.append((p["value"], serial))
+        serial = p.mode("serial")
+        if serial and serial.per_sample_us and serial.round_s:
+            rows.append((p.value, serial.round_s, serial.per_sample_us))
     if len(rows) < 2:
         return None
-    if all(_numeric(v) is not None for v, _ in rows):
+    if all(_numeric(v) is not None for v, _, _ in rows):
         rows.sort(key=lambda r: _numeric(r[0]) or 0.0)
-    (lo, a), (hi, b) = rows[0], rows[-1]
-    return {
-        "from": lo,
-        "to": hi,
-        "round_s": [a["round_s"], b["round_s"]],
-        "per_sample_us": [a["per_sample_us"], b["per_sample_us"]],
-        "round_speedup": a["round_s"] / b["round_s"],
-        "per_sample_speedup": a["per_sample_us"] / b["per_sample_us"],
-    }
+    (lo, ra, pa), (hi, rb, pb) = rows[0], rows[-1]
+    return SerialEffect(lo, hi, (ra, rb), (pa, pb), ra / rb, pa / pb)
 
 
-def _accuracy_row(point: SweepPoint, modes: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+def _accuracy_row(point: SweepPoint, modes: Sequence[ModeRow]) -> dict[str, Any] | None:
     """The point's accuracy, with the time to the target from its measured serial round."""
     if point.accuracy is None or point.accuracy.get("error"):
         return point.accuracy
     row = dict(point.accuracy)
-    serial = next((m for m in modes if m["name"] == "serial" and m["round_s"]), None)
+    serial = next((m for m in modes if m.name == "serial" and m.round_s), None)
     needed = row.get("rounds_to_target")
-    row["time_to_target_s"] = needed * serial["round_s"] if serial and needed else None
+    row["time_to_target_s"] = needed * serial.round_s if serial and serial.round_s and needed \
+        else None
     return row
 
 
-def summarize(sweep: Sweep) -> dict[str, Any]:
+def summarize(sweep: Sweep) -> SweepSummary:
     points = []
     for p in sweep.points:
         if p.results is None:
-            points.append({"value": p.value, "file": None, "interrupted": False, "modes": [],
-                           "accuracy": None, "refused": p.refused})
+            points.append(SummaryPoint(p.value, refused=p.refused))
             continue
-        modes = [_mode_row(p.results, m) for m in p.results.modes]
-        points.append({
-            "value": p.value,
-            "file": p.path.name if p.path else None,
-            "interrupted": p.results.interrupted,
-            "modes": modes,
-            "accuracy": _accuracy_row(p, modes),
-            "refused": None,
-        })
-    summary = {
-        "schema_version": SWEEP_SUMMARY_VERSION,
-        "parameter": sweep.parameter,
-        "flag": SWEEPABLE.get(sweep.parameter, sweep.parameter),
-        "values": [p.value for p in sweep.points],
-        "points": points,
-        "serial_effect": serial_effect(points),
-        "refused": {str(p.value): p.refused for p in sweep.points if p.refused},
-        "command": sweep.command,
-        "created_utc": sweep.created_utc,
-        "interrupted": sweep.interrupted,
-    }
+        modes = tuple(_mode_row(p.results, m) for m in p.results.modes)
+        points.append(SummaryPoint(p.value, p.path.name if p.path else None,
+                                   p.results.interrupted, modes, _accuracy_row(p, modes)))
+    section = None
     if sweep.parameter == PER_DEVICE:
-        summary["per_device"] = per_device(points, _machine(sweep))
-    return summary
+        points = with_speedup_vs_one(points)
+        section = per_device(points, _machine(sweep))
+    return SweepSummary(
+        parameter=sweep.parameter,
+        flag=SWEEPABLE.get(sweep.parameter, sweep.parameter),
+        values=tuple(p.value for p in sweep.points),
+        points=tuple(points),
+        serial_effect=serial_effect(points),
+        refused={str(p.value): p.refused for p in sweep.points if p.refused},
+        command=sweep.command,
+        created_utc=sweep.created_utc,
+        interrupted=sweep.interrupted,
+        per_device=section,
+    )
 
 
 # --- how many clients per device ----------------------------------------------------------------
@@ -353,27 +345,19 @@ def _machine(sweep: Sweep) -> dict[str, Any]:
     }
 
 
-def _throughput(row: Mapping[str, Any], basis: str) -> float | None:
-    value = row.get(basis)
+def _throughput(row: ModeRow, basis: str) -> float | None:
+    value = getattr(row, basis)
     return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
-def _succeeded(row: Mapping[str, Any] | None) -> bool:
+def _succeeded(row: ModeRow | None) -> bool:
     if not row:
         return False
-    return row["status"] == "ok" and row.get("same_result") is not False \
-        and bool(row.get("clients_per_s"))
-
-
-def _mode_names(points: Sequence[Mapping[str, Any]]) -> list[str]:
-    names: list[str] = []
-    for p in points:
-        names.extend(m["name"] for m in p["modes"] if m["name"] not in names)
-    return names
+    return row.status == "ok" and row.same_result is not False and bool(row.clients_per_s)
 
 
 def knee(
-    rows: Sequence[tuple[Any, Mapping[str, Any]]], within: float = KNEE_WITHIN
+    rows: Sequence[tuple[Any, ModeRow]], within: float = KNEE_WITHIN
 ) -> dict[str, Any] | None:
     """The smallest value whose throughput is within ``within`` of the best, over the values
     that succeeded (ran, computed serial's result). ``rows``: (value, mode row) pairs.
@@ -390,30 +374,27 @@ def knee(
     top = _throughput(best, basis) or 0.0
     near = [(v, r) for v, r in ok if (_throughput(r, basis) or 0.0) >= (1 - within) * top]
     value, row = min(near, key=lambda vr: float(vr[0]))
-    return {"value": value, "clients_per_s": row["clients_per_s"], "best_value": best_value,
-            "best_clients_per_s": best["clients_per_s"], "basis": basis, "within": within,
+    return {"value": value, "clients_per_s": row.clients_per_s, "best_value": best_value,
+            "best_clients_per_s": best.clients_per_s, "basis": basis, "within": within,
             "of_best": (_throughput(row, basis) or 0.0) / top}
 
 
-def _distinct_workers(
-    rows: Sequence[tuple[Any, Mapping[str, Any]]],
-) -> list[tuple[Any, Mapping[str, Any]]]:
+def _distinct_workers(rows: Sequence[tuple[Any, ModeRow]]) -> list[tuple[Any, ModeRow]]:
     """The rows, less any value that ran no more workers than a smaller value did (more
     workers per device than there are clients): it measured the same setting again, and
     its ``client_resources`` would describe workers that never ran."""
-    kept: list[tuple[Any, Mapping[str, Any]]] = []
+    kept: list[tuple[Any, ModeRow]] = []
     seen: set[int] = set()
     for value, row in sorted(rows, key=lambda vr: float(vr[0])):
-        workers = row.get("workers")
-        if workers is not None and workers in seen:
+        if row.workers is not None and row.workers in seen:
             continue
-        if workers is not None:
-            seen.add(workers)
+        if row.workers is not None:
+            seen.add(row.workers)
         kept.append((value, row))
     return kept
 
 
-def client_resources(k: int, machine: Mapping[str, Any]) -> dict[str, float]:
+def client_resources(k: int, machine: Mapping[str, Any]) -> ClientResources:
     """Ray/Flower ``client_resources`` that put ``k`` clients on each device of the run.
 
     num_gpus: 1/k on GPUs (0 on CPU slots); num_cpus: the cores there are for each client on
@@ -431,7 +412,7 @@ def client_resources(k: int, machine: Mapping[str, Any]) -> dict[str, float]:
             cpus = cores / k
         else:
             cpus = min(1.0, (machine.get("cpu_count") or 1) / (k * devices))
-    return {"num_gpus": 0.0 if not gpus else _floor2(gpus), "num_cpus": _floor2(cpus)}
+    return ClientResources(num_gpus=0.0 if not gpus else _floor2(gpus), num_cpus=_floor2(cpus))
 
 
 def _floor2(x: float) -> float:
@@ -439,70 +420,91 @@ def _floor2(x: float) -> float:
     return max(0.01, math.floor(float(x) * 100 + 1e-9) / 100)
 
 
-def headroom(value: Any, row: Mapping[str, Any], machine: Mapping[str, Any]) -> dict[str, Any]:
+def headroom(value: Any, row: ModeRow, machine: Mapping[str, Any]) -> Headroom:
     """Memory left at ``value``: each GPU's total less its measured peak (the monitor's, or the
     workers' reserved peaks summed: a floor of the use); on CPU slots the host memory available
     before the run less every worker's peak RSS."""
-    workers = row.get("workers") or 0
+    workers = row.workers or 0
     if machine.get("cpu_slots") or not machine.get("device_total"):
         avail = machine.get("host_available")
-        per = row.get("worker_host_bytes")
+        per = row.worker_host_bytes
         if avail is None or per is None:
-            return {"of": "host", "bytes": None, "fraction": None}
+            return Headroom("host")
         left = int(avail - per * workers)
-        return {"of": "host", "bytes": left, "fraction": left / avail if avail else None}
-    peaks = (machine.get("device_peak") or {}).get((str(value), row["name"])) or {}
+        return Headroom("host", left, left / avail if avail else None)
+    peaks = (machine.get("device_peak") or {}).get((str(value), row.name)) or {}
     lefts = []
     for dev, total in (machine.get("device_total") or {}).items():
         if not total:
             continue
         used = peaks.get(dev)
-        if used is None and row.get("worker_device_bytes") is not None:
+        if used is None and row.worker_device_bytes is not None:
             per_device = math.ceil(workers / max(1, len(machine["device_total"])))
-            used = row["worker_device_bytes"] * per_device
+            used = row.worker_device_bytes * per_device
         if used is not None:
             lefts.append((total - used, total))
     if not lefts:
-        return {"of": "device", "bytes": None, "fraction": None}
+        return Headroom("device")
     left, total = min(lefts)
-    return {"of": "device", "bytes": int(left), "fraction": left / total}
+    return Headroom("device", int(left), left / total)
 
 
-def per_device(points: Sequence[dict[str, Any]], machine: Mapping[str, Any]) -> dict[str, Any]:
-    """Per mode of a workers-per-device sweep: the speedup of each value over one worker per
-    device (set in the points' rows as ``speedup_vs_one``) and the knee. Serial is the
-    reference, not a value of the sweep."""
-    knees: dict[str, Any] = {}
-    for name in _mode_names(points):
+def _mode_rows(points: Sequence[SummaryPoint], name: str) -> list[tuple[Any, ModeRow]]:
+    return [(p.value, m) for p in points for m in p.modes if m.name == name]
+
+
+def _names(points: Sequence[SummaryPoint]) -> list[str]:
+    names: list[str] = []
+    for p in points:
+        names.extend(m.name for m in p.modes if m.name not in names)
+    return names
+
+
+def with_speedup_vs_one(points: Sequence[SummaryPoint]) -> list[SummaryPoint]:
+    """The points with each mode's speedup over its first value that succeeded (one worker
+    per device, normally) set in its rows; serial is the reference, not a value."""
+    base: dict[str, ModeRow] = {}
+    for name in _names(points):
+        rows = sorted(_mode_rows(points, name), key=lambda vr: float(vr[0]))
+        first = next((r for _, r in rows if _succeeded(r)), None)
+        if name != "serial" and first is not None:
+            base[name] = first
+
+    def row(r: ModeRow) -> ModeRow:
+        b = base.get(r.name)
+        if b is None or not _succeeded(r):
+            return r
+        basis = "speedup_vs_serial" if b.speedup_vs_serial and r.speedup_vs_serial \
+            else "clients_per_s"
+        return replace(r, speedup_vs_one=getattr(r, basis) / getattr(b, basis))
+
+    return [replace(p, modes=tuple(row(m) for m in p.modes)) for p in points]
+
+
+def per_device(points: Sequence[SummaryPoint], machine: Mapping[str, Any]) -> PerDevice:
+    """Per mode of a workers-per-device sweep, its knee with the ``client_resources`` that give
+    it and the memory left there. Serial is the reference, not a value of the sweep."""
+    knees: dict[str, Knee | None] = {}
+    for name in _names(points):
         if name == "serial":
             continue
-        rows = [(p["value"], m) for p in points for m in p["modes"] if m["name"] == name]
-        if all(r["status"] == STATUS_NOT_APPLICABLE for _, r in rows):
+        rows = _mode_rows(points, name)
+        if all(r.status == STATUS_NOT_APPLICABLE for _, r in rows):
             continue  # e.g. "+mps" on CPU slots: the table says why, there is no knee
-        base = next((r for v, r in sorted(rows, key=lambda vr: float(vr[0])) if _succeeded(r)),
-                    None)
-        for _, r in rows:
-            r["speedup_vs_one"] = None
-            if base is not None and _succeeded(r):
-                basis = "speedup_vs_serial" if base.get("speedup_vs_serial") \
-                    and r.get("speedup_vs_serial") else "clients_per_s"
-                r["speedup_vs_one"] = r[basis] / base[basis]
         found = knee(rows)
         if found is None:
             knees[name] = None
             continue
         row = next(r for v, r in rows if v == found["value"])
-        found["client_resources"] = client_resources(int(found["value"]), machine)
-        found["headroom"] = headroom(found["value"], row, machine)
-        found["worker_device_bytes"] = row.get("worker_device_bytes")
-        found["worker_host_bytes"] = row.get("worker_host_bytes")
-        found["workers"] = row.get("workers")
-        knees[name] = found
-    return {"reference": "serial", "cpu_slots": bool(machine.get("cpu_slots")),
-            "devices": list(machine.get("devices") or ()), "case": machine.get("case"),
-            "preset": machine.get("preset"), "knees": knees}
+        knees[name] = Knee(
+            **found, client_resources=client_resources(int(found["value"]), machine),
+            headroom=headroom(found["value"], row, machine),
+            worker_device_bytes=row.worker_device_bytes, worker_host_bytes=row.worker_host_bytes,
+            workers=row.workers)
+    return PerDevice(cpu_slots=bool(machine.get("cpu_slots")),
+                     devices=tuple(machine.get("devices") or ()), case=machine.get("case"),
+                     preset=machine.get("preset"), knees=knees)
 
 
-def write_summary(summary: dict[str, Any], out_dir: Path) -> Path:
-    text = json.dumps(summary, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-    return write_atomic(out_dir / SUMMARY_FILE, text)
+def write_summary(summary: SweepSummary, out_dir: Path) -> Path:
+    return write_atomic(out_dir / SUMMARY_FILE, summary.to_json())
