@@ -11,17 +11,14 @@ threshold of its own would show something else.
 
 from __future__ import annotations
 
-import argparse
 import ast
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gpubench import stats
-from gpubench.commands.arguments import add_run_arguments, config_from_args
-from gpubench.config import RunConfig
 from gpubench.faq.verdicts import threads_part
 from gpubench.findings import base as findings
 from gpubench.findings import compute_findings
@@ -36,6 +33,7 @@ from gpubench.report.tables import format_summary_table, speed_cell, verdict_cel
 from gpubench.results import ModeResult, Results, median
 from gpubench.run.explain import suspects
 from gpubench.run.sweep import _mode_row
+from tests.test_phases import FakePrepared, _parse
 
 SERIAL_S = tuple(float(i) for i in range(1, 17)) + (20.0,) * 4
 THREADED_S = tuple(round(s / 0.85, 4) for s in SERIAL_S[:16]) + (0.5,) * 4
@@ -149,23 +147,8 @@ def test_a_cold_start_is_repaid_at_the_one_speed() -> None:
     assert facts["rounds"] == -(-(5.0 - 0.1) // gain)
 
 
-@dataclass
-class _Device:
-    id: str = "cpu:0"
-    cores: tuple[int, ...] = (0, 1)
-    is_cuda: bool = False
-
-
-@dataclass
-class _Prepared:
-    config: RunConfig
-    devices: tuple[_Device, ...] = (_Device(),)
-
-
 def test_the_counterfactual_runs_start_when_the_one_speed_is_below_slower() -> None:
-    parser = argparse.ArgumentParser()
-    add_run_arguments(parser)
-    prepared = _Prepared(config_from_args(parser.parse_args(["--workers", "2"])))
+    prepared = FakePrepared(_parse("--workers", "2"))
     # paired 0.85x: threads lost, so the settings are tried (the ratio of medians, 1.37x, no)
     assert suspects(_run(), prepared) == [("torch_threads", 1)]  # type: ignore[arg-type]
     assert suspects(_run(interleave=False), prepared) == []  # type: ignore[arg-type]
