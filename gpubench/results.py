@@ -2,7 +2,9 @@
 
 Everything a run measures ends up in a :class:`Results` object and, from there, in one JSON
 file with its own ``schema_version``. Reports, gates and findings are computed from that file
-alone, so this module imports nothing heavier than the standard library.
+alone, so this module imports nothing heavier than the standard library and
+:mod:`gpubench.stats` (numpy), whose arithmetic answers :meth:`Results.speed`: the one speed
+measure every reader shows.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from gpubench.output import write_atomic
+from gpubench.stats import REFERENCE_MODE, Rounds, Speed, median  # readers take median here
 
 SCHEMA_VERSION = 2
 # A sweep's ``summary.json`` is versioned apart: gpubench.sweep_summary.
@@ -475,8 +478,24 @@ class Results:
                 return m
         return None
 
+    def speed(self, name: str) -> Speed | None:
+        """``name``'s speed against serial (:class:`gpubench.stats.Speed`): the one ratio,
+        interval and faster/slower judgement that every reader shows. None when it or serial
+        did not run or kept no measured rounds (:func:`rounds_vs_serial`)."""
+        mode = self.mode(name)
+        rounds = rounds_vs_serial(self, mode) if mode is not None else None
+        return None if rounds is None else Speed.of(name, rounds)
+
     def with_modes(self, modes: tuple[ModeResult, ...]) -> Results:
         return replace(self, modes=modes)
+
+    def with_speedups(self) -> Results:
+        """Every mode with ``speedup_vs_serial`` set to its :meth:`speed` (None without one):
+        the saved figure is the one every reader computes."""
+        return self.with_modes(tuple(
+            replace(m, speedup_vs_serial=s.ratio if (s := self.speed(m.name)) else None)
+            for m in self.modes
+        ))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write this run as its JSON file, atomically (:func:`write_results`); its path."""
@@ -533,13 +552,50 @@ class Results:
         return len(self.devices) or None  # every device found, used or not: a last resort
 
 
-def median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    n = len(ordered)
-    if n == 0:
-        raise ValueError("median of no values")
-    mid = n // 2
-    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+# --- what a speed is computed from ----------------------------------------------------------
+
+
+def _measured_by_index(mode: ModeResult) -> dict[int, float] | None:
+    """Measured round index -> time, when the mode's round records match its round times."""
+    records = [r for r in mode.rounds if not r.warmup]
+    if not records or tuple(r.time_s for r in records) != tuple(mode.round_times_s):
+        return None
+    by_index = {r.index: r.time_s for r in records}
+    return by_index if len(by_index) == len(records) else None
+
+
+def paired_rounds(reference: ModeResult, candidate: ModeResult) -> Rounds | None:
+    """The two modes' rounds as pairs of one interleaved run: same round index, or position.
+
+    None when they cannot be matched; unpaired when fewer than ``stats.MIN_PAIRS`` match.
+    """
+    ref, cand = _measured_by_index(reference), _measured_by_index(candidate)
+    if ref is not None and cand is not None:
+        common = sorted(set(ref) & set(cand))
+        if not common:
+            return None
+        return Rounds.interleaved([ref[i] for i in common], [cand[i] for i in common])
+    if len(reference.round_times_s) == len(candidate.round_times_s):
+        return Rounds.interleaved(reference.round_times_s, candidate.round_times_s)
+    return None
+
+
+def rounds_vs_serial(results: Results, mode: ModeResult) -> Rounds | None:
+    """What ``mode``'s speedup over serial in ``results`` is computed from, or None.
+
+    None when either did not run or kept no measured rounds. Paired when the run was
+    interleaved (``config["interleave"]``) and the rounds can be matched.
+    """
+    serial = results.mode(REFERENCE_MODE)
+    if serial is None or not serial.ok or not mode.ok:
+        return None
+    if not serial.round_times_s or not mode.round_times_s:
+        return None
+    if results.config.interleave is True:
+        pairs = paired_rounds(serial, mode)
+        if pairs is not None:
+            return pairs
+    return Rounds.of(serial.round_times_s, mode.round_times_s)
 
 
 # --- JSON ---------------------------------------------------------------------------------

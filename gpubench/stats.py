@@ -8,7 +8,13 @@ cannot disagree on the same results:
 - :func:`compare_speed` answers "is the candidate faster / slower than a limit, and with what
   interval" (:func:`speedup_interval` and :func:`decide` are its two halves);
 - :func:`change_interval` is the interval of ``current speedup / baseline speedup``;
-- :func:`rounds_vs_serial` decides what a mode's speedup is computed from, paired or not.
+- :class:`Speed` is a mode's speed against serial, the one measure every reader shows and
+  judges (``Results.speed(name)`` builds it; ``gpubench.results.rounds_vs_serial`` decides
+  what it is computed from, paired or not), with the one pair of limits ``FASTER`` and
+  ``SLOWER``.
+
+Pure arithmetic on round times: this module sits below :mod:`gpubench.results` in the layers,
+so the data model can answer a speed with it.
 
 **Unpaired** (modes ran one after another): ``speedup = median(reference) / median(candidate)``.
 The rounds of one mode are exchangeable; different modes ran at different times.
@@ -79,21 +85,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpubench.results import ModeResult, Results, median
-
 __all__ = [
     "BEYOND",
     "DEFAULT_LEVEL",
     "DEFAULT_RESAMPLES",
     "DEFAULT_SEED",
+    "FASTER",
     "MIN_PAIRS",
     "MIN_ROUNDS",
     "NOISY_SPREAD",
     "REFERENCE_MODE",
+    "SLOWER",
     "UNDECIDED",
     "WITHIN",
     "Interval",
     "Rounds",
+    "Speed",
     "SpeedCheck",
     "Summary",
     "bootstrap_ratio",
@@ -102,8 +109,6 @@ __all__ = [
     "decide",
     "iqr",
     "median",
-    "paired_rounds",
-    "rounds_vs_serial",
     "speedup",
     "speedup_interval",
     "spread",
@@ -118,6 +123,12 @@ DEFAULT_SEED = 20240601
 # IQR/median above which a sample of rounds counts as noisy (torch.utils.benchmark warns at 10%).
 NOISY_SPREAD = 0.10
 REFERENCE_MODE = "serial"
+# The one speed verdict against serial, for every reader (tables, plots, pages, findings, the
+# FAQ, the counterfactual runs): *faster* when the whole interval of a speedup lies above
+# FASTER (the gate's ``min_speedup = 1.05`` PASSes exactly then), *slower* when it lies wholly
+# below SLOWER (beyond round-to-round noise), no clear difference otherwise.
+FASTER = 1.05
+SLOWER = 0.95
 # Fewest matched rounds for an interleaved run to be paired, and for the paired bootstrap.
 # With fewer, the bootstrap's resampled median often lands on the smallest or largest pair and
 # the 99% interval is too narrow (a speedup that fell exactly --max-drop FAILed in 2% of runs
@@ -136,6 +147,16 @@ MIN_ROUNDS = 5
 WITHIN = "within"  # the interval is on the allowed side of every limit
 BEYOND = "beyond"  # the whole interval lies beyond a limit
 UNDECIDED = "undecided"  # the interval straddles a limit (or a lone point lies outside)
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of round times (the mean of the two middle values of an even count)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if n == 0:
+        raise ValueError("median of no values")
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def iqr(values: Sequence[float]) -> float:
@@ -551,47 +572,66 @@ def compare_speed(
     return SpeedCheck(interval, decide(interval, at_least, at_most), rounds.paired)
 
 
-# --- from a results file ------------------------------------------------------------------
+# --- a mode's speed against serial ---------------------------------------------------------
 
 
-def _measured_by_index(mode: ModeResult) -> dict[int, float] | None:
-    """Measured round index -> time, when the mode's round records match its round times."""
-    records = [r for r in mode.rounds if not r.warmup]
-    if not records or tuple(r.time_s for r in records) != tuple(mode.round_times_s):
-        return None
-    by_index = {r.index: r.time_s for r in records}
-    return by_index if len(by_index) == len(records) else None
+@dataclass(frozen=True)
+class Speed:
+    """A mode's speed against serial: the one measure every table, finding, plot, page, FAQ
+    verdict and gate check shows and judges (made by ``Results.speed``).
 
-
-def paired_rounds(reference: ModeResult, candidate: ModeResult) -> Rounds | None:
-    """The two modes' rounds as pairs of one interleaved run: same round index, or position.
-
-    None when they cannot be matched; unpaired when fewer than ``MIN_PAIRS`` match.
+    ``rounds`` is what it is computed from (paired in an interleaved run), ``interval`` the
+    speedup with its interval at ``DEFAULT_LEVEL``; ``faster`` and ``slower`` read that
+    interval against ``FASTER`` and ``SLOWER`` (:func:`decide`: one round, no interval, is
+    judged on its estimate alone).
     """
-    ref, cand = _measured_by_index(reference), _measured_by_index(candidate)
-    if ref is not None and cand is not None:
-        common = sorted(set(ref) & set(cand))
-        if not common:
-            return None
-        return Rounds.interleaved([ref[i] for i in common], [cand[i] for i in common])
-    if len(reference.round_times_s) == len(candidate.round_times_s):
-        return Rounds.interleaved(reference.round_times_s, candidate.round_times_s)
-    return None
 
+    mode: str
+    rounds: Rounds
+    interval: Interval
 
-def rounds_vs_serial(results: Results, mode: ModeResult) -> Rounds | None:
-    """What ``mode``'s speedup over serial in ``results`` is computed from, or None.
+    @classmethod
+    def of(cls, mode: str, rounds: Rounds) -> Speed:
+        return cls(mode, rounds, speedup_interval(rounds))
 
-    None when either did not run or kept no measured rounds. Paired when the run was
-    interleaved (``config["interleave"]``) and the rounds can be matched.
-    """
-    serial = results.mode(REFERENCE_MODE)
-    if serial is None or not serial.ok or not mode.ok:
-        return None
-    if not serial.round_times_s or not mode.round_times_s:
-        return None
-    if results.config.interleave is True:
-        pairs = paired_rounds(serial, mode)
-        if pairs is not None:
-            return pairs
-    return Rounds.of(serial.round_times_s, mode.round_times_s)
+    @property
+    def ratio(self) -> float:
+        """How many times faster than serial (:func:`speedup`)."""
+        return self.interval.estimate
+
+    @property
+    def low(self) -> float | None:
+        """The interval's lower end; None when the rounds give no interval (one round)."""
+        return self.interval.low if self.interval.estimated else None
+
+    @property
+    def high(self) -> float | None:
+        return self.interval.high if self.interval.estimated else None
+
+    @property
+    def paired(self) -> bool:
+        return self.rounds.paired
+
+    @property
+    def faster(self) -> bool:
+        """Faster than serial: the whole interval lies above ``FASTER``."""
+        return decide(self.interval, low=FASTER) == WITHIN
+
+    @property
+    def slower(self) -> bool:
+        """Slower than serial beyond noise: the whole interval lies below ``SLOWER``."""
+        return decide(self.interval, high=SLOWER) == WITHIN
+
+    def at(self, level: float) -> Interval:
+        """The speedup's interval at another ``level`` (the gate's ``--level``)."""
+        if level == self.interval.level:
+            return self.interval
+        return speedup_interval(self.rounds, level=level)
+
+    def check(
+        self, *, at_least: float | None = None, at_most: float | None = None,
+        level: float = DEFAULT_LEVEL,
+    ) -> SpeedCheck:
+        """:func:`compare_speed` of these rounds, at ``level``, against other limits."""
+        interval = self.at(level)
+        return SpeedCheck(interval, decide(interval, at_least, at_most), self.paired)

@@ -229,7 +229,7 @@ def test_repaid_is_never_a_negative_or_zero_count(serial_cold, mode_cold, serial
                                                   mode_round):
     serial = mode("serial", [serial_round], cold=serial_cold)
     other = mode("multi-gpu", [mode_round], cold=mode_cold)
-    facts = repaid(serial, other)
+    facts = repaid(results(serial, other), other)
     assert facts is not None
     if facts["variant"] == "after":
         assert facts["rounds"] >= 1

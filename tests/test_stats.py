@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from gpubench.results import ModeResult, Results, RoundRecord
+from gpubench.results import ModeResult, Results, RoundRecord, rounds_vs_serial
 from gpubench.stats import (
     BEYOND,
     DEFAULT_LEVEL,
@@ -24,7 +24,6 @@ from gpubench.stats import (
     decide,
     iqr,
     median,
-    rounds_vs_serial,
     speedup,
     speedup_interval,
     spread,

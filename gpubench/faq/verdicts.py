@@ -7,8 +7,8 @@ ratio lies below it, above it, or between two — and its verdict comes from whe
 interval of the ratio lies (``stats.decide``, the gate's own rule at ``stats.DEFAULT_LEVEL``),
 never from the point estimate: wholly on the belief's side, it holds; wholly on the other, it
 does not; across the limit, or without an interval (a mode that failed or computed something
-else), it is inconclusive. A speedup is ``stats.speedup_interval`` of
-``stats.rounds_vs_serial``: the number the report's table and the README show.
+else), it is inconclusive. A speedup is ``Results.speed``'s: the number the report's table
+and the README show.
 
 A run that cannot test a claim says so instead of guessing: *not measured* (k-fold on k
 devices from a run with one device), *not applicable* (GPU memory from CPU slots, which
@@ -16,7 +16,7 @@ have none: their resident memory is shown, not judged). A compound belief (5: ab
 and more with more processes) has one verdict per claim; the belief *partly holds* when
 they disagree. The limits, each with its reason:
 
-1. threads slower than serial: below ``findings.SLOWER`` (0.95x), slower beyond round noise;
+1. threads slower than serial: below ``stats.SLOWER`` (0.95x), slower beyond round noise;
 2. processes on one device still serial: below ``findings.NO_FASTER`` (1.10x);
 3. one process per device gives close to k-fold: above ``findings.GOOD_SCALING`` x k (85%);
 4. batch 32 -> 128 gives 2-3x: a round at least 2x faster per sample (more is more than the
@@ -230,15 +230,15 @@ def _speedup_part(results: Results | None, name: str, key: str, claim: Claim) ->
              "serial_util": _util(serial), "mode_util": _util(mode),
              "device_util": {d: _util(mode, d) for d in mode.devices},
              "serial_s": serial.median_round_s, "mode_s": mode.median_round_s}
-    rounds = stats.rounds_vs_serial(results, mode) if results is not None else None
-    if rounds is None:
+    speed = results.speed(name) if results is not None else None
+    if speed is None:
         return missing(key, claim, "missing", **facts)
-    facts["paired"] = rounds.paired
-    return judge_interval(key, claim, stats.speedup_interval(rounds, level=LEVEL), facts)
+    facts["paired"] = speed.paired
+    return judge_interval(key, claim, speed.at(LEVEL), facts)
 
 
 def threads_part(results: Results | None) -> Part:
-    return _speedup_part(results, "threaded", "threaded-vs-serial", Claim(high=findings.SLOWER))
+    return _speedup_part(results, "threaded", "threaded-vs-serial", Claim(high=stats.SLOWER))
 
 
 def processes_part(results: Results | None) -> Part:

@@ -11,13 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpubench import stats
 from gpubench.results import DeviceStats, ModeResult, Results
 
 LEVELS = ("error", "warning", "info")
 
-# Thresholds, each with the reason for its value.
-SLOWER = 0.95  # a speedup below this is slower than serial beyond round-to-round noise
+# Thresholds, each with the reason for its value. Slower / faster than serial is the one
+# judgement of ``Results.speed`` (``gpubench.stats.SLOWER``, ``gpubench.stats.FASTER``).
 NO_FASTER = 1.10  # several processes on one device must beat this to count as parallel
 STARVED_PCT = 50.0  # a device busy less than half the time in serial is waiting on the host
 SM_STARVED_PCT = 30.0  # kernels that keep under 30% of the SMs busy are too small
@@ -68,12 +67,10 @@ def ok_mode(results: Results, name: str) -> ModeResult | None:
 
 
 def speedup(results: Results, mode: ModeResult) -> float | None:
-    """The mode's speedup over serial as :mod:`gpubench.stats` computes it (paired rounds in
-    an interleaved run): the figure the report's table and the gate show."""
-    rounds = stats.rounds_vs_serial(results, mode)
-    if rounds is not None:
-        return stats.speedup(rounds)
-    return mode.speedup_vs_serial
+    """The mode's speedup over serial, ``Results.speed`` (paired rounds in an interleaved
+    run): the figure the report's table and the gate show; the recorded one without rounds."""
+    speed = results.speed(mode.name)
+    return speed.ratio if speed is not None else mode.speedup_vs_serial
 
 
 def clearly(
@@ -81,11 +78,9 @@ def clearly(
     at_most: float | None = None,
 ) -> bool:
     """Whether the mode is at least / at most that fast against serial, by the one decision
-    (:func:`gpubench.stats.compare_speed`) the report's marks and the gate use."""
-    rounds = stats.rounds_vs_serial(results, mode)
-    if rounds is None:
-        return False
-    return stats.compare_speed(rounds, at_least=at_least, at_most=at_most).holds
+    (``Results.speed``'s interval, :func:`gpubench.stats.decide`) the report and the gate use."""
+    speed = results.speed(mode.name)
+    return speed is not None and speed.check(at_least=at_least, at_most=at_most).holds
 
 
 def stats_of(mode: ModeResult, device: str) -> DeviceStats | None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from gpubench import stats
 from gpubench.config import MPS_MODES
-from gpubench.findings.base import NO_FASTER, SLOWER, Facts, Finding, ok_mode
-from gpubench.results import Results
+from gpubench.findings.base import NO_FASTER, Facts, Finding, ok_mode
+from gpubench.results import Results, paired_rounds
 
 CODES: dict[str, tuple[str, ...]] = {"mps-effect": ("faster", "slower", "same")}
 
@@ -18,10 +18,10 @@ def mps_effect(results: Results) -> list[Finding]:
         plain, twin = ok_mode(results, plain_name), ok_mode(results, twin_name)
         if plain is None or twin is None or not plain.round_times_s or not twin.round_times_s:
             continue
-        pairs = stats.paired_rounds(plain, twin) if results.config.interleave else None
+        pairs = paired_rounds(plain, twin) if results.config.interleave else None
         rounds = pairs or stats.Rounds.of(plain.round_times_s, twin.round_times_s)
         faster = stats.compare_speed(rounds, at_least=NO_FASTER).holds
-        slower = stats.compare_speed(rounds, at_most=SLOWER).holds
+        slower = stats.compare_speed(rounds, at_most=stats.SLOWER).holds
         facts: Facts = {
             "variant": "faster" if faster else "slower" if slower else "same",
             "mode": plain_name, "twin": twin_name, "ratio": stats.speedup(rounds),

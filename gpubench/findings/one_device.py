@@ -7,7 +7,6 @@ from collections.abc import Callable
 from gpubench.findings.base import (
     MULTI_DEVICE_MODES,
     NO_FASTER,
-    SLOWER,
     SM_STARVED_PCT,
     STARVED_PCT,
     THREAD_MODES,
@@ -22,6 +21,7 @@ from gpubench.findings.base import (
 )
 from gpubench.findings.drift import suspect
 from gpubench.results import ModeResult, Results
+from gpubench.stats import SLOWER
 
 CODES: dict[str, tuple[str, ...]] = {
     "threads-slower": (),

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gpubench.findings.base import SLOWER, Facts, Finding, ok_mode, speedup
+from gpubench.findings.base import Facts, Finding, ok_mode, speedup
 from gpubench.results import PHASES, ModeResult, Results
+from gpubench.stats import SLOWER
 
 CODES: dict[str, tuple[str, ...]] = {
     "phase-decides": (),

@@ -87,15 +87,19 @@ def scaling(results: Results) -> list[Finding]:
     return out
 
 
-def repaid(serial: ModeResult | None, mode: ModeResult) -> Facts | None:
+def repaid(results: Results, mode: ModeResult) -> Facts | None:
     """When a mode's extra start-up, against serial's, is won back by its faster rounds.
 
-    ``rounds`` is at least 1: a start-up no longer than serial's is repaid at once, and a
-    mode no faster per round never repays it; neither is a count of rounds.
+    A round's gain is serial's median round less the same round at the mode's speed
+    (``Results.speed``, the ratio every page shows). ``rounds`` is at least 1: a start-up no
+    longer than serial's is repaid at once, and a mode no faster per round never repays it;
+    neither is a count of rounds.
     """
-    if serial is None or mode.name == "serial" or not serial.median_round_s or not mode.median_round_s:
+    serial = ok_mode(results, "serial")
+    speed = results.speed(mode.name) if mode.name != "serial" else None
+    if serial is None or speed is None or not serial.median_round_s:
         return None
-    gain = serial.median_round_s - mode.median_round_s
+    gain = serial.median_round_s * (1.0 - 1.0 / speed.ratio)
     extra = (mode.cold_start_s or 0.0) - (serial.cold_start_s or 0.0)
     if extra <= 0:
         return {"variant": "at-once"}
@@ -106,7 +110,6 @@ def repaid(serial: ModeResult | None, mode: ModeResult) -> Facts | None:
 
 def cold_start(results: Results) -> list[Finding]:
     modes = []
-    serial = ok_mode(results, "serial")
     for mode in results.modes:
         if not mode.ok or not mode.round_times_s or mode.cold_start_s is None:
             continue
@@ -118,7 +121,7 @@ def cold_start(results: Results) -> list[Finding]:
         modes.append({
             "mode": mode.name, "cold_s": cold, "rounds": n, "round_s": mode.median_round_s,
             "rounds_s": rounds_s, "ratio": cold / rounds_s if rounds_s > 0 else None,
-            "repaid": repaid(serial, mode),
+            "repaid": repaid(results, mode),
         })
     return [Finding("warning", "cold-start-dominates", {"modes": modes})] if modes else []
 

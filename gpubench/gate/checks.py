@@ -4,8 +4,8 @@ Before any statistics, a mode's own record decides: one that failed to run, or w
 differs from serial's (it computed something else, so its speed means nothing), FAILs with
 the reason; one that does not apply is SKIPped. A mode whose work is known not to be
 reproducible is checked on speed, and its result is never shown as equal: "not
-reproducible: <reason>". Speedups and their intervals come from :mod:`gpubench.stats`, the
-same functions the report's marks and the findings use.
+reproducible: <reason>". Speedups and their intervals are ``Results.speed``'s, the one
+measure the report's marks and the findings use (at the gate's ``--level``).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def current_problem(case: str, run: Results, mode: ModeResult) -> Verdict | None
         return Verdict(case, name, FAIL, message=msg, result=result)
     if name == REFERENCE_MODE:
         return None
-    if stats.rounds_vs_serial(run, mode) is None:
+    if run.speed(name) is None:
         serial = run.mode(REFERENCE_MODE)
         usable_serial = serial is not None and serial.ok and serial.round_times_s
         what = "round times" if usable_serial else "serial rounds"
@@ -155,11 +155,11 @@ def _exact_one(level: float) -> Interval:
     return Interval(1.0, 1.0, 1.0, level)
 
 
-def _rounds(run: Results, mode: ModeResult) -> stats.Rounds:
-    rounds = stats.rounds_vs_serial(run, mode)
-    if rounds is None:  # current_problem has ruled this out
-        raise LookupError(mode.name)
-    return rounds
+def _speed(run: Results, name: str) -> stats.Speed:
+    speed = run.speed(name)
+    if speed is None:  # current_problem has ruled this out
+        raise LookupError(name)
+    return speed
 
 
 @dataclass(frozen=True)
@@ -184,14 +184,13 @@ class SpeedupDropCheck:
         if name == REFERENCE_MODE:
             one = _exact_one(self.level)
             return Verdict(case, name, PASS, one, "1.00x", one, limit_text, result=result)
-        cur_rounds = _rounds(run, current)
-        cur = stats.speedup_interval(cur_rounds, level=self.level)
+        cur_speed = _speed(run, name)
+        cur_rounds = cur_speed.rounds
+        cur = cur_speed.at(self.level)
         notes = _noise_notes("current", cur_rounds)
         base_mode = self.baseline.mode(name)
-        base_rounds = (
-            stats.rounds_vs_serial(self.baseline, base_mode) if base_mode is not None else None
-        )
-        if base_mode is None or not base_mode.ok or base_rounds is None:
+        base_speed = self.baseline.speed(name)
+        if base_mode is None or not base_mode.ok or base_speed is None:
             why = (
                 "not in the baseline"
                 if base_mode is None
@@ -204,8 +203,8 @@ class SpeedupDropCheck:
             return Verdict(case, name, SKIP, cur, "-", None, limit_text,
                            f"{name}: {why}; nothing to compare", notes, result,
                            cur_rounds.paired)  # fmt: skip
-        base = stats.speedup(base_rounds)
-        change = stats.change_interval(cur_rounds, base_rounds, level=self.level)
+        base = base_speed.ratio
+        change = stats.change_interval(cur_rounds, base_speed.rounds, level=self.level)
         verdict = verdict_of(change, limit, None)
         summary = (
             f"{name}: speedup {base:.2f}x (baseline) -> {cur.estimate:.2f}x "
@@ -273,13 +272,13 @@ class Expectation:
             cur = _exact_one(self.level)
             verdict = verdict_of(cur, self.min_speedup, self.max_speedup)
         else:
-            rounds = _rounds(run, current)
-            check = stats.compare_speed(
-                rounds, at_least=self.min_speedup, at_most=self.max_speedup, level=self.level
+            speed = _speed(run, name)
+            check = speed.check(
+                at_least=self.min_speedup, at_most=self.max_speedup, level=self.level
             )
             cur, paired = check.interval, check.paired
             verdict = _VERDICT_OF[check.outcome]
-            notes = _noise_notes("current", rounds)
+            notes = _noise_notes("current", speed.rounds)
         measured = f"{name}: speedup {cur.estimate:.2f}x" + _ci(
             cur, self.level, " ({} CI [{:.2f}, {:.2f}])"
         )

@@ -197,8 +197,8 @@ def _other_load(results: Results, mode: ModeResult) -> float | None:
 
 def entry_of(results: Results, mode: ModeResult, run: str, source: str = "") -> Entry:
     """The entry of one mode of a run (its speedup None when none can be computed)."""
-    rounds = stats.rounds_vs_serial(results, mode)
-    interval = stats.speedup_interval(rounds) if rounds is not None else None
+    speed = results.speed(mode.name)
+    interval = speed.interval if speed is not None else None
     disturbance = results.disturbance(mode.name)
     return Entry(
         run=run,
@@ -212,8 +212,8 @@ def entry_of(results: Results, mode: ModeResult, run: str, source: str = "") -> 
         low=interval.low if interval else None,
         high=interval.high if interval else None,
         level=stats.DEFAULT_LEVEL,
-        rounds=rounds.size if rounds else 0,
-        paired=bool(rounds and rounds.paired),
+        rounds=speed.rounds.size if speed else 0,
+        paired=bool(speed and speed.paired),
         result=result_of(mode),
         other_load_pct=_other_load(results, mode),
         disturbed=disturbance.describe() if disturbance else None,

@@ -58,10 +58,10 @@ class HistoryDropCheck:
         if problem is not None:
             return problem
         current = run.mode(name)
-        rounds = stats.rounds_vs_serial(run, current) if current else None
-        if current is None or rounds is None:  # before_speed has ruled this out
+        speed = run.speed(name)
+        if current is None or speed is None:  # before_speed has ruled this out
             raise LookupError(name)
-        cur = stats.speedup_interval(rounds, level=self.level)
+        cur = speed.at(self.level)
         limit = 1 - self.max_drop
         limit_text = f">= {limit:.2f}x of the level"
         n = len(self.segment.entries) if self.segment else 0
@@ -84,7 +84,7 @@ class HistoryDropCheck:
             message = f"{summary} straddles the allowed {limit:.2f}x: more runs in the history"
         return unless_disturbed(
             Verdict(case, name, verdict, cur, f"{self.segment.level:.2f}x", change, limit_text,
-                    message, (), result_of(current), rounds.paired),
+                    message, (), result_of(current), speed.paired),
             ("", run),
         )  # fmt: skip
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpubench import stats
 from gpubench.faq import memory
 from gpubench.faq.inputs import FaqInputs
 from gpubench.faq.verdicts import (
@@ -292,7 +293,7 @@ def format_performance(results: Results, lang: str) -> str:
 # --- what to run on this machine ------------------------------------------------------------
 
 
-def mode_speed(results: Results, mode: ModeResult) -> measures.Speed:
+def mode_speed(results: Results, mode: ModeResult) -> measures.SpeedView:
     """A mode's speed against serial as the tables show it; the section's one call for it."""
     return measures.speed_of(results, mode)
 
@@ -306,10 +307,10 @@ class RunAdvice:
     other programs' load."""
 
     best: ModeResult | None
-    best_speed: measures.Speed | None
+    best_speed: measures.SpeedView | None
     undecided: Disturbance | None
-    not_helped: tuple[tuple[ModeResult, measures.Speed], ...]
-    not_judged: tuple[tuple[ModeResult, measures.Speed], ...]
+    not_helped: tuple[tuple[ModeResult, measures.SpeedView], ...]
+    not_judged: tuple[tuple[ModeResult, measures.SpeedView], ...]
 
 
 def what_to_run(results: Results | None) -> RunAdvice | None:
@@ -368,13 +369,13 @@ def _run_lines(advice: RunAdvice, results: Results, lang: str) -> list[str]:
         serial = results.mode("serial")
         assert serial is not None  # what_to_run gave advice: serial was measured
         run = t("run.serial", lang, mode=_mode_words(serial, lang, cpu),
-                limit=_x(measures.CLEARLY_FASTER))
+                limit=_x(stats.FASTER))
         evidence, speed = _evidence(serial.name, lang), t("run.speedup.serial", lang)
     return [f"- {_label('run.label.mode', lang)} {run}{_in_brackets(evidence, lang)}",
             f"- {_label('run.label.speedup', lang)} {speed}"]
 
 
-def _mode_item(mode: ModeResult, speed: measures.Speed, lang: str, cpu: bool) -> str:
+def _mode_item(mode: ModeResult, speed: measures.SpeedView, lang: str, cpu: bool) -> str:
     """A mode that did not help (or was not judged): why, with its evidence."""
     label = mode_label(mode.name, lang, cpu_slots=cpu, devices=len(mode.devices) or None)
     if mode.status == STATUS_FAILED:

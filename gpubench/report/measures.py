@@ -14,13 +14,10 @@ from typing import Any
 from gpubench import stats
 from gpubench.results import DeviceStats, ModeResult, Results, RoundRecord, median
 
-# The speed verdict of a mode against serial (``stats.compare_speed``, the gate's own decision):
-# *faster* when the whole interval of its speedup lies above ``CLEARLY_FASTER`` (the gate's
-# ``min_speedup = 1.05`` PASSes exactly then), *slower* when it lies wholly below ``SLOWER``,
-# *no clear difference* otherwise. A mode whose result check failed gets no verdict: it did
-# other work, so its ratio is not a speedup.
-CLEARLY_FASTER = 1.05
-SLOWER = 0.95
+# The speed verdict of a mode against serial is ``Results.speed``'s (``stats.Speed.faster`` /
+# ``slower``, with the one pair of limits ``stats.FASTER`` and ``stats.SLOWER``: the gate's
+# ``min_speedup = 1.05`` PASSes exactly when a mode is faster). A mode whose result check
+# failed gets no verdict: it did other work, so its ratio is not a speedup.
 
 # Verdicts (catalogue keys ``verdict.speed.<v>``) and result checks (``check.<c>``).
 FASTER, SLOWER_V, NO_DIFFERENCE, BASELINE, NOT_COMPARABLE, NO_VERDICT = (
@@ -32,13 +29,14 @@ CHECK_SAME, CHECK_DIFFERS, CHECK_BASELINE, CHECK_UNKNOWN, CHECK_NOT_REPRODUCIBLE
 
 
 @dataclass(frozen=True)
-class Speed:
-    """A mode's speed against serial, as every table, finding, plot and page shows it.
+class SpeedView:
+    """A mode's speed against serial, as every table, plot and page shows it.
 
-    ``estimate`` and ``interval`` come from :mod:`gpubench.stats` (paired rounds in an
-    interleaved run); ``verdict`` from :func:`gpubench.stats.compare_speed`; ``check`` is the
-    result check, a separate column. ``drawable`` is False where a plot must not show a
-    speedup: the mode computed something other than serial's result.
+    ``estimate`` and ``interval`` are ``Results.speed``'s (:class:`gpubench.stats.Speed`,
+    paired rounds in an interleaved run), the verdict its judgement unless the result check
+    or other programs' load rule one out; ``check`` is the result check, a separate column.
+    ``drawable`` is False where a plot must not show a speedup: the mode computed something
+    other than serial's result.
     """
 
     mode: str
@@ -65,30 +63,29 @@ def result_check(results: Results, mode: ModeResult) -> str:
     return CHECK_UNKNOWN
 
 
-def speed_of(results: Results, mode: ModeResult) -> Speed:
-    """The one speed view of ``mode`` (see :class:`Speed`)."""
+def speed_of(results: Results, mode: ModeResult) -> SpeedView:
+    """The one speed view of ``mode`` (see :class:`SpeedView`)."""
     check = result_check(results, mode)
     if not mode.ok:
-        return Speed(mode.name, None, None, NO_VERDICT, check)
+        return SpeedView(mode.name, None, None, NO_VERDICT, check)
     if mode.name == stats.REFERENCE_MODE:
-        return Speed(mode.name, 1.0, None, BASELINE, check)
-    rounds = stats.rounds_vs_serial(results, mode)
-    if rounds is None:
+        return SpeedView(mode.name, 1.0, None, BASELINE, check)
+    speed = results.speed(mode.name)
+    if speed is None:
         value = mode.speedup_vs_serial
         verdict = NOT_COMPARABLE if check == CHECK_DIFFERS else NO_VERDICT
-        return Speed(mode.name, value, None, verdict, check)
-    interval = stats.speedup_interval(rounds)
+        return SpeedView(mode.name, value, None, verdict, check)
     if check == CHECK_DIFFERS:
         verdict = NOT_COMPARABLE
     elif results.disturbance(mode.name) is not None:
         verdict = BUSY
-    elif stats.decide(interval, low=CLEARLY_FASTER) == stats.WITHIN:
+    elif speed.faster:
         verdict = FASTER
-    elif stats.decide(interval, high=SLOWER) == stats.WITHIN:
+    elif speed.slower:
         verdict = SLOWER_V
     else:
         verdict = NO_DIFFERENCE
-    return Speed(mode.name, interval.estimate, interval, verdict, check, rounds.paired)
+    return SpeedView(mode.name, speed.ratio, speed.interval, verdict, check, speed.paired)
 
 
 def format_ratio(estimate: float | None, interval: stats.Interval | None) -> str:
@@ -105,7 +102,7 @@ def format_ratio(estimate: float | None, interval: stats.Interval | None) -> str
     return f"{value} [{i.low:.2f}{sep}{i.high:.2f}]"
 
 
-def format_speedup(speed: Speed) -> str:
+def format_speedup(speed: SpeedView) -> str:
     """The speed cell of every table: :func:`format_ratio` of the mode's speedup."""
     return format_ratio(speed.estimate, speed.interval)
 
@@ -119,12 +116,12 @@ def relative_spread(times: Sequence[float]) -> float | None:
 
 
 def speedup(results: Results, mode: ModeResult) -> float | None:
-    """The mode's speedup vs serial (``stats.speedup``); the recorded one without round times."""
+    """The mode's speedup vs serial (``Results.speed``); the recorded one without round times."""
     return speed_of(results, mode).estimate
 
 
 def faster_than_serial(results: Results, mode: ModeResult) -> bool:
-    """The whole interval of the mode's speedup lies above ``CLEARLY_FASTER``."""
+    """The whole interval of the mode's speedup lies above ``stats.FASTER``."""
     return speed_of(results, mode).verdict == FASTER
 
 

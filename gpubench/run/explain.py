@@ -6,7 +6,7 @@ same ``compare``: torch's intra-op threads per worker (each thread's ops otherwi
 core of the slot, so ``W`` threads oversubscribe it ``W``-fold) and the loader's worker
 processes. Each try runs serial and threaded again with that one setting changed; its rows
 are named ``<mode>@<setting>=<value>`` (e.g. ``threaded@torch-threads=1``), their speedups
-are against the run's own serial, and the threaded row's result is checked against the
+are against the run's own serial (``Results.speed``, as every other row's), and the threaded row's result is checked against the
 serial row measured with it. The findings (``gpubench.findings.phases``) then say which
 setting moved the ratio, and by how much.
 """
@@ -20,8 +20,8 @@ from typing import Any
 from gpubench.config import RunConfig
 from gpubench.results import ModeExtra, ModeResult, Results, RunRecord
 from gpubench.run.prepare import Prepared
+from gpubench.stats import SLOWER
 
-SLOWER = 0.95  # as gpubench.findings.base.SLOWER: slower than serial beyond noise
 # setting (PipelineConfig field) -> the flag a row's name shows
 FLAGS = {"torch_threads": "torch-threads", "loader_workers": "loader-workers"}
 
@@ -30,12 +30,10 @@ RunCompare = Callable[[RunConfig, Prepared, Callable[[str], str]], Results]
 
 def suspects(results: Results, prepared: Prepared) -> list[tuple[str, int]]:
     """The (setting, value) pairs to try: none unless threaded is slower than serial on a
-    CPU slot of several cores."""
-    serial, threaded = results.mode("serial"), results.mode("threaded")
-    if serial is None or threaded is None or not (serial.ok and threaded.ok):
-        return []
-    s, t = serial.median_round_s, threaded.median_round_s
-    if not s or not t or s / t >= SLOWER:
+    CPU slot of several cores: its speedup (``Results.speed``, the figure the findings
+    explain) below ``stats.SLOWER``."""
+    speed = results.speed("threaded")
+    if speed is None or speed.ratio >= SLOWER:
         return []
     device = prepared.devices[0]
     cores = len(device.cores)
@@ -56,15 +54,13 @@ def row_name(mode: str, setting: str, value: int) -> str:
     return f"{mode}@{FLAGS[setting]}={value}"
 
 
-def _renamed(row: ModeResult, setting: str, value: int, serial_s: float | None) -> ModeResult:
-    median = row.median_round_s
-    speedup = serial_s / median if serial_s and median else None
+def _renamed(row: ModeResult, setting: str, value: int) -> ModeResult:
     extra = ModeExtra.of({**row.extra.to_dict(), "counterfactual": {
         "mode": row.name, "setting": setting, "value": value,
         "checked_against": row_name("serial", setting, value),
     }})
     return replace(
-        row, name=row_name(row.name, setting, value), speedup_vs_serial=speedup, extra=extra,
+        row, name=row_name(row.name, setting, value), extra=extra,
         # serial@... is the baseline of its own try, not a result checked against serial
         same_result=None if row.name == "serial" else row.same_result,
     )
@@ -75,8 +71,6 @@ def with_counterfactuals(results: Results, prepared: Prepared, run: RunCompare) 
     tried = suspects(results, prepared)
     if not tried:
         return results
-    serial = results.mode("serial")
-    serial_s = serial.median_round_s if serial is not None else None
     rows = list(results.modes)
     records: list[dict[str, Any]] = []
     interrupted = results.interrupted
@@ -90,7 +84,7 @@ def with_counterfactuals(results: Results, prepared: Prepared, run: RunCompare) 
             return row_name(mode, s, v)
 
         out = run(cf_config, cf_prep, name)
-        rows += [_renamed(m, setting, value, serial_s) for m in out.modes]
+        rows += [_renamed(m, setting, value) for m in out.modes]
         device = prepared.devices[0]
         was = getattr(config.train.pipeline, setting)
         if setting == "torch_threads" and was is None:
@@ -102,4 +96,6 @@ def with_counterfactuals(results: Results, prepared: Prepared, run: RunCompare) 
             interrupted = True
             break
     record = RunRecord.of({**results.config.to_dict(), "counterfactuals": records})
-    return replace(results, modes=tuple(rows), config=record, interrupted=interrupted)
+    # Every row's saved speedup against the run's own serial, by the one measure.
+    return replace(results, modes=tuple(rows), config=record,
+                   interrupted=interrupted).with_speedups()

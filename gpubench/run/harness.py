@@ -20,7 +20,6 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from gpubench import stats
 from gpubench.config import RunConfig, interleaved_blocks
 from gpubench.machine.cuda import release_device_memory
 from gpubench.machine.devices import Device
@@ -155,7 +154,7 @@ class Block:
 
     A step is a position in the whole run: it names the round's global model and is the
     ``RoundRecord.index`` of every round run at it, so that the rounds of two modes run side
-    by side share an index (``gpubench.stats`` pairs them by it).
+    by side share an index (``gpubench.results.paired_rounds`` pairs them by it).
     """
 
     modes: tuple[str, ...]
@@ -515,14 +514,7 @@ def compare(
         tool_version=__version__,
         memory_plan=memplan.record(prep.memory, modes),
     )
-    return results.with_modes(tuple(_with_speedup(results, m) for m in results.modes))
-
-
-def _with_speedup(results: Results, mode: ModeResult) -> ModeResult:
-    """The saved speedup is the one the report and the gate compute (paired rounds when
-    the run was interleaved): ``gpubench.stats`` holds the one definition."""
-    rounds = stats.rounds_vs_serial(results, mode)
-    return replace(mode, speedup_vs_serial=None if rounds is None else stats.speedup(rounds))
+    return results.with_speedups()
 
 
 def _mode_results(
@@ -535,7 +527,7 @@ def _mode_results(
         ok = run.status == STATUS_OK and bool(measured)
         if run.status == STATUS_OK and not measured:
             run.status, run.error = STATUS_FAILED, "no round was measured"
-        speedup = None  # set from the Results (see _with_speedup)
+        speedup = None  # set from the Results (Results.with_speedups)
         verdict = _Verdict()
         if ok and serial is not None:
             verdict = _compare_with_serial(run, serial, harness)

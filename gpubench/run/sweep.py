@@ -238,7 +238,7 @@ def _mode_row(results: Results, mode: Any) -> ModeRow:
         samples_per_round=per_round,
         per_sample_us=round_s / per_round * 1e6 if round_s and per_round else None,
         clients_per_s=clients / round_s if round_s and isinstance(clients, int) else None,
-        speedup_vs_serial=mode.speedup_vs_serial,
+        speedup_vs_serial=speed.ratio if (speed := results.speed(mode.name)) else None,
         util_mean_pct=_utilisation(mode),
         same_result=mode.same_result,
         workers=mode.workers if mode.ok else None,
