@@ -24,6 +24,7 @@ from gpubench.report import measures
 from gpubench.report.faq_page import format_faq
 from gpubench.report.faq_text import faq_text
 from gpubench.results import Results
+from gpubench.sweep_summary import SummaryPoint, SweepSummary
 from tests.test_faq import GIB, _jitter, memory_monitor, mode, results
 
 
@@ -86,11 +87,11 @@ def test_process_memory_counts_each_worker_once_and_not_the_parent() -> None:
     assert part.verdict == HOLDS  # 1.9 GiB = 2.04 GB: about 2 GB
 
 
-def _point(batch: int, seed: int, curve: list[float]) -> dict[str, Any]:
-    return {"value": batch, "accuracy": {"batch_size": batch, "rounds": len(curve),
+def _point(batch: int, seed: int, curve: list[float]) -> SummaryPoint:
+    return SummaryPoint(batch, accuracy={"batch_size": batch, "rounds": len(curve),
                                          "initial_accuracy": 0.1, "accuracy": curve,
                                          "final": curve[-1], "local_steps": 512 / batch,
-                                         "seed": seed}}
+                                         "seed": seed})
 
 
 def _batch_inputs(seeds: int, devices: tuple[str, ...] = ("cuda:0",)) -> FaqInputs:
@@ -100,8 +101,8 @@ def _batch_inputs(seeds: int, devices: tuple[str, ...] = ("cuda:0",)) -> FaqInpu
               for b, t in ((32, 2.6), (128, 1.0))]
     curves = {32: [[0.5, 0.8, 0.6, 0.9], [0.6, 0.7, 0.8, 0.7], [0.4, 0.9, 0.7, 0.8]],
               128: [[0.3, 0.5, 0.6, 0.5], [0.2, 0.6, 0.5, 0.7], [0.4, 0.4, 0.6, 0.6]]}
-    summaries = [{"parameter": "batch_size",
-                  "points": [_point(b, s, curves[b][s]) for b in (32, 128)]}
+    summaries = [SweepSummary("batch_size", "--batch-size", (32, 128),
+                              tuple(_point(b, s, curves[b][s]) for b in (32, 128)))
                  for s in range(seeds)]
     return gather(points, summaries)
 

@@ -116,7 +116,7 @@ def test_every_reader_shows_the_one_figure() -> None:
 
     saved = run.with_speedups()
     assert [m.speedup_vs_serial for m in saved.modes] == [1.0, speed.ratio]
-    assert _mode_row(run, threaded)["speedup_vs_serial"] == speed.ratio
+    assert _mode_row(run, threaded).speedup_vs_serial == speed.ratio
 
 
 def test_every_reader_judges_with_the_one_threshold() -> None:
