@@ -405,50 +405,6 @@ class RunConfig:
         return d
 
 
-# The process modes ``--mps on`` measures once more under CUDA MPS, as a row of their own.
-MPS_MODES = {"multiprocess": "multiprocess+mps", "multi-gpu": "multi-gpu+mps"}
-
-
-# Modes that keep daemons alive between their rounds (Ray's raylet, GCS and workers;
-# Flower's engine on Ray): interleaved with other modes, their idle processes would run under
-# the other modes' clocks.
-DAEMON_MODES = frozenset({"ray", "flower"})
-
-
-def has_daemons(mode: str) -> bool:
-    """Whether ``mode`` (or its base, for a ``+mps`` or ``@counterfactual`` row) keeps daemons."""
-    return mode.split("@", 1)[0].split("+", 1)[0] in DAEMON_MODES
-
-
-def interleaved_blocks(modes: Sequence[str], reference: str = "serial") -> tuple[tuple[str, ...], ...]:
-    """The groups of modes that take turns round by round, one group after another.
-
-    Every mode without daemons takes turns in the first group; each mode with daemons gets a
-    group of its own with ``reference`` beside it, so that its ratio is still paired with
-    reference rounds run next to it and no daemon idles under another mode's clock. A first
-    group holding only the reference is dropped when another group holds it too.
-    """
-    plain = tuple(m for m in modes if not has_daemons(m))
-    daemons = [m for m in modes if has_daemons(m)]
-    ref = (reference,) if reference in modes else ()
-    blocks = [plain] if plain else []
-    blocks += [(*ref, m) for m in daemons]
-    if len(blocks) > 1 and blocks[0] == ref:
-        blocks.pop(0)
-    return tuple(blocks)
-
-
-def with_mps_rows(modes: tuple[str, ...]) -> tuple[str, ...]:
-    """``--mps on``: each process mode followed by its MPS twin (once)."""
-    out: list[str] = []
-    for m in modes:
-        out.append(m)
-        twin = MPS_MODES.get(m)
-        if twin and twin not in modes:
-            out.append(twin)
-    return tuple(out)
-
-
 def parse_modes(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     if not names:

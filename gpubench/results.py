@@ -209,6 +209,30 @@ class DeviceStats:
     few_samples: bool = False
 
 
+# What a mode is (gpubench.modes declares it; the harness records it with each mode's result):
+# where its clients train ...
+KIND_INLINE = "inline"  # one after another in the calling process
+KIND_THREAD = "thread"  # threads of the calling process
+KIND_PROCESS = "process"  # worker processes (or another engine's)
+# ... and where its workers go.
+PLACE_FIRST = "first-device"  # every worker on device 0
+PLACE_EACH = "each-device"  # ``--workers-per-device`` workers on every device
+PLACE_ONE_EACH = "one-per-device"  # one worker on every device
+UNKNOWN = "unknown"  # not recorded (an older file)
+
+
+@dataclass(frozen=True)
+class ModeFacts:
+    """What a mode is, whatever it measured: ``kind`` (KIND_*) and ``placement`` (PLACE_*)
+    of its workers; ``daemons``: it keeps processes alive between its rounds (Ray's, Flower's);
+    ``mps_twin``: the mode that runs it under CUDA MPS (``--mps on``), if any."""
+
+    kind: str
+    placement: str
+    daemons: bool = False
+    mps_twin: str | None = None
+
+
 @dataclass(frozen=True)
 class ModeResult:
     name: str
@@ -241,6 +265,9 @@ class ModeResult:
     # device's capacity; empty: not measured), and the heaviest of them.
     other_load_pct: dict[str, float] = field(default_factory=dict)
     other_processes: tuple[OtherProcess, ...] = ()
+    # What the mode is, as the harness recorded it (None in files older than the record:
+    # read it through facts_of).
+    facts: ModeFacts | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.extra, ModeExtra):  # a plain mapping: made typed
@@ -654,9 +681,28 @@ def _mode_from_dict(d: Mapping[str, Any]) -> ModeResult:
     for key in ("devices", "warmup_times_s", "round_times_s", "notes"):
         d[key] = tuple(d.get(key) or ())
     d["extra"] = ModeExtra.of(d.get("extra") or {})
+    d["facts"] = _build(ModeFacts, d["facts"]) if d.get("facts") else None
     if d.get("status") not in STATUSES:
         raise ResultsFileError(f"mode {d.get('name')!r} has unknown status {d.get('status')!r}")
     return _build(ModeResult, d)
+
+
+# What readers derived from a mode's name before its result recorded the facts: the
+# thread modes and the MPS twins of those versions. Frozen: a newer mode records its facts.
+_THREADS_BEFORE_RECORD = ("threaded", "streams")
+_MPS_TWINS_BEFORE_RECORD = {"multiprocess": "multiprocess+mps", "multi-gpu": "multi-gpu+mps"}
+
+
+def facts_of(mode: ModeResult) -> ModeFacts:
+    """What ``mode`` is: as recorded, or, in a file from before the record, what its name (a
+    counterfactual row's base: ``threaded@torch-threads=1``) was taken to mean then (its
+    placement unknown)."""
+    if mode.facts is not None:
+        return mode.facts
+    base = mode.name.split("@", 1)[0]
+    kind = (KIND_THREAD if base in _THREADS_BEFORE_RECORD
+            else KIND_INLINE if base == "serial" else KIND_PROCESS)
+    return ModeFacts(kind, UNKNOWN, mps_twin=_MPS_TWINS_BEFORE_RECORD.get(base))
 
 
 def _load_map(value: Any) -> dict[str, float]:

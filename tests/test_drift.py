@@ -9,9 +9,8 @@ import json
 
 import pytest
 
-from gpubench.config import interleaved_blocks
 from gpubench.findings import compute_findings
-from gpubench.modes import REGISTRY
+from gpubench.modes import REGISTRY, interleaved_blocks
 from gpubench.report.findings import finding_text
 from gpubench.results import DeviceStats, ModeResult, Results, RoundRecord
 from gpubench.run.harness import Block, compare, plan_blocks

@@ -366,7 +366,7 @@ def test_mps_on_adds_twins_that_are_not_applicable_on_cpu_slots(tmp_path):
 
 
 def test_with_mps_rows_puts_each_twin_after_its_mode():
-    from gpubench.config import with_mps_rows
+    from gpubench.modes import with_mps_rows
 
     assert with_mps_rows(("serial", "multiprocess", "threaded", "multi-gpu")) == (
         "serial", "multiprocess", "multiprocess+mps", "threaded", "multi-gpu", "multi-gpu+mps")

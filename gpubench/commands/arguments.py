@@ -25,9 +25,9 @@ from gpubench.config import (
     TrainConfig,
     parse_modes,
     parse_size,
-    with_mps_rows,
 )
 from gpubench.gate import DEFAULT_INCONCLUSIVE, DEFAULT_MAX_DROP, INCONCLUSIVE_POLICIES
+from gpubench.modes import with_mps_rows
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpubench.results import DeviceStats, ModeResult, Results
+from gpubench.results import KIND_THREAD, DeviceStats, ModeResult, Results, facts_of
 
 LEVELS = ("error", "warning", "info")
 
@@ -25,7 +25,6 @@ POOR_SCALING = 0.70  # multi-device speedup below 70% of the number of devices
 GOOD_SCALING = 0.85  # and at or above 85% of it: the claim "k devices, ~k-fold" holds
 MIN_COLD_START_S = 0.5  # shorter start-ups do not matter, whatever the run length
 
-THREAD_MODES = ("threaded", "streams")
 MULTI_DEVICE_MODES = ("multi-gpu",)
 
 Facts = dict[str, Any]
@@ -121,3 +120,8 @@ def device_client_counts(mode: ModeResult) -> dict[str, int]:
         for c in r.clients:
             counts[c.device] = counts.get(c.device, 0) + 1
     return counts
+
+
+def runs_threads(mode: ModeResult) -> bool:
+    """The mode trains its clients in threads of one process (as its result records)."""
+    return facts_of(mode).kind == KIND_THREAD

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from gpubench import stats
-from gpubench.config import MPS_MODES
 from gpubench.findings.base import NO_FASTER, Facts, Finding, ok_mode
-from gpubench.results import Results, paired_rounds
+from gpubench.results import Results, facts_of, paired_rounds
 
 CODES: dict[str, tuple[str, ...]] = {"mps-effect": ("faster", "slower", "same")}
 
@@ -14,7 +13,10 @@ def mps_effect(results: Results) -> list[Finding]:
     """With ``--mps on``: is the mode under MPS faster than the same mode time-sliced, with
     the one decision of :mod:`gpubench.stats` (paired rounds in an interleaved run)."""
     out = []
-    for plain_name, twin_name in MPS_MODES.items():
+    for row in results.modes:
+        plain_name, twin_name = row.name, facts_of(row).mps_twin
+        if twin_name is None:
+            continue
         plain, twin = ok_mode(results, plain_name), ok_mode(results, twin_name)
         if plain is None or twin is None or not plain.round_times_s or not twin.round_times_s:
             continue

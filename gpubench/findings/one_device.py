@@ -9,12 +9,12 @@ from gpubench.findings.base import (
     NO_FASTER,
     SM_STARVED_PCT,
     STARVED_PCT,
-    THREAD_MODES,
     Facts,
     Finding,
     clearly,
     is_cpu,
     ok_mode,
+    runs_threads,
     speedup,
     stats_of,
     versus_serial,
@@ -40,8 +40,10 @@ def _kind(device: str) -> str:
 def threads_slower(results: Results) -> list[Finding]:
     out = []
     serial = ok_mode(results, "serial")
-    for name in THREAD_MODES:
-        mode = ok_mode(results, name)
+    for row in results.modes:
+        if not runs_threads(row) or "@" in row.name:  # a counterfactual row is not the mode
+            continue
+        name, mode = row.name, ok_mode(results, row.name)
         if mode is None or serial is None:
             continue
         sp = speedup(results, mode)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gpubench.findings.base import THREAD_MODES, Facts, Finding
+from gpubench.findings.base import Facts, Finding, runs_threads
 from gpubench.results import ClientAdjudication, ModeResult, Results
 
 # code -> the variants its facts may name (empty: none)
@@ -93,7 +93,7 @@ def not_reproducible(results: Results) -> list[Finding]:
             continue
         reason = mode.not_reproducible_reason
         out.append(Finding("warning", "not-reproducible", {
-            "variant": "threads" if mode.name in THREAD_MODES else "other",
+            "variant": "threads" if runs_threads(mode) else "other",
             "mode": mode.name,
             "reason": {"text": str(reason)} if reason else None,
         }))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from gpubench.config import RunConfig
 from gpubench.machine.devices import Device
-from gpubench.results import ClientTiming, WorkerMemory
+from gpubench.results import ClientTiming, ModeFacts, WorkerMemory
 
 if TYPE_CHECKING:
     import torch
@@ -86,6 +86,9 @@ class RoundOutput:
 class ModeDefaults:
     """What a mode says about itself unless it knows better."""
 
+    # What it is: every mode says (gpubench.modes.facts.FACTS[name] for a built-in one).
+    facts: ClassVar[ModeFacts]
+
     # On CUDA a mode that runs other (equally valid) kernels than serial widens its
     # tolerance by this factor (vectorized: batched convolutions in TF32), never past
     # gpubench.run.equivalence.MAX_TOLERANCE (decide_tolerance).
@@ -125,6 +128,9 @@ class ModeDefaults:
 
 class Mode(Protocol):
     name: ClassVar[str]
+    # What the mode is (kind, placement, daemons, MPS twin): gpubench.modes.facts.FACTS[name]
+    # for a built-in mode.
+    facts: ClassVar[ModeFacts]
     cuda_tolerance_scale: ClassVar[float]
 
     def not_reproducible(self, draws_global_rng: bool) -> str | None: ...

@@ -61,6 +61,7 @@ from typing import Any
 import torch
 
 from gpubench.modes.base import ModeDefaults, ModeFailure, Plan, RoundOutput
+from gpubench.modes.facts import FACTS
 from gpubench.modes.flower_engine import FlowerSetup
 from gpubench.modes.flower_superlink import (
     FINISHED,
@@ -131,6 +132,7 @@ def superlink_environment(plan: Plan) -> dict[str, str]:
 
 class FlowerMode(ModeDefaults):
     name = "flower"
+    facts = FACTS[name]
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan

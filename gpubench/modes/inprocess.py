@@ -19,6 +19,7 @@ from gpubench.machine.cuda import (
 from gpubench.machine.devices import Device, torch_device_in_process
 from gpubench.machine.isolation import pin_in_process, steady_host_allocator
 from gpubench.modes.base import ModeDefaults, Plan, RoundOutput, process_rss
+from gpubench.modes.facts import placed
 from gpubench.results import ClientTiming, WorkerMemory
 from gpubench.train.fl import Trainer, build_datasets, make_trainer
 
@@ -28,11 +29,10 @@ CLIENT_THREADS = "gpubench-client"
 
 class InProcessBase(ModeDefaults):
     """Clients train in the calling process on device 0 (a GPU, or CPU slot 0)."""
-
-    replicas_wanted = 1
-
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
+        # One replica per thread of a thread mode, serial's one (the mode's facts say which).
+        self.replicas_wanted = placed(self.facts, plan.devices, plan.config)[1]
         self.device: Device = plan.devices[0]
         self.torch_device = torch_device_in_process(self.device)
         self.trainers: list[Trainer] = []

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from gpubench.modes.base import ModeFailure, NotApplicable
+from gpubench.modes.facts import FACTS
 from gpubench.modes.multiprocess import MultiGpuMode, MultiprocessMode
 from gpubench.modes.processes import ProcessModeBase, check_parent_gpu_shared
 
@@ -63,7 +64,9 @@ class _WithMps(ProcessModeBase):
 
 class MultiprocessMpsMode(_WithMps, MultiprocessMode):
     name = "multiprocess+mps"
+    facts = FACTS[name]
 
 
 class MultiGpuMpsMode(_WithMps, MultiGpuMode):
     name = "multi-gpu+mps"
+    facts = FACTS[name]

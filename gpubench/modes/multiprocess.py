@@ -9,30 +9,22 @@
 
 from __future__ import annotations
 
-from gpubench.machine.devices import Device
+from gpubench.modes.facts import FACTS, placed
 from gpubench.modes.pool import WorkerSpec
 from gpubench.modes.processes import ProcessModeBase, plan_workers
 
 
 class _PoolMode(ProcessModeBase):
-    def placement(self) -> tuple[tuple[Device, ...], int]:
-        """The devices the workers go to, and how many workers each gets."""
-        raise NotImplementedError
-
     def make_specs(self) -> list[WorkerSpec]:
-        devices, per_device = self.placement()
+        devices, per_device = placed(self.facts, self.plan.devices, self.plan.config)
         return plan_workers(self.plan, devices, per_device, self.dynamic)
 
 
 class MultiprocessMode(_PoolMode):
     name = "multiprocess"
-
-    def placement(self) -> tuple[tuple[Device, ...], int]:
-        return self.plan.devices[:1], self.plan.config.workers
+    facts = FACTS[name]
 
 
 class MultiGpuMode(_PoolMode):
     name = "multi-gpu"
-
-    def placement(self) -> tuple[tuple[Device, ...], int]:
-        return self.plan.devices, self.plan.config.workers_per_device
+    facts = FACTS[name]

@@ -13,8 +13,10 @@ from gpubench.assign import assign_clients
 from gpubench.machine import cuda
 from gpubench.machine.devices import Device
 from gpubench.machine.isolation import cpu_share
+from gpubench.modes import mode_facts
 from gpubench.modes.base import ModeDefaults, ModeFailure, NotApplicable, Plan, RoundOutput
 from gpubench.modes.pool import WorkerPool, WorkerSetup, WorkerSpec
+from gpubench.results import KIND_PROCESS
 
 
 def plan_workers(
@@ -61,10 +63,6 @@ def with_peers(specs: list[WorkerSpec]) -> list[WorkerSpec]:
             for s in specs]
 
 
-# The modes that train in the parent process (a CUDA context of its own on device 0).
-IN_PROCESS_MODES = ("serial", "threaded", "streams")
-
-
 def check_parent_gpu_shared(name: str, plan: Plan, devices: Sequence[Device]) -> None:
     """Refuse a mode whose processes would open a CUDA context on the parent's GPU when that
     GPU is in exclusive-process compute mode: the parent's context (its checks, noise floor
@@ -72,7 +70,8 @@ def check_parent_gpu_shared(name: str, plan: Plan, devices: Sequence[Device]) ->
     parent = plan.devices[0]
     if not parent.is_cuda or all(d.id != parent.id for d in devices):
         return
-    if not (cuda.initialised() or any(m in IN_PROCESS_MODES for m in plan.config.modes)):
+    in_parent = any(mode_facts(m).kind != KIND_PROCESS for m in plan.config.modes)
+    if not (cuda.initialised() or in_parent):
         return
     from gpubench.monitor import nvml
 

@@ -38,6 +38,7 @@ import torch
 
 from gpubench.machine.devices import Device, device_of_visible, visible_entry
 from gpubench.modes.base import ModeFailure, Plan, RoundOutput, process_rss
+from gpubench.modes.facts import FACTS, placed
 from gpubench.modes.pool import WorkerSetup, WorkerSpec
 from gpubench.modes.processes import WorkerSpecs, check_parent_gpu_shared, plan_workers
 from gpubench.modes.ray_common import (
@@ -142,10 +143,11 @@ class RayWorker:
 
 class RayMode(WorkerSpecs):
     name = "ray"
+    facts = FACTS[name]
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.specs = plan_workers(plan, plan.devices, plan.config.workers_per_device)
+        self.specs = plan_workers(plan, *placed(self.facts, plan.devices, plan.config))
         self.ray: Any = None
         self.actors: list[Any] = []
         self.actor_pids: dict[int, int] = {}  # worker -> pid

@@ -5,11 +5,13 @@ from __future__ import annotations
 import torch
 
 from gpubench.modes.base import RoundOutput
+from gpubench.modes.facts import FACTS
 from gpubench.modes.inprocess import InProcessBase
 
 
 class SerialMode(InProcessBase):
     name = "serial"
+    facts = FACTS[name]
 
     def run_round(self, global_state: torch.Tensor, fingerprints: torch.Tensor) -> RoundOutput:
         trainer = self.trainers[0]

@@ -17,6 +17,7 @@ import torch
 
 from gpubench.machine.isolation import pinned_thread
 from gpubench.modes.base import NotApplicable
+from gpubench.modes.facts import FACTS
 from gpubench.modes.threaded import ThreadedMode
 from gpubench.results import ClientTiming
 
@@ -25,6 +26,7 @@ NOT_ON_CPU = "streams: CUDA streams need a GPU; on CPU slots there is nothing to
 
 class StreamsMode(ThreadedMode):
     name = "streams"
+    facts = FACTS[name]
 
     def start(self) -> None:
         if not self.device.is_cuda:

@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from gpubench.machine.isolation import pinned_thread
-from gpubench.modes.base import Plan, RoundOutput
+from gpubench.modes.base import RoundOutput
+from gpubench.modes.facts import FACTS
 from gpubench.modes.inprocess import CLIENT_THREADS, InProcessBase
 from gpubench.results import ClientTiming
 from gpubench.train.fl import Trainer
@@ -29,10 +30,7 @@ from gpubench.train.fl import Trainer
 
 class ThreadedMode(InProcessBase):
     name = "threaded"
-
-    def __init__(self, plan: Plan) -> None:
-        super().__init__(plan)
-        self.replicas_wanted = plan.config.workers
+    facts = FACTS[name]
 
     def start(self) -> None:
         super().start()

@@ -74,6 +74,7 @@ from gpubench.cases import load_case
 from gpubench.cases.seeds import derive_seed
 from gpubench.machine.cuda import free_memory, release_device_memory, synchronize
 from gpubench.modes.base import ModeFailure, NotApplicable, RoundOutput
+from gpubench.modes.facts import FACTS, placed
 from gpubench.modes.pool import WorkerSetup, WorkerSpec
 from gpubench.modes.processes import ProcessModeBase, plan_workers
 from gpubench.modes.stacked import (
@@ -469,6 +470,7 @@ def make_vectorized_body(setup: WorkerSetup, spec: WorkerSpec, torch_device: str
 
 class VectorizedMode(ProcessModeBase):
     name = "vectorized"
+    facts = FACTS[name]
     trainer = "gpubench.modes.vectorized:make_vectorized_body"
     # On CUDA the batched convolutions run other (TF32) kernels than serial's: measured on an
     # H200, cnn's aggregate differed by 1.0e-4 at batch 128 and 9.4e-4 at batch 32 (other
@@ -494,7 +496,7 @@ class VectorizedMode(ProcessModeBase):
         )
 
     def make_specs(self) -> list[WorkerSpec]:
-        return plan_workers(self.plan, self.plan.devices, 1)
+        return plan_workers(self.plan, *placed(self.facts, self.plan.devices, self.plan.config))
 
     def run_round(self, global_state: torch.Tensor, fingerprints: torch.Tensor) -> RoundOutput:
         out = super().run_round(global_state, fingerprints)

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from gpubench.config import RunConfig, interleaved_blocks
+from gpubench.config import RunConfig
 from gpubench.machine.cuda import release_device_memory
 from gpubench.machine.devices import Device
 from gpubench.machine.isolation import release_free_heap
@@ -29,7 +29,9 @@ from gpubench.modes import (
     ModeFailure,
     NotApplicable,
     RoundOutput,
+    interleaved_blocks,
     mode_class,
+    mode_facts,
 )
 from gpubench.modes.base import first_line
 from gpubench.monitor.environment import collect_environment
@@ -163,7 +165,7 @@ class Block:
 
 
 def plan_blocks(config: RunConfig) -> tuple[Block, ...]:
-    """The run's schedule. Interleaved: the groups of :func:`gpubench.config.interleaved_blocks`,
+    """The run's schedule. Interleaved: the groups of :func:`gpubench.modes.interleaved_blocks`,
     each over steps of its own. Sequential: each mode alone over the same steps (their results
     compare step by step), then serial once more over new steps, so that a change of the
     machine's speed during the run shows in serial's rounds."""
@@ -569,6 +571,7 @@ def _mode_results(
                                 other=dict(run.extra)),
                 other_load_pct=other.pct,
                 other_processes=other.processes,
+                facts=mode_facts(run.name),
             )
         )
     return tuple(out)

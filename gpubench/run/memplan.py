@@ -18,7 +18,7 @@ workers every mode starts) it adds up, per process, what a round holds at its pe
   (float64; another mode's is kept only while serial's is still to come), the clients'
   fingerprints and timings kept for the results.
 
-Interleaved (the default), the modes of one block (``gpubench.config.interleaved_blocks``:
+Interleaved (the default), the modes of one block (``gpubench.modes.interleaved_blocks``:
 every mode without daemons, then ray and flower each beside serial) are alive at once and
 their peaks add up; the peak is the largest block's. With ``--sequential`` one mode runs at a
 time. Where the interleaved blocks do not fit but one mode at a time does, the run goes
@@ -35,11 +35,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from gpubench.config import ConfigError, RunConfig, interleaved_blocks
+from gpubench.config import ConfigError, RunConfig
 from gpubench.machine.devices import Device
+from gpubench.modes import interleaved_blocks, mode_facts
 from gpubench.modes.base import process_rss
+from gpubench.modes.facts import placed
 from gpubench.modes.stacked import chunk_size
 from gpubench.monitor import nvml
+from gpubench.results import KIND_PROCESS
 from gpubench.train.updates import GAP_CHUNK
 
 # A CUDA context and the kernels torch loads into it, per process and GPU.
@@ -54,9 +57,6 @@ GAP_CHUNK_BYTES = 8 * 8 * GAP_CHUNK
 RECORD_BYTES = 1200
 # Activations: what autograd saves, and about as much again for its gradients in backward.
 ACTIVATION_FACTOR = 2.0
-PROCESS_MODES = {"multiprocess", "multi-gpu", "vectorized", "ray", "flower",
-                 "multiprocess+mps", "multi-gpu+mps"}
-THREAD_MODES = {"threaded", "streams"}
 
 
 @dataclass(frozen=True)
@@ -202,13 +202,10 @@ class Inputs:
 
 
 def _workers(config: RunConfig, mode: str, devices: tuple[Device, ...]) -> list[Device]:
-    """The devices of the worker processes ``mode`` starts (one entry per worker)."""
-    if mode in ("multiprocess", "multiprocess+mps"):
-        return [devices[0]] * min(config.workers, config.clients)
-    if mode == "vectorized":
-        return list(devices)[: config.clients]
-    per = config.workers_per_device
-    return [d for d in devices for _ in range(per)][: config.clients]
+    """The devices of the workers ``mode`` starts (one entry per worker; workers without
+    clients start not)."""
+    on, per = placed(mode_facts(mode), devices, config)
+    return [d for d in on for _ in range(per)][: config.clients]
 
 
 def vectorized_chunk(
@@ -260,7 +257,8 @@ def estimate(inputs: Inputs) -> MemoryPlan:  # noqa: C901, PLR0912, PLR0915 - on
     procs: list[ProcessEstimate] = []
     shared_by_mode: dict[str, int] = {}
     for mode in cfg.modes:
-        if mode in PROCESS_MODES:
+        facts = mode_facts(mode)
+        if facts.kind == KIND_PROCESS:
             workers = _workers(cfg, mode, inputs.devices)
             n = max(1, len(workers))
             share = math.ceil(total_samples / n)
@@ -284,14 +282,15 @@ def estimate(inputs: Inputs) -> MemoryPlan:  # noqa: C901, PLR0912, PLR0915 - on
                 else:
                     host.update(model=model, data=data(share), activations=acts)
                 procs.append(ProcessEstimate(mode, f"worker {w}", dev.id, host, device_bytes))
-            if mode in ("ray", "flower"):
+            if facts.daemons:  # a local Ray's head processes (flower's engine runs on Ray)
                 procs.append(ProcessEstimate(mode, "ray", "-", {"base": RAY_PROCESSES_BYTES}))
-        replicas = 0 if mode in PROCESS_MODES else cfg.workers if mode in THREAD_MODES else 1
+        # The replicas the parent holds: one per thread of a thread mode, serial's one.
+        replicas = 0 if facts.kind == KIND_PROCESS else placed(facts, inputs.devices, cfg)[1]
         dev = inputs.devices[0]
         parent = {"harness": (RECORD_BYTES + 16 * 8) * clients * steps}
         if _before_serial(cfg, mode):  # its last update waits for serial's
             parent["harness"] += 8 * s
-        if mode in PROCESS_MODES:
+        if facts.kind == KIND_PROCESS:
             parent["shared"] = 4 * s + 8 * s * max(1, len(_workers(cfg, mode, inputs.devices)))
         device_bytes = 0
         if replicas:
@@ -305,7 +304,7 @@ def estimate(inputs: Inputs) -> MemoryPlan:  # noqa: C901, PLR0912, PLR0915 - on
     # The harness's own: the base, one global model, serial's last update and what checking
     # a round reads at a time; torch's runtime once a mode trains in this process.
     common = {"base": inputs.base_bytes, "harness": 4 * s + 8 * s + GAP_CHUNK_BYTES}
-    if any(m not in PROCESS_MODES for m in cfg.modes):
+    if any(mode_facts(m).kind != KIND_PROCESS for m in cfg.modes):
         common["runtime"] = inputs.runtime_bytes
     procs.insert(0, ProcessEstimate("-", "parent", "host", common))
     return replace(_totals(procs, cfg, shared_by_mode, inputs.devices), device_free=free)
