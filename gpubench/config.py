@@ -344,6 +344,7 @@ _RUN_RULES = {
     "sample_interval_s": _number("--sample-interval", "between 0.001 and 60 seconds (0 turns "
                                  "it off)", lambda v: 0.001 <= v <= 60, optional=True),
     "mps": _choice("--mps", ("off", "on")),
+    "profile_ops": _flag("--profile-ops"),
     "options": Rule("", (dict,)),
 }
 
@@ -377,6 +378,9 @@ class RunConfig:
     interleave: bool = True
     sample_interval_s: float | None = 0.1  # None: monitoring off
     mps: str = "off"  # on: each process mode also runs with CUDA MPS (a "+mps" row)
+    # One more round per mode after its measured ones, with torch.profiler on in every worker
+    # (ModeResult.profiled); in no statistic.
+    profile_ops: bool = False
     options: dict[str, Any] = field(default_factory=dict)  # mode-specific extras (ray, ...)
 
     def __post_init__(self) -> None:

@@ -43,6 +43,8 @@ PHASE_BETWEEN = "between"
 # A measured round whose set was measured again (other programs' load disturbed it): kept in
 # the monitor's spans, counted by no statistic.
 PHASE_REPLACED = "replaced"
+# ``--profile-ops``: a mode's extra round with torch.profiler on, after its measured ones.
+PHASE_PROFILED = "profiled"
 
 # Other programs' load (% of a device's capacity, mean over a mode's measured rounds) above
 # which a speed measured on that device is no evidence: its verdict is INCONCLUSIVE, and an
@@ -125,6 +127,38 @@ class RoundRecord:
     # When the round started: seconds since the monitor's ``t0`` (the run's start where no
     # monitor ran), the clock of its spans and timeline; None in older files.
     start_s: float | None = None
+
+
+@dataclass(frozen=True)
+class OpTrace:
+    """A worker's torch.profiler trace of the profiled round (``--profile-ops``): a Chrome
+    trace event file as torch exports it, left where the worker wrote it."""
+
+    worker: int
+    device: str
+    path: str
+
+
+@dataclass(frozen=True)
+class ProfiledRound:
+    """``--profile-ops``: one round after the mode's measured ones, run with torch.profiler on
+    in every worker around its training; in no statistic (not in ``rounds`` nor
+    ``round_times_s``). Its time against the median measured round is the profiler's cost."""
+
+    round: RoundRecord
+    traces: tuple[OpTrace, ...] = ()
+    # Wall-clock time (``time.time_ns()``) at ``round.start_s``: the profiler's timestamps
+    # count from the epoch, gpubench's from the monitor's t0.
+    wall_start_ns: int = 0
+    # The mode's median measured round before it, in seconds.
+    median_round_s: float | None = None
+
+    @property
+    def cost(self) -> float | None:
+        """How much longer the profiled round took than the median measured one (0.25: 25%)."""
+        if not self.median_round_s:
+            return None
+        return self.round.time_s / self.median_round_s - 1.0
 
 
 @dataclass(frozen=True)
@@ -268,6 +302,8 @@ class ModeResult:
     # What the mode is, as the harness recorded it (None in files older than the record:
     # read it through facts_of).
     facts: ModeFacts | None = None
+    # ``--profile-ops``: the round run with torch.profiler on (None: not profiled).
+    profiled: ProfiledRound | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.extra, ModeExtra):  # a plain mapping: made typed
@@ -656,24 +692,37 @@ def _build(cls: type, data: Mapping[str, Any]) -> Any:
     return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def _round_from_dict(r: Mapping[str, Any]) -> RoundRecord:
+    return RoundRecord(
+        index=int(r["index"]),
+        warmup=bool(r["warmup"]),
+        time_s=float(r["time_s"]),
+        clients=tuple(_build(ClientTiming, c) for c in r.get("clients", ())),
+        aggregate_s=None if r.get("aggregate_s") is None else float(r["aggregate_s"]),
+        client_diffs=tuple(
+            None if v is None else float(v) for v in r.get("client_diffs") or ()
+        ),
+        other_load_pct=_load_map(r.get("other_load_pct")),
+        start_s=None if r.get("start_s") is None else float(r["start_s"]),
+    )
+
+
+def _profiled_from_dict(p: Mapping[str, Any] | None) -> ProfiledRound | None:
+    if not p:
+        return None
+    median_s = p.get("median_round_s")
+    return ProfiledRound(
+        round=_round_from_dict(p["round"]),
+        traces=tuple(_build(OpTrace, t) for t in p.get("traces") or ()),
+        wall_start_ns=int(p.get("wall_start_ns") or 0),
+        median_round_s=None if median_s is None else float(median_s),
+    )
+
+
 def _mode_from_dict(d: Mapping[str, Any]) -> ModeResult:
     d = dict(d)
-    rounds = tuple(
-        RoundRecord(
-            index=int(r["index"]),
-            warmup=bool(r["warmup"]),
-            time_s=float(r["time_s"]),
-            clients=tuple(_build(ClientTiming, c) for c in r.get("clients", ())),
-            aggregate_s=None if r.get("aggregate_s") is None else float(r["aggregate_s"]),
-            client_diffs=tuple(
-                None if v is None else float(v) for v in r.get("client_diffs") or ()
-            ),
-            other_load_pct=_load_map(r.get("other_load_pct")),
-            start_s=None if r.get("start_s") is None else float(r["start_s"]),
-        )
-        for r in d.get("rounds", ())
-    )
-    d["rounds"] = rounds
+    d["rounds"] = tuple(_round_from_dict(r) for r in d.get("rounds", ()))
+    d["profiled"] = _profiled_from_dict(d.get("profiled"))
     d["device_stats"] = tuple(_build(DeviceStats, s) for s in d.get("device_stats", ()))
     d["worker_memory"] = tuple(_build(WorkerMemory, w) for w in d.get("worker_memory", ()))
     d["other_load_pct"] = _load_map(d.get("other_load_pct"))

@@ -39,7 +39,7 @@ WRONG_TYPE = {
         "case": 3, "clients": "10", "train": {"batch_size": 8}, "devices": 2, "assign": None,
         "modes": 5, "workers": 2.5, "workers_per_device": True, "warmup": "1", "rounds": None,
         "tolerance": "small", "timeout_s": "60", "interleave": "no", "sample_interval_s": "0.1",
-        "mps": True, "options": [("ray_address", "auto")],
+        "mps": True, "profile_ops": "yes", "options": [("ray_address", "auto")],
     },
 }
 

@@ -103,6 +103,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                        "end, to see whether the machine's speed changed)")
     m.add_argument("--sample-interval", type=float, default=0.1,
                    help="seconds between monitor samples; 0 turns monitoring off (default 0.1)")
+    m.add_argument("--profile-ops", action="store_true",
+                   help="run one more round per mode after the measured ones with "
+                   "torch.profiler on in every worker, in no statistic; --trace shows its "
+                   "operators under each worker (not ray, flower)")
     m.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     m.add_argument("--verbose", "-v", action="store_true",
                    help="print the whole traceback of a failure (it is in the JSON anyway)")
@@ -233,6 +237,7 @@ def config_from_args(args: argparse.Namespace, **override: Any) -> RunConfig:
         assign=args.assign,
         modes=with_mps_rows(parse_modes(args.modes)) if args.mps == "on" else parse_modes(args.modes),
         mps=args.mps,
+        profile_ops=getattr(args, "profile_ops", False),
         workers=args.workers,
         workers_per_device=args.workers_per_device,
         warmup=args.warmup,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from gpubench.config import RunConfig
 from gpubench.machine.devices import Device
-from gpubench.results import ClientTiming, ModeFacts, WorkerMemory
+from gpubench.results import ClientTiming, ModeFacts, OpTrace, WorkerMemory
 
 if TYPE_CHECKING:
     import torch
@@ -81,6 +81,8 @@ class RoundOutput:
     fingerprints: torch.Tensor
     clients: list[ClientTiming]  # start_s/end_s absolute perf_counter values
     memory: list[WorkerMemory] = field(default_factory=list)
+    # ``--profile-ops``: each worker's profiler trace of this round (a profiled round only).
+    op_traces: list[OpTrace] = field(default_factory=list)
 
 
 class ModeDefaults:
@@ -119,6 +121,12 @@ class ModeDefaults:
         version; after start); empty for gpubench's own modes."""
         return {}
 
+    def profile_next_round(self, directory: str) -> bool:
+        """Run the next round with torch.profiler on in every worker, each writing its trace
+        under ``directory`` (``RoundOutput.op_traces``); False: this mode cannot (its
+        workers are another engine's)."""
+        return False
+
     def live_fingerprints(self, fingerprints: torch.Tensor) -> torch.Tensor:
         """Where this round's fingerprints appear as clients finish (the progress display
         counts the rows filled so far): the harness's tensor for a mode that fills it as it
@@ -144,6 +152,8 @@ class Mode(Protocol):
     def engine(self) -> Mapping[str, Any]: ...
 
     def live_fingerprints(self, fingerprints: torch.Tensor) -> torch.Tensor: ...
+
+    def profile_next_round(self, directory: str) -> bool: ...
 
     def __init__(self, plan: Plan) -> None: ...
 

@@ -20,7 +20,8 @@ from gpubench.machine.devices import Device, torch_device_in_process
 from gpubench.machine.isolation import pin_in_process, steady_host_allocator
 from gpubench.modes.base import ModeDefaults, Plan, RoundOutput, process_rss
 from gpubench.modes.facts import placed
-from gpubench.results import ClientTiming, WorkerMemory
+from gpubench.modes.profiling import op_profiler, trace_file
+from gpubench.results import ClientTiming, OpTrace, WorkerMemory
 from gpubench.train.fl import Trainer, build_datasets, make_trainer
 
 # The name prefix of the threaded and streams modes' client threads.
@@ -39,6 +40,9 @@ class InProcessBase(ModeDefaults):
         self._threads_before: int | None = None
         # Allocator bytes (allocated, reserved): what start() added, and in use as a round began.
         self._own = self._round_start = (0, 0)
+        # --profile-ops: the folder the next round's profile goes to, and the traces written.
+        self._profile_dir: str | None = None
+        self._op_traces: list[OpTrace] = []
 
     @property
     def device_ids(self) -> tuple[str, ...]:
@@ -90,6 +94,23 @@ class InProcessBase(ModeDefaults):
         with pin_in_process(self.device, spare):
             yield
 
+    def profile_next_round(self, directory: str) -> bool:
+        self._profile_dir = directory
+        return True
+
+    @contextlib.contextmanager
+    def profiled(self) -> Iterator[None]:
+        """The round's training, under torch.profiler when the round is to be profiled: this
+        process trains every client, so one trace (every thread's) under worker 0."""
+        directory, self._profile_dir = self._profile_dir, None
+        if directory is None:
+            yield
+            return
+        path = trace_file(directory, 0, 0)
+        with op_profiler(path, self.device.is_cuda):
+            yield
+        self._op_traces.append(OpTrace(0, self.device.id, path))
+
     def _begin(self, global_state: torch.Tensor) -> None:
         # The parent's allocator serves every in-process mode of the block and the harness:
         # this round's peak counts from what is allocated now, plus the mode's own replicas
@@ -101,9 +122,10 @@ class InProcessBase(ModeDefaults):
 
     def _output(self, fingerprints: torch.Tensor, timings: list[ClientTiming]) -> RoundOutput:
         sinks = [t.sink for t in self.trainers]
+        traces, self._op_traces = self._op_traces, []
         return RoundOutput(
             [s.finish() for s in sinks], [s.weight for s in sinks], fingerprints, timings,
-            self._memory(),
+            self._memory(), traces,
         )
 
     def _memory(self) -> list[WorkerMemory]:

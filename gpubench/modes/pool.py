@@ -36,7 +36,8 @@ from gpubench.machine.devices import Device
 from gpubench.machine.isolation import bind_process, openmp_wait_for_children, process_settings
 from gpubench.machine.schedstat import count_whole_process
 from gpubench.modes.base import ModeFailure, first_line, process_rss
-from gpubench.results import ClientTiming, WorkerMemory
+from gpubench.modes.profiling import op_profiler, trace_file
+from gpubench.results import ClientTiming, OpTrace, WorkerMemory
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ def worker_main(
         return
     conn.send(("ready", os.getpid(), process_settings()))
     current = None  # the round this worker has begun
+    profiles = 0  # the profiles this worker has written (--profile-ops)
     while True:
         try:
             msg = conn.recv()
@@ -186,14 +188,24 @@ def worker_main(
         if msg[0] not in ("round", "finish"):
             end_worker(body)
         try:
-            # ("round", id, clients|None): train them (None: all mine, then finish);
+            # ("round", id, clients|None[, folder]): train them (None: all mine, then
+            # finish), under torch.profiler when a folder for its trace is given;
             # ("finish", id): dynamic assignment's end of the round.
             kind, round_id = msg[0], msg[1]
             if round_id != current:
                 reset_peak_memory(torch_device)
                 body.begin(shared.global_state, shared.partials[index])
                 current = round_id
-            timings = body.train(msg[2], shared.fingerprints) if kind == "round" else []
+            traces: list[str] = []
+            if kind != "round":
+                timings = []
+            elif len(msg) > 3 and msg[3]:
+                traces.append(trace_file(msg[3], spec.worker, profiles))
+                profiles += 1
+                with op_profiler(traces[-1], torch_device.startswith("cuda")):
+                    timings = body.train(msg[2], shared.fingerprints)
+            else:
+                timings = body.train(msg[2], shared.fingerprints)
             weight = None
             if kind == "finish" or msg[2] is None:
                 weight = body.finish()
@@ -201,7 +213,7 @@ def worker_main(
             allocated, reserved = peak_memory(torch_device)
             rss = process_rss()
             memory = WorkerMemory(spec.worker, spec.device.id, os.getpid(), allocated, reserved, rss)
-            conn.send(("done", timings, memory, weight))
+            conn.send(("done", timings, memory, weight, traces))
         except Exception as exc:
             conn.send(("error", first_line(exc), traceback.format_exc()))
 
@@ -287,6 +299,8 @@ class WorkerPool:
         self.worker_pids: dict[int, str] = {}
         # Each worker's torch settings as it reported them when ready (by worker number).
         self.worker_settings: dict[int, dict[str, Any]] = {}
+        # --profile-ops: the workers' profiler traces of the last round.
+        self.op_traces: list[OpTrace] = []
 
     def start(self) -> None:
         ctx = tmp.get_context("spawn")
@@ -310,24 +324,34 @@ class WorkerPool:
             self.worker_settings[self.specs[i].worker] = dict(msg[2])
 
     def run_round(
-        self, global_state: torch.Tensor
+        self, global_state: torch.Tensor, profile: str | None = None
     ) -> tuple[list[ClientTiming], list[WorkerMemory]]:
-        """One round into ``self.shared``; the timings and memory the workers reported."""
+        """One round into ``self.shared``; the timings and memory the workers reported.
+        ``profile``: a folder where each worker writes its torch.profiler trace of the round
+        (their paths in ``self.op_traces`` after it)."""
         self.shared.reset(global_state)
         self.round_id += 1
+        self.op_traces = []
         if self.dynamic:
-            return self._run_dynamic()
+            return self._run_dynamic(profile)
         for conn in self.conns:
-            conn.send(("round", self.round_id, None))
+            conn.send(("round", self.round_id, None, profile))
         replies = self._collect("done", self.timeout_s)
         timings: list[ClientTiming] = []
         memory: list[WorkerMemory] = []
         for i in sorted(replies):
             timings.extend(replies[i][1])
             memory.append(replies[i][2])
+            self._keep_traces(i, replies[i])
         return timings, memory
 
-    def _run_dynamic(self) -> tuple[list[ClientTiming], list[WorkerMemory]]:
+    def _keep_traces(self, i: int, reply: tuple[Any, ...]) -> None:
+        spec = self.specs[i]
+        self.op_traces.extend(OpTrace(spec.worker, spec.device.id, p) for p in reply[4])
+
+    def _run_dynamic(
+        self, profile: str | None = None
+    ) -> tuple[list[ClientTiming], list[WorkerMemory]]:
         """A shared queue: each worker gets the next client as soon as it is free, so a
         faster (or less loaded) device trains more clients. Then every worker completes
         its partial sum."""
@@ -342,17 +366,18 @@ class WorkerPool:
         def take(i: int, msg: tuple[Any, ...]) -> None:
             timings.extend(msg[1])
             memory[i] = memory[i].merged(msg[2]) if i in memory else msg[2]
+            self._keep_traces(i, msg)
 
         for i, conn in enumerate(self.conns):
             if queue:
-                conn.send(("round", self.round_id, [queue.pop()]))
+                conn.send(("round", self.round_id, [queue.pop()], profile))
                 busy.append(i)
         while busy:
             for i, msg in self._collect("done", self.timeout_s, busy, deadline).items():
                 take(i, msg)
                 busy.remove(i)
                 if queue:
-                    self.conns[i].send(("round", self.round_id, [queue.pop()]))
+                    self.conns[i].send(("round", self.round_id, [queue.pop()], profile))
                     busy.append(i)
         for conn in self.conns:
             conn.send(("finish", self.round_id))

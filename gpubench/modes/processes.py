@@ -112,6 +112,7 @@ class ProcessModeBase(WorkerSpecs):
         self.plan = plan
         self.specs = self.make_specs()
         self.pool: WorkerPool | None = None
+        self._profile_dir: str | None = None  # --profile-ops: the next round's folder
 
     def make_specs(self) -> list[WorkerSpec]:
         raise NotImplementedError
@@ -161,13 +162,19 @@ class ProcessModeBase(WorkerSpecs):
     def live_fingerprints(self, fingerprints: torch.Tensor) -> torch.Tensor:
         return fingerprints if self.pool is None else self.pool.shared.fingerprints
 
+    def profile_next_round(self, directory: str) -> bool:
+        self._profile_dir = directory
+        return True
+
     def run_round(self, global_state: torch.Tensor, fingerprints: torch.Tensor) -> RoundOutput:
         assert self.pool is not None, "start() first"
-        timings, memory = self.pool.run_round(global_state)
+        profile, self._profile_dir = self._profile_dir, None
+        timings, memory = self.pool.run_round(global_state, profile)
         shared = self.pool.shared
         fingerprints.copy_(shared.fingerprints)
         return RoundOutput(
-            list(shared.partials), shared.weights.tolist(), fingerprints, timings, memory
+            list(shared.partials), shared.weights.tolist(), fingerprints, timings, memory,
+            list(self.pool.op_traces),
         )
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ class SerialMode(InProcessBase):
         trainer = self.trainers[0]
         self._begin(global_state)
         timings = []
-        with self.in_slot():
+        with self.in_slot(), self.profiled():
             for client in range(self.plan.clients):
                 timings.append(trainer.run(client, fingerprints))
         return self._output(fingerprints, timings)

@@ -63,7 +63,7 @@ class ThreadedMode(InProcessBase):
     def run_round(self, global_state: torch.Tensor, fingerprints: torch.Tensor) -> RoundOutput:
         assert self.trainers, "start() first"
         self._begin(global_state)
-        with self.in_slot():
+        with self.in_slot(), self.profiled():
             pool = ThreadPoolExecutor(self.replicas_wanted, thread_name_prefix=CLIENT_THREADS)
             try:
                 futures = [pool.submit(self._one, c, fingerprints)

@@ -10,13 +10,21 @@ after another in ``PHASES`` order. A ``devices`` process carries the monitor's c
 
 Every time is on the monitor's clock (``RoundRecord.start_s``; a client's ``start_s`` counts
 from its round's start): microseconds since the monitor's ``t0``.
+
+A run with ``--profile-ops`` has one more round per mode (``ModeResult.profiled``), drawn after
+its measured ones as ``profiled round``, with the operators torch.profiler recorded in each
+worker merged under that worker's process, one track per thread (and per GPU stream). The
+profiler's timestamps are microseconds after its trace's ``baseTimeNanoseconds`` (wall-clock
+nanoseconds since the epoch); the round's ``wall_start_ns`` is the wall clock at its
+``start_s``, which puts them on the monitor's clock. Only slices are kept (flows, instants and
+the profiler's own spans have no place here), each cut at the end of the slice it starts in.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +35,8 @@ from gpubench.results import (
     PHASES,
     ClientTiming,
     ModeResult,
+    OpTrace,
+    ProfiledRound,
     Results,
     RoundRecord,
 )
@@ -47,6 +57,12 @@ COUNTERS: dict[str, tuple[str, float, str]] = {
 }
 
 Event = dict[str, Any]
+
+PROFILED = "profiled round"
+# The profiler's slices drawn: operators and the CUDA runtime on the host; kernels, copies
+# and annotations on a GPU's streams.
+HOST_OPS = ("cpu_op", "user_annotation", "cuda_runtime", "cuda_driver")
+DEVICE_OPS = ("kernel", "gpu_memcpy", "gpu_memset", "gpu_user_annotation")
 
 
 @dataclass
@@ -219,7 +235,110 @@ def _mode_events(ids: _Ids, results: Results, mode: ModeResult,
         yield from _client_events(ids, mode, r, start, label)
     if not offset:
         yield from _replaced_rounds(ids, results, mode, parent, track)
+    if mode.profiled is not None:
+        yield from _profiled_events(ids, mode, mode.profiled, offset, parent, track)
     yield from _wait_counters(ids, mode, starts)
+
+
+def _profiled_events(ids: _Ids, mode: ModeResult, p: ProfiledRound, offset: float, pid: int,
+                     tid: int) -> Iterator[Event]:
+    """The profiled round, its clients, and each worker's profiler slices under it."""
+    start = offset + (p.round.start_s or 0.0)
+    args: dict[str, Any] = {"mode": mode.name, "round": PROFILED, "step": p.round.index,
+                            "profiled": True, "clients": len(p.round.clients)}
+    if p.cost is not None:
+        args["profiler_cost"] = round(p.cost, 4)
+    yield _slice(PROFILED, pid, tid, start, p.round.time_s, args, "round")
+    yield from _client_events(ids, mode, p.round, start, PROFILED)
+    for t in p.traces:
+        profile = read_profile(t)
+        if profile is None:
+            continue
+        worker = ids.pid(_worker_name(mode, t.worker, t.device))
+        shift = profiler_shift_us(profile, p.wall_start_ns, start)
+        yield from op_events(ids, profile, shift, worker,
+                             {"mode": mode.name, "round": PROFILED, "worker": t.worker})
+
+
+def read_profile(trace: OpTrace) -> dict[str, Any] | None:
+    """A worker's profiler trace (None: gone, or not a Chrome trace)."""
+    try:
+        data = json.loads(Path(trace.path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("traceEvents"), list) else None
+
+
+def profiler_shift_us(profile: Mapping[str, Any], wall_start_ns: int, start_s: float) -> float:
+    """What to add to a profiler event's ``ts`` to put it on the trace's clock: torch's ``ts``
+    counts microseconds after ``baseTimeNanoseconds`` (epoch), and the round that started at
+    the wall clock's ``wall_start_ns`` is drawn at ``start_s`` (seconds on the monitor's clock)."""
+    base_ns = int(profile.get("baseTimeNanoseconds") or 0)
+    return (base_ns - wall_start_ns) / 1e3 + start_s * US
+
+
+def op_events(ids: _Ids, profile: Mapping[str, Any], shift_us: float, pid: int,
+              args: dict[str, Any]) -> list[Event]:
+    """The profiler's slices, shifted by ``shift_us``, under process ``pid``: a track per
+    thread (``ops · thread N``) and per GPU stream (``ops · GPU D stream S``)."""
+    tracks: dict[str, list[Event]] = {}
+    for e in profile.get("traceEvents") or ():
+        cat = e.get("cat") if isinstance(e, dict) and e.get("ph") == "X" else None
+        if cat not in HOST_OPS + DEVICE_OPS:
+            continue
+        try:
+            ts, dur = float(e["ts"]) + shift_us, float(e.get("dur", 0.0))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if ts < 0 or not dur >= 0:
+            continue
+        where = (f"ops · GPU {e.get('pid')} stream {e.get('tid')}" if cat in DEVICE_OPS
+                 else f"ops · thread {e.get('tid')}")
+        tracks.setdefault(where, []).append(
+            {"ph": "X", "name": str(e.get("name") or cat), "cat": cat, "pid": pid,
+             "ts": round(ts, 3), "dur": round(dur, 3), "args": dict(args)})
+    out: list[Event] = []
+    for where, slices in tracks.items():
+        tid = ids.tid(pid, where)
+        for e in nested(slices):
+            e["tid"] = tid
+            out.append(e)
+    return out
+
+
+def nested(slices: Sequence[Event]) -> list[Event]:
+    """The slices of one track, each cut at the end of the slice it starts in (Perfetto
+    drops one that overlaps its neighbour partially); one left with nothing is dropped."""
+    out: list[Event] = []
+    ends: list[float] = []  # the open slices' ends
+    for e in sorted(slices, key=lambda e: (e["ts"], -e["dur"])):
+        while ends and ends[-1] <= e["ts"]:
+            ends.pop()
+        if ends and e["ts"] + e["dur"] > ends[-1]:
+            e["dur"] = round(ends[-1] - e["ts"], 3)
+            if e["dur"] <= 0:
+                continue
+        ends.append(e["ts"] + e["dur"])
+        out.append(e)
+    return out
+
+
+def _profiled_metadata(results: Results) -> dict[str, Any]:
+    """Per profiled mode: its profiled round against its median measured one, and its
+    workers' profiler traces that could not be read."""
+    out: dict[str, Any] = {}
+    for m in results.modes:
+        p = m.profiled
+        if p is None:
+            continue
+        out[m.name] = {
+            "time_s": round(p.round.time_s, 6),
+            "median_round_s": None if p.median_round_s is None else round(p.median_round_s, 6),
+            "profiler_cost": None if p.cost is None else round(p.cost, 4),
+            "traces": len(p.traces),
+            "unreadable": [t.path for t in p.traces if read_profile(t) is None],
+        }
+    return out
 
 
 def _counterfactual_groups(results: Results) -> list[tuple[str, ...]]:
@@ -275,17 +394,17 @@ def build_trace(results: Results) -> dict[str, Any]:
         for mode in (m for m in results.modes if m.name in group):
             events.extend(_mode_events(ids, results, mode, offset))
     events.sort(key=lambda e: (e["ts"], e["pid"], e["tid"], -e.get("dur", 0)))
-    return {
-        "traceEvents": ids.meta + events,
-        "displayTimeUnit": "ms",
-        "otherData": {
-            "command": results.command,
-            "created_utc": results.created_utc,
-            "tool_version": results.tool_version,
-            "clock": "microseconds since the monitor's t0",
-            "phases": "each phase's total in the client, drawn one after another",
-        },
+    other: dict[str, Any] = {
+        "command": results.command,
+        "created_utc": results.created_utc,
+        "tool_version": results.tool_version,
+        "clock": "microseconds since the monitor's t0",
+        "phases": "each phase's total in the client, drawn one after another",
     }
+    if results.config.get("profile_ops"):
+        other["profiled_rounds"] = _profiled_metadata(results)
+        other["not_profiled"] = [m.name for m in results.modes if m.ok and m.profiled is None]
+    return {"traceEvents": ids.meta + events, "displayTimeUnit": "ms", "otherData": other}
 
 
 def format_trace(results: Results) -> str:

@@ -77,7 +77,7 @@ def with_counterfactuals(results: Results, prepared: Prepared, run: RunCompare) 
     config = prepared.config
     for setting, value in tried:
         pipeline = replace(config.train.pipeline, **{setting: value})  # type: ignore[arg-type]
-        cf_config = replace(config, modes=("serial", "threaded"),
+        cf_config = replace(config, modes=("serial", "threaded"), profile_ops=False,
                             train=replace(config.train, pipeline=pipeline))
         cf_prep = replace(prepared, config=cf_config, plan=replace(prepared.plan, config=cf_config))
         def name(mode: str, s: str = setting, v: int = value) -> str:

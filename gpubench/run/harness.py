@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -40,6 +41,7 @@ from gpubench.results import (
     OTHER_LOAD_LIMIT_PCT,
     PHASE_BETWEEN,
     PHASE_COLD_START,
+    PHASE_PROFILED,
     PHASE_REPLACED,
     PHASE_ROUND,
     PHASE_WARMUP,
@@ -47,13 +49,16 @@ from gpubench.results import (
     STATUS_NOT_APPLICABLE,
     STATUS_OK,
     Adjudication,
+    ClientTiming,
     DeviceStats,
     ModeExtra,
     ModeResult,
+    ProfiledRound,
     Results,
     RoundRecord,
     RunRecord,
     WorkerMemory,
+    median,
 )
 from gpubench.run import memplan
 from gpubench.run.adjudicate import adjudicate_mode, settled
@@ -110,6 +115,7 @@ class _Run:
     startup: dict[str, float] = field(default_factory=dict)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     engine: dict[str, Any] = field(default_factory=dict)
+    profiled: ProfiledRound | None = None  # --profile-ops
 
     def round_at(self, step: int) -> tuple[RoundRecord, int | None] | None:
         """The round measured at ``step`` and its monitor span, if any."""
@@ -203,6 +209,7 @@ class _Harness:
         # Rounds' start times count from here: the monitor's t0 once it started (its spans and
         # timeline are on that clock), else the run's start.
         self.origin = clock()
+        self.profile_root: str | None = None  # --profile-ops: where the workers' traces go
 
     def run_block(self, block: Block, runs: Sequence[_Run]) -> None:
         """Start the block's modes, run its steps round by round, close them."""
@@ -228,6 +235,9 @@ class _Harness:
                     self.replaced.append({"step": step, "reason": why, "kept": True})
             if not steps:  # the disturbed sets once more, after the others (a passing
                 steps, again = again, []  # disturbance has had time to end)
+        if self.prep.config.profile_ops and not block.retime:
+            for run in runs:
+                self.profile(run, block.first_step + self.per_block - 1)
         for run in runs:
             self.finish(run)
         self.gaps.update(self.last.gaps)
@@ -334,12 +344,7 @@ class _Harness:
             self.progress(run.name, "failed", index + 1, total)
             return
         self.ledger.record(run.name, step, out.fingerprints.numpy())
-        clients = tuple(
-            sorted(
-                (replace(c, start_s=c.start_s - t0, end_s=c.end_s - t0) for c in out.clients),
-                key=lambda c: c.client,
-            )
-        )
+        clients = _from_round_start(out.clients, t0)
         other = self.other_load(run, span)
         run.record(RoundRecord(step, warmup, elapsed, clients, aggregate_s,
                                other_load_pct=other, start_s=t0 - self.origin), step, span)
@@ -347,6 +352,38 @@ class _Harness:
             _keep_peak(run.memory, out.memory)
         if local == self.per_block - 1 and not block.retime:
             self.last.add(run.name, update, global_state)
+
+    def profile(self, run: _Run, step: int) -> None:
+        """``--profile-ops``: one more round of the mode at ``step`` (its last measured
+        round's model) with torch.profiler on in its workers, timed and checked like the
+        others and kept out of every statistic (``ModeResult.profiled``). A mode whose
+        workers are another engine's is not profiled; a profiled round that fails is
+        recorded (``profiled_round_error``) without failing the mode."""
+        if run.mode is None or run.profiled is not None:
+            return
+        if self.profile_root is None:
+            self.profile_root = tempfile.mkdtemp(prefix="gpubench-ops-")
+        if not run.mode.profile_next_round(f"{self.profile_root}/{run.name}"):
+            return
+        fingerprints = torch.full(
+            (self.prep.plan.clients, FINGERPRINT_SIZE), math.nan, dtype=torch.float64
+        )
+        self.mark(run.name, PHASE_PROFILED, None)
+        try:
+            wall, t0 = time.time_ns(), self.clock()
+            out = run.mode.run_round(self.prep.global_for(step), fingerprints)
+            elapsed = self.clock() - t0
+            self.mark(run.name, PHASE_BETWEEN, None)
+            self.check_round(out, fedavg(out), step, run.tolerance)
+        except Exception as exc:
+            self.mark(run.name, PHASE_BETWEEN, None)
+            run.extra["profiled_round_error"] = _reason(exc)
+            return
+        measured = [r.time_s for r in run.rounds if not r.warmup]
+        record = RoundRecord(step, False, elapsed, _from_round_start(out.clients, t0),
+                             start_s=t0 - self.origin)
+        run.profiled = ProfiledRound(record, tuple(out.op_traces), wall,
+                                     median(measured) if measured else None)
 
     def other_load(self, run: _Run, span: int | None) -> dict[str, float]:
         """Other programs' mean load on the mode's devices during its round's span."""
@@ -397,6 +434,14 @@ class _Harness:
             self.sampler.unwatch_pids(run.name)
         self.mark(None, PHASE_BETWEEN, None)
         self.progress(run.name, "done" if run.status == STATUS_OK else "failed", 1, 1)
+
+
+def _from_round_start(clients: Sequence[ClientTiming], t0: float) -> tuple[ClientTiming, ...]:
+    """The clients in client order, their times counted from the round's start ``t0``."""
+    return tuple(sorted(
+        (replace(c, start_s=c.start_s - t0, end_s=c.end_s - t0) for c in clients),
+        key=lambda c: c.client,
+    ))
 
 
 def release_failed(run: _Run) -> None:
@@ -572,6 +617,7 @@ def _mode_results(
                 other_load_pct=other.pct,
                 other_processes=other.processes,
                 facts=mode_facts(run.name),
+                profiled=run.profiled,
             )
         )
     return tuple(out)
