@@ -22,6 +22,7 @@ from gpubench.errors import UsageError
 from gpubench.gate import DEFAULT_MAX_DROP
 from gpubench.output import WriteError, refusal, write_atomic
 from gpubench.results import STATUS_FAILED, Results, read_results
+from gpubench.run.op_files import keep_op_traces
 from gpubench.stats import DEFAULT_LEVEL
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from gpubench.run.sweep import Sweep
 
 __all__ = ["check_gate", "check_writable", "compare", "counterfactuals", "default_out", "doctor",
-           "load_results", "measure_faq", "run_failed", "sweep", "sweep_points", "with_value",
+           "keep_op_traces", "load_results", "measure_faq", "run_failed", "sweep", "sweep_points", "with_value",
            "write_report", "write_trace"]  # fmt: skip
 
 # progress(mode, phase, index, total, **clients): what gpubench.commands.progress displays

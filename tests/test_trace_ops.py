@@ -150,6 +150,28 @@ def test_the_profiled_round_survives_json_and_older_files_have_none(tmp_path: Pa
     assert from_dict(data).modes[0].profiled is None
 
 
+def test_the_profiler_files_move_beside_the_results_and_the_temporary_folder_goes(
+        tmp_path: Path) -> None:
+    from gpubench.run.op_files import TEMP_PREFIX, keep_op_traces
+
+    root = tmp_path / f"{TEMP_PREFIX}x"
+    (root / "multi-gpu").mkdir(parents=True)
+    there = fake_profile(root / "multi-gpu" / "worker1-0.json")
+    neighbour = tmp_path / "empty-folder-of-the-user"
+    neighbour.mkdir()
+    gone = str(tmp_path / "gone" / "worker0-0.json")
+    results = profiled_results((OpTrace(1, "cpu:1", str(there)), OpTrace(0, "cpu:0", gone)))
+    out = tmp_path / "runs" / "r.json"
+    kept = keep_op_traces(results, out)
+    moved = kept.modes[0].profiled.traces  # type: ignore[union-attr]
+    assert Path(moved[0].path) == (tmp_path / "runs" / "r.ops" / "multi-gpu" /
+                                   "worker1-0.json").resolve()
+    assert json.loads(Path(moved[0].path).read_text())["baseTimeNanoseconds"] == BASE_NS
+    assert moved[1].path == gone  # a file already gone stays named: the trace lists it
+    assert not root.exists() and neighbour.is_dir()  # only the run's own folder is removed
+    check_trace(build_trace(kept), kept)
+
+
 @pytest.mark.slow
 def test_a_profiled_run_merges_each_workers_operators(tmp_path: Path) -> None:
     out, trace_file = tmp_path / "r.json", tmp_path / "t.json"
@@ -170,6 +192,8 @@ def test_a_profiled_run_merges_each_workers_operators(tmp_path: Path) -> None:
     gpu = results.mode("multi-gpu")
     assert gpu is not None and gpu.profiled is not None
     assert {(t.worker, t.device) for t in gpu.profiled.traces} == {(0, "cpu:0"), (1, "cpu:1")}
+    assert all(Path(t.path).parent == tmp_path / "r.ops" / "multi-gpu" and Path(t.path).is_file()
+               for t in gpu.profiled.traces)  # kept beside the results, not in a temp folder
     events = trace["traceEvents"]
     processes = {e["pid"]: e["args"]["name"] for e in events
                  if e["ph"] == "M" and e["name"] == "process_name"}

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from gpubench.api import check_writable, run_failed
+from gpubench.api import check_writable, keep_op_traces, run_failed
 from gpubench.commands.arguments import (
     add_inconclusive_arguments,
     add_run_arguments,
@@ -46,6 +46,7 @@ def write_outputs(results: Results, args: argparse.Namespace, out: Path) -> int:
     from gpubench.report.findings import format_findings
     from gpubench.report.tables import format_summary_table
 
+    results = keep_op_traces(results, out)  # --profile-ops: the profiler's files beside it
     path = write_results(results, out)
     print(format_summary_table(results))
     findings = format_findings(compute_findings(results), lang=args.lang)

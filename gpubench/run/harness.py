@@ -63,6 +63,7 @@ from gpubench.results import (
 from gpubench.run import memplan
 from gpubench.run.adjudicate import adjudicate_mode, settled
 from gpubench.run.equivalence import Comparison, Ledger, consistency_diff
+from gpubench.run.op_files import TEMP_PREFIX
 from gpubench.run.prepare import ModeSession, Prepared, fedavg, fedavg_update, open_mode, prepare
 from gpubench.run.ticker import ClientTicker
 from gpubench.train.updates import FINGERPRINT_SIZE, FedAvgUpdate, LastUpdates
@@ -362,7 +363,7 @@ class _Harness:
         if run.mode is None or run.profiled is not None:
             return
         if self.profile_root is None:
-            self.profile_root = tempfile.mkdtemp(prefix="gpubench-ops-")
+            self.profile_root = tempfile.mkdtemp(prefix=TEMP_PREFIX)
         if not run.mode.profile_next_round(f"{self.profile_root}/{run.name}"):
             return
         fingerprints = torch.full(

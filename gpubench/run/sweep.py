@@ -35,6 +35,7 @@ from typing import Any
 from gpubench.config import ConfigError, RunConfig
 from gpubench.output import write_atomic
 from gpubench.results import STATUS_NOT_APPLICABLE, Results, write_results
+from gpubench.run.op_files import keep_op_traces
 from gpubench.sweep_summary import (
     KNEE_WITHIN,
     PER_DEVICE,
@@ -185,7 +186,8 @@ def run_sweep(  # noqa: C901 - the points' loop with its optional accuracy pass 
         if prepared is not None:
             kwargs["prepared"] = prepared[i]
         results = compare_fn(config, **kwargs)
-        path = write_results(results, out_dir / point_filename(parameter, value))
+        out = out_dir / point_filename(parameter, value)
+        path = write_results(keep_op_traces(results, out), out)
         accuracy = None
         if accuracy_fn is not None and accuracy_rounds and not results.interrupted:
             if progress:
