@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from gpubench.config import ConfigError, RunConfig
+from gpubench.options import SWEEPABLE  # dest -> flag of each option a sweep may vary
 from gpubench.output import write_atomic
 from gpubench.results import (
     STATUS_NOT_APPLICABLE,
@@ -42,17 +43,6 @@ from gpubench.results import (
     write_results,
 )
 
-# argparse dest -> flag, for the parameters a sweep may vary.
-SWEEPABLE: dict[str, str] = {
-    "batch_size": "--batch-size",
-    "clients": "--clients",
-    "samples_per_client": "--samples-per-client",
-    "local_epochs": "--local-epochs",
-    "lr": "--lr",
-    "workers": "--workers",
-    "workers_per_device": "--workers-per-device",
-    "case": "--case",
-}
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "summary.png"
 PER_DEVICE = "workers_per_device"
