@@ -281,24 +281,20 @@ def write_trace(results: Results, out: str | os.PathLike[str]) -> Path:
     return _written(out, lambda: write(results, out))
 
 
-# RunConfig.train fields a sweep may vary, by the option's name; the rest are RunConfig's own.
-_TRAIN_FIELDS = {"batch_size": "batch_size", "local_epochs": "local_epochs", "lr": "lr",
-                 "samples_per_client": "samples"}  # fmt: skip
-
-
 def with_value(config: RunConfig, parameter: str, value: Any) -> RunConfig:
     """``config`` with one option (named as the command line's, with underscores) set."""
+    from gpubench.options import SWEEP, option_for
     from gpubench.run.sweep import SWEEPABLE
 
     if parameter not in SWEEPABLE:
         raise UsageError(f"cannot sweep {parameter!r}: choose from {', '.join(SWEEPABLE)}")
-    if parameter in _TRAIN_FIELDS:
+    place, _, name = (option_for(parameter, SWEEP).field or "").rpartition(".")
+    if place == "train":  # the option table's field: a TrainConfig's or RunConfig's own
         if parameter == "samples_per_client":
             value = SampleSizes.parse(value)
-        train = replace(config.train, **{_TRAIN_FIELDS[parameter]: value})
-        out = replace(config, train=train)
+        out = replace(config, train=replace(config.train, **{name: value}))
     else:
-        out = replace(config, **{parameter: value})
+        out = replace(config, **{name: value})
     out.validate()
     return out
 

@@ -9,13 +9,27 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+# The words an option accepts live with the option table; config names them from there.
+from gpubench.options import (
+    AMP_MODES,
+    ASSIGN_POLICIES,
+    AUGMENTS,
+    CLIENT_SETUPS,
+    DATA_PLACES,
+    DEFAULT_MODES,
+    LOADER_STARTS,
+    LOADERS,
+    MPS_SETTINGS,
+    OPTIMIZERS,
+    PRESETS,
+    flag_of,
+)
+
 
 class ConfigError(ValueError):
     """Bad input from the user; the CLI prints it on one line and exits 2."""
 
 
-DEFAULT_MODES = ("serial", "threaded", "multiprocess", "multi-gpu")
-ASSIGN_POLICIES = ("round-robin", "balanced", "dynamic")
 
 
 def _any(value: Any) -> bool:
@@ -134,8 +148,8 @@ class Partition:
                 alpha = -1.0
             if alpha > 0:
                 return cls("dirichlet", alpha)
-            raise ConfigError(f"--partition dirichlet:ALPHA needs ALPHA > 0, got {m.group(1)!r}")
-        raise ConfigError(f"--partition must be 'iid' or 'dirichlet:ALPHA', got {text!r}")
+            raise ConfigError(f"{flag_of('partition')} dirichlet:ALPHA needs ALPHA > 0, got {m.group(1)!r}")
+        raise ConfigError(f"{flag_of('partition')} must be 'iid' or 'dirichlet:ALPHA', got {text!r}")
 
 
 @dataclass(frozen=True)
@@ -153,22 +167,14 @@ class SampleSizes:
         s = str(text).strip()
         m = re.fullmatch(r"(\d+)(?:\.\.(\d+))?", s)
         if not m:
-            raise ConfigError(f"--samples-per-client must be N or LOW..HIGH, got {s!r}")
+            raise ConfigError(f"{flag_of('samples_per_client')} must be N or LOW..HIGH, got {s!r}")
         low = int(m.group(1))
         high = int(m.group(2)) if m.group(2) else low
         if low < 1 or high < low:
-            raise ConfigError(f"--samples-per-client needs 1 <= LOW <= HIGH, got {s!r}")
+            raise ConfigError(f"{flag_of('samples_per_client')} needs 1 <= LOW <= HIGH, got {s!r}")
         return cls(low, high)
 
 
-DATA_PLACES = ("device", "host")
-LOADERS = ("tensor", "dataloader")
-LOADER_STARTS = ("forkserver", "spawn", "fork")
-AUGMENTS = ("none", "crop-flip")
-CLIENT_SETUPS = ("reuse", "fresh")
-OPTIMIZERS = ("sgd", "adam", "adamw")
-AMP_MODES = ("off", "bf16", "fp16")
-PRESETS = ("none", "flower-like")
 CIFAR10_BATCHES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
                    "data_batch_5", "test_batch")
 
@@ -179,28 +185,28 @@ def cifar_folder(path: str) -> str:
         folder = os.path.join(root, "cifar-10-batches-py")
         if os.path.isdir(folder):
             if not any(os.path.isfile(os.path.join(folder, b)) for b in CIFAR10_BATCHES):
-                raise ConfigError(f"--dataset cifar10:{path}: {folder} holds no CIFAR-10 batch "
+                raise ConfigError(f"{flag_of('dataset')} cifar10:{path}: {folder} holds no CIFAR-10 batch "
                                   f"file ({', '.join(CIFAR10_BATCHES)})")
             return root
-    raise ConfigError(f"--dataset cifar10:{path}: no folder cifar-10-batches-py there (the "
+    raise ConfigError(f"{flag_of('dataset')} cifar10:{path}: no folder cifar-10-batches-py there (the "
                       "python version of CIFAR-10, as torchvision's CIFAR10 downloads it)")
 
 
 _PIPELINE_RULES = {
-    "data": _choice("--data", DATA_PLACES),
-    "pin_memory": _flag("--pin-memory"),
-    "loader": _choice("--loader", LOADERS),
-    "loader_workers": _integer("--loader-workers", 0),
-    "persistent_workers": _flag("--persistent-workers"),
-    "loader_start": _choice("--loader-start", LOADER_STARTS),
-    "augment": _choice("--augment", AUGMENTS),
-    "client_setup": _choice("--client-setup", CLIENT_SETUPS),
-    "optimizer": _choice("--optimizer", OPTIMIZERS),
-    "amp": _choice("--amp", AMP_MODES),
-    "torch_threads": _integer("--torch-threads", 1, optional=True),
-    "sync_loss": _flag("--sync-loss"),
-    "dataset": Rule("--dataset", (str,), optional=True),
-    "preset": _choice("--preset", PRESETS),
+    "data": _choice(flag_of("data"), DATA_PLACES),
+    "pin_memory": _flag(flag_of("pin_memory")),
+    "loader": _choice(flag_of("loader"), LOADERS),
+    "loader_workers": _integer(flag_of("loader_workers"), 0),
+    "persistent_workers": _flag(flag_of("persistent_workers")),
+    "loader_start": _choice(flag_of("loader_start"), LOADER_STARTS),
+    "augment": _choice(flag_of("augment"), AUGMENTS),
+    "client_setup": _choice(flag_of("client_setup"), CLIENT_SETUPS),
+    "optimizer": _choice(flag_of("optimizer"), OPTIMIZERS),
+    "amp": _choice(flag_of("amp"), AMP_MODES),
+    "torch_threads": _integer(flag_of("torch_threads"), 1, optional=True),
+    "sync_loss": _flag(flag_of("sync_loss")),
+    "dataset": Rule(flag_of("dataset"), (str,), optional=True),
+    "preset": _choice(flag_of("preset"), PRESETS),
 }
 
 
@@ -248,15 +254,18 @@ class PipelineConfig:
     def validate(self) -> None:
         in_range(self, _PIPELINE_RULES)
         if self.loader == "tensor" and (self.loader_workers or self.persistent_workers):
-            raise ConfigError("--loader-workers and --persistent-workers need --loader dataloader")
+            raise ConfigError(f"{flag_of('loader_workers')} and {flag_of('persistent_workers')} need "
+                              f"{flag_of('loader')} dataloader")
         if self.persistent_workers and not self.loader_workers:
-            raise ConfigError("--persistent-workers needs --loader-workers K with K >= 1")
+            raise ConfigError(f"{flag_of('persistent_workers')} needs {flag_of('loader_workers')} K "
+                              "with K >= 1")
         if self.pin_memory and self.data != "host":
-            raise ConfigError("--pin-memory needs --data host (device data is not copied)")
+            raise ConfigError(f"{flag_of('pin_memory')} needs {flag_of('data')} host (device data is "
+                              "not copied)")
         if self.dataset is not None:
             kind, _, path = self.dataset.partition(":")
             if kind != "cifar10" or not path:
-                raise ConfigError(f"--dataset must be cifar10:PATH, got {self.dataset!r}")
+                raise ConfigError(f"{flag_of('dataset')} must be cifar10:PATH, got {self.dataset!r}")
             cifar_folder(path)
 
 
@@ -282,19 +291,19 @@ def _partition_ok(p: Partition) -> bool:
 
 
 _TRAIN_RULES = {
-    "batch_size": _integer("--batch-size", 1),
-    "local_epochs": _integer("--local-epochs", 1),
-    "samples": Rule("--samples-per-client", (SampleSizes,), "1 <= LOW <= HIGH", _sizes_ok,
+    "batch_size": _integer(flag_of("batch_size"), 1),
+    "local_epochs": _integer(flag_of("local_epochs"), 1),
+    "samples": Rule(flag_of("samples_per_client"), (SampleSizes,), "1 <= LOW <= HIGH", _sizes_ok,
                     plain=SampleSizes.parse, plain_types=(int, str),
                     words="N, 'LOW..HIGH' or a SampleSizes"),
-    "lr": _number("--lr", "> 0", lambda v: v > 0),
-    "momentum": _number("--momentum", "in [0, 1)", lambda v: 0 <= v < 1),
-    "partition": Rule("--partition", (Partition,), "'iid' or 'dirichlet:ALPHA' with ALPHA > 0",
+    "lr": _number(flag_of("lr"), "> 0", lambda v: v > 0),
+    "momentum": _number(flag_of("momentum"), "in [0, 1)", lambda v: 0 <= v < 1),
+    "partition": Rule(flag_of("partition"), (Partition,), "'iid' or 'dirichlet:ALPHA' with ALPHA > 0",
                       _partition_ok, plain=Partition.parse, plain_types=(str,),
                       words="'iid', 'dirichlet:ALPHA' or a Partition"),
-    "seed": _integer("--seed"),
+    "seed": _integer(flag_of("seed")),
     "pipeline": Rule("", (PipelineConfig,)),
-    "data_budget": _integer("--data-budget", 0, optional=True),
+    "data_budget": _integer(flag_of("data_budget"), 0, optional=True),
 }
 
 
@@ -327,34 +336,34 @@ def _mode_names(value: str | list[str]) -> tuple[str, ...]:
 
 
 _RUN_RULES = {
-    "case": Rule("--case", (str,), "a case's name", lambda v: bool(v.strip())),
-    "clients": _integer("--clients", 1),
+    "case": Rule(flag_of("case"), (str,), "a case's name", lambda v: bool(v.strip())),
+    "clients": _integer(flag_of("clients"), 1),
     "train": Rule("", (TrainConfig,)),
-    "devices": Rule("--devices", (str,)),
-    "assign": _choice("--assign", ASSIGN_POLICIES),
-    "modes": Rule("--modes", (tuple,), plain=_mode_names, plain_types=(str, list), each=str,
+    "devices": Rule(flag_of("devices"), (str,)),
+    "assign": _choice(flag_of("assign"), ASSIGN_POLICIES),
+    "modes": Rule(flag_of("modes"), (tuple,), plain=_mode_names, plain_types=(str, list), each=str,
                   words="mode names (a tuple, or a string 'serial,threaded')"),
-    "workers": _integer("--workers", 1),
-    "workers_per_device": _integer("--workers-per-device", 1),
-    "warmup": _integer("--warmup", 0),
-    "rounds": _integer("--rounds", 1),
-    "tolerance": _number("--tolerance", ">= 0", lambda v: v >= 0, optional=True),
-    "timeout_s": _number("--timeout", "> 0 seconds", lambda v: v > 0, optional=True),
-    "interleave": _flag("--interleave"),
-    "sample_interval_s": _number("--sample-interval", "between 0.001 and 60 seconds (0 turns "
+    "workers": _integer(flag_of("workers"), 1),
+    "workers_per_device": _integer(flag_of("workers_per_device"), 1),
+    "warmup": _integer(flag_of("warmup"), 0),
+    "rounds": _integer(flag_of("rounds"), 1),
+    "tolerance": _number(flag_of("tolerance"), ">= 0", lambda v: v >= 0, optional=True),
+    "timeout_s": _number(flag_of("timeout"), "> 0 seconds", lambda v: v > 0, optional=True),
+    "interleave": _flag(flag_of("interleave")),
+    "sample_interval_s": _number(flag_of("sample_interval"), "between 0.001 and 60 seconds (0 turns "
                                  "it off)", lambda v: 0.001 <= v <= 60, optional=True),
-    "mps": _choice("--mps", ("off", "on")),
-    "profile_ops": _flag("--profile-ops"),
+    "mps": _choice(flag_of("mps"), MPS_SETTINGS),
+    "profile_ops": _flag(flag_of("profile_ops")),
     "options": Rule("", (dict,)),
 }
 
 # RunConfig.options that gpubench's modes read (other keys are a mode's own).
 _OPTION_RULES = {
-    "gpus_per_worker": _number("--gpus-per-worker", ">= 0 (a whole number above 1)",
+    "gpus_per_worker": _number(flag_of("gpus_per_worker"), ">= 0 (a whole number above 1)",
                                lambda v: v >= 0 and (v <= 1 or v == int(v)), optional=True),
-    "cpus_per_worker": _number("--cpus-per-worker", ">= 0", lambda v: v >= 0, optional=True),
-    "ray_address": Rule("--ray-address", (str,), optional=True),
-    "vectorize_chunk": _integer("--vectorize-chunk", 1, optional=True),
+    "cpus_per_worker": _number(flag_of("cpus_per_worker"), ">= 0", lambda v: v >= 0, optional=True),
+    "ray_address": Rule(flag_of("ray_address"), (str,), optional=True),
+    "vectorize_chunk": _integer(flag_of("vectorize_chunk"), 1, optional=True),
 }
 
 
@@ -394,9 +403,9 @@ class RunConfig:
         in_range(self, _RUN_RULES)
         in_range(self.options, _OPTION_RULES)
         if not self.modes:
-            raise ConfigError("--modes names no mode")
+            raise ConfigError(f"{flag_of('modes')} names no mode")
         if len(set(self.modes)) != len(self.modes):
-            raise ConfigError(f"--modes names a mode twice: {','.join(self.modes)}")
+            raise ConfigError(f"{flag_of('modes')} names a mode twice: {','.join(self.modes)}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -412,5 +421,5 @@ class RunConfig:
 def parse_modes(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     if not names:
-        raise ConfigError("--modes names no mode")
+        raise ConfigError(f"{flag_of('modes')} names no mode")
     return names

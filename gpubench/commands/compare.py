@@ -8,13 +8,10 @@ import sys
 from pathlib import Path
 
 from gpubench.api import check_writable, keep_op_traces, run_failed
-from gpubench.commands.arguments import (
-    add_inconclusive_arguments,
-    add_run_arguments,
-    config_from_args,
-)
+from gpubench.commands.arguments import add_options, config_from_args
 from gpubench.config import RunConfig
 from gpubench.errors import UsageError
+from gpubench.options import COMPARE
 from gpubench.results import Results, write_results
 
 HELP = "run the same federated round under each execution mode and compare them"
@@ -22,23 +19,7 @@ INTERRUPTED = 130  # Ctrl-C; the command line makes it 143 when SIGTERM stopped 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_run_arguments(p)
-    o = p.add_argument_group("output")
-    o.add_argument("--out", default=None,
-                   help="results JSON (default results/<UTC time>-<case>.json)")
-    o.add_argument("--report", default=None, help="also write a markdown report to this path")
-    o.add_argument("--trace", default=None, metavar="PATH.json",
-                   help="also write the run as a Chrome trace (ui.perfetto.dev opens it)")
-    o.add_argument("--lang", default="en", choices=("en", "zh"), help="report language")
-    o.add_argument("--gate", default=None, metavar="BASELINE",
-                   help="gate the run against a results or expectations file")
-    o.add_argument("--max-drop", type=float, default=0.10,
-                   help="with --gate: tolerated speedup drop (default 0.10)")
-    add_inconclusive_arguments(o, prefix="with --gate: ")
-    o.add_argument("--junit", default=None, help="with --gate: write JUnit XML here")
-    o.add_argument("--plan", action="store_true",
-                   help="print the memory plan (each process's estimated peak) and exit "
-                   "without training (exit 2 when the run cannot fit)")
+    add_options(p, COMPARE)
 
 
 def write_outputs(results: Results, args: argparse.Namespace, out: Path) -> int:

@@ -10,16 +10,20 @@ from pathlib import Path
 from typing import Any
 
 from gpubench.api import check_writable, run_failed
-from gpubench.commands.arguments import add_run_arguments, config_from_args
+from gpubench.commands.arguments import add_options, config_from_args
 from gpubench.commands.progress import open_progress, work_for
 from gpubench.errors import UsageError
+from gpubench.options import SWEEP, Option
 from gpubench.report.trace import trace_path
 from gpubench.run.sweep import SWEEPABLE
 
 HELP = "repeat a comparison over the values of one parameter (e.g. --batch-size 32,64,128)"
 
 
-def _list_of(convert: Callable[[str], Any] | None, flag: str) -> Callable[[str], list[Any]]:
+def _list_of(option: Option) -> Callable[[str], list[Any]]:
+    """A sweepable option's parser: "A,B,C", each value parsed as the option's own."""
+    convert = option.type
+
     def parse(text: str) -> list[Any]:
         items = [t.strip() for t in text.split(",")]
         if not any(items):
@@ -34,30 +38,13 @@ def _list_of(convert: Callable[[str], Any] | None, flag: str) -> Callable[[str],
             raise argparse.ArgumentTypeError(f"a value appears twice in {text!r}")
         return values
 
-    parse.__name__ = f"{flag} list"
+    parse.__name__ = f"{option.flag} list"
     return parse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_run_arguments(p)
-    # The sweepable flags accept "A,B,C"; exactly one of them may be given several values.
-    for action in p._actions:
-        if action.dest in SWEEPABLE:
-            action.type = _list_of(action.type, SWEEPABLE[action.dest])  # type: ignore[arg-type]
-            action.help = f"{action.help}; A,B,C sweeps it"
-    a = p.add_argument_group("accuracy")
-    a.add_argument("--accuracy-rounds", type=int, default=0, metavar="R",
-                   help="also train R progressing FedAvg rounds per point and report held-out "
-                   "accuracy after each (default 0: timings only)")
-    a.add_argument("--accuracy-target", type=float, default=None, metavar="ACC",
-                   help="with --accuracy-rounds: rounds and seconds to reach this accuracy")
-    o = p.add_argument_group("output")
-    o.add_argument("--out-dir", default=None,
-                   help="folder for one results file per point, summary.json and summary.png "
-                   "(default results/sweep-<UTC time>/)")
-    o.add_argument("--trace", action="store_true",
-                   help="also write each point's Chrome trace beside its results "
-                   "(<results>.trace.json)")
+    # The sweepable options accept "A,B,C"; exactly one of them may be given several values.
+    add_options(p, SWEEP, vary=_list_of)
 
 
 def swept_parameter(args: argparse.Namespace) -> tuple[str, list[Any], argparse.Namespace]:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from gpubench.config import RunConfig, SampleSizes, TrainConfig
+from gpubench.options import options_of
 from gpubench.results import Results, write_results
 from gpubench.sweep_summary import SweepSummary
 
@@ -98,16 +99,26 @@ def run_config(plan: FaqPlan, case: str, devices: str, **changes: Any) -> RunCon
     return replace(config, **changes)
 
 
+# What a command line of the plan always says, in this order; every other option follows (in
+# the option table's order) where its value is not RunConfig's default.
+_ALWAYS = ("case", "clients", "batch_size", "samples_per_client", "devices", "modes", "workers",
+           "rounds", "warmup")
+
+
 def command_for(config: RunConfig, verb: str = "compare", batch: str | None = None,
                 extra: tuple[str, ...] = ()) -> str:
-    """The gpubench command line that runs ``config`` again."""
-    args = [verb, "--case", config.case, "--clients", str(config.clients),
-            "--batch-size", batch or str(config.train.batch_size),
-            "--samples-per-client", str(config.train.samples), "--devices", config.devices,
-            "--modes", ",".join(config.modes), "--workers", str(config.workers),
-            "--rounds", str(config.rounds), "--warmup", str(config.warmup)]
-    if not config.interleave:
-        args.append("--sequential")
+    """The gpubench command line that runs ``config`` again, spelled by the option table
+    (``batch``: the text of --batch-size instead of the config's, e.g. a sweep's "32,128")."""
+    default = RunConfig()
+    said = [o for o in options_of(verb) if o.field is not None]
+    said = sorted(said, key=lambda o: _ALWAYS.index(o.dest) if o.dest in _ALWAYS else len(_ALWAYS))
+    args = [verb]
+    for option in said:
+        value = option.value_in(config)
+        if option.dest == "batch_size" and batch:
+            args += [option.flag, batch]
+        elif option.dest in _ALWAYS or value != option.value_in(default):
+            args += option.argv(value)
     return "gpubench " + shlex.join([*args, *extra])
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gpubench.config import ConfigError, RunConfig
+from gpubench.options import SWEEPABLE  # dest -> flag of each option a sweep may vary
 from gpubench.output import write_atomic
 from gpubench.results import STATUS_NOT_APPLICABLE, Results, write_results
 from gpubench.run.op_files import keep_op_traces
@@ -50,17 +51,6 @@ from gpubench.sweep_summary import (
     SweepSummary,
 )
 
-# argparse dest -> flag, for the parameters a sweep may vary.
-SWEEPABLE: dict[str, str] = {
-    "batch_size": "--batch-size",
-    "clients": "--clients",
-    "samples_per_client": "--samples-per-client",
-    "local_epochs": "--local-epochs",
-    "lr": "--lr",
-    "workers": "--workers",
-    "workers_per_device": "--workers-per-device",
-    "case": "--case",
-}
 PLOT_FILE = "summary.png"
 
 CompareFn = Callable[..., Results]
