@@ -110,6 +110,8 @@ def test_compare_through_flwr_run_without_run_simulation(tmp_path):
     # its rounds come in Flower's 0.1 s polling steps: the findings say so beside its row
     steps = [f for f in compute_findings(results) if f.code == "round-steps"]
     assert [f.facts["mode"] for f in steps] == ["flower"]
+    # each client's waiting for a CPU, read in its actor, reaches the results
+    assert all(c.wait_s is not None for r in flower.rounds for c in r.clients)
     assert flower.same_result is True
     engine = flower.extra.engine or {}
     assert engine["engine"] == "flwr run" and engine["flwr"]

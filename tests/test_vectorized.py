@@ -4,6 +4,7 @@ conftest's autouse fixture checks that no worker outlives a test."""
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections import OrderedDict
 from pathlib import Path
@@ -97,6 +98,9 @@ def test_vectorized_matches_serial_through_the_harness() -> None:
     clients = vec.rounds[0].clients
     assert [c.client for c in clients] == [0, 1, 2]
     assert all(c.samples == 48 for c in clients)
+    if os.path.exists("/proc/self/schedstat"):  # each client's share of the chunk's waiting
+        assert all(c.wait_s is not None and 0 <= c.wait_s <= c.end_s - c.start_s
+                   for c in clients)
 
 
 UNEVEN = TrainConfig(samples=SampleSizes.parse("20..70"), batch_size=16, local_epochs=2)

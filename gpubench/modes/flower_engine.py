@@ -115,6 +115,8 @@ def _client_train(msg: Any, context: Any) -> Any:
                         "write-s": t.write_s, "start-s": t.start_s, "end-s": t.end_s,
                         "fingerprint": [float(v) for v in state.fingerprints[client]]})
         metrics.update({f"phase-{k}": v for k, v in t.phases.items()})
+        if t.wait_s is not None:  # the actor's training thread's waiting for a CPU
+            metrics["wait-s"] = t.wait_s
         trained = trainer.trained() if hasattr(trainer, "trained") else flatten_state(trainer.tensors)
         parts = torch.split(trained, [int(torch.Size(s).numel()) for s in state.shapes])
         arrays = ArrayRecord(
@@ -234,6 +236,7 @@ class _ServerLink:
                 samples=int(m["num-examples"]), load_s=float(m["load-s"]),
                 train_s=float(m["train-s"]), write_s=float(m["write-s"]),
                 start_s=float(m["start-s"]), end_s=float(m["end-s"]), phases=phases,
+                wait_s=float(m["wait-s"]) if "wait-s" in m else None,
             ))
             fingerprints[int(m["client"])] = [float(v) for v in m["fingerprint"]]
             memory[worker] = WorkerMemory(worker, device, pid, None, None, int(m["rss"]) or None)

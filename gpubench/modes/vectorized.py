@@ -73,6 +73,7 @@ import torch
 from gpubench.cases import load_case
 from gpubench.cases.seeds import derive_seed
 from gpubench.machine.cuda import free_memory, release_device_memory, synchronize
+from gpubench.machine.schedstat import start_waiting
 from gpubench.modes.base import ModeFailure, NotApplicable, RoundOutput
 from gpubench.modes.facts import FACTS, placed
 from gpubench.modes.pool import WorkerSetup, WorkerSpec
@@ -383,6 +384,7 @@ class VectorizedBody:
         dev = self.torch_device
         synchronize(dev)
         t0 = time.perf_counter()
+        waited = start_waiting()
         x, y = self._data(chunk)
         synchronize(dev)
         td = time.perf_counter()
@@ -412,6 +414,7 @@ class VectorizedBody:
         del params, x, y
         synchronize(dev)
         t3 = time.perf_counter()
+        wait = waited()  # the chunk's, shared by its clients as their phases are
         total = float(sum(chunk.sizes))
         out = []
         for client, n in zip(chunk.clients, chunk.sizes, strict=True):
@@ -422,6 +425,7 @@ class VectorizedBody:
                 client=client, device=self.device_id, worker=self.worker, samples=n,
                 load_s=(t1 - t0) * share, train_s=phases["compute"], write_s=phases["write"],
                 start_s=t0, end_s=t3, phases=phases,
+                wait_s=None if wait is None else wait * share,
             ))
         return out
 
