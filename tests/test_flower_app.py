@@ -193,6 +193,7 @@ def test_a_broken_client_fails_the_process_modes_too():
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_the_quickstart_one_liner_under_worker_processes_and_flower(tmp_path):
     # The example's one-liner, with flower in the same run (one serial reference for both);
     # threads run the quickstart in test_quickstart_serial_and_threaded_..., multiprocess's
@@ -274,6 +275,7 @@ def test_in_process_app_training_is_bound_to_the_modes_gpu_and_a_fixed_cuda0_is_
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_a_client_fn_app_under_flower():
     # A client_fn returning a Client, run by flwr run's simulation inside gpubench's ClientApp.
     pytest.importorskip("ray")

@@ -25,6 +25,8 @@ from gpubench.modes.flower_superlink import (
 from gpubench.results import read_results
 from tests.conftest import ROOT, of_this_session
 
+pytestmark = pytest.mark.ray
+
 NO_RUN_SIMULATION = Path(__file__).resolve().parent / "no_run_simulation"
 FLOWER_NAMES = ("flower-superlink", "flower-superexec", "flwr-simulation", "flwr-serverapp",
                 "flower-supernode", "raylet", "gcs_server", "ray::")
