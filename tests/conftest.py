@@ -3,10 +3,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
-import importlib.util
 import io
 import os
-import re
 import subprocess
 import sys
 import time
@@ -17,6 +15,9 @@ import psutil
 import pytest
 
 from gpubench.config import RunConfig, SampleSizes, TrainConfig
+
+# One Ray at a time under pytest-xdist: the hooks of tests/lanes.py (tests marked ``ray``).
+from tests.lanes import pytest_runtest_protocol, pytest_terminal_summary  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = Path(__file__).resolve().parent / "cases_for_tests.py"
@@ -111,17 +112,6 @@ def no_orphan_processes():
     assert not left, f"processes outlived the test: {[(p.pid, p.name()) for p in left]}"
 
 
-@pytest.fixture(scope="session")
-def ray_and_flower_run():
-    """The one real run of serial, ray and flower (see tests.ray_helpers.ray_and_flower) that
-    the ray, flower and dropout tests read."""
-    pytest.importorskip("ray")
-    pytest.importorskip("flwr")
-    from tests.ray_helpers import ray_and_flower
-
-    return ray_and_flower()
-
-
 def run_cli(*args: str, timeout: float = 180, env: dict[str, str] | None = None):
     """Run the real CLI in a subprocess (as a user would)."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
@@ -157,26 +147,6 @@ def has_cuda() -> bool:
         return torch.cuda.is_available()
     except ImportError:
         return False
-
-
-# Two local Rays at once on two cores slow each other several-fold. Under pytest-xdist, the
-# tests that start one (those of test_ray.py and test_flower.py, and those whose name or
-# parameters say ray or flower) are one unit of work: one worker runs them one after another
-# while the other runs the rest, a module at a time (so that a module's shared run is made
-# once, not once per worker). (xdist's own --dist loadgroup names a group by rewriting a
-# test's node id, which pytest 9 no longer reads.)
-STARTS_RAY = re.compile(r"^tests/test_(ray|flower)\.py::|::.*(ray|flower)")
-
-if importlib.util.find_spec("xdist") is not None:
-
-    def pytest_xdist_make_scheduler(config, log):
-        from xdist.scheduler import LoadScopeScheduling
-
-        class OneRayAtATime(LoadScopeScheduling):
-            def _split_scope(self, nodeid: str) -> str:
-                return "ray" if STARTS_RAY.search(nodeid) else nodeid.split("::", 1)[0]
-
-        return OneRayAtATime(config, log)
 
 
 def pytest_collection_modifyitems(config, items):

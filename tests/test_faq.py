@@ -1,10 +1,8 @@
-"""``gpubench faq``: verdicts from constructed results, the plan's size, ``--from`` without torch."""
+"""``gpubench faq``: verdicts from constructed results, the plan's size, ``--from`` (without torch: tests/test_without_torch.py)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -246,18 +244,12 @@ def _write_inputs(folder: Path) -> list[str]:
     return [*paths, str(summary)]
 
 
-def test_from_files_needs_no_torch(tmp_path: Path) -> None:
+def test_from_files_writes_both_pages_with_their_plots(tmp_path: Path) -> None:
+    # (without torch, too: tests/test_without_torch.py)
+    from gpubench.cli import main
+
     files = _write_inputs(tmp_path)
-    code = (
-        "import sys; sys.modules['torch'] = None\n"
-        "from gpubench.cli import main\n"
-        f"code = main(['faq', '--out', {str(tmp_path / 'out')!r}, '--from', *{files!r}])\n"
-        "assert 'torch' not in [m for m, v in sys.modules.items() if v is not None]\n"
-        "sys.exit(code)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    assert proc.returncode == 0, proc.stderr
+    assert main(["faq", "--out", str(tmp_path / "out"), "--from", *files]) == 0
     for lang in ("en", "zh"):
         page = (tmp_path / "out" / f"faq.{lang}.md").read_text(encoding="utf-8")
         assert page.count("## ") >= 8
@@ -318,20 +310,13 @@ def test_cpu_slots_say_so_and_leave_what_was_not_measured_open() -> None:
     assert memory.fits(inputs, 1e9) == []  # CPU slots have no device memory to divide
 
 
-def test_the_committed_h200_results_give_gpu_pages_without_torch(tmp_path: Path) -> None:
+def test_the_committed_h200_results_give_gpu_pages(tmp_path: Path) -> None:
+    from gpubench.cli import main
+
     h200 = ROOT / "reports" / "gpu-h200"
     files = [str(h200 / "compare-all.json"), str(h200 / "compare-one-gpu.json"),
              *sorted(str(p) for p in (h200 / "sweep").glob("*.json"))]
-    code = (
-        "import sys; sys.modules['torch'] = None\n"
-        "from gpubench.cli import main\n"
-        f"code = main(['faq', '--out', {str(tmp_path)!r}, '--lang', 'both', '--from', *{files!r}])\n"
-        "assert 'torch' not in [m for m, v in sys.modules.items() if v is not None]\n"
-        "sys.exit(code)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    assert proc.returncode == 0, proc.stderr
+    assert main(["faq", "--out", str(tmp_path), "--lang", "both", "--from", *files]) == 0
     en = (tmp_path / "faq.en.md").read_text(encoding="utf-8")
     assert "GPU 0" in en and "CPU slot" not in en
     assert "NVIDIA H200" in en.splitlines()[0]  # the page names its GPU, from the files

@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from gpubench.config import ConfigError, RunConfig, SampleSizes, TrainConfig
-from gpubench.results import read_results
 from gpubench.run.harness import compare
-from tests.conftest import ROOT, run_cli, run_config
+from tests.conftest import ROOT, run_config
 
 pytest.importorskip("flwr")
 
@@ -192,32 +191,8 @@ def test_a_broken_client_fails_the_process_modes_too():
     assert "client 2 on cpu:0: the app did not return within 4 s" in mode.error
 
 
-@pytest.mark.slow
-def test_the_quickstart_one_liner_under_worker_processes_and_flower(tmp_path):
-    # The example's one-liner, with flower in the same run (one serial reference for both);
-    # threads run the quickstart in test_quickstart_serial_and_threaded_..., multiprocess's
-    # workers are multi-gpu's, and a Ray actor builds the app as a worker process does. One
-    # slot: one worker and one Flower actor run the app (two of each, on two slots, are in
-    # the ray and flower tests' run).
-    pytest.importorskip("ray")
-    modes = ["serial", "multi-gpu", "flower"]
-    proc = run_cli(
-        "compare", "--case", "flower:examples/flower-quickstart/app.py:app",
-        "--initial-model", "examples/flower-quickstart/task.py:Net",
-        "--run-config", RUN_CONFIG, "--train-config", "lr=0.01", "--clients", "4",
-        "--devices", "cpu:1", "--modes", ",".join(modes),
-        "--warmup", "0", "--rounds", "1", "--sequential",  # one serial run, not three
-        "-q", "--out", str(tmp_path / "r.json"), timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    written = read_results(tmp_path / "r.json")
-    assert [m.name for m in written.modes] == modes
-    assert all(m.status == "ok" for m in written.modes), [m.error for m in written.modes]
-    for name in ("multi-gpu", "flower"):  # the app in worker processes
-        assert written.mode(name).same_result is True, name  # type: ignore[union-attr]
-    assert phases_add_up(written)
-    assert written.config["case"].startswith("flower:examples/flower-quickstart/app.py:app")
-    assert list(written.config["samples"]) == [32, 32, 32, 32]  # the app's num-examples
+# The quickstart one-liner under multi-gpu and flower, through flwr run:
+# tests/test_flower_run.py::test_the_quickstart_through_flwr_run_without_run_simulation.
 
 
 # --- an app that picks its own GPU ------------------------------------------------------------
@@ -274,6 +249,7 @@ def test_in_process_app_training_is_bound_to_the_modes_gpu_and_a_fixed_cuda0_is_
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_a_client_fn_app_under_flower():
     # A client_fn returning a Client, run by flwr run's simulation inside gpubench's ClientApp.
     pytest.importorskip("ray")

@@ -26,6 +26,8 @@ from gpubench.modes.flower_superlink import (
 from gpubench.results import read_results
 from tests.conftest import ROOT, of_this_session
 
+pytestmark = pytest.mark.ray
+
 NO_RUN_SIMULATION = Path(__file__).resolve().parent / "no_run_simulation"
 FLOWER_NAMES = ("flower-superlink", "flower-superexec", "flwr-simulation", "flwr-serverapp",
                 "flower-supernode", "raylet", "gcs_server", "ray::")
@@ -88,31 +90,52 @@ def _pids() -> set[int]:
     return {int(p.split()[0]) for p in flower_processes()}
 
 
-COMPARE = ["compare", "--clients", "4", "--batch-size", "32", "--samples-per-client", "128",
-           "--devices", "cpu:2", "--modes", "serial,flower", "--rounds", "2"]
+# Flower alone (no serial reference to wait for), small clients, rounds enough to be inside one.
+INTERRUPTED = ["compare", "--clients", "4", "--batch-size", "32", "--samples-per-client", "32",
+               "--devices", "cpu:2", "--modes", "flower", "--rounds", "50"]
 
 
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(NO_RUN_SIMULATION), str(ROOT)])}
 
 
+# The quickstart example's one-liner, with flower and multi-gpu in one run (one serial
+# reference for both): the app runs in a worker process (multiprocess's workers are
+# multi-gpu's) and in a Flower actor, one of each on one slot (two of each, on two slots, are
+# in tests/test_ray_and_flower.py); the other apps under the in-process modes are in
+# tests/test_flower_app.py.
+QUICKSTART = ["compare", "--case", "flower:examples/flower-quickstart/app.py:app",
+              "--initial-model", "examples/flower-quickstart/task.py:Net",
+              "--run-config", "batch-size=8 local-epochs=1 dataset-size=160",
+              "--train-config", "lr=0.01", "--clients", "4", "--devices", "cpu:1",
+              "--modes", "serial,multi-gpu,flower", "--warmup", "0", "--rounds", "1",
+              "--sequential", "-q"]
+
+
 @pytest.mark.slow
-def test_compare_through_flwr_run_without_run_simulation(tmp_path):
+def test_the_quickstart_through_flwr_run_without_run_simulation(tmp_path):
     before = _pids()
-    proc = subprocess.run([sys.executable, "-m", "gpubench", *COMPARE, "--out",
+    proc = subprocess.run([sys.executable, "-m", "gpubench", *QUICKSTART, "--out",
                            str(tmp_path / "r.json")], capture_output=True, text=True,
                           timeout=600, cwd=ROOT, env=_env())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "deprecat" not in proc.stderr.lower() and "warning" not in proc.stderr.lower()
-    results = read_results(tmp_path / "r.json")
-    flower = results.mode("flower")
-    assert flower is not None and flower.status == "ok", flower and flower.error
+    written = read_results(tmp_path / "r.json")
+    assert [m.name for m in written.modes] == ["serial", "multi-gpu", "flower"]
+    assert all(m.status == "ok" for m in written.modes), [m.error for m in written.modes]
+    for name in ("multi-gpu", "flower"):  # the app in worker processes
+        assert written.mode(name).same_result is True, name  # type: ignore[union-attr]
+    assert all(sum(c.phases.values()) == pytest.approx(c.end_s - c.start_s, rel=0.05)
+               for m in written.modes for r in m.rounds for c in r.clients)
+    assert written.config["case"].startswith("flower:examples/flower-quickstart/app.py:app")
+    assert list(written.config["samples"]) == [32, 32, 32, 32]  # the app's num-examples
+    flower = written.mode("flower")
+    assert flower is not None
     # its rounds come in Flower's 0.1 s polling steps: the findings say so beside its row
-    steps = [f for f in compute_findings(results) if f.code == "round-steps"]
+    steps = [f for f in compute_findings(written) if f.code == "round-steps"]
     assert [f.facts["mode"] for f in steps] == ["flower"]
     # each client's waiting for a CPU, read in its actor, reaches the results
     assert all(c.wait_s is not None for r in flower.rounds for c in r.clients)
-    assert flower.same_result is True
     engine = flower.extra.engine or {}
     assert engine["engine"] == "flwr run" and engine["flwr"]
     assert engine["federation_config"]["num-supernodes"] == 4
@@ -124,7 +147,7 @@ def test_compare_through_flwr_run_without_run_simulation(tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_in_a_flower_round_leaves_no_flower_or_ray_process(tmp_path):
     before = _pids()
-    proc = subprocess.Popen([sys.executable, "-m", "gpubench", *COMPARE, "--rounds", "50",
+    proc = subprocess.Popen([sys.executable, "-m", "gpubench", *INTERRUPTED,
                              "--out", str(tmp_path / "r.json")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_env())
     assert proc.stderr is not None

@@ -780,22 +780,3 @@ def test_the_gate_table_says_when_rounds_were_paired(
         == 0
     )
     assert "pair each mode round with serial's round" in capsys.readouterr().out
-
-
-def test_the_gate_and_the_statistics_import_without_torch() -> None:
-    code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ImportError('torch is blocked')\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "import gpubench.gate, gpubench.gate.checks, gpubench.gate.inputs, gpubench.gate.keys\n"
-        "import gpubench.stats, gpubench.report.gate_pages, gpubench.report.measures\n"
-        "import gpubench.commands.gate\n"
-        "assert 'torch' not in sys.modules\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
-    assert proc.returncode == 0, proc.stderr

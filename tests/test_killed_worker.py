@@ -27,7 +27,8 @@ VICTIMS: dict[str, tuple[tuple[str, ...], Callable[[], list[psutil.Process]], tu
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", list(VICTIMS))
+@pytest.mark.parametrize("mode", [pytest.param(m, marks=pytest.mark.ray) if needs else m
+                                  for m, (needs, _, _) in VICTIMS.items()])
 def test_a_killed_worker_fails_only_its_mode_within_seconds(mode: str, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch):
     needs, victims_of, error_words = VICTIMS[mode]

@@ -1,4 +1,5 @@
-"""The ray mode on a real local Ray with two CPU slots: same result, failures, no leftovers."""
+"""The ray mode on a real local Ray with two CPU slots: failures, no leftovers (its result against
+serial's: tests/test_ray_and_flower.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from gpubench.modes.ray_common import (
 from gpubench.run.harness import compare
 from tests.conftest import CASES
 from tests.ray_helpers import no_ray_process_left, small
+
+pytestmark = pytest.mark.ray
 
 
 @pytest.fixture
@@ -89,27 +92,6 @@ def test_without_ray_the_mode_fails_with_an_install_hint(monkeypatch):
 
 
 # --- on a real local Ray ---------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_ray_computes_serials_result_on_slot_pinned_actors_it_reports(ray_and_flower_run):
-    results, seen_by_mode = ray_and_flower_run
-    ray = results.mode("ray")
-    assert ray is not None and ray.status == "ok", ray and ray.error
-    assert ray.same_result is True and (ray.max_abs_diff_vs_serial or 0) <= 1e-5
-    assert ray.devices == ("cpu:0", "cpu:1") and ray.workers == 2
-    assert ray.cold_start_s is not None and len(ray.round_times_s) == 2
-    for r in ray.rounds:
-        assert sorted(c.client for c in r.clients) == list(range(4))
-        for c in r.clients:
-            assert c.device == f"cpu:{c.client % 2}"  # round-robin, one actor per slot
-    assert {w.device for w in ray.worker_memory} == {"cpu:0", "cpu:1"}
-    # The monitor was handed one actor per slot, each pinned to its slot's cores.
-    seen = seen_by_mode["ray"]
-    slots = {d.id: set(d.cores) for d in cpu_slots(2)}
-    assert sorted(dev for dev, _ in seen.values()) == ["cpu:0", "cpu:1"]
-    assert all(cores == slots[dev] for dev, cores in seen.values())
-    assert os.getpid() not in seen
 
 
 @pytest.mark.slow

@@ -64,6 +64,7 @@ def two_node_cluster():
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_ray_runs_the_round_on_both_nodes_of_a_two_node_cluster(two_node_cluster):
     # Each node offers one CPU and each actor reserves its slot's one core: Ray must place
     # one actor on each node.

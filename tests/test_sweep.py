@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,7 @@ from gpubench.run.sweep import (
     write_summary,
 )
 from gpubench.sweep_summary import SWEEP_SUMMARY_VERSION, load_sweep_summary
+from tests.conftest import cli_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--case", "mlp", "--clients", "2", "--samples-per-client", "64", "--rounds", "1",
@@ -53,12 +51,6 @@ def test_sweep_writes_one_file_per_point_and_a_summary(tmp_path, capsys):
     assert " | 50% | " in done[0] and " | 100% | " in done[1] and "\r" not in printed.err
 
 
-def _bad(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "gpubench", "sweep", *args], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT, env=env)
-
-
 @pytest.mark.parametrize("args, words", [
     (["--batch-size", "32,64", "--clients", "2,4"], "only one parameter"),
     (["--batch-size", ","], "no value"),
@@ -70,7 +62,7 @@ def _bad(*args: str) -> subprocess.CompletedProcess[str]:
     (["--workers-per-device", "0,2"], "--workers-per-device must be >= 1"),
 ])
 def test_bad_sweep_input_is_one_line_and_exit_2(args, words, tmp_path):
-    proc = _bad(*args, "--out-dir", str(tmp_path / "out"))
+    proc = cli_in_process("sweep", *args, "--out-dir", str(tmp_path / "out"))
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0] and lines[0].startswith("gpubench sweep")

@@ -172,6 +172,7 @@ def test_trace_command_writes_beside_the_results(tmp_path: Path) -> None:
     assert out.read_text() == format_trace(results)
 
 
+@pytest.mark.slow
 def test_a_real_run_traces_and_measures_waiting(tmp_path: Path) -> None:
     """Serial and multiprocess on one slot (two processes on its core): the trace is valid
     and, where the kernel keeps scheduler statistics, every client has its waiting."""

@@ -133,18 +133,6 @@ def test_every_round_has_an_aggregate_time_and_client_phases() -> None:
             assert sum(c.phases.values()) == pytest.approx(c.end_s - c.start_s, rel=0.05)
 
 
-@pytest.mark.slow
-def test_dropout_case_same_under_ray_and_flower(ray_and_flower_run) -> None:
-    results, _ = ray_and_flower_run  # no Ray process outlived it
-    assert results.config["draws_global_rng"] is True
-    assert [m.name for m in results.modes] == ["serial", "ray", "flower"]
-    for m in results.modes:
-        assert m.status == "ok", m.error
-        assert m.same_result is not False, (m.name, m.worst_client_diff)
-        if m.name != "serial":
-            assert m.same_result is True, (m.name, m.worst_client_diff)
-
-
 @pytest.mark.parametrize("mode", ["serial", "threaded"])
 def test_in_process_modes_keep_every_working_thread_on_slot_0(mode: str) -> None:
     import os

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
 from gpubench.findings import compute_findings
@@ -17,6 +18,7 @@ from tests.conftest import run_config
 GPU = Device("cuda:0", "cuda", 0, "NVIDIA GeForce RTX 4090", visible_as="GPU-2f0c")
 
 
+@pytest.mark.slow
 def test_a_library_callers_settings_are_recorded_per_worker_and_a_mismatch_is_a_finding(
     tmp_path,
 ):
