@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from gpubench.findings import compute_findings
+from gpubench.findings.scaling import round_steps
 from gpubench.modes.base import ModeFailure
 from gpubench.modes.flower_superlink import (
     LocalSuperLink,
@@ -132,7 +132,8 @@ def test_the_quickstart_through_flwr_run_without_run_simulation(tmp_path):
     flower = written.mode("flower")
     assert flower is not None
     # its rounds come in Flower's 0.1 s polling steps: the findings say so beside its row
-    steps = [f for f in compute_findings(written) if f.code == "round-steps"]
+    # (the rule itself: on a busy machine the findings leave the disturbed modes' speed out)
+    steps = round_steps(written)
     assert [f.facts["mode"] for f in steps] == ["flower"]
     # each client's waiting for a CPU, read in its actor, reaches the results
     assert all(c.wait_s is not None for r in flower.rounds for c in r.clients)
