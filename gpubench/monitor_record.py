@@ -212,27 +212,15 @@ class Monitor:
         )
         return [i for i, s in enumerate(self.timeline.span) if s is not None and s in wanted]
 
-    def timed_samples(
-        self,
-        column: str,
-        device: str,
-        mode: str | None = None,
-        phase: str | None = None,
-        round_index: int | None = None,
-        *,
-        span: int | None = None,
+    def timed_values(
+        self, column: str, device: str, indices: Sequence[int]
     ) -> list[tuple[float, float]]:
-        """(time, value) of ``column`` on ``device`` for the samples of
-        :meth:`sample_indices` (unmeasured values left out)."""
+        """(time, value) of ``column`` on ``device`` at the samples ``indices`` (from
+        :meth:`sample_indices`), unmeasured values left out."""
         values = self.timeline.series(column, device)
         if not values:
             return []
-        t = self.timeline.t
-        return [
-            (t[i], v)
-            for i in self.sample_indices(mode, phase, round_index, span=span)
-            if (v := values[i]) is not None
-        ]
+        return [(self.timeline.t[i], v) for i in indices if (v := values[i]) is not None]
 
     def samples(
         self,
@@ -244,9 +232,10 @@ class Monitor:
         *,
         span: int | None = None,
     ) -> list[float]:
-        """The values of ``column`` on ``device`` sampled in the matching spans, in time order."""
-        return [v for _, v in self.timed_samples(column, device, mode, phase, round_index,
-                                                 span=span)]
+        """The values of ``column`` on ``device`` sampled in the spans of ``mode``, ``phase``
+        and ``round_index`` (None: any), or in the span ``span``; in time order."""
+        indices = self.sample_indices(mode, phase, round_index, span=span)
+        return [v for _, v in self.timed_values(column, device, indices)]
 
     def outside_rounds_s(self) -> float | None:
         """Seconds of the monitored run that were not a measured round (start-up, warm-up,

@@ -279,7 +279,8 @@ def draw_utilisation(results: Results, path: Path, lang: str) -> Path | str:
             colour = colours.get(mode.name, "tab:gray")
             values: list[float] = []
             for i, w in enumerate(windows):
-                samples = monitor.timed_samples("util", device, span=w.index)
+                samples = monitor.timed_values("util", device,
+                                               monitor.sample_indices(span=w.index))
                 if not samples:
                     # A round with no sample is shown as such (hatched), not as 0%.
                     empty += ax is axes[0]
