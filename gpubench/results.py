@@ -14,9 +14,19 @@ import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from gpubench.monitor_record import (  # noqa: F401 - re-exported: the spans' phases
+    PHASE_BETWEEN,
+    PHASE_COLD_START,
+    PHASE_PROFILED,
+    PHASE_REPLACED,
+    PHASE_ROUND,
+    PHASE_WARMUP,
+    Monitor,
+)
 from gpubench.output import write_atomic
 from gpubench.records import (  # noqa: F401 - re-exported: readers import one module
     KIND_INLINE,
@@ -54,16 +64,6 @@ NOTE_HOST_INSTEAD = ": host backend measured instead"  # after NVML's reason
 NOTE_TICKS_SKIPPED = "{n} tick(s) skipped: sampling fell behind"
 NOTE_SAMPLES_FAILED = "{n} sample(s) failed in the backend (recorded as null)"
 NOTE_SEPARATOR = "; "
-
-PHASE_COLD_START = "cold_start"
-PHASE_WARMUP = "warmup"
-PHASE_ROUND = "round"
-PHASE_BETWEEN = "between"
-# A measured round whose set was measured again (other programs' load disturbed it): kept in
-# the monitor's spans, counted by no statistic.
-PHASE_REPLACED = "replaced"
-# ``--profile-ops``: a mode's extra round with torch.profiler on, after its measured ones.
-PHASE_PROFILED = "profiled"
 
 # Other programs' load (% of a device's capacity, mean over a mode's measured rounds) above
 # which a speed measured on that device is no evidence: its verdict is INCONCLUSIVE, and an
@@ -364,6 +364,12 @@ class Results:
                     named = tuple(p for p in m.other_processes if p.device == device)
                     worst = Disturbance(m.name, device, pct, named)
         return worst
+
+    @cached_property
+    def monitor_record(self) -> Monitor:
+        """The monitor's section parsed (:class:`gpubench.monitor_record.Monitor`): what
+        readers use; ``monitor`` stays the raw object the file holds."""
+        return Monitor.of(self.monitor)
 
     def mode(self, name: str) -> ModeResult | None:
         for m in self.modes:

@@ -41,20 +41,16 @@ def results_files(paths: list[str]) -> Iterator[Path]:
 
 def timeline_estimate(results: Results, mode: str, device: str) -> float | None:
     """The mean other load of ``device`` over ``mode``'s measured-round samples."""
-    mon = results.monitor or {}
-    timeline, spans = mon.get("timeline") or {}, mon.get("spans") or []
-    other = (timeline.get("other_util") or {}).get(device)
-    util = (timeline.get("util") or {}).get(device)
-    own = (timeline.get("own_util") or {}).get(device)
+    monitor = results.monitor_record
+    other = monitor.timeline.series("other_util", device)
+    util = monitor.timeline.series("util", device)
+    own = monitor.timeline.series("own_util", device)
     values: list[float] = []
-    for i, span in enumerate(timeline.get("span") or []):
-        s = spans[span] if isinstance(span, int) and span < len(spans) else {}
-        if s.get("mode") != mode or s.get("phase") != PHASE_ROUND:
-            continue
-        if other is not None and other[i] is not None:
-            values.append(other[i])
-        elif util is not None and own is not None and util[i] is not None and own[i] is not None:
-            values.append(util[i] - own[i])
+    for i in monitor.sample_indices(mode, PHASE_ROUND):
+        if other and (o := other[i]) is not None:
+            values.append(o)
+        elif util and own and (u := util[i]) is not None and (w := own[i]) is not None:
+            values.append(u - w)
     return max(0.0, sum(values) / len(values)) if values else None
 
 

@@ -133,33 +133,6 @@ def test_gantt_round_is_the_median_measured_one() -> None:
     assert all(s >= e for s, e in zip(starts, ends, strict=False))
 
 
-def test_utilisation_uses_only_the_samples_of_measured_rounds() -> None:
-    from gpubench.faq.timeline import mode_round_values, outside_rounds_s, round_windows
-
-    monitor = {
-        "spans": [
-            {"mode": None, "phase": "between", "round": None, "start_s": 0.0, "end_s": 0.0},
-            {"mode": "a", "phase": "cold_start", "round": None, "start_s": 0.0, "end_s": 30.0},
-            {"mode": "a", "phase": "round", "round": 0, "start_s": 30.0, "end_s": 31.0},
-            {"mode": "b", "phase": "round", "round": 0, "start_s": 31.0, "end_s": 32.0},
-            {"mode": "a", "phase": "round", "round": 1, "start_s": 32.0, "end_s": 33.0},
-            {"mode": "a", "phase": "round", "round": 2, "start_s": 33.0, "end_s": 33.0},
-        ],
-        "timeline": {
-            "t": [10.0, 30.5, 31.5, 32.5, 33.0],
-            "span": [1, 2, 3, 4, 5],
-            "util": {"cpu:0": [5.0, 90.0, 40.0, None, 70.0]},
-        },
-    }
-    windows = round_windows(monitor)
-    assert [(w.mode, w.round) for w in windows] == [("a", 0), ("b", 0), ("a", 1)]  # empty span out
-    assert mode_round_values(monitor, "util", "cpu:0", "a") == [90.0]  # start-up's 5% is not in
-    assert mode_round_values(monitor, "util", "cpu:0", "b") == [40.0]
-    assert outside_rounds_s(monitor) == 30.0
-    untagged = {**monitor, "timeline": {k: v for k, v in monitor["timeline"].items() if k != "span"}}
-    assert mode_round_values(untagged, "util", "cpu:0", "b") == [40.0]
-
-
 def test_interleaved_rounds_are_gathered_under_their_mode(tmp_path: Path) -> None:
     results = load("report_2slots")
     blocks = plots._round_blocks(results)

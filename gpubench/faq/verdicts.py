@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpubench import stats
-from gpubench.faq import memory, timeline
+from gpubench.faq import memory
 from gpubench.faq.inputs import FaqInputs, device_ids
 from gpubench.findings import Finding, compute_findings
 from gpubench.findings import base as findings
-from gpubench.results import ModeResult, Results
+from gpubench.results import PHASE_ROUND, ModeResult, Results
 
 LEVEL = stats.DEFAULT_LEVEL
 HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does-not-hold", "inconclusive"
@@ -347,8 +347,9 @@ def memory_growth_part(inputs: FaqInputs) -> Part:
         # Every mode's processes were alive together: no mode's memory is its own.
         return missing("memory-growth", claim, "interleaved")
     device = serial.devices[0]
-    one = timeline.mode_round_values(run.monitor, "mem", device, "serial")
-    many = timeline.mode_round_values(run.monitor, "mem", device, "multiprocess")
+    monitor = run.monitor_record
+    one = monitor.samples("mem", device, "serial", PHASE_ROUND)
+    many = monitor.samples("mem", device, "multiprocess", PHASE_ROUND)
     facts = {"workers": multi.workers, "device": device,
              "interleaved": bool(run.config.interleave)}
     if not one or not many:

@@ -155,10 +155,7 @@ def device_ids(results: Results) -> list[str]:
             ident = device_entry_id(entry)
             if ident:
                 found.add(ident)
-    monitor = results.monitor if isinstance(results.monitor, dict) else {}
-    for d in monitor.get("devices") or ():
-        if isinstance(d, str):
-            found.add(d)
+    found.update(results.monitor_record.devices)
     for mode in results.modes:
         found.update(mode.devices)
         found.update(s.device for s in mode.device_stats)
@@ -234,22 +231,6 @@ def representative_round(mode: ModeResult) -> RoundRecord | None:
         return None
     mid = median([r.time_s for r in rounds])
     return min(rounds, key=lambda r: (abs(r.time_s - mid), r.index))
-
-
-def mode_extents(monitor: dict[str, Any]) -> dict[str, tuple[float, float]]:
-    """Each mode's first start and last end in the monitor's spans (run-relative seconds)."""
-    extents: dict[str, tuple[float, float]] = {}
-    for span in monitor.get("spans") or ():
-        if not isinstance(span, dict):
-            continue
-        name, start, end = span.get("mode"), span.get("start_s"), span.get("end_s")
-        if not isinstance(name, str) or not isinstance(start, (int, float)):
-            continue
-        if not isinstance(end, (int, float)):
-            continue
-        lo, hi = extents.get(name, (start, end))
-        extents[name] = (min(lo, start), max(hi, end))
-    return extents
 
 
 def case_title(results: Results) -> str:

@@ -84,11 +84,11 @@ def _times(values: Sequence[float]) -> str:
 
 
 def _monitor_lines(results: Results, lang: str) -> list[str]:
-    monitor = results.monitor
-    if not isinstance(monitor, dict):
+    if not isinstance(results.monitor, dict):
         return [text("page.no_monitor", lang)]
-    backend = str(monitor.get("backend") or "?")
-    interval = monitor.get("interval_s")
+    monitor = results.monitor_record
+    backend = monitor.backend or "?"
+    interval = monitor.interval_s
     lines = [text("page.monitor", lang, backend=backend, interval=_cell(interval))]
     what = (
         text(f"page.what.{backend}", lang)
@@ -100,8 +100,8 @@ def _monitor_lines(results: Results, lang: str) -> list[str]:
         f"page.mem_what.{backend}" if backend in ("nvml", "host") else "page.mem_what.workers", lang
     )
     lines.append(text("page.mem_note", lang, what=mem_what))
-    if monitor.get("note"):
-        lines.append(f"*{_cell(monitor_note(str(monitor['note']), lang))}*")
+    if monitor.note:
+        lines.append(f"*{_cell(monitor_note(monitor.note, lang))}*")
     return lines
 
 

@@ -9,7 +9,6 @@ wrote, or the i18n key of the reason it drew nothing.
 
 from __future__ import annotations
 
-import math
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any, cast
 import matplotlib
 from matplotlib.figure import Figure
 
-from gpubench.faq.timeline import RoundWindow, outside_rounds_s, round_windows, window_samples
+from gpubench.monitor_record import Span
 from gpubench.report import measures
 from gpubench.report.figures import DPI, write_figure
 from gpubench.report.fonts import find_cjk_font
@@ -235,45 +234,18 @@ def draw_sweep_speedup(ax: Any, summary: SweepSummary, lang: str = "en") -> None
 # --- utilisation over time -------------------------------------------------------------------
 
 
-def _timeline(monitor: Any) -> tuple[list[float], dict[str, list[float]]] | None:
-    """Times and per-device utilisation (None → NaN) when the monitor holds a usable timeline."""
-    if not isinstance(monitor, dict):
-        return None
-    timeline = monitor.get("timeline")
-    if not isinstance(timeline, dict):
-        return None
-    t, util = timeline.get("t"), timeline.get("util")
-    if not isinstance(t, list) or not t or not isinstance(util, dict):
-        return None
-    if not all(isinstance(x, (int, float)) for x in t):
-        return None
-    series: dict[str, list[float]] = {}
-    for device, values in util.items():
-        if isinstance(values, list) and len(values) == len(t):
-            series[str(device)] = [
-                float(v) if isinstance(v, (int, float)) else math.nan for v in values
-            ]
-    if not series:
-        return None
-    return [float(x) for x in t], series
-
-
-def _round_blocks(results: Results) -> list[tuple[ModeResult, list[RoundWindow]]]:
+def _round_blocks(results: Results) -> list[tuple[ModeResult, tuple[Span, ...]]]:
     """Each mode that has measured rounds in the monitor's spans, in the run's mode order."""
-    windows = round_windows(results.monitor)
-    blocks = []
-    for mode in results.modes:
-        own = [w for w in windows if w.mode == mode.name]
-        if own:
-            blocks.append((mode, own))
-    return blocks
+    monitor = results.monitor_record
+    return [(mode, own) for mode in results.modes if (own := monitor.rounds(mode.name))]
 
 
-def _step(left: float, width: float, window: RoundWindow, samples: list[tuple[float, float]]
+def _step(left: float, width: float, window: Span, samples: list[tuple[float, float]]
           ) -> tuple[list[float], list[float]]:
     """A round's samples as a step over its slot: a value holds back to the previous sample
     (both NVML and the host backend average over the time before the sample)."""
-    xs = [left + width * (t - window.start_s) / window.length_s for t, _ in samples]
+    scale = width / window.length_s if window.length_s > 0 else 0.0
+    xs = [left + scale * (t - window.start_s) for t, _ in samples]
     values = [v for _, v in samples]
     return [left, *xs, left + width], [values[0], *values, values[-1]]
 
@@ -284,10 +256,10 @@ def draw_utilisation(results: Results, path: Path, lang: str) -> Path | str:
     the gaps between rounds left out; each mode's mean over its rounds is marked."""
     if results.monitor is None:
         return "skip.no_monitor"
-    parsed = _timeline(results.monitor)
-    if parsed is None:
+    monitor = results.monitor_record
+    series = monitor.timeline.columns.get("util")
+    if not series or not monitor.timeline.t:
         return "skip.bad_timeline"
-    _, series = parsed
     blocks = _round_blocks(results)
     if not blocks:
         return "skip.no_rounds"
@@ -307,7 +279,8 @@ def draw_utilisation(results: Results, path: Path, lang: str) -> Path | str:
             colour = colours.get(mode.name, "tab:gray")
             values: list[float] = []
             for i, w in enumerate(windows):
-                samples = window_samples(results.monitor, "util", device, w)
+                samples = monitor.timed_values("util", device,
+                                               monitor.sample_indices(span=w.index))
                 if not samples:
                     # A round with no sample is shown as such (hatched), not as 0%.
                     empty += ax is axes[0]
@@ -340,7 +313,7 @@ def draw_utilisation(results: Results, path: Path, lang: str) -> Path | str:
     axes[-1].set_xlim(-gap / 2, x - gap / 2)
     axes[-1].tick_params(axis="x", length=0)
     axes[0].set_title(_text("util.title", lang))
-    note = _text("util.left_out", lang, s=outside_rounds_s(results.monitor) or 0.0)
+    note = _text("util.left_out", lang, s=monitor.outside_rounds_s() or 0.0)
     if empty:
         note += " " + _text("util.no_sample", lang, n=empty, total=sum(len(w) for _, w in blocks))
     note = textwrap.fill(note, width=70 if lang == "zh" else 140)

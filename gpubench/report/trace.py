@@ -32,6 +32,8 @@ from typing import Any
 from gpubench.output import write_atomic
 from gpubench.results import (
     PHASE_REPLACED,
+    PHASE_ROUND,
+    PHASE_WARMUP,
     PHASES,
     ClientTiming,
     ModeResult,
@@ -121,11 +123,11 @@ def _round_spans(results: Results, mode: str) -> list[float | None]:
     """The monitor's span start of each of ``mode``'s rounds, in order (None: no monitor)."""
     m = results.mode(mode)
     assert m is not None
-    spans = [s for s in (results.monitor or {}).get("spans", ())
-             if s.get("mode") == mode and s.get("phase") in ("warmup", "round")]
+    spans = [s for s in results.monitor_record.spans_of(mode)
+             if s.phase in (PHASE_WARMUP, PHASE_ROUND)]
     if len(spans) != len(m.rounds):
         return [None] * len(m.rounds)
-    return [float(s["start_s"]) for s in spans]
+    return [s.start_s for s in spans]
 
 
 def assign_tracks(clients: Sequence[ClientTiming]) -> list[int]:
@@ -355,26 +357,22 @@ def _replaced_rounds(ids: _Ids, results: Results, mode: ModeResult, pid: int,
                      tid: int) -> Iterator[Event]:
     """Rounds measured again (their set ran beside other programs' load): the monitor's
     spans of them, marked; none of their clients is recorded."""
-    for s in (results.monitor or {}).get("spans", ()):
-        if s.get("mode") == mode.name and s.get("phase") == PHASE_REPLACED:
-            start, end = float(s["start_s"]), float(s["end_s"])
-            yield _slice("replaced round", pid, tid, start, end - start,
-                         {"mode": mode.name, "round": s.get("round"), "replaced": True,
-                          "why": "measured again: other programs' load"}, "round")
+    for s in results.monitor_record.spans_of(mode.name, PHASE_REPLACED):
+        yield _slice("replaced round", pid, tid, s.start_s, s.length_s,
+                     {"mode": mode.name, "round": s.round, "replaced": True,
+                      "why": "measured again: other programs' load"}, "round")
 
 
 def _device_events(ids: _Ids, results: Results) -> Iterator[Event]:
-    timeline = (results.monitor or {}).get("timeline") or {}
-    times = timeline.get("t") or ()
+    timeline = results.monitor_record.timeline
     for column, (label, scale, unit) in COUNTERS.items():
-        per_device = timeline.get(column) or {}
-        for device, values in per_device.items():
+        for device, values in timeline.columns.get(column, {}).items():
             pid = ids.pid(f"{DEVICES} ({device})")
-            for t, v in zip(times, values, strict=False):
+            for t, v in zip(timeline.t, values, strict=True):
                 if v is None:
                     continue
                 yield {"ph": "C", "name": f"{label} ({unit})", "pid": pid, "tid": 0,
-                       "ts": round(float(t) * US, 3), "args": {label: round(v * scale, 3)}}
+                       "ts": round(t * US, 3), "args": {label: round(v * scale, 3)}}
 
 
 def build_trace(results: Results) -> dict[str, Any]:
