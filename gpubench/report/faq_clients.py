@@ -3,13 +3,16 @@
 The sweep (``gpubench sweep --workers-per-device 1,2,4,8``; its ``summary.json``) measured, per
 value k and mode, clients per second, each worker's peak memory and whether every value
 computed serial's result; its summary names each mode's knee (the smallest k within
-``sweep_summary.KNEE_WITHIN`` of the best throughput) with the ``client_resources`` that give
-it: read from the summary (:func:`gpubench.sweep_summary.load_sweep_summary`), never derived
-again here, so this section and the sweep's own page name the same knee. This section shows that, a plot of
-throughput against k (one line per mode, MPS dashed, a failed value marked, a refused one
-hatched: never drawn as a success), and replaces the memory answer's calculated ``num_gpus``
-with the measured one. Without a sweep it says the advice is calculated, not measured. Words
-come from the catalogue (``clients.*``); no torch.
+``sweep_summary.KNEE_WITHIN`` of the best clients/s over serial's clients/s in the same run)
+with the ``client_resources`` that give it, and the modes far below serial: read from the
+summary (:func:`gpubench.sweep_summary.load_sweep_summary`), never derived again here, so this
+section and the sweep's own page name the same knee. One metric throughout: the table's
+"vs 1" is the ratio of its clients/s column, its "÷ serial" column is what ranks the knee and
+what the plot draws (serial at 1, one line per mode, MPS dashed, a failed value marked, a
+refused one hatched: never drawn as a success; a value that ran the same workers as a smaller
+one is shown once). It replaces the memory answer's calculated ``num_gpus`` with the measured
+one. Without a sweep it says the advice is calculated, not measured. Words come from the
+catalogue (``clients.*``); no torch.
 """
 
 from __future__ import annotations
@@ -26,9 +29,12 @@ from gpubench.report.i18n import device_label, mode_label, text
 from gpubench.report.plots import WIDTH_IN, Plot, plot_language
 from gpubench.results import STATUS_FAILED, STATUS_NOT_APPLICABLE, STATUS_OK
 from gpubench.sweep_summary import (
+    FAR_BELOW,
     PER_DEVICE,
+    ClientResources,
     Knee,
     ModeRow,
+    SummaryPoint,
     SweepSummary,
     load_sweep_summary,
 )
@@ -67,12 +73,14 @@ def _num(v: Any, spec: str, suffix: str = "") -> str:
     return "—" if v is None else f"{v:{spec}}{suffix}"
 
 
-def advice_knee(summary: SweepSummary) -> tuple[str, Knee] | None:
+def advice_knee(summary: SweepSummary) -> tuple[str, Knee, ClientResources] | None:
+    """The knee that gives the advice and its ``client_resources`` (a mode far below serial
+    has no knee; a knee whose resources an older summary did not record gives none)."""
     knees = summary.per_device.knees if summary.per_device is not None else {}
     for name in (*ADVICE_ORDER, *knees):
         k = knees.get(name)
-        if k is not None:
-            return name, k
+        if k is not None and k.client_resources is not None:
+            return name, k, k.client_resources
     return None
 
 
@@ -80,6 +88,8 @@ def advice_knee(summary: SweepSummary) -> tuple[str, Knee] | None:
 
 
 def _status(m: ModeRow, lang: str) -> str:
+    if m.same_workers_as is not None:
+        return text("clients.status.same", lang, k=m.same_workers_as)
     if m.status == STATUS_OK and m.same_result is False:
         return text("clients.status.differs", lang)
     if m.status == STATUS_OK:
@@ -91,8 +101,8 @@ def _status(m: ModeRow, lang: str) -> str:
 
 def _table(summary: SweepSummary, lang: str, cpu: bool) -> str:
     # On CPU slots a worker's memory is its host memory: one column.
-    cols = ("k", "mode", "workers", "clients_per_s", "vs_one", "memory_cpu" if cpu else "memory",
-            *(() if cpu else ("host",)), "util", "status")
+    cols = ("k", "mode", "workers", "clients_per_s", "vs_one", "vs_serial",
+            "memory_cpu" if cpu else "memory", *(() if cpu else ("host",)), "util", "status")
     headers = [text(f"clients.col.{k}", lang) for k in cols]
     rows = []
     for p, m in summary.table_rows():
@@ -100,10 +110,14 @@ def _table(summary: SweepSummary, lang: str, cpu: bool) -> str:
             rows.append([str(p.value), *["—"] * (len(cols) - 2),
                          text("clients.status.refused", lang, reason=p.refused)])
             continue
+        label = mode_label(m.name, lang, cpu_slots=cpu)
+        if m.same_workers_as is not None:  # the smaller value's setting again: shown there
+            rows.append([str(p.value), label, _num(m.workers, "d"), *["—"] * (len(cols) - 4),
+                         _status(m, lang)])
+            continue
         rows.append([
-            str(p.value), mode_label(m.name, lang, cpu_slots=cpu),
-            _num(m.workers, "d"), _num(m.clients_per_s, ".3g"),
-            _num(m.speedup_vs_one, ".2f", "x"),
+            str(p.value), label, _num(m.workers, "d"), _num(m.clients_per_s, ".3g"),
+            _num(m.speedup_vs_one, ".2f", "x"), _num(m.clients_vs_serial, ".2f", "x"),
             _gib(m.worker_host_bytes if cpu else m.worker_device_bytes),
             *(() if cpu else (_gib(m.worker_host_bytes),)),
             _num(m.util_mean_pct, ".0f", "%"), _status(m, lang),
@@ -117,10 +131,17 @@ def _knee_line(name: str, k: Knee, lang: str, cpu: bool) -> str:
     left = (text("clients.headroom.none", lang) if room.bytes is None else
             text(f"clients.headroom.{room.of}", lang, left=_gib(room.bytes),
                  pct=_num(None if room.fraction is None else 100 * room.fraction, ".0f", "%")))
+    resources = (text("clients.knee.unrecorded", lang) if k.client_resources is None else
+                 f"`{k.client_resources.as_argument()}`")
     return text("clients.knee", lang, mode=mode_label(name, lang, cpu_slots=cpu), k=k.value,
-                rate=_num(k.clients_per_s, ".3g"), best=k.best_value,
-                of_best=f"{100 * k.of_best:.0f}%", resources=k.client_resources.as_argument(),
+                rate=_num(k.clients_per_s, ".3g"), ratio=_num(k.clients_vs_serial, ".2f", "x"),
+                best=k.best_value, of_best=f"{100 * k.of_best:.0f}%", resources=resources,
                 per=_gib(per), left=left)
+
+
+def _far_below_line(name: str, best: float, lang: str, cpu: bool) -> str:
+    return text("clients.far_below", lang, mode=mode_label(name, lang, cpu_slots=cpu),
+                ratio=f"{best:.2f}x", limit=f"{FAR_BELOW:g}x")
 
 
 def format_clients_section(inputs: FaqInputs, lang: str,
@@ -155,6 +176,8 @@ def _sweep_blocks(summary: SweepSummary, lang: str, plot: Plot | None) -> list[s
     lines = [f"- {_knee_line(n, k, lang, cpu)}" for n, k in knees.items() if k]
     lines += [f"- {text('clients.knee.none', lang, mode=mode_label(n, lang, cpu_slots=cpu))}"
               for n, k in knees.items() if not k]
+    below = info.far_below if info is not None else {}
+    lines += [f"- {_far_below_line(n, best, lang, cpu)}" for n, best in below.items()]
     if lines:
         out.append("\n".join(lines))
     if plot is not None:
@@ -171,19 +194,33 @@ def num_gpus_advice(inputs: FaqInputs, lang: str, calculated: Sequence[str]) -> 
     found = next(((s, f) for s in sweeps_of(inputs) if (f := advice_knee(s))), None)
     if found is None:
         return [*calculated, text("clients.calculated", lang), ""]
-    summary, (name, k) = found
+    summary, (name, k, resources) = found
     cpu = summary.per_device is not None and summary.per_device.cpu_slots
     return [text("clients.measured", lang, mode=mode_label(name, lang, cpu_slots=cpu),
-                 k=k.value, resources=k.client_resources.as_argument()), ""]
+                 k=k.value, resources=resources.as_argument()), ""]
 
 
 # --- the plot -------------------------------------------------------------------------------
 
 
-def draw_clients(summary: SweepSummary, path: Path, lang: str) -> Path:  # noqa: C901, PLR0915 - two panels of one figure, drawn in turn
-    """Clients per second against workers per device (left) and each worker's peak memory
-    (right): one line per mode, "+mps" dashed; a failed value an x on the axis, a value that
-    computed something else a hollow red x, a refused value a hatched band."""
+def _rate_vs_serial(p: SummaryPoint, m: ModeRow) -> float | None:
+    """Where a row's marker sits on the serial-relative axis: the summary's ratio, or (for a
+    row that computed something else, which has none) its clients/s over serial's there."""
+    if m.clients_vs_serial is not None:
+        return m.clients_vs_serial
+    serial = p.mode("serial")
+    if serial is None or not serial.clients_per_s or not m.clients_per_s:
+        return None
+    return m.clients_per_s / serial.clients_per_s
+
+
+def draw_clients(summary: SweepSummary, path: Path, lang: str) -> Path:  # noqa: C901, PLR0912, PLR0915 - two panels of one figure, drawn in turn
+    """Clients per second over serial's in the same run against workers per device (left; the
+    knee's ranking, serial a line at 1) and each worker's peak memory (right): one line per
+    mode, "+mps" dashed; a failed value an x on the axis, a value that computed something else
+    a hollow red x, a refused value a hatched band; a value that ran the same workers as a
+    smaller one is not drawn again. Each mode's knee is a star of its colour, set apart
+    sideways so that knees at the same value stay visible."""
     import matplotlib
     from matplotlib.figure import Figure
 
@@ -196,7 +233,9 @@ def draw_clients(summary: SweepSummary, path: Path, lang: str) -> Path:  # noqa:
     fig = Figure(figsize=(WIDTH_IN, 3.8))
     rate_ax, mem_ax = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     cmap = matplotlib.colormaps["tab10"]
-    # Serial is the reference of the result, not a value of the sweep: it is not drawn.
+    # Serial is the reference of every ratio: the line at 1, not a line of its own.
+    rate_ax.axhline(1.0, color="0.35", linestyle=":", linewidth=1.5,
+                    label=text("clients.plot.serial", lang))
     names = [n for n in summary.mode_names if n != "serial"]
     failed_label, wrong_label = text("clients.plot.failed", lang), text("clients.plot.differs", lang)
     shown: set[str] = set()
@@ -207,34 +246,41 @@ def draw_clients(summary: SweepSummary, path: Path, lang: str) -> Path:  # noqa:
         shown.add(label)
         return label
 
+    starred = [n for n in names if knees.get(n) is not None]
     bases = list(dict.fromkeys(n.removesuffix("+mps") for n in names))
     for name in names:
         colour = cmap(bases.index(name.removesuffix("+mps")) % 10)  # a twin shares its colour
         style = "--" if name.endswith("+mps") else "-"
-        rates, mems = [], []
+        drawn: list[tuple[int, float, float]] = []  # x, ratio, memory (GiB or nan)
         for x, p in zip(xs, summary.points, strict=False):
             m = p.mode(name)
-            good = m is not None and m.status == STATUS_OK and m.same_result is not False
-            rate = m.clients_per_s if m else None
-            rates.append(rate if good and rate else math.nan)
-            mem = None if m is None else (m.worker_host_bytes if cpu else m.worker_device_bytes)
-            mems.append(mem / 2**30 if good and mem else math.nan)
-            if m is not None and m.status == STATUS_FAILED:
+            if m is None or m.same_workers_as is not None:
+                continue
+            ratio = _rate_vs_serial(p, m)
+            if m.status == STATUS_FAILED:
                 rate_ax.plot([x], [0], marker="x", color="tab:red", markersize=9, clip_on=False,
                              linestyle="none", label=once(failed_label))
-            elif m is not None and m.status == STATUS_OK and m.same_result is False and rate:
-                rate_ax.plot([x], [rate], marker="x", color="tab:red", markersize=11,
+            elif m.status == STATUS_OK and m.same_result is False and ratio:
+                rate_ax.plot([x], [ratio], marker="x", color="tab:red", markersize=11,
                              markerfacecolor="none", linestyle="none", label=once(wrong_label))
-        if all(math.isnan(r) for r in rates):
+            elif m.status == STATUS_OK and m.clients_vs_serial:
+                mem = m.worker_host_bytes if cpu else m.worker_device_bytes
+                drawn.append((x, m.clients_vs_serial, mem / 2**30 if mem else math.nan))
+        if not drawn:
             continue
         label = mode_label(name, lang, cpu_slots=cpu)
-        rate_ax.plot(xs, rates, marker="o", linestyle=style, color=colour, label=label)
-        mem_ax.plot(xs, mems, marker="o", linestyle=style, color=colour, label=label)
+        dx, ratios, mems = zip(*drawn, strict=True)
+        rate_ax.plot(dx, ratios, marker="o", linestyle=style, color=colour, label=label)
+        mem_ax.plot(dx, mems, marker="o", linestyle=style, color=colour, label=label)
         k = knees.get(name)
-        if k is not None and k.value in values and k.clients_per_s is not None:
+        if k is not None and k.value in values:
             x = values.index(k.value)
-            rate_ax.plot([x], [k.clients_per_s], marker="*", markersize=15, color=colour,
-                         linestyle="none", label=once(text("clients.plot.knee", lang)))
+            y = dict(zip(dx, ratios, strict=True)).get(x)
+            shift = 0.09 * (starred.index(name) - (len(starred) - 1) / 2)
+            if y is not None:
+                rate_ax.plot([x + shift], [y], marker="*", markersize=16, color=colour,
+                             markeredgecolor="black", markeredgewidth=0.6, linestyle="none",
+                             zorder=5, label=once(text("clients.plot.knee", lang)))
     for x, p in zip(xs, summary.points, strict=False):
         if p.refused:
             for ax in (rate_ax, mem_ax):
@@ -248,6 +294,7 @@ def draw_clients(summary: SweepSummary, path: Path, lang: str) -> Path:  # noqa:
     ):
         ax.set_xticks(xs)
         ax.set_xticklabels([str(v) for v in values])
+        ax.set_xlim(-0.5, len(xs) - 0.5)
         ax.set_xlabel(text("clients.plot.x", lang))
         ax.set_ylabel(ylabel)
         ax.set_title(title)

@@ -397,9 +397,9 @@ def _resources_line(inputs: FaqInputs, lang: str) -> str:
     if found is None:
         words = t("run.resources.none", lang, link=link)
     else:
-        summary, (name, knee) = found
+        summary, (name, knee, resources) = found
         cpu = summary.per_device is not None and summary.per_device.cpu_slots
-        words = t("run.resources", lang, resources=knee.client_resources.as_argument(),
+        words = t("run.resources", lang, resources=resources.as_argument(),
                   mode=mode_label(name, lang, cpu_slots=cpu), k=knee.value, link=link)
     return f"- {_label('run.label.resources', lang)} {words}"
 

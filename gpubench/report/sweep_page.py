@@ -10,7 +10,7 @@ from typing import Any
 
 from gpubench.report.figures import write_figure
 from gpubench.report.plots import draw_sweep_speedup
-from gpubench.sweep_summary import SweepSummary
+from gpubench.sweep_summary import FAR_BELOW, SweepSummary
 
 
 def _fmt(value: Any, spec: str, suffix: str = "") -> str:
@@ -45,6 +45,9 @@ def format_knees(summary: SweepSummary) -> str:
     if info is None:
         return ""
     lines = []
+    for name, best in info.far_below.items():
+        lines.append(f"{name}: far below serial: at most {best:.2f}x serial's clients/s at every "
+                     f"value (under {FAR_BELOW:g}x); no client_resources recommended from it")
     for name, k in info.knees.items():
         if k is None:
             lines.append(f"knee, {name}: none (no value ran and computed serial's result)")
@@ -56,9 +59,12 @@ def format_knees(summary: SweepSummary) -> str:
         per = _bytes(k.worker_device_bytes if room.of == "device" else k.worker_host_bytes)
         lines.append(
             f"knee, {name}: {k.value} worker(s) per device, {_fmt(k.clients_per_s, '.3g')} "
-            f"clients/s ({k.of_best:.0%} of the best, at {k.best_value}); "
+            f"clients/s, {_fmt(k.clients_vs_serial, '.2f', 'x')} serial's clients/s in the same "
+            f"run ({k.of_best:.0%} of the best such ratio, at {k.best_value}); "
             f"{per} per worker, {left}")
-        lines.append(f"  {k.client_resources.as_argument()}")
+        lines.append("  " + ("client_resources: not recorded (an older summary whose knee moved; "
+                             "rerun the sweep)" if k.client_resources is None
+                             else k.client_resources.as_argument()))
     if info.cpu_slots and lines:
         lines.append("(CPU slots: the clients of a slot share its cores, so this knee is about "
                      "the cores, not a GPU)")
@@ -73,17 +79,22 @@ def format_per_device_table(summary: SweepSummary) -> str:
         if m is None:
             rows.append([p.value, "—", "refused", "—", "—", "—", "—", "—", "—", "—", "—"])
             continue
+        if m.same_workers_as is not None:  # that setting again: shown once, at the smaller value
+            rows.append([p.value, m.name, f"same workers as {m.same_workers_as}",
+                         _fmt(m.workers, "d"), *["—"] * 7])
+            continue
         status = m.status if m.status == "ok" else f"{m.status}: {m.error or '?'}"
         same = {True: "yes", False: "NO", None: "—"}[m.same_result]
         rows.append([
             p.value, m.name, status[:60], _fmt(m.workers, "d"),
             _fmt(m.round_s, ".3g"), _fmt(m.clients_per_s, ".3g"),
-            _fmt(m.speedup_vs_one, ".2f", "x"), _fmt(m.speedup_vs_serial, ".2f", "x"),
+            _fmt(m.speedup_vs_one, ".2f", "x"), _fmt(m.clients_vs_serial, ".2f", "x"),
             _bytes(m.worker_device_bytes) + " / " + _bytes(m.worker_host_bytes),
             _fmt(m.util_mean_pct, ".0f", "%"), same,
         ])
     headers = ["workers per device", "mode", "status", "workers", "round (median, s)",
-               "clients/s", "vs 1 per device", "vs serial", "per worker: device / host",
+               "clients/s", "vs 1 per device", "÷ serial's clients/s (same run; ranks the knee)",
+               "per worker: device / host",
                "utilisation", "serial's result"]
     out = [tabulate(rows, headers=headers, disable_numparse=True)]
     for part in (format_refused(summary), format_knees(summary)):

@@ -16,10 +16,12 @@ cannot fit is *refused* with the plan's reason and never started; the other poin
 A sweep of ``workers_per_device`` answers "how many clients per device": serial runs at every
 point as the reference (the harness checks each mode's result against serial's in the same
 invocation, and serial's round re-timed at each point carries the drift between points), and
-:func:`per_device` adds, per mode and value, clients per second, the speedup over one worker
-per device, each worker's peak device and host memory, and the **knee**: the smallest value
-within 5% of the mode's best throughput, with the ``client_resources`` that give it and the
-memory headroom left there.
+:func:`per_device` adds, per mode and value, clients per second, its ratio to one worker per
+device and to serial's clients per second at the same point, each worker's peak device and
+host memory, and the **knee**: the smallest value within 5% of the mode's best clients/s over
+serial's, with the ``client_resources`` that give it and the memory headroom left there. A
+value that ran the same workers as a smaller one is marked as that setting again; a mode far
+below serial at every value gets no knee.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from gpubench.run.op_files import keep_op_traces
 from gpubench.sweep_summary import (
     KNEE_WITHIN,
     PER_DEVICE,
+    REFERENCE,
     SUMMARY_FILE,
     ClientResources,
     Headroom,
@@ -49,6 +52,10 @@ from gpubench.sweep_summary import (
     SerialEffect,
     SummaryPoint,
     SweepSummary,
+    far_below,
+    mode_rows,
+    rank_knee,
+    with_ratios,
 )
 
 PLOT_FILE = "summary.png"
@@ -286,7 +293,7 @@ def summarize(sweep: Sweep) -> SweepSummary:
                                    p.results.interrupted, modes, _accuracy_row(p, modes)))
     section = None
     if sweep.parameter == PER_DEVICE:
-        points = with_speedup_vs_one(points)
+        points = with_ratios(points)
         section = per_device(points, _machine(sweep))
     return SweepSummary(
         parameter=sweep.parameter,
@@ -337,53 +344,11 @@ def _machine(sweep: Sweep) -> dict[str, Any]:
     }
 
 
-def _throughput(row: ModeRow, basis: str) -> float | None:
-    value = getattr(row, basis)
-    return float(value) if isinstance(value, (int, float)) and value > 0 else None
-
-
-def _succeeded(row: ModeRow | None) -> bool:
-    if not row:
-        return False
-    return row.status == "ok" and row.same_result is not False and bool(row.clients_per_s)
-
-
 def knee(
     rows: Sequence[tuple[Any, ModeRow]], within: float = KNEE_WITHIN
 ) -> dict[str, Any] | None:
-    """The smallest value whose throughput is within ``within`` of the best, over the values
-    that succeeded (ran, computed serial's result). ``rows``: (value, mode row) pairs.
-
-    Throughput is the speedup over serial of the same point (serial re-timed at each point, so
-    drift between points cancels) where every such value has one, else clients per second."""
-    ok = _distinct_workers([(v, r) for v, r in rows if _succeeded(r)])
-    if not ok:
-        return None
-    basis = "speedup_vs_serial" if all(_throughput(r, "speedup_vs_serial") for _, r in ok) \
-        else "clients_per_s"
-    ok = [(v, r) for v, r in ok if _throughput(r, basis)]
-    best_value, best = max(ok, key=lambda vr: _throughput(vr[1], basis) or 0.0)
-    top = _throughput(best, basis) or 0.0
-    near = [(v, r) for v, r in ok if (_throughput(r, basis) or 0.0) >= (1 - within) * top]
-    value, row = min(near, key=lambda vr: float(vr[0]))
-    return {"value": value, "clients_per_s": row.clients_per_s, "best_value": best_value,
-            "best_clients_per_s": best.clients_per_s, "basis": basis, "within": within,
-            "of_best": (_throughput(row, basis) or 0.0) / top}
-
-
-def _distinct_workers(rows: Sequence[tuple[Any, ModeRow]]) -> list[tuple[Any, ModeRow]]:
-    """The rows, less any value that ran no more workers than a smaller value did (more
-    workers per device than there are clients): it measured the same setting again, and
-    its ``client_resources`` would describe workers that never ran."""
-    kept: list[tuple[Any, ModeRow]] = []
-    seen: set[int] = set()
-    for value, row in sorted(rows, key=lambda vr: float(vr[0])):
-        if row.workers is not None and row.workers in seen:
-            continue
-        if row.workers is not None:
-            seen.add(row.workers)
-        kept.append((value, row))
-    return kept
+    """The knee of one mode's rows (see :func:`gpubench.sweep_summary.rank_knee`)."""
+    return rank_knee(rows, within)
 
 
 def client_resources(k: int, machine: Mapping[str, Any]) -> ClientResources:
@@ -441,46 +406,17 @@ def headroom(value: Any, row: ModeRow, machine: Mapping[str, Any]) -> Headroom:
     return Headroom("device", int(left), left / total)
 
 
-def _mode_rows(points: Sequence[SummaryPoint], name: str) -> list[tuple[Any, ModeRow]]:
-    return [(p.value, m) for p in points for m in p.modes if m.name == name]
-
-
-def _names(points: Sequence[SummaryPoint]) -> list[str]:
-    names: list[str] = []
-    for p in points:
-        names.extend(m.name for m in p.modes if m.name not in names)
-    return names
-
-
-def with_speedup_vs_one(points: Sequence[SummaryPoint]) -> list[SummaryPoint]:
-    """The points with each mode's speedup over its first value that succeeded (one worker
-    per device, normally) set in its rows; serial is the reference, not a value."""
-    base: dict[str, ModeRow] = {}
-    for name in _names(points):
-        rows = sorted(_mode_rows(points, name), key=lambda vr: float(vr[0]))
-        first = next((r for _, r in rows if _succeeded(r)), None)
-        if name != "serial" and first is not None:
-            base[name] = first
-
-    def row(r: ModeRow) -> ModeRow:
-        b = base.get(r.name)
-        if b is None or not _succeeded(r):
-            return r
-        basis = "speedup_vs_serial" if b.speedup_vs_serial and r.speedup_vs_serial \
-            else "clients_per_s"
-        return replace(r, speedup_vs_one=getattr(r, basis) / getattr(b, basis))
-
-    return [replace(p, modes=tuple(row(m) for m in p.modes)) for p in points]
-
-
 def per_device(points: Sequence[SummaryPoint], machine: Mapping[str, Any]) -> PerDevice:
-    """Per mode of a workers-per-device sweep, its knee with the ``client_resources`` that give
-    it and the memory left there. Serial is the reference, not a value of the sweep."""
+    """Per mode of a workers-per-device sweep (points carrying :func:`with_ratios`'s figures),
+    its knee with the ``client_resources`` that give it and the memory left there; a mode far
+    below serial at every value gets no knee, and is named instead. Serial is the reference,
+    not a value of the sweep."""
     knees: dict[str, Knee | None] = {}
-    for name in _names(points):
-        if name == "serial":
+    below = far_below(points)
+    for name in dict.fromkeys(m.name for p in points for m in p.modes):
+        if name == REFERENCE or name in below:
             continue
-        rows = _mode_rows(points, name)
+        rows = mode_rows(points, name)
         if all(r.status == STATUS_NOT_APPLICABLE for _, r in rows):
             continue  # e.g. "+mps" on CPU slots: the table says why, there is no knee
         found = knee(rows)
@@ -495,7 +431,7 @@ def per_device(points: Sequence[SummaryPoint], machine: Mapping[str, Any]) -> Pe
             workers=row.workers)
     return PerDevice(cpu_slots=bool(machine.get("cpu_slots")),
                      devices=tuple(machine.get("devices") or ()), case=machine.get("case"),
-                     preset=machine.get("preset"), knees=knees)
+                     preset=machine.get("preset"), knees=knees, far_below=below)
 
 
 def write_summary(summary: SweepSummary, out_dir: Path) -> Path:
