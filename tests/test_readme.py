@@ -112,7 +112,7 @@ def contradictions(section: str) -> list[str]:
     words, per_mode = block_verdicts(section)
     wrong = []
     body = "\n".join(line for line in prose(section).splitlines() if not line.startswith("#"))
-    for sentence in re.split(r"(?<=[.!?])\s+", body):
+    for sentence in re.split(r"(?<=[.!?])\s+|\n\s*\n", body):
         named = [m for m in MODES if re.search(rf"\b{re.escape(m)}\b", sentence)]
         for match in VERDICT.finditer(sentence):
             said = _verdict(match.group(1))
@@ -185,3 +185,49 @@ def test_a_sentence_against_its_blocks_verdict_is_caught() -> None:
         "'holds' in: On CPU slots the notes hold."]
     # another section's sentence is judged by its own blocks (none: not judged)
     assert contradictions("## T\n\nthreaded was slower.\n") == []
+
+
+# --- the GPU pages say which run they come from, and that it predates today's records ---------
+
+GPU_PAGES = {
+    "reports/gpu-h200/compare": ["reports/gpu-h200/compare.json"],
+    "reports/gpu-h200/one-gpu": ["reports/gpu-h200/compare-one-gpu.json"],
+    "reports/gpu-h200/all-modes": ["reports/gpu-h200/compare-all.json"],
+    "docs/faq/gpu-h200/faq": ["reports/gpu-h200/compare-all.json",
+                              *(f"reports/gpu-h200/sweep/batch_size-{b}.json" for b in (32, 64, 128))],
+}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+@pytest.mark.parametrize("stem", sorted(GPU_PAGES))
+def test_a_gpu_page_names_its_run_and_machine_and_that_it_predates_the_records(
+    stem: str, lang: str
+) -> None:
+    from gpubench.report.i18n import text
+    from gpubench.report.provenance import missing_records, run_line
+    from gpubench.results import read_results
+
+    page = _document(f"{stem}.{lang}.md")
+    for path in GPU_PAGES[stem]:
+        results = read_results(ROOT / path)
+        label = path if stem.endswith("faq") else path.rsplit("/", 1)[1].removesuffix(".json")
+        # the line the renderer writes from the file: when, host, GPU, version, commit
+        assert f"- {run_line(label, results, lang)}" in page, (stem, path)
+        # these runs lack the commit and the other-load record: the page says it predates them
+        assert {"commit", "other_load"} <= set(missing_records(results))
+        assert text("prov.missing.other_load", lang) in page
+
+
+def test_a_file_with_every_record_is_not_called_older() -> None:
+    from dataclasses import replace
+
+    from gpubench.report.provenance import missing_records, run_line
+    from gpubench.results import read_results
+
+    results = read_results(ROOT / "docs/faq/cpu-slots/results/compare.json")
+    assert missing_records(results) == ["other_load"]
+    modes = tuple(replace(m, other_load_pct={"cpu:0": 1.0}) for m in results.modes)
+    quiet = replace(results, modes=modes)
+    assert missing_records(quiet) == []
+    assert "predates" not in run_line("x", quiet, "en")
+    assert "predates" in run_line("x", results, "en")
