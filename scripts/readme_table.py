@@ -1,30 +1,38 @@
-"""Rewrite the README's "What it measured" table from committed results files.
+"""Rewrite the measured blocks of the README and the docs from committed results files.
 
-    python scripts/readme_table.py            # rewrite README.md in place
-    python scripts/readme_table.py --check    # exit 1 if README.md is not what the files say
+    python scripts/readme_table.py            # rewrite every block in place
+    python scripts/readme_table.py --check    # exit 1 if a block is not what the files say
 
-Each row is one results file (the FAQ's comparison on CPU slots, the vectorized page, the
-committed GPU run); each cell the speedup over serial of ``gpubench.report.measures.speed_of`` (``gpubench.stats``
-on its rounds, paired where the run was interleaved): the figure every table, finding and plot
-shows; ✗ marks a mode whose result check failed (its ratio is not a speedup). Needs no torch.
+A block is ``<!-- measured:NAME -->`` … ``<!-- /measured:NAME -->``
+(``gpubench.report.measured_blocks``); this script names each block and the results files it
+is written from. Each speed cell is ``gpubench.report.measures.format_speedup`` (the speedup
+over serial with its interval, from ``gpubench.stats`` on the rounds, paired where the run was
+interleaved) and its verdict word: the figure every table, finding and plot shows; ✗ marks a
+mode whose result check failed (its ratio is not a speedup). Each block ends with one verdict
+line per results file, which the prose around it may repeat and never contradict
+(tests/test_readme.py). Needs no torch. Exit status 2 when a document's markers are broken or
+name a block this script does not write.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gpubench.report import measures  # noqa: E402
+from gpubench.faq.inputs import load_inputs  # noqa: E402
+from gpubench.output import write_atomic  # noqa: E402
+from gpubench.report import measured_blocks as mb  # noqa: E402
 from gpubench.results import Results, read_results  # noqa: E402
 
-START = "<!-- measured-table:start -->"
-END = "<!-- measured-table:end -->"
-COLUMNS = ("serial", "threaded", "multiprocess", "multi-gpu", "streams", "vectorized")
+# The hand-written documents; the FAQ pages and reports beside them are written by gpubench.
+DOCUMENTS = ("README.md", "docs/gating.md", "docs/scaling-out.md", "docs/faq/README.md")
 
+COLUMNS = ("serial", "threaded", "multiprocess", "multi-gpu", "streams", "vectorized")
 # (label, results file); a file that is not there is left out.
 ROWS = (
     ("2 CPU slots, cnn, 10 clients, batch 128 (FAQ run)", "docs/faq/cpu-slots/results/compare.json"),
@@ -32,42 +40,38 @@ ROWS = (
     ("1 CPU slot (2 cores), mlp, 10 clients, batch 64", "reports/cpu-slots/vectorized-mlp.json"),
     ("1 H200, cnn, 10 clients, batch 128", "reports/gpu-h200/compare-all.json"),
 )
+START, END = mb.start("modes"), mb.end("modes")
 
 
 def cell(results: Results, name: str) -> str:
+    text = mb.speed_text(results, name)
     mode = results.mode(name)
-    if mode is None:
-        return ""
-    if not mode.ok:
-        return "n/a" if mode.status == "not_applicable" else "failed"
-    if name == "serial":
-        return "1.00x"
-    speed = measures.speed_of(results, mode)
-    if speed.estimate is None:
-        return ""
-    text = f"{speed.estimate:.2f}x"
-    devices = len(mode.devices)
+    if mode is None or not mode.ok or name == "serial":
+        return text
     if name == "multi-gpu":
+        devices = len(mode.devices)
         text += f" ({devices} {'devices' if devices != 1 else 'device'})"
     if mode.same_result is False:
         text += " ✗"
     return text
 
 
+def _rows(rows: tuple[tuple[str, str], ...]) -> list[tuple[str, Results]]:
+    return [(label, read_results(ROOT / path)) for label, path in rows if (ROOT / path).is_file()]
+
+
+def _verdicts(runs: list[tuple[str, Results]], columns: tuple[str, ...]) -> str:
+    return "\n".join(f"- {mb.verdict_line(label, r, columns)}" for label, r in runs)
+
+
 def table() -> str:
+    runs = _rows(ROWS)
     lines = ["| | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for label, path in ROWS:
-        file = ROOT / path
-        if not file.is_file():
-            continue
-        results = read_results(file)
-        lines.append(f"| {label} | " + " | ".join(cell(results, c) for c in COLUMNS) + " |")
-    return "\n".join(lines)
+    lines += [f"| {label} | " + " | ".join(cell(r, c) for c in COLUMNS) + " |" for label, r in runs]
+    return "\n".join(lines) + "\n\n" + _verdicts(runs, COLUMNS[1:])
 
 
-# The "When threads lose" table: (client, device, results file).
-OWN_START = "<!-- own-client-table:start -->"
-OWN_END = "<!-- own-client-table:end -->"
+# The "Threads, processes and a device each" table: (client, device, results file).
 OWN_COLUMNS = ("threaded", "multiprocess", "multi-gpu")
 OWN_ROWS = (
     ("idealised (data on the device, one model per worker)", "two 1-core slots",
@@ -98,36 +102,64 @@ def own_cell(results: Results, name: str) -> str:
 
 def own_table() -> str:
     lines = ["| client | device | " + " | ".join(OWN_COLUMNS) + " |", "|---" * 5 + "|"]
+    runs = []
     for label, device, path in OWN_ROWS:
         file = ROOT / path
         if file.is_file():
             results = read_results(file)
+            runs.append((f"{Path(path).stem}", results))
             cells = " | ".join(own_cell(results, c) for c in OWN_COLUMNS)
             lines.append(f"| {label} | {device} | {cells} |")
+    columns = tuple(c + s for c in OWN_COLUMNS for s in ("", COUNTERFACTUAL))
+    return "\n".join(lines) + "\n\n" + _verdicts(runs, columns)
+
+
+# Each FAQ set and the files its pages are written from (scripts/make-reports.sh).
+FAQ_SETS = (
+    ("docs/faq/cpu-slots (two CPU slots)", "docs/faq/cpu-slots/results",
+     ("*.json", "sweep/*.json")),
+    ("docs/faq/gpu-h200 (one H200)", "reports/gpu-h200", ("compare-all.json", "sweep/*.json")),
+)
+
+
+def beliefs() -> str:
+    lines = []
+    for label, folder, patterns in FAQ_SETS:
+        paths = [p for pattern in patterns for p in sorted((ROOT / folder).glob(pattern))]
+        if paths:
+            lines.append(f"- {mb.belief_line(label, load_inputs(paths))}")
     return "\n".join(lines)
 
 
-def _between(text: str, start: str, end: str, body: str) -> str:
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    return f"{head}{start}\n{body}\n{end}{tail}"
+RENDERERS: dict[str, Callable[[], str]] = {"modes": table, "own-client": own_table,
+                                           "beliefs": beliefs}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
-    readme = ROOT / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    for start, end in ((START, END), (OWN_START, OWN_END)):
-        if start not in text or end not in text:
-            print(f"README.md has no {start} ... {end} markers", file=sys.stderr)
+    bodies: dict[str, str] = {}
+    stale = []
+    for name in DOCUMENTS:
+        path = ROOT / name
+        text = path.read_text(encoding="utf-8")
+        try:
+            wanted = mb.blocks(text)
+            for block in wanted:
+                if block in RENDERERS and block not in bodies:
+                    bodies[block] = RENDERERS[block]()
+            new = mb.replace_blocks(text, bodies)
+        except mb.BlockError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
             return 2
-    new = _between(text, START, END, table())
-    new = _between(new, OWN_START, OWN_END, own_table())
-    if args.check:
-        return 0 if new == text else 1
-    readme.write_text(new, encoding="utf-8")
+        if new != text:
+            stale.append(name)
+            if not args.check:
+                write_atomic(path, new)
+    if args.check and stale:
+        print("stale: " + ", ".join(stale), file=sys.stderr)
+        return 1
     return 0
 
 

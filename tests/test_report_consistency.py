@@ -161,7 +161,7 @@ def test_the_combined_own_client_page_and_the_readme_agree(lang: str) -> None:
     header, *rows = table_rows(page, "col.run", lang)
     at = header.index(text("col.speed", lang))
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    own = readme.split("<!-- own-client-table:start -->", 1)[1].split("<!-- own-client", 1)[0]
+    own = readme.split("<!-- measured:own-client -->", 1)[1].split("<!-- /measured:own-client", 1)[0]
     for label in OWN_RUNS:
         results = read_results(ROOT / OWN / f"{label}.json")
         cells = {r[1]: r[at] for r in rows if r[0] == label}

@@ -3,12 +3,16 @@
 Every page (report, FAQ) states per results file: the device (GPU model, driver and UUID, or
 the CPU slots and their cores), the measured and warm-up rounds, whether the modes were
 interleaved, the result check's tolerance, and the command. A page built from runs on
-different devices says so, once, above the table: each row then names its own device.
+different devices says so, once, above the table: each row then names its own device. Below
+the table, one line per file says which run it is (when, on which host, by which gpubench
+version and commit) and, for a file that lacks what gpubench records now (the commit, the
+noise floor behind the tolerance, the schedule, other programs' load), that it predates
+those records: a page rendered today from an old file is still that old run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gpubench.report import tables
@@ -65,6 +69,37 @@ def _yes_no(value: Any, lang: str) -> str:
     return text("prov.yes" if value else "prov.no", lang)
 
 
+# What a results file of today records, and how to tell a file that predates it.
+RECORDS: tuple[tuple[str, Callable[[Results], bool]], ...] = (
+    ("commit", lambda r: bool(r.environment.get("git_commit"))),
+    ("noise_floor", lambda r: r.config.noise_floor is not None),
+    ("schedule", lambda r: r.config.schedule is not None),
+    ("other_load", lambda r: any(m.other_load_pct for m in r.modes)),
+)
+
+
+def missing_records(results: Results) -> list[str]:
+    """The records of :data:`RECORDS` that ``results`` lacks (catalogue ``prov.missing.*``)."""
+    return [name for name, present in RECORDS if not present(results)]
+
+
+def run_line(label: str, results: Results, lang: str) -> str:
+    """Which run a results file is: when, where and by which gpubench; and what it predates."""
+    env = results.environment
+    commit = str(env.get("git_commit") or "")
+    line = text("prov.run", lang, label=label,
+                when=results.created_utc[:16].replace("T", " ") or "?",
+                host=env.get("hostname") or "?", device=device_text(results, lang),
+                version=results.tool_version or "?",
+                commit=commit[:12] if commit else text("prov.no_commit", lang))
+    missing = missing_records(results)
+    if missing:
+        sep, space = ("、", "") if lang == "zh" else (", ", " ")
+        names = sep.join(text(f"prov.missing.{m}", lang) for m in missing)
+        line += space + text("prov.predates", lang, missing=names)
+    return line
+
+
 def provenance_table(runs: Sequence[tuple[str, Results]], lang: str) -> str:
     """One row per results file: label, device, rounds, warm-up, interleaved, tolerance."""
     headers = [text(f"prov.col.{k}", lang)
@@ -89,6 +124,7 @@ def provenance_section(
     if len({device_key(r) for _, r in runs}) > 1:
         out.append(text("prov.different_devices", lang))
     out.append(provenance_table(runs, lang))
+    out.append("\n".join(f"- {run_line(label, r, lang)}" for label, r in runs))
     lines = [(label, r.command.strip()) for label, r in runs if r.command.strip()]
     if commands and lines:
         out.append("```\n" + "\n".join(
