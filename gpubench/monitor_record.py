@@ -8,11 +8,18 @@ column and device). :meth:`Monitor.of` parses that object once, tolerating older
 files (a missing or malformed part is empty, never an exception), and every reader asks the
 parsed :class:`Monitor` which values fell in a mode's rounds.
 
-The rule: **a sample belongs to the span it was taken in** — the span index the sampler
-recorded beside it (``timeline["span"]``). A file without those indices gets them from the
-spans by the same definition: the span open at the sample's time, the last one that started
-at or before it; so a sample at a boundary belongs to the span that starts there, and to no
-other.
+The rule, one for the sampler's own statistics and every reader:
+
+- an *instant* value (memory, power, per-process memory) **belongs to the span it was taken
+  in**: the span index the sampler recorded beside it (``timeline["span"]``); a file without
+  those indices gets them from the spans by the same definition (the span open at the
+  sample's time, the last one that started at or before it);
+- a *windowed* value (:data:`WINDOWED`: host utilisation, the run's own and other programs'
+  share, GPM metrics), which describes the time since the previous sample, belongs to the
+  span open at the **middle of its window**, so that a short round is not given its
+  neighbour's numbers.
+
+Either way a sample at a boundary belongs to the span that starts there, and to no other.
 """
 
 from __future__ import annotations
@@ -36,6 +43,19 @@ PHASE_PROFILED = "profiled"
 
 # Timeline keys that are not a column of per-device values.
 _NOT_COLUMNS = ("t", "span")
+# Columns whose value covers the time since the previous sample (see the module docstring).
+WINDOWED = ("util", "own_util", "other_util", "sm_active", "sm_occupancy")
+
+
+def span_at(starts: Sequence[float], t: float) -> int | None:
+    """Position of the span running at ``t`` (spans contiguous; ``starts`` ascending)."""
+    i = bisect.bisect_right(starts, t) - 1
+    return i if i >= 0 else None
+
+
+def midpoints(t: Sequence[float]) -> list[float]:
+    """The middle of each sample's window (from the previous sample to this one)."""
+    return [t[0]] + [(a + b) / 2 for a, b in zip(t, t[1:], strict=False)] if t else []
 
 
 def _number(value: Any) -> float | None:
@@ -100,6 +120,12 @@ class Timeline:
     t: tuple[float, ...] = ()
     span: tuple[int | None, ...] = ()
     columns: Mapping[str, Mapping[str, tuple[float | None, ...]]] = field(default_factory=dict)
+    # The span open at the middle of each sample's window (the windowed columns' rule).
+    window_span: tuple[int | None, ...] = ()
+
+    def spans_for(self, column: str | None) -> tuple[int | None, ...]:
+        """Each sample's span under the rule for ``column`` (None: the instant rule)."""
+        return self.window_span if column in WINDOWED else self.span
 
     def series(self, column: str, device: str) -> tuple[float | None, ...]:
         """One column's values on one device, a value per sample; () when not recorded."""
@@ -124,7 +150,13 @@ class Timeline:
             }
             if parsed:
                 columns[str(name)] = parsed
-        return cls(times, _span_indices(raw.get("span"), times, spans), columns)
+        ordered = sorted(spans, key=lambda s: (s.start_s, s.index))
+        starts = [s.start_s for s in ordered]
+        windows = tuple(
+            None if (i := span_at(starts, m)) is None else ordered[i].index
+            for m in midpoints(times)
+        )
+        return cls(times, _span_indices(raw.get("span"), times, spans), columns, windows)
 
 
 def _span_indices(
@@ -138,11 +170,8 @@ def _span_indices(
         )
     ordered = sorted(spans, key=lambda s: (s.start_s, s.index))
     starts = [s.start_s for s in ordered]
-    out: list[int | None] = []
-    for ti in times:
-        i = bisect.bisect_right(starts, ti) - 1
-        out.append(ordered[i].index if i >= 0 else None)
-    return tuple(out)
+    return tuple(None if (i := span_at(starts, ti)) is None else ordered[i].index
+                 for ti in times)
 
 
 @dataclass(frozen=True)
@@ -203,14 +232,17 @@ class Monitor:
         round_index: int | None = None,
         *,
         span: int | None = None,
+        column: str | None = None,
     ) -> list[int]:
-        """The indices of the samples taken in a span of ``mode``, ``phase`` and
-        ``round_index`` (None: any), or in the span with index ``span``: the one rule."""
+        """The indices of the samples of ``column`` (None: an instant one) that belong to a
+        span of ``mode``, ``phase`` and ``round_index`` (None: any), or to the span with
+        index ``span``: the one rule (module docstring)."""
         wanted = (
             {span} if span is not None
             else {s.index for s in self.spans if s.matches(mode, phase, round_index)}
         )
-        return [i for i, s in enumerate(self.timeline.span) if s is not None and s in wanted]
+        return [i for i, s in enumerate(self.timeline.spans_for(column))
+                if s is not None and s in wanted]
 
     def timed_values(
         self, column: str, device: str, indices: Sequence[int]
@@ -234,7 +266,7 @@ class Monitor:
     ) -> list[float]:
         """The values of ``column`` on ``device`` sampled in the spans of ``mode``, ``phase``
         and ``round_index`` (None: any), or in the span ``span``; in time order."""
-        indices = self.sample_indices(mode, phase, round_index, span=span)
+        indices = self.sample_indices(mode, phase, round_index, span=span, column=column)
         return [v for _, v in self.timed_values(column, device, indices)]
 
     def outside_rounds_s(self) -> float | None:

@@ -46,7 +46,7 @@ def timeline_estimate(results: Results, mode: str, device: str) -> float | None:
     util = monitor.timeline.series("util", device)
     own = monitor.timeline.series("own_util", device)
     values: list[float] = []
-    for i in monitor.sample_indices(mode, PHASE_ROUND):
+    for i in monitor.sample_indices(mode, PHASE_ROUND, column="other_util"):
         if other and (o := other[i]) is not None:
             values.append(o)
         elif util and own and (u := util[i]) is not None and (w := own[i]) is not None:

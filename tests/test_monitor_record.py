@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import statistics
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,6 +17,7 @@ from gpubench.faq.inputs import FaqInputs
 from gpubench.faq.verdicts import memory_growth_part
 from gpubench.monitor_record import PHASE_ROUND, Monitor
 from gpubench.report import plots
+from gpubench.report.tables import format_summary_table
 from gpubench.results import ModeResult, Results, read_results, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,15 +72,20 @@ def test_a_sample_at_a_round_boundary_belongs_to_exactly_one_round(tagged: bool)
              _span("b", "round", 0, 2.0, 3.0)]
     t = [0.5, 1.0, 1.5, 2.0, 2.5]
     # As the sampler tags them: a sample read at the instant a round is marked is in it.
-    timeline: dict[str, Any] = {"t": t, "util": {"cpu:0": [10.0, 20.0, 30.0, 40.0, 50.0]}}
+    timeline: dict[str, Any] = {"t": t, "mem": {"cpu:0": [10.0, 20.0, 30.0, 40.0, 50.0]},
+                                "util": {"cpu:0": [10.0, 20.0, 30.0, 40.0, 50.0]}}
     if tagged:
         timeline["span"] = [0, 1, 1, 2, 2]
     monitor = Monitor.of({"spans": spans, "timeline": timeline})
-    per_round = [monitor.samples("util", "cpu:0", span=s.index) for s in monitor.rounds()]
+    per_round = [monitor.samples("mem", "cpu:0", span=s.index) for s in monitor.rounds()]
     assert per_round == [[10.0], [20.0, 30.0], [40.0, 50.0]]
+    # utilisation covers the window since the previous sample: the span at its middle
+    windowed = [monitor.samples("util", "cpu:0", span=s.index) for s in monitor.rounds()]
+    assert windowed == [[10.0, 20.0], [30.0, 40.0], [50.0]]
     assert sum(len(v) for v in per_round) == len(t)  # no sample counted twice, none lost
-    assert monitor.samples("util", "cpu:0", "a") == [10.0, 20.0, 30.0]
-    assert monitor.samples("util", "cpu:0", "b", PHASE_ROUND, 0) == [40.0, 50.0]
+    assert monitor.samples("mem", "cpu:0", "a") == [10.0, 20.0, 30.0]
+    assert monitor.samples("mem", "cpu:0", "b", PHASE_ROUND, 0) == [40.0, 50.0]
+    assert monitor.samples("util", "cpu:0", "b", PHASE_ROUND, 0) == [50.0]
 
 
 def test_the_recorded_span_wins_over_the_sample_time() -> None:
@@ -87,10 +94,10 @@ def test_the_recorded_span_wins_over_the_sample_time() -> None:
     monitor = Monitor.of({
         "spans": [_span("a", "round", 0, 0.0, 1.0), _span("a", "round", 1, 1.0, 2.0)],
         "timeline": {"t": [0.5, 1.0, 1.5], "span": [0, 0, 1],
-                     "util": {"cpu:0": [1.0, 2.0, 3.0]}},
+                     "mem": {"cpu:0": [1.0, 2.0, 3.0]}},
     })
-    assert monitor.samples("util", "cpu:0", round_index=0) == [1.0, 2.0]
-    assert monitor.samples("util", "cpu:0", round_index=1) == [3.0]
+    assert monitor.samples("mem", "cpu:0", round_index=0) == [1.0, 2.0]
+    assert monitor.samples("mem", "cpu:0", round_index=1) == [3.0]
 
 
 # --- every reader by the one rule ---------------------------------------------------------
@@ -133,6 +140,24 @@ def _crafted_run() -> Results:
     return Results({}, config, modes, monitor=monitor)
 
 
+def _with_sampler_stats(run: Results) -> Results:
+    """``run`` with each mode's device statistics as the sampler computes them from the same
+    samples (``gpubench.monitor.timeline``, the measuring side)."""
+    from gpubench.monitor.timeline import Snapshot, mode_device_stats
+
+    raw = run.monitor or {}
+    timeline = raw["timeline"]
+    n = len(timeline["t"])
+    cols = {c: {"cpu:0": [None] * n} for c in ("power_w", "energy_j", "sm_active", "sm_occupancy")}
+    cols.update({c: timeline[c] for c in ("util", "other_util", "mem")})
+    snap = Snapshot(spans=raw["spans"], t=timeline["t"], span=timeline["span"], cols=cols,
+                    procs=[{} for _ in range(n)])
+    return run.with_modes(tuple(
+        replace(m, device_stats=mode_device_stats(snap, m.name, ["cpu:0"], {},
+                                                  busy_threshold_pct=50.0, min_samples=1))
+        for m in run.modes))
+
+
 def _quiet_check() -> ModuleType:
     spec = importlib.util.spec_from_file_location("quiet_check", ROOT / "scripts" / "quiet_check.py")
     assert spec is not None and spec.loader is not None
@@ -144,18 +169,26 @@ def _quiet_check() -> ModuleType:
 def test_plot_faq_and_evidence_check_read_the_same_samples_of_a_mode(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run = _crafted_run()
+    run = _with_sampler_stats(_crafted_run())
     monitor = run.monitor_record
     util = {m: monitor.samples("util", "cpu:0", m, PHASE_ROUND) for m in ("serial", "multiprocess")}
-    assert util == {"serial": [80.0, 100.0, 60.0], "multiprocess": [20.0, 40.0]}
+    # utilisation covers the window since the previous sample: the sample at 10.5 s is mostly
+    # serial's start-up (window middle 7.75 s), the one at 12.0 s serial's last round
+    assert util == {"serial": [100.0, 60.0], "multiprocess": [20.0, 40.0]}
+    # the sampler's own statistic (the measuring side) by the same rule
+    for m in run.modes:
+        assert m.device_stats[0].util_mean_pct == pytest.approx(statistics.mean(util[m.name]))
 
-    # The utilisation plot: each mode's mean over its rounds, as annotated on the figure.
+    # The utilisation plot: each mode's mean over its rounds, as annotated on the figure; the
+    # table's cell shows the same figure.
     figures: list[Any] = []
     monkeypatch.setattr(plots, "write_figure", lambda fig, path: figures.append(fig) or path)
     assert plots.draw_utilisation(run, tmp_path / "u.png", "en") == tmp_path / "u.png"
     (axes,) = figures[0].axes
     drawn = [t.get_text() for t in axes.texts if re.fullmatch(r"\d+%", t.get_text())]
     assert drawn == [f"{statistics.mean(util[m]):.0f}%" for m in ("serial", "multiprocess")]
+    table = format_summary_table(run)
+    assert all(f"{statistics.mean(util[m]):.0f}% of the slot" in table for m in util)
 
     # The FAQ's memory answer: the medians of the same rounds' memory samples.
     part = memory_growth_part(FaqInputs(memory=run))
@@ -164,7 +197,7 @@ def test_plot_faq_and_evidence_check_read_the_same_samples_of_a_mode(
 
     # The evidence check's estimate of other programs' load.
     check = _quiet_check()
-    assert check.timeline_estimate(run, "serial", "cpu:0") == pytest.approx((2 + 6 + 31) / 3)
+    assert check.timeline_estimate(run, "serial", "cpu:0") == pytest.approx((6 + 31) / 2)
     assert check.timeline_estimate(run, "multiprocess", "cpu:0") == pytest.approx(2.0)
 
     # The time left out of the plot: everything but the four rounds.

@@ -151,8 +151,8 @@ def test_the_device_column_says_what_its_percentage_is() -> None:
 
     results = Results({}, {}, (gpu,))
     odd = Unrepeatable("threaded", "ok", reproducible=False, same_result=None)
-    assert same_result_cell(results, odd, "en") == "not reproducible"
-    assert same_result_cell(results, odd, "zh") == "不可复现"
+    assert same_result_cell(results, odd, "en") == "≈ not reproducible"
+    assert same_result_cell(results, odd, "zh") == "≈ 不可复现"
 
 
 def test_the_catalogue_has_both_languages_and_the_monitors_own_notes() -> None:

@@ -16,18 +16,16 @@ than reported as if they were solid.
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpubench.monitor_record import midpoints, span_at  # the one rule
 from gpubench.results import PHASE_ROUND, DeviceStats, OtherProcess
 
 MIN_SAMPLES = 10
 
-# Timeline columns whose value covers the time since the previous sample.
-WINDOWED = ("util", "own_util", "other_util", "sm_active", "sm_occupancy")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -39,17 +37,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     lo = math.floor(pos)
     hi = min(lo + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def span_at(starts: Sequence[float], t: float) -> int | None:
-    """Index of the span running at ``t`` (spans are contiguous; ``starts`` ascending)."""
-    i = bisect.bisect_right(starts, t) - 1
-    return i if i >= 0 else None
-
-
-def midpoints(t: Sequence[float]) -> list[float]:
-    """The middle of each polled sample's window (from the previous sample to this one)."""
-    return [t[0]] + [(a + b) / 2 for a, b in zip(t, t[1:], strict=False)] if t else []
 
 
 @dataclass

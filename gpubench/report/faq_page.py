@@ -287,7 +287,9 @@ def format_performance(results: Results, lang: str) -> str:
     table = tables.format_performance_table(results, lang, "github", memory=_processes_memory,
                                             memory_header=header)
     legend = t("performance_legend", lang, what=t("mem_what.cpu" if cpu else "mem_what.gpu", lang))
-    return table + "\n\n" + text("page.speed_legend", lang) + "\n\n" + legend
+    marks = tables.marks_legend([results], lang)
+    parts = [table, text("page.speed_legend", lang), *([marks] if marks else []), legend]
+    return "\n\n".join(parts)
 
 
 # --- what to run on this machine ------------------------------------------------------------

@@ -8,6 +8,7 @@ reason, never an exception.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -35,7 +36,8 @@ _EXPECTED = {"threaded-vs-serial": 0.4, "multiprocess-vs-serial": 1.0,
 def _rc(family: str | None) -> dict[str, Any]:
     rc: dict[str, Any] = {"figure.dpi": base.DPI, "savefig.dpi": base.DPI}
     if family is not None:
-        rc.update({"font.family": "sans-serif", "font.sans-serif": [family, "DejaVu Sans"],
+        rc.update({"font.family": [family, "DejaVu Sans"],
+                   "font.sans-serif": [family, "DejaVu Sans"],
                    "axes.unicode_minus": False})
     return rc
 
@@ -76,11 +78,24 @@ def draw_verdicts(answers: Sequence[Answer], path: Path, lang: str) -> Path | st
     ax.set_xlabel(t("plot.verdicts.x", lang))
     ax.set_title(t("plot.verdicts", lang, level=f"{LEVEL * 100:.0f}"))
     ax.grid(axis="x", alpha=0.3, which="both")
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize="small", frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    handles = ax.get_legend_handles_labels()[0] + _verdict_handles([p for _, p in rows], lang)
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize="small", frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.3 / fig.get_figheight() * math.ceil(len(handles) / 3),
+                           1, 1))
     return base.write_figure(fig, path)
+
+
+def _verdict_handles(parts: Sequence[Any], lang: str) -> list[Any]:
+    """What each point's colour means: one entry per verdict the plot shows."""
+    from matplotlib.lines import Line2D
+
+    by_colour: dict[str, list[str]] = {}
+    for p in parts:
+        names = by_colour.setdefault(_VERDICT_COLOUR.get(p.verdict, "tab:gray"), [])
+        if t(f"verdict.{p.verdict}", lang) not in names:
+            names.append(t(f"verdict.{p.verdict}", lang))
+    return [Line2D([], [], linestyle="none", marker="o", markersize=7, color=colour,
+                   label=" / ".join(names)) for colour, names in by_colour.items()]
 
 
 def _seed_curves(inputs: FaqInputs) -> dict[int, list[list[float]]]:

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpubench import stats
-from gpubench.results import DeviceStats, ModeResult, Results, RoundRecord, median
+from gpubench.results import (
+    STATUS_FAILED,
+    DeviceStats,
+    ModeResult,
+    Results,
+    RoundRecord,
+    median,
+)
 
 # The speed verdict of a mode against serial is ``Results.speed``'s (``stats.Speed.faster`` /
 # ``slower``, with the one pair of limits ``stats.FASTER`` and ``stats.SLOWER``: the gate's
@@ -49,6 +56,58 @@ class SpeedView:
     @property
     def drawable(self) -> bool:
         return self.estimate is not None and self.check != CHECK_DIFFERS
+
+
+# The marks a mode can carry (catalogue ``mark.<m>``: a symbol, ``mark.<m>.legend`` its
+# meaning). Each is drawn and written its own way, never one for another: a mode that failed
+# has no value at all, one that computed something else has a ratio that is not a speedup, one
+# whose work is not reproducible was not checked against serial, and an unsampled one ran
+# rounds the monitor took no sample in (its device figures are unknown, not 0%).
+MARK_FAILED, MARK_DIFFERS, MARK_NOT_REPRODUCIBLE, MARK_UNSAMPLED = (
+    "failed", "differs", "not-reproducible", "unsampled")
+MARKS = (MARK_FAILED, MARK_DIFFERS, MARK_NOT_REPRODUCIBLE, MARK_UNSAMPLED)
+
+
+def util_pct(mode: ModeResult, device: str) -> float | None:
+    """A device's utilisation during the mode's measured rounds: the mean the monitor recorded
+    (``DeviceStats.util_mean_pct``). The tables' device cells and the utilisation plot's
+    labels both show this one figure."""
+    stat = device_stat(mode, device)
+    return None if stat is None else stat.util_mean_pct
+
+
+def monitored(results: Results) -> bool:
+    """Whether the monitor recorded device statistics for any mode of the run."""
+    return any(m.device_stats for m in results.modes)
+
+
+def unsampled(results: Results, mode: ModeResult, device: str) -> bool:
+    """The monitor ran, the mode used ``device``, and no sample fell in its measured rounds."""
+    return (mode.ok and device in mode.devices and monitored(results)
+            and no_sample(mode, device))
+
+
+def no_sample(mode: ModeResult, device: str) -> bool:
+    """The monitor's statistics hold no utilisation of ``device`` for the mode's rounds."""
+    stat = device_stat(mode, device)
+    return stat is None or (stat.util_mean_pct is None and stat.busy is None)
+
+
+def mode_marks(results: Results, mode: ModeResult) -> tuple[str, ...]:
+    """The marks of ``mode`` (see :data:`MARKS`), in that order; empty for an ordinary mode."""
+    if mode.status == STATUS_FAILED:
+        return (MARK_FAILED,)
+    if not mode.ok:
+        return ()
+    marks = []
+    check = result_check(results, mode)
+    if check == CHECK_DIFFERS:
+        marks.append(MARK_DIFFERS)
+    elif check == CHECK_NOT_REPRODUCIBLE:
+        marks.append(MARK_NOT_REPRODUCIBLE)
+    if any(unsampled(results, mode, d) for d in mode.devices):
+        marks.append(MARK_UNSAMPLED)
+    return tuple(marks)
 
 
 def result_check(results: Results, mode: ModeResult) -> str:

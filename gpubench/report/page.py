@@ -83,6 +83,11 @@ def _times(values: Sequence[float]) -> str:
 # --- sections -------------------------------------------------------------------------------
 
 
+def _marks_lines(runs: list[Results], lang: str) -> list[str]:
+    legend = tables.marks_legend(runs, lang)
+    return [] if legend is None else [legend]
+
+
 def _monitor_lines(results: Results, lang: str) -> list[str]:
     if not isinstance(results.monitor, dict):
         return [text("page.no_monitor", lang)]
@@ -133,7 +138,8 @@ def _details(results: Results, lang: str) -> list[str]:
                 _times(m.round_times_s),
                 "—" if m.median_round_s is None else f"{m.median_round_s:.3f}",
                 "—" if spread is None else f"{spread * 100:.1f}%",
-                tables.same_result_cell(results, m, lang) if m.ok else "—",
+                tables.same_result_cell(results, m, lang) if m.ok
+                else tables.check_cell(results, m, lang),
             ]
         )
     out = [tables.render(rows, headers, "github")]
@@ -207,7 +213,7 @@ def _run_sections(
     section(
         "page.performance",
         [tables.format_performance_table(results, lang, "github"), text("page.speed_legend", lang)]
-        + _monitor_lines(results, lang),
+        + _marks_lines([results], lang) + _monitor_lines(results, lang),
     )
     section("page.findings", _findings(findings, lang))
     trace_line = [] if trace is None else [
@@ -274,6 +280,7 @@ def format_report(
         parts.append(f"## {text('page.combined', lang)}")
         parts.append(tables.format_combined_table(runs, lang, "github"))
         parts.append(text("page.speed_legend", lang))
+        parts += _marks_lines([r for _, r in runs], lang)
         for i, ((label, results), run_plots, link) in enumerate(
                 zip(runs, plot_lists, links, strict=True), 1):
             parts.append(f"## {text('page.run', lang, index=i, label=label)}")

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from gpubench.findings.phases import phase_means
 from gpubench.report import measures
-from gpubench.report.figures import write_figure
+from gpubench.report.figures import mark_handles, tick_label, write_figure
 from gpubench.report.i18n import has, mode_label, text
 from gpubench.results import PHASES, Results
 
@@ -49,12 +49,15 @@ def draw_phases(results: Results, path: Path, lang: str) -> Path | str:
     for x, total in zip(xs, bottom, strict=True):
         ax.annotate(f"{total:.3g} s", (x, total), textcoords="offset points", xytext=(0, 4),
                     ha="center", fontsize=8)
-    labels = [mode_label(m.name, lang, cpu_slots=cpu, devices=len(m.devices)) for m, _ in rows]
-    ax.set_xticks(xs, labels, rotation=15 if len(rows) > 4 else 0, fontsize=8)
+    labels = [tick_label(mode_label(m.name, lang, cpu_slots=cpu, devices=len(m.devices)),
+                         measures.mode_marks(results, m), lang) for m, _ in rows]
+    ax.set_xticks(xs, labels, fontsize=8)
     ax.set_ylim(0, max(bottom) * 1.15 or 1.0)
     ax.set_ylabel(text("plot.phases.y", lang))
     ax.set_title(f"{text('plot.phases', lang)} — {measures.case_title(results)}".rstrip(" —"))
-    ax.legend(loc="upper left", fontsize=8)
+    marks = {k for m, _ in rows for k in measures.mode_marks(results, m)}
+    ax.legend(handles=ax.get_legend_handles_labels()[0] + mark_handles(marks, lang),
+              loc="upper left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return write_figure(fig, path)

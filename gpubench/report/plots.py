@@ -9,6 +9,7 @@ wrote, or the i18n key of the reason it drew nothing.
 
 from __future__ import annotations
 
+import math
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,15 @@ from matplotlib.figure import Figure
 
 from gpubench.monitor_record import Span
 from gpubench.report import measures
-from gpubench.report.figures import DPI, write_figure
+from gpubench.report.figures import (
+    DPI,
+    HATCH,
+    NOT_REPRODUCIBLE_HATCH,
+    mark_handles,
+    tick_label,
+    write_figure,
+)
+from gpubench.report.figures import UNSAMPLED_HATCH as UNSAMPLED_HATCH
 from gpubench.report.fonts import find_cjk_font
 from gpubench.report.i18n import check_lang, device_label, mode_label, text
 from gpubench.report.phase_plots import draw_phases
@@ -63,7 +72,8 @@ def plot_rc(lang: str) -> dict[str, Any]:
     _, family = plot_language(lang)
     rc: dict[str, Any] = {"figure.dpi": DPI, "savefig.dpi": DPI}
     if family is not None:
-        rc["font.family"] = "sans-serif"
+        # Both fonts by name: glyphs the CJK font lacks (the marks' ✗) come from DejaVu Sans.
+        rc["font.family"] = [family, "DejaVu Sans"]
         rc["font.sans-serif"] = [family, "DejaVu Sans"]
         rc["axes.unicode_minus"] = False
     return rc
@@ -81,8 +91,10 @@ def _cpu(results: Results) -> bool:
 # --- speedup ------------------------------------------------------------------------------
 
 
-# Bar styles by speed verdict (measures.speed_of): a mode that computed another result is
-# never coloured at all, only hatched grey, and carries no value.
+# Bar colours by speed verdict (measures.speed_of); the marks (measures.MARKS) have shapes of
+# their own: a failed mode is an empty circle at the baseline, one that computed another result
+# a hatched square there (neither has a value to draw), a not reproducible one a dotted bar,
+# and an unsampled one its symbol under its name.
 _VERDICT_COLOURS = {
     measures.FASTER: "tab:green",
     measures.NO_DIFFERENCE: "tab:blue",
@@ -90,14 +102,19 @@ _VERDICT_COLOURS = {
     measures.BASELINE: "tab:gray",
     measures.BUSY: "lightgray",  # beside other programs' load: no evidence either way
 }
-HATCH = "//"
+# The speedup axis ends at this multiple of the largest drawn value (or of the ideal): a
+# whisker that reaches past it is cut there and marked with an arrow and its end.
+AXIS_CAP = 2.0
+# Whiskers are cut this far below the axis' top, leaving room for the value above them.
+LABEL_ROOM = 1.15
 
 
 @dataclass(frozen=True)
 class SpeedBar:
-    """One bar of the speedup plot: what it shows, so tests and pages read the same data.
+    """One mode of the speedup plot: what it shows, so tests and pages read the same data.
 
-    ``value`` is None where no speedup may be shown (``hatched``: the result check failed).
+    ``value`` is None where no speedup may be shown (the mode failed, or computed another
+    result); ``marks`` are the mode's ``measures.mode_marks``.
     """
 
     mode: str
@@ -106,28 +123,44 @@ class SpeedBar:
     low: float | None
     high: float | None
     verdict: str
-    hatched: bool
+    marks: tuple[str, ...]
     ideal: int
+
+    @property
+    def hatched(self) -> bool:
+        """Drawn as the hatched "other result" square: the result check failed."""
+        return measures.MARK_DIFFERS in self.marks
 
 
 def speedup_bars(results: Results, lang: str = "en") -> list[SpeedBar]:
-    """The speedup plot's data, from :func:`gpubench.report.measures.speed_of`."""
+    """The speedup plot's data, from :func:`gpubench.report.measures.speed_of`: every mode
+    that ran or failed (a mode not applicable here is left out)."""
     cpu = _cpu(results)
     bars = []
     for mode in results.modes:
         speed = measures.speed_of(results, mode)
-        if speed.estimate is None and speed.check != measures.CHECK_DIFFERS:
+        marks = measures.mode_marks(results, mode)
+        if speed.estimate is None and not marks:
             continue
         label = mode_label(mode.name, lang, cpu_slots=cpu, devices=len(mode.devices))
         ideal = max(len(mode.devices), 1)
         if not speed.drawable:
-            bars.append(SpeedBar(mode.name, label, None, None, None, speed.verdict, True, ideal))
+            bars.append(SpeedBar(mode.name, label, None, None, None, speed.verdict, marks, ideal))
             continue
         i = speed.interval
         low, high = (i.low, i.high) if i is not None else (speed.estimate, speed.estimate)
         bars.append(SpeedBar(mode.name, label, speed.estimate, low, high, speed.verdict,
-                             False, ideal))
+                             marks, ideal))
     return bars
+
+
+def _axis_top(bars: Sequence[SpeedBar]) -> tuple[float, float]:
+    """The axis' top, and the level above which a whisker is cut (room for its label)."""
+    drawn = [b for b in bars if b.value is not None]
+    ideal = max(b.ideal for b in bars)
+    natural = max(max(b.high or 0.0 for b in drawn), ideal, 1.0) * 1.22
+    top = min(natural, max(max(b.value or 0.0 for b in drawn), ideal, 1.0) * AXIS_CAP)
+    return top, top / LABEL_ROOM
 
 
 def speedup_figure(results: Results, lang: str) -> tuple[Figure, list[SpeedBar]] | str:
@@ -135,28 +168,31 @@ def speedup_figure(results: Results, lang: str) -> tuple[Figure, list[SpeedBar]]
     bars = speedup_bars(results, lang)
     if not any(b.value is not None for b in bars):
         return "skip.no_speedup"
-    fig = Figure(figsize=(WIDTH_IN, 5.0))
+    fig = Figure(figsize=(WIDTH_IN, 5.6))
     ax = fig.add_subplot()
     xs = list(range(len(bars)))
-    drawn = [b for b in bars if b.value is not None]
-    top = max(max(b.high or 0.0 for b in drawn), max(b.ideal for b in bars), 1.0) * 1.22
+    top, clip = _axis_top(bars)
     for x, bar in zip(xs, bars, strict=True):
         if bar.value is None:
-            # The whole height: a placeholder, not a value one could read off the axis.
-            ax.bar(x, top, 0.8, color="whitesmoke", edgecolor="dimgray", hatch=HATCH,
-                   gid=f"speedup:{bar.mode}:hatched")
-            ax.text(x, top / 2, text("plot.speedup.differs", lang), ha="center",
-                    va="center", rotation=90, fontsize=9, color="dimgray",
-                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none"})
+            _draw_no_value(ax, x, bar, top, lang)
             continue
         assert bar.low is not None and bar.high is not None
         colour = _VERDICT_COLOURS.get(bar.verdict, "tab:gray")
-        ax.bar(x, bar.value, 0.8, color=colour, alpha=0.85, gid=f"speedup:{bar.mode}")
+        unchecked = measures.MARK_NOT_REPRODUCIBLE in bar.marks
+        ax.bar(x, bar.value, 0.8, color=colour, alpha=0.85, gid=f"speedup:{bar.mode}",
+               hatch=NOT_REPRODUCIBLE_HATCH if unchecked else None,
+               edgecolor="dimgray" if unchecked else None)
+        high = min(bar.high, clip)
         if bar.high > bar.low:
-            ax.errorbar([x], [bar.value], yerr=[[bar.value - bar.low], [bar.high - bar.value]],
+            ax.errorbar([x], [bar.value], yerr=[[bar.value - bar.low], [high - bar.value]],
                         fmt="none", ecolor="black", capsize=6, linewidth=1.2)
-        # The value sits above the interval's cap, never on it.
-        ax.annotate(f"{bar.value:.2f}x", (x, bar.high), textcoords="offset points",
+        if bar.high > clip:
+            ax.plot([x], [clip], marker="^", color="black", markersize=8,
+                    gid=f"speedup:{bar.mode}:clipped")
+            ax.annotate(f"↑ {bar.high:.2f}", (x, clip), textcoords="offset points",
+                        xytext=(9, -4), ha="left", va="top", fontsize=8)
+        # The value sits above the interval's cap (or the cut), never on it.
+        ax.annotate(f"{bar.value:.2f}x", (x, high), textcoords="offset points",
                     xytext=(0, 6), ha="center", va="bottom", fontsize=9)
     for x, bar in zip(xs, bars, strict=True):
         if bar.ideal > 1:
@@ -164,15 +200,31 @@ def speedup_figure(results: Results, lang: str) -> tuple[Figure, list[SpeedBar]]
                       label=text("plot.ideal", lang) if not ax.get_legend_handles_labels()[1]
                       else "_nolegend_")
     ax.axhline(1.0, color="black", linewidth=0.8, label=text("plot.serial_line", lang))
-    ax.set_xticks(xs, [b.label for b in bars])
+    crowded = len(bars) > 5
+    ax.set_xticks(xs, [tick_label(b.label, b.marks, lang, 11 if crowded else 14)
+                       for b in bars], fontsize=8 if crowded else 9)
+    ax.set_xlim(-0.6, len(bars) - 0.4)
     ax.set_ylim(0, top)
     ax.set_ylabel(text("plot.speedup.y", lang))
     ax.set_title(f"{text('plot.speedup', lang)} — {measures.case_title(results)}".rstrip(" —"))
-    ax.legend(handles=_verdict_handles(bars, lang) + ax.get_legend_handles_labels()[0],
-              loc="upper left", fontsize="small")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
+    handles = _verdict_handles(bars, lang) + ax.get_legend_handles_labels()[0]
+    handles += mark_handles({m for b in bars for m in b.marks}, lang)
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize="small", frameon=False)
+    rows = math.ceil(len(handles) / 2)
+    fig.tight_layout(rect=(0, min(0.03 + 0.042 * rows, 0.4), 1, 1))
     return fig, bars
+
+
+def _draw_no_value(ax: Any, x: int, bar: SpeedBar, top: float, lang: str) -> None:
+    """A mode with no speedup to show: an empty shape at the baseline, labelled, never a bar."""
+    failed = measures.MARK_FAILED in bar.marks
+    mark = measures.MARK_FAILED if failed else measures.MARK_DIFFERS
+    ax.scatter([x], [0], marker="o" if failed else "s", s=160, facecolor="none" if failed
+               else "whitesmoke", hatch=None if failed else HATCH, edgecolor="dimgray",
+               linewidth=1.5, zorder=3, clip_on=False, gid=f"speedup:{bar.mode}:{mark}")
+    ax.text(x, top * 0.04, text(f"mark.{mark}", lang), ha="center", va="bottom", fontsize=9,
+            color="dimgray", gid=f"speedup:{bar.mode}:{mark}:label")
 
 
 def _verdict_handles(bars: Sequence[SpeedBar], lang: str) -> list[Any]:
@@ -184,9 +236,6 @@ def _verdict_handles(bars: Sequence[SpeedBar], lang: str) -> list[Any]:
                                                 for b in bars):
             handles.append(Patch(color=colour, alpha=0.85,
                                  label=text(f"verdict.speed.{verdict}", lang)))
-    if any(b.hatched for b in bars):
-        handles.append(Patch(facecolor="whitesmoke", edgecolor="dimgray", hatch=HATCH,
-                             label=text("plot.speedup.differs", lang)))
     return handles
 
 
@@ -221,11 +270,8 @@ def draw_sweep_speedup(ax: Any, summary: SweepSummary, lang: str = "en") -> None
                        gid=f"sweep:{name}:{values[x]}:hatched")
             flagged = True
     if flagged:
-        from matplotlib.patches import Patch
-
         handles, _ = ax.get_legend_handles_labels()
-        handles.append(Patch(facecolor="whitesmoke", edgecolor="dimgray", hatch=HATCH,
-                             label=text("plot.speedup.differs", lang)))
+        handles += mark_handles({measures.MARK_DIFFERS}, lang)
         ax.legend(handles=handles, fontsize="small", loc="best")
     ax.set_xticks(range(len(values)), values)
     ax.set_ylim(bottom=0)
@@ -248,6 +294,40 @@ def _step(left: float, width: float, window: Span, samples: list[tuple[float, fl
     xs = [left + scale * (t - window.start_s) for t, _ in samples]
     values = [v for _, v in samples]
     return [left, *xs, left + width], [values[0], *values, values[-1]]
+
+
+def _draw_mode_util(ax: Any, results: Results, mode: ModeResult, device: str,
+                    windows: Sequence[Span], x0: float, colour: Any) -> int:
+    """One mode's rounds on one device's panel, from ``x0``, one unit a round; its mean (the
+    tables' figure) dashed and labelled. Returns how many of its rounds have no sample."""
+    slot, empty = 1.0, 0
+    values: list[float] = []
+    monitor = results.monitor_record
+    for i, w in enumerate(windows):
+        samples = monitor.timed_values(
+            "util", device, monitor.sample_indices(span=w.index, column="util"))
+        if not samples:
+            # A round with no sample is shown as such (its own mark), not as 0%.
+            empty += 1
+            ax.bar(x0 + i * slot + slot / 2, 100, slot - 0.12, color="none",
+                   edgecolor="tab:purple", hatch=UNSAMPLED_HATCH, linewidth=0,
+                   alpha=0.6, gid=f"util:{mode.name}:{device}:{i}:unsampled")
+            continue
+        xs, ys = _step(x0 + i * slot + 0.06, slot - 0.12, w, samples)
+        ax.fill_between(xs, ys, step="pre", color=colour, alpha=0.45, linewidth=0)
+        ax.step(xs, ys, where="pre", color=colour, linewidth=1.0)
+        values += [v for _, v in samples]
+    # The tables' figure for this mode and device (the monitor's mean over its rounds).
+    mean = measures.util_pct(mode, device)
+    if values and mean is not None:
+        end = x0 + len(windows) * slot
+        ax.hlines(mean, x0, end, colors="black", linestyles="dashed", linewidth=1.0)
+        ax.annotate(f"{mean:.0f}%", (end, min(mean, 100)), ha="right", va="bottom",
+                    textcoords="offset points", xytext=(-2, 2), fontsize=8,
+                    gid=f"util:{mode.name}:{device}:mean",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
+                          "alpha": 0.85})
+    return empty
 
 
 def draw_utilisation(results: Results, path: Path, lang: str) -> Path | str:
@@ -276,29 +356,9 @@ def draw_utilisation(results: Results, path: Path, lang: str) -> Path | str:
     empty = 0
     for ax, device in zip(axes, devices, strict=True):
         for (mode, windows), x0 in zip(blocks, starts, strict=True):
-            colour = colours.get(mode.name, "tab:gray")
-            values: list[float] = []
-            for i, w in enumerate(windows):
-                samples = monitor.timed_values("util", device,
-                                               monitor.sample_indices(span=w.index))
-                if not samples:
-                    # A round with no sample is shown as such (hatched), not as 0%.
-                    empty += ax is axes[0]
-                    ax.bar(x0 + i * slot + slot / 2, 100, slot - 0.12, color="none",
-                           edgecolor="lightgray", hatch=HATCH, linewidth=0)
-                    continue
-                xs, ys = _step(x0 + i * slot + 0.06, slot - 0.12, w, samples)
-                ax.fill_between(xs, ys, step="pre", color=colour, alpha=0.45, linewidth=0)
-                ax.step(xs, ys, where="pre", color=colour, linewidth=1.0)
-                values += [v for _, v in samples]
-            if values:
-                mean = sum(values) / len(values)
-                end = x0 + len(windows) * slot
-                ax.hlines(mean, x0, end, colors="black", linestyles="dashed", linewidth=1.0)
-                ax.annotate(f"{mean:.0f}%", (end, min(mean, 100)), ha="right", va="bottom",
-                            textcoords="offset points", xytext=(-2, 2), fontsize=8,
-                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
-                                  "alpha": 0.85})
+            missed = _draw_mode_util(ax, results, mode, device, windows, x0,
+                                     colours.get(mode.name, "tab:gray"))
+            empty += missed if ax is axes[0] else 0
         ax.set_ylim(0, 112)
         ax.set_yticks([0, 25, 50, 75, 100])
         ax.set_ylabel(f"{device_label(device, lang)}\n{text('plot.util.y', lang)}")
@@ -307,6 +367,7 @@ def draw_utilisation(results: Results, path: Path, lang: str) -> Path | str:
     labels = [
         f"{mode_label(m.name, lang, cpu_slots=cpu, devices=len(m.devices))}\n"
         + _text("util.block", lang, n=len(w), s=sorted(x.length_s for x in w)[len(w) // 2])
+        + "".join(f"\n{text(f'mark.{k}', lang)}" for k in measures.mode_marks(results, m))
         for m, w in blocks
     ]
     axes[-1].set_xticks(centres, labels, fontsize=8)
@@ -318,6 +379,11 @@ def draw_utilisation(results: Results, path: Path, lang: str) -> Path | str:
         note += " " + _text("util.no_sample", lang, n=empty, total=sum(len(w) for _, w in blocks))
     note = textwrap.fill(note, width=70 if lang == "zh" else 140)
     fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize=8, color="dimgray")
+    marks = {k for m, _ in blocks for k in measures.mode_marks(results, m)}
+    if empty:
+        marks.add(measures.MARK_UNSAMPLED)
+    if marks:
+        axes[0].legend(handles=mark_handles(marks, lang), loc="upper right", fontsize=7)
     fig.tight_layout(rect=(0, 0.03 + 0.22 / fig.get_figheight() * note.count("\n"), 1, 1))
     return write_figure(fig, path)
 
@@ -372,29 +438,31 @@ def draw_memory(results: Results, path: Path, lang: str) -> Path | str:
                     fontsize=7,
                     rotation=90,
                 )
-    ax.set_xticks(range(len(modes)), [mode_label(m.name, lang, cpu_slots=cpu, devices=len(m.devices)) for m in modes])
+    labels = [tick_label(mode_label(m.name, lang, cpu_slots=cpu, devices=len(m.devices)),
+                         measures.mode_marks(results, m), lang) for m in modes]
+    ax.set_xticks(range(len(modes)), labels, fontsize=8 if len(modes) > 5 else 9)
     ax.set_ylabel(text("plot.memory.y", lang))
     ax.set_title(text("plot.memory", lang))
     ax.set_ylim(0, ax.get_ylim()[1] * 1.25)
-    ax.legend(loc="upper left")
+    marks = {k for m in modes for k in measures.mode_marks(results, m)}
+    handles = ax.get_legend_handles_labels()[0] + mark_handles(marks, lang)
+    # The marks' explanations are long: one a line.
+    ncol = 1 if marks else 3
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize="small", frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, min(0.03 + 0.042 * math.ceil(len(handles) / ncol), 0.4), 1, 1))
     return write_figure(fig, path)
 
 
 # --- Gantt of client training ----------------------------------------------------------------
 
 
-GANTT_SHARED_UP_TO = 3.0
-
-
 def draw_gantt(results: Results, path: Path, lang: str) -> Path | str:
     """For each mode, one measured round: each client's training as a bar on its lane.
 
-    The modes share one time axis unless one round is more than ``GANTT_SHARED_UP_TO`` times
-    another's: then each mode has its own (a slow mode would otherwise squeeze every other one
-    into a sliver), and each title gives its round's time. Client numbers are written on bars
-    wide enough for them at the axis' scale."""
+    Every panel has the same time axis (0 to the slowest round), so that a bar's length means
+    the same time in every mode; each title gives its round's time and the mode's marks.
+    Client numbers are written on bars wide enough for them at the axis' scale."""
     picked: list[tuple[ModeResult, Any]] = []
     for mode in results.modes:
         record = measures.representative_round(mode) if mode.ok else None
@@ -418,9 +486,8 @@ def draw_gantt(results: Results, path: Path, lang: str) -> Path | str:
         len(picked), 1, sharex=False, squeeze=False, gridspec_kw={"height_ratios": heights}
     )[:, 0]
     ends = [max(max(c.end_s for c in r.clients), r.time_s, 1e-9) for _, r in picked]
-    shared = max(ends) <= GANTT_SHARED_UP_TO * min(ends)
-    for ax, (mode, record), lanes, own_end in zip(axes, picked, lanes_of, ends, strict=True):
-        end = max(ends) if shared else own_end
+    end = max(ends)
+    for ax, (mode, record), lanes in zip(axes, picked, lanes_of, strict=True):
         for row, lane in enumerate(lanes):
             for c in (c for c in record.clients if (c.device, c.worker) == lane):
                 ax.broken_barh(
@@ -447,8 +514,10 @@ def draw_gantt(results: Results, path: Path, lang: str) -> Path | str:
         ax.set_ylim(len(lanes) - 0.5, -0.5)
         ax.set_xlim(0, end * 1.02)
         ax.tick_params(axis="x", labelsize=8)
+        marks = "".join(f"  {text(f'mark.{k}', lang)}" for k in measures.mode_marks(results, mode))
         ax.set_title(
-            f"{mode_label(mode.name, lang, cpu_slots=cpu, devices=len(mode.devices))} — {record.time_s:.2f} s",
+            f"{mode_label(mode.name, lang, cpu_slots=cpu, devices=len(mode.devices))} — "
+            f"{record.time_s:.2f} s{marks}",
             fontsize=9,
             loc="left",
         )

@@ -81,10 +81,34 @@ def verdict_cell(results: Results, mode: ModeResult, lang: str) -> str:
 
 
 def check_cell(results: Results, mode: ModeResult, lang: str) -> str:
-    """The result check alone: ✓ same as serial, ✗ differs, — not checked."""
+    """The result check alone: ✓ same as serial, ✗ differs, ≈ not reproducible, ⊘ the mode
+    failed, — not checked."""
+    if measures.MARK_FAILED in measures.mode_marks(results, mode):
+        return text(f"mark.{measures.MARK_FAILED}", lang)
     if results.mode("serial") is None or not mode.ok:
         return "—"
     return text(f"check.{measures.result_check(results, mode)}", lang)
+
+
+def cell_marks(cells: Sequence[str], lang: str) -> tuple[str, ...]:
+    """The marks (``measures.MARKS``) a table row's cells show, in that order: what a reader
+    of the table sees, for comparing with a plot's marks."""
+    found = []
+    for mark in measures.MARKS:
+        symbol = text(f"mark.{mark}", lang).split(" ", 1)[0]
+        if any(symbol in cell for cell in cells):
+            found.append(mark)
+    return tuple(found)
+
+
+def marks_legend(runs: Sequence[Results], lang: str) -> str | None:
+    """``**Marks**: ⊘ failed: …; ∅ no sample: …``, for the marks the runs' modes carry; None
+    when no mode carries one."""
+    present = {mark for r in runs for m in r.modes for mark in measures.mode_marks(r, m)}
+    if not present:
+        return None
+    entries = [text(f"mark.{m}.legend", lang) for m in measures.MARKS if m in present]
+    return text("page.marks_legend", lang, marks=text("page.marks_legend.sep", lang).join(entries))
 
 
 def same_result_cell(results: Results, mode: ModeResult, lang: str) -> str:
@@ -113,6 +137,8 @@ def busy_cell(mode: ModeResult, device: str, lang: str, *, monitored: bool) -> s
     whether the mode used the device."""
     if not mode.ok:
         return "—"
+    if monitored and device in mode.devices and measures.no_sample(mode, device):
+        return text(f"mark.{measures.MARK_UNSAMPLED}", lang)
     cell = _state_cell(mode, device, lang, monitored=monitored)
     other = mode.other_load_pct.get(device)
     if other is not None and other > OTHER_LOAD_LIMIT_PCT:
@@ -126,11 +152,8 @@ def _state_cell(mode: ModeResult, device: str, lang: str, *, monitored: bool) ->
         if not monitored and device in mode.devices:
             return text("used", lang)
         return "—"
-    util = (
-        text(f"util.{_util_kind(device)}", lang, util=stat.util_mean_pct)
-        if stat.util_mean_pct is not None
-        else ""
-    )
+    pct = measures.util_pct(mode, device)
+    util = text(f"util.{_util_kind(device)}", lang, util=pct) if pct is not None else ""
     if stat.busy is None:
         return util or "—"
     state = text("busy" if stat.busy else "idle", lang)
@@ -161,14 +184,10 @@ def largest_phase_cell(mode: ModeResult, lang: str) -> str:
     return f"{label} {share * 100:.0f}%"
 
 
-def _monitored(results: Results) -> bool:
-    return any(m.device_stats for m in results.modes)
-
-
 def format_summary_table(results: Results, *, tablefmt: str = "simple", lang: str = "en") -> str:
     """The table ``gpubench compare`` prints: one row per mode, device columns when monitored."""
     check_lang(lang)
-    monitored = _monitored(results)
+    monitored = measures.monitored(results)
     devices = measures.device_ids(results) if monitored else []
     cpu = results.on_cpu_slots
     mem_key = "col.mem_of_cpu" if cpu else "col.mem_of"
@@ -192,7 +211,7 @@ def format_summary_table(results: Results, *, tablefmt: str = "simple", lang: st
             "—" if spread is None or not mode.ok else f"{spread * 100:.1f}%",
             _speedup_cell(results, mode),
             _fmt(mode.cold_start_s, ".2f"),
-            same_result_cell(results, mode, lang) if mode.ok else "—",
+            same_result_cell(results, mode, lang) if mode.ok else check_cell(results, mode, lang),
         ]
         if phased:
             row.append(largest_phase_cell(mode, lang))
@@ -236,7 +255,7 @@ def device_memory_cell(results: Results, mode: ModeResult) -> str:
 
 def _performance_rows(results: Results, devices: Sequence[str], lang: str,
                       memory: MemoryCell = device_memory_cell) -> list[list[str]]:
-    monitored = _monitored(results)
+    monitored = measures.monitored(results)
     own = measures.device_ids(results)
     cpu = results.on_cpu_slots
     rows = []
