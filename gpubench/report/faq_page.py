@@ -36,6 +36,7 @@ from gpubench.findings import Finding
 from gpubench.output import write_atomic
 from gpubench.report import faq_clients, faq_plots, measures, tables
 from gpubench.report.faq_text import faq_text as t
+from gpubench.report.findings import MODE_FACTS
 from gpubench.report.i18n import LANGS, check_lang, device_label, mode_label, text
 from gpubench.report.plots import Plot
 from gpubench.report.provenance import gpu_names, provenance_section
@@ -122,6 +123,10 @@ def _measured(part: Part, lang: str) -> str:
     if part.reason is not None:
         error = (part.facts.get("error") or "").splitlines()[0:1]
         facts = {k: v for k, v in part.facts.items() if k != "error"}
+        for k in MODE_FACTS:  # a mode a reason names, by the glossary's name
+            if isinstance(facts.get(k), str):
+                facts[k] = mode_label(facts[k], lang, cpu_slots=str(facts.get("device",
+                                                                            "")).startswith("cpu"))
         line += f"{colon}{t(f'reason.{part.reason}', lang, **facts, error=error[0] if error else '?')}"
     elif part.verdict not in (HOLDS, DOES_NOT_HOLD):
         line += f"{colon}{t('straddles', lang)}"
