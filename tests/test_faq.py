@@ -117,8 +117,10 @@ def two_gpu_inputs() -> FaqInputs:
              allocated=int(0.3 * GIB), reserved=int(0.4 * GIB)),
         mode("multiprocess", _jitter(1.0, 3), workers=2, pids=(201, 202),
              proc_mem=int(1.8 * GIB), allocated=int(0.2 * GIB), reserved=int(0.3 * GIB)),
+        mode("multi-gpu", _jitter(0.5, 3), ("cuda:0", "cuda:1"), workers=2, pids=(301, 302),
+             proc_mem=int(1.85 * GIB), allocated=int(0.2 * GIB), reserved=int(0.3 * GIB)),
     ], interleave=False, monitor=memory_monitor(2.0 * GIB, 4.1 * GIB),
-        command="gpubench compare --modes serial,multiprocess")
+        command="gpubench compare --modes serial,multiprocess,multi-gpu")
     points = [
         results([mode("serial", _jitter(t), pids=(100,), proc_mem=int(m * GIB),
                       allocated=int(a * GIB), reserved=int(a * GIB) + 2**26)],
@@ -187,7 +189,9 @@ def test_two_gpus_decide_every_belief() -> None:
     multi = answers["multi-gpu"].parts[0]
     assert multi.claim.low == pytest.approx(0.85 * 2) and multi.facts["k"] == 2
     growth = answers["memory"].parts[1]
-    assert growth.interval is not None and growth.interval.estimate == pytest.approx(2.05, rel=0.01)
+    # each process's own memory: two workers' 1.8 GiB over the fresh processes' median
+    assert growth.interval is not None and growth.interval.estimate == pytest.approx(
+        2 * 1.8 / 1.825, rel=0.01)
     assert answers["batch"].command == "gpubench sweep --batch-size 32,128"
 
 
@@ -218,8 +222,18 @@ def test_memory_split_per_client_and_fit() -> None:
     procs = memory.measured_processes(inputs)
     serial = next(p for p in procs if p.mode == "serial" and p.batch_size == 128 and p.clients == 10)
     assert serial.source == "nvml" and serial.context_bytes == int(1.9 * GIB) - int(0.4 * GIB)
-    # serial holds 10 clients, a worker 5: 0.1 GiB more tensors for 5 more clients
-    assert memory.per_client_bytes(procs) == pytest.approx(0.1 * GIB / 5, rel=1e-6)
+    # serial (the parent) holds 10 clients and more tensors, but its peak also holds what
+    # earlier modes left: not a per-client figure; the fresh workers all hold 5 clients
+    assert not serial.fresh and memory.per_client_bytes(procs) is None
+    one_gpu = results([
+        mode("multiprocess", _jitter(1.0, 3), workers=2, pids=(201, 202), proc_mem=GIB,
+             allocated=int(0.2 * GIB), reserved=int(0.3 * GIB)),
+        mode("multi-gpu", _jitter(1.0, 3), pids=(301,), proc_mem=GIB,
+             allocated=int(0.3 * GIB), reserved=int(0.4 * GIB)),
+    ], devices=("cuda:0",), interleave=False)
+    # multi-gpu's one worker holds all 10 clients, a multiprocess worker 5: 0.1 GiB for 5
+    assert memory.per_client_bytes(memory.processes(one_gpu)) == pytest.approx(
+        0.1 * GIB / 5, rel=1e-6)
     fits = memory.fits(inputs, 1.8 * GIB)
     assert [(f.device, f.processes) for f in fits] == [("cuda:0", 12), ("cuda:1", 12)]
     assert fits[0].fill_first == 0.09 and fits[0].num_gpus == 0.2  # 10 clients over 2 GPUs
@@ -291,7 +305,10 @@ def cpu_slot_inputs() -> FaqInputs:
         mode("serial", _jitter(1.0, 3), ("cpu:0",), pids=(100,), proc_mem=int(1.15 * GIB)),
         mode("multiprocess", _jitter(1.0, 3), ("cpu:0",), workers=2, pids=(201, 202),
              proc_mem=int(0.75 * GIB)),
-    ], devices=slots, interleave=False, command="gpubench compare --modes serial,multiprocess",
+        mode("multi-gpu", _jitter(0.5, 3), slots, workers=2, pids=(301, 302),
+             proc_mem=int(0.78 * GIB)),
+    ], devices=slots, interleave=False,
+        command="gpubench compare --modes serial,multiprocess,multi-gpu",
         monitor=None)
     return gather([comparison, mem], [], ["compare.json", "memory.json"])
 

@@ -12,6 +12,7 @@ from gpubench.faq.verdicts import (
     ACCURACY_LAST,
     DOES_NOT_HOLD,
     HOLDS,
+    INCONCLUSIVE,
     MIN_SEEDS,
     NOT_APPLICABLE,
     NOT_MEASURED,
@@ -44,28 +45,52 @@ def test_k_fold_from_one_gpu_is_not_measured() -> None:
 
 
 def _memory_run(devices: tuple[str, ...], parent: float, worker: float,
-                monitor: dict[str, Any] | None) -> Results:
-    return results([
+                monitor: dict[str, Any] | None, alone: float | None = None) -> Results:
+    """Serial in the parent, multiprocess's two workers and, with ``alone``, multi-gpu's
+    worker per device (each alone on its device), as the FAQ plan's memory run."""
+    modes = [
         mode("serial", _jitter(1.0, 3), (devices[0],), pids=(100,), proc_mem=int(parent * GIB),
              allocated=int(0.3 * GIB), reserved=int(0.4 * GIB)),
         mode("multiprocess", _jitter(1.0, 3), (devices[0],), workers=2, pids=(201, 202),
              proc_mem=int(worker * GIB), allocated=int(0.2 * GIB), reserved=int(0.3 * GIB)),
-    ], devices=devices, interleave=False, monitor=monitor)
+    ]
+    if alone is not None:
+        modes.append(mode("multi-gpu", _jitter(1.0, 3), devices, workers=len(devices),
+                          pids=tuple(301 + i for i in range(len(devices))),
+                          proc_mem=int(alone * GIB), allocated=int(0.2 * GIB),
+                          reserved=int(0.3 * GIB)))
+    return results(modes, devices=devices, interleave=False, monitor=monitor)
 
 
 def test_gpu_memory_from_cpu_slots_is_not_applicable() -> None:
-    run = _memory_run(("cpu:0", "cpu:1"), 1.1, 0.75, memory_monitor(1.0 * GIB, 1.4 * GIB))
+    run = _memory_run(("cpu:0", "cpu:1"), 1.1, 0.75, memory_monitor(1.0 * GIB, 1.4 * GIB), 0.8)
     answer = _answers(gather([run]))["memory"]
     assert answer.verdict == NOT_APPLICABLE
     assert [p.verdict for p in answer.parts] == [NOT_APPLICABLE, NOT_APPLICABLE]
-    # what was measured is still shown: the resident memory, with its interval
+    # what was measured is still shown: the resident memory of the four fresh processes
     assert answer.parts[0].interval is not None
-    assert answer.parts[0].facts["median_bytes"] == int(0.75 * GIB)
+    assert answer.parts[0].facts["median_bytes"] == pytest.approx(0.775 * GIB, rel=1e-6)
+    for lang, word, gpu_word in (("en", "resident memory", "device memory"),
+                                 ("zh", "常驻内存", "显存")):
+        section = format_faq(gather([run]), lang).split('<a id="belief-memory"></a>')[1]
+        # each measured part's name (before its figure) calls the memory what it is
+        names = [line.split("**")[0] for line in section.splitlines()
+                 if line.startswith("- ") and "**" in line][:2]
+        assert len(names) == 2 and all(word in n and gpu_word not in n for n in names)
+
+
+def test_two_processes_give_no_memory_interval_as_evidence() -> None:
+    # multiprocess's two workers alone: a t interval over two values is not shown
+    run = _memory_run(("cuda:0",), 0.95, 0.9, None)
+    for part in _answers(gather([run]))["memory"].parts:
+        assert (part.verdict, part.reason, part.interval) == (INCONCLUSIVE, "few-processes", None)
+    page = format_faq(gather([run]), "en")
+    assert "2 fresh processes measured, fewer than 3" in page
 
 
 def test_a_compound_belief_gets_a_verdict_per_claim() -> None:
-    # 0.9 GiB per process (not about 2 GB), and twice the device memory with two processes
-    run = _memory_run(("cuda:0",), 0.95, 0.9, memory_monitor(1.0 * GIB, 2.0 * GIB))
+    # 0.9 GiB per fresh process (not about 2 GB); two processes hold twice one's own memory
+    run = _memory_run(("cuda:0",), 0.95, 0.9, None, alone=0.92)
     answer = _answers(gather([run]))["memory"]
     assert [p.verdict for p in answer.parts] == [DOES_NOT_HOLD, HOLDS]
     assert answer.verdict == PARTLY
@@ -73,18 +98,53 @@ def test_a_compound_belief_gets_a_verdict_per_claim() -> None:
     assert "**partly holds**" in page and "— **does not hold**" in page and "— **holds**" in page
 
 
+def test_memory_growth_is_the_processes_own_memory_not_the_device_total() -> None:
+    # The device total triples (the idle parent's CUDA context sits beside the workers), but
+    # each process holds its own 1.9-2.0 GiB: two processes hold about twice one.
+    run = _memory_run(("cuda:0", "cuda:1"), 3.0, 1.9, memory_monitor(1.0 * GIB, 3.2 * GIB), 2.0)
+    growth = _answers(gather([run]))["memory"].parts[1]
+    assert growth.facts["many_bytes"] == 2 * int(1.9 * GIB)
+    assert growth.facts["processes"] == 4  # multiprocess's 2 and multi-gpu's 2, not serial
+    assert growth.interval is not None
+    assert growth.interval.estimate == pytest.approx(2 * 1.9 / 1.95, rel=1e-3)
+    assert growth.verdict == HOLDS
+
+
+def test_a_zero_width_interval_is_no_verdict() -> None:
+    # Three processes with the very same memory: no spread, nothing said about noise
+    run = _memory_run(("cuda:0",), 0.95, 0.9, None, alone=0.9)
+    for part in _answers(gather([run]))["memory"].parts:
+        assert (part.verdict, part.reason, part.interval) == (INCONCLUSIVE, "degenerate", None)
+
+
 def test_process_memory_counts_each_worker_once_and_not_the_parent() -> None:
-    # The parent (serial) holds 3 GB, its workers 1.9 GB each; two batch points repeat the
-    # parent at other batch sizes. Only the memory run's two workers are a process's memory.
-    memory = _memory_run(("cuda:0",), 3.0, 1.9, memory_monitor(3.0 * GIB, 6.0 * GIB))
+    # The parent (serial) holds 3 GB, the workers 1.9-1.95 GB each; two batch points repeat
+    # the parent at other batch sizes. Only the memory run's fresh workers count.
+    memory = _memory_run(("cuda:0",), 3.0, 1.9, memory_monitor(3.0 * GIB, 6.0 * GIB), 1.95)
     points = [results([mode("serial", _jitter(t), pids=(100,), proc_mem=int(3.0 * GIB),
                             allocated=int(0.3 * GIB), reserved=int(0.4 * GIB))],
                       batch=b, interleave=False, command="gpubench sweep --batch-size 32,128")
               for b, t in ((32, 2.6), (128, 1.0))]
     part = _answers(gather([memory, *points]))["memory"].parts[0]
-    assert part.facts["processes"] == 2
+    assert part.facts["processes"] == 3
     assert part.facts["median_bytes"] == int(1.9 * GIB)
     assert part.verdict == HOLDS  # 1.9 GiB = 2.04 GB: about 2 GB
+    # the sweep's rows are the parent's: marked, and no per-batch figure is made of them
+    page = format_faq(gather([memory, *points]), "en")
+    assert "(parent process)" in page and "Per batch size: not measured" in page
+    only_parent = _answers(gather(points))["memory"].parts[0]
+    assert (only_parent.verdict, only_parent.reason) == (INCONCLUSIVE, "parent-only")
+
+
+def test_per_batch_memory_comes_from_fresh_workers_only() -> None:
+    runs = [_memory_run(("cuda:0",), 3.0, w, None, alone=w + 0.05) for w in (1.0, 1.4)]
+    runs = [replace(r, config={**r.config, "batch_size": b})
+            for r, b in zip(runs, (32, 128), strict=True)]
+    page = format_faq(gather(runs), "en")
+    line = next(x for x in page.splitlines() if x.startswith("Per batch size"))
+    # medians of each batch size's three fresh processes; the parent's 3.0 GiB is in neither
+    assert "batch size 32: 1.0 GiB" in line and "batch size 128: 1.4 GiB" in line
+    assert "3.0 GiB" not in line
 
 
 def _point(batch: int, seed: int, curve: list[float]) -> SummaryPoint:

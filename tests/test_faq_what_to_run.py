@@ -117,7 +117,7 @@ def test_with_no_runs_everything_is_not_measured(lang: str) -> None:
 def test_the_zh_page_has_the_translated_section() -> None:
     en, zh = (_section(format_faq(gather([crafted_comparison()]), lang)) for lang in ("en", "zh"))
     assert zh.startswith("## 本机推荐的运行方式")
-    assert "**单GPU 多进程**，在 GPU 0 上每设备 2 个 worker" in zh
+    assert "**多进程（单设备）**，在 GPU 0 上每设备 2 个工作进程" in zh
     assert "相对串行 **1.25x" in zh and "比串行慢，0.40x" in zh
     # every label and phrase is Chinese; the figures are the English page's own
     for english in ("What to run", "Run:", "Expected speedup", "Did not help", "slower than"):

@@ -13,8 +13,6 @@ from typing import Any
 
 import pytest
 
-from gpubench.faq.inputs import FaqInputs
-from gpubench.faq.verdicts import memory_growth_part
 from gpubench.monitor_record import PHASE_ROUND, Monitor
 from gpubench.report import plots
 from gpubench.report.tables import format_summary_table
@@ -166,7 +164,7 @@ def _quiet_check() -> ModuleType:
     return module
 
 
-def test_plot_faq_and_evidence_check_read_the_same_samples_of_a_mode(
+def test_sampler_table_plot_and_evidence_check_read_the_same_samples_of_a_mode(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = _with_sampler_stats(_crafted_run())
@@ -190,10 +188,9 @@ def test_plot_faq_and_evidence_check_read_the_same_samples_of_a_mode(
     table = format_summary_table(run)
     assert all(f"{statistics.mean(util[m]):.0f}% of the slot" in table for m in util)
 
-    # The FAQ's memory answer: the medians of the same rounds' memory samples.
-    part = memory_growth_part(FaqInputs(memory=run))
-    assert part.facts["one_bytes"] == statistics.median([1000, 1200, 2000])
-    assert part.facts["many_bytes"] == statistics.median([3000, 5000])
+    # A memory column is an instant value: the samples read in the mode's rounds.
+    assert monitor.samples("mem", "cpu:0", "serial", PHASE_ROUND) == [1000, 1200, 2000]
+    assert monitor.samples("mem", "cpu:0", "multiprocess", PHASE_ROUND) == [3000, 5000]
 
     # The evidence check's estimate of other programs' load.
     check = _quiet_check()

@@ -251,7 +251,7 @@ def test_cli_writes_beside_the_first_results_file_by_default(tmp_path: Path) -> 
     body = (tmp_path / "run.md").read_text(encoding="utf-8")
     assert body.startswith("# gpubench 报告：run")
     assert (tmp_path / "run-speedup.png").exists()
-    assert "| 单CPU 槽 多进程 |" in body
+    assert "| 多进程（单设备） " in body
 
 
 def test_cli_refuses_an_output_that_is_not_markdown(tmp_path: Path) -> None:

@@ -195,9 +195,9 @@ def test_performance_table_layout_matches_the_faq() -> None:
     header = table.splitlines()[0]
     cells = [c.strip() for c in header.strip("|").split("|")]
     assert cells == ["配置", "GPU 0", "速度", "速度结论", "结果校验", "显存（每个GPU）"]
-    assert row_of(table, "单GPU 串行").count("工作") == 1
-    assert "1.00x" in row_of(table, "单GPU 串行")
-    threaded = [c.strip() for c in row_of(table, "单GPU 多线程").strip(" |").split("|")]
+    assert row_of(table, "串行").count("工作") == 1
+    assert "1.00x" in row_of(table, "串行")
+    threaded = [c.strip() for c in row_of(table, "多线程").strip(" |").split("|")]
     assert threaded[3] != "更快" and threaded[4] == "✓"
 
 
@@ -241,14 +241,14 @@ def test_same_result_marks_a_differing_mode() -> None:
 
 
 def test_future_modes_have_names() -> None:
-    assert mode_label("vectorized", "zh") == "单GPU 向量化 (vmap)"
-    assert mode_label("streams", "zh") == "单GPU 多流"
+    assert mode_label("vectorized", "zh") == "向量化（vmap）"
+    assert mode_label("streams", "zh") == "多流（单设备）"
     assert mode_label("flower", "zh") == "Flower 模拟"
     assert mode_label("ray", "zh") == "Ray"
-    assert mode_label("multi-gpu", "zh", cpu_slots=True) == "多CPU 槽 并行"
+    assert mode_label("multi-gpu", "zh", cpu_slots=True) == "多 CPU 槽（每设备一个进程）"
     assert mode_label("some-new-mode", "zh") == "some-new-mode"
     table = format_performance_table(load("report_4gpus"), "zh", "github")
-    assert "单GPU 向量化 (vmap)" in table and "Flower 模拟" in table
+    assert "向量化（vmap）" in table and "Flower 模拟" in table
 
 
 def test_wide_characters_keep_columns_aligned() -> None:
@@ -302,8 +302,8 @@ def test_unknown_language_is_refused() -> None:
 def test_multi_gpu_on_one_device_is_not_called_parallel():
     from gpubench.report.i18n import mode_label
 
-    assert mode_label("multi-gpu", "zh", devices=2) == "多GPU 并行"
-    assert mode_label("multi-gpu", "zh", devices=1) == "单GPU 独立进程"
-    assert mode_label("multi-gpu", "zh", devices=1, cpu_slots=True) == "单CPU 槽 独立进程"
+    assert mode_label("multi-gpu", "zh", devices=2) == "多 GPU（每设备一个进程）"
+    assert mode_label("multi-gpu", "zh", devices=1) == "多 GPU（每设备一个进程，仅 1 个设备）"
+    assert mode_label("multi-gpu", "zh", devices=1, cpu_slots=True) == "多 CPU 槽（每设备一个进程，仅 1 个设备）"
     assert mode_label("multi-gpu", "en", devices=1) == "multi-gpu (1 device)"
     assert mode_label("serial", "en", devices=1) == "serial"

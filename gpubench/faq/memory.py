@@ -11,7 +11,12 @@ Per process, from the best source a run recorded:
 - ``rss``: on CPU slots, the process's resident memory, standing in for device memory.
 
 Only runs that were not interleaved are used for per-process figures: an interleaved run
-keeps every mode's processes alive together. Nothing here imports torch.
+keeps every mode's processes alive together. Belief 5 and the per-batch figures come from
+*fresh* processes only: the workers a pool mode starts for its measurement. Serial trains in
+the long-lived parent, whose memory also holds what every mode that ran in it before left
+behind (the FAQ plan's comparison runs threaded in it first) and, on a GPU, the CUDA context
+it keeps for the result checks: its row is shown as the parent's, never used as a figure of
+one training process. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from gpubench.faq.inputs import FaqInputs, device_ids
 from gpubench.results import ModeResult, Results
 
 TRAINING_MODES = ("serial", "multiprocess", "multi-gpu")  # one model trains one client at a time
+PARENT_MODES = ("serial",)  # trains in the long-lived parent process, not a fresh one
 HEADROOM = 0.10  # what the fit leaves free: allocator fragmentation, a larger last batch, others
 
 
@@ -38,6 +44,11 @@ class ProcessMemory:
     reserved_bytes: int | None = None
     clients: int | None = None  # clients whose data this process holds
     batch_size: int | None = None
+
+    @property
+    def fresh(self) -> bool:
+        """A worker started for this mode's measurement, not the long-lived parent."""
+        return self.mode not in PARENT_MODES
 
     @property
     def context_bytes(self) -> int | None:
@@ -109,27 +120,36 @@ def measured_processes(inputs: FaqInputs) -> list[ProcessMemory]:
 
 
 def worker_processes(inputs: FaqInputs) -> list[ProcessMemory]:
-    """What the memory belief is judged on: each training process once.
+    """What the memory belief is judged on: each fresh training process once.
 
     The memory run alone (the batch points repeat serial's process at other batch sizes, and
-    counting them would weigh one process three times), and its worker processes only where
-    it has any: serial trains in the parent, whose memory also holds the harness's own
-    buffers and, on a GPU, the parent's CUDA context kept for the result checks.
+    counting them would weigh one process three times), and only its worker processes: the
+    parent's serial row carries the history of the modes that ran in it before (module
+    docstring). Empty when the runs have no fresh process.
     """
     run = inputs.memory
     if run is None or run.config.interleave:
         runs = [r for r in inputs.batch_points if not r.config.interleave][:1]
     else:
         runs = [run]
-    procs = [p for r in runs for p in processes(r)]
-    workers = [p for p in procs if p.mode != "serial"]
-    return workers or procs
+    return [p for r in runs for p in processes(r) if p.fresh]
+
+
+def per_batch(procs: Sequence[ProcessMemory]) -> dict[int, list[ProcessMemory]]:
+    """Fresh processes by batch size: the per-batch memory figures (the parent's rows left
+    out, module docstring)."""
+    out: dict[int, list[ProcessMemory]] = {}
+    for p in procs:
+        if p.fresh and p.batch_size:
+            out.setdefault(p.batch_size, []).append(p)
+    return dict(sorted(out.items()))
 
 
 def per_client_bytes(procs: Sequence[ProcessMemory]) -> float | None:
-    """Tensor memory one more client's data costs: the allocator peaks of two processes of the
-    same run and batch that hold different numbers of clients (serial holds them all)."""
-    known = [p for p in procs if p.allocated_bytes is not None and p.clients]
+    """Tensor memory one more client's data costs: the allocator peaks of two fresh processes
+    of the same batch that hold different numbers of clients (the parent's peak also holds
+    what earlier modes left, so it is not one of them)."""
+    known = [p for p in procs if p.fresh and p.allocated_bytes is not None and p.clients]
     for a in known:
         for b in known:
             if a.batch_size == b.batch_size and a.clients and b.clients and a.clients > b.clients:
@@ -140,12 +160,17 @@ def per_client_bytes(procs: Sequence[ProcessMemory]) -> float | None:
     return None
 
 
-def median_total(procs: Sequence[ProcessMemory]) -> float | None:
-    values = sorted(p.total_bytes for p in procs)
-    if not values:
+def median(values: Sequence[float | None]) -> float | None:
+    """The median of the known values (None when none is known)."""
+    known = sorted(v for v in values if v is not None)
+    if not known:
         return None
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    mid = len(known) // 2
+    return known[mid] if len(known) % 2 else (known[mid - 1] + known[mid]) / 2
+
+
+def median_total(procs: Sequence[ProcessMemory]) -> float | None:
+    return median([p.total_bytes for p in procs])
 
 
 @dataclass(frozen=True)

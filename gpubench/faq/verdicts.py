@@ -22,7 +22,15 @@ they disagree. The limits, each with its reason:
 4. batch 32 -> 128 gives 2-3x: a round at least 2x faster per sample (more is more than the
    notes expected, and still holds);
 5. about 2 GB per training process: within 25% of 2 GB (1.5-2.5 GB); and more processes
-   need more memory: the device holds at least 5% more with several processes than with one.
+   need more memory: the P processes of multiprocess together hold at least 5% more than one
+   training process. Both from each process's *own* memory (NVML per process, the allocator's
+   peak, or resident memory on CPU slots) of fresh worker processes
+   (:func:`gpubench.faq.memory.worker_processes`), never from a device's total, which also
+   holds the idle parent's CUDA context. A verdict needs ``MIN_PROCESSES`` processes: with
+   fewer, the interval (Student's t over two values) is no evidence and is not shown.
+
+No memory claim is decided by a zero-width interval: processes whose memory is all the same
+say nothing about its spread, so the part is *inconclusive*.
 
 Every number comes from the results alone; the wording is in ``gpubench.report.faq_page``.
 """
@@ -38,7 +46,7 @@ from gpubench.faq import memory
 from gpubench.faq.inputs import FaqInputs, device_ids
 from gpubench.findings import Finding, compute_findings
 from gpubench.findings import base as findings
-from gpubench.results import PHASE_ROUND, ModeResult, Results
+from gpubench.results import ModeResult, Results
 
 LEVEL = stats.DEFAULT_LEVEL
 HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does-not-hold", "inconclusive"
@@ -55,6 +63,7 @@ EXPECTED_GB = 2.0  # the notes: "显存（每个GPU）2GB" for every configurati
 ABOUT = 0.25  # "about": within 25%
 MORE_MEMORY = 1.05  # "more": beyond 5%
 BATCH_GAIN = 2.0  # "2-3x": at least 2x
+MIN_PROCESSES = 3  # per-process values a memory verdict needs (two give only a t interval)
 
 # Findings that explain each answer (their codes); a finding about a mode that failed or
 # differed is attached where that mode is measured.
@@ -324,39 +333,56 @@ def not_applicable(part: Part) -> Part:
     return Part(part.key, NOT_APPLICABLE, part.claim, part.interval, "cpu-slots", part.facts)
 
 
+def _per_process(key: str, claim: Claim, values: Sequence[float], facts: Mapping[str, Any],
+                 *, over: float | None = None, under: float | None = None) -> Part:
+    """The median of per-process ``values`` ``over`` a constant (or the constant ``under``
+    it) against ``claim``. The interval comes from the values alone (a constant is a sample
+    that cannot vary); with fewer than ``MIN_PROCESSES`` values none is offered as evidence."""
+    if len(values) < MIN_PROCESSES:
+        return missing(key, claim, "few-processes", **facts, min_processes=MIN_PROCESSES)
+    constant = [float(over if over is not None else under or 1.0)] * len(values)
+    samples = ([values], [constant]) if over is not None else ([constant], [values])
+    interval = stats.bootstrap_ratio(*samples, level=LEVEL)
+    if interval.low == interval.high:
+        return Part(key, INCONCLUSIVE, claim, None, "degenerate", facts)
+    return judge_interval(key, claim, interval, facts, rounds=False)
+
+
 def process_memory_part(inputs: FaqInputs) -> Part:
     claim = Claim(low=1 - ABOUT, high=1 + ABOUT)
     procs = memory.worker_processes(inputs)
     if not procs:
-        return missing("process-memory", claim, "missing")
-    values = [p.total_bytes / (EXPECTED_GB * 1e9) for p in procs]
+        parent = bool(memory.measured_processes(inputs))
+        return missing("process-memory", claim, "parent-only" if parent else "missing")
     facts = {"processes": len(procs), "median_bytes": memory.median_total(procs),
-             "sources": sorted({p.source for p in procs})}
-    # The reference is a constant: a sample of it that cannot vary.
-    return judge("process-memory", claim, [values], [[1.0, 1.0]], facts, rounds=False)
+             "sources": sorted({p.source for p in procs}), "device": procs[0].device}
+    return _per_process("process-memory", claim, [p.total_bytes for p in procs], facts,
+                        over=EXPECTED_GB * 1e9)
 
 
 def memory_growth_part(inputs: FaqInputs) -> Part:
+    """The P processes of multiprocess together over one training process, from each
+    process's own memory: the sum of multiprocess's workers over the median of the memory
+    run's fresh worker processes (multiprocess's and multi-gpu's)."""
     claim = Claim(low=MORE_MEMORY)
     run = inputs.memory
-    serial, _ = _usable(run, "serial")
     multi, _ = _usable(run, "multiprocess")
-    if run is None or serial is None or multi is None or not serial.devices:
+    if run is None or multi is None:
         return missing("memory-growth", claim, "missing")
     if run.config.interleave:
         # Every mode's processes were alive together: no mode's memory is its own.
         return missing("memory-growth", claim, "interleaved")
-    device = serial.devices[0]
-    monitor = run.monitor_record
-    one = monitor.samples("mem", device, "serial", PHASE_ROUND)
-    many = monitor.samples("mem", device, "multiprocess", PHASE_ROUND)
-    facts = {"workers": multi.workers, "device": device,
-             "interleaved": bool(run.config.interleave)}
-    if not one or not many:
-        return missing("memory-growth", claim, "no-samples", **facts)
-    facts.update(one_bytes=stats.summarize(one).median, many_bytes=stats.summarize(many).median)
-    return judge("memory-growth", claim, [[v for v in many if v > 0]],
-                 [[v for v in one if v > 0]], facts, rounds=False)
+    fresh = memory.worker_processes(inputs)
+    many = [p for p in fresh if p.mode == "multiprocess"]
+    facts: dict[str, Any] = {"workers": multi.workers, "device": many[0].device if many else
+                             (multi.devices[0] if multi.devices else "?"),
+                             "processes": len(fresh), "interleaved": False}
+    if not many:
+        return missing("memory-growth", claim, "no-processes", **facts)
+    together = sum(p.total_bytes for p in many)
+    facts.update(one_bytes=memory.median_total(fresh), many_bytes=together)
+    return _per_process("memory-growth", claim, [p.total_bytes for p in fresh], facts,
+                        under=together)
 
 
 # --- answers ----------------------------------------------------------------------------------

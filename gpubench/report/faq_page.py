@@ -36,6 +36,7 @@ from gpubench.findings import Finding
 from gpubench.output import write_atomic
 from gpubench.report import faq_clients, faq_plots, measures, tables
 from gpubench.report.faq_text import faq_text as t
+from gpubench.report.findings import MODE_FACTS
 from gpubench.report.i18n import LANGS, check_lang, device_label, mode_label, text
 from gpubench.report.plots import Plot
 from gpubench.report.provenance import gpu_names, provenance_section
@@ -90,11 +91,18 @@ def _part_name(part: Part, lang: str) -> str:
     devices = f.get("devices") or [f.get("device") or "?"]
     cpu = str(devices[0]).startswith("cpu")
     values = {"workers": f.get("workers", "?"), "device": device_label(str(devices[0]), lang),
+              "memory": memory_word(cpu, lang),
               "mode": mode_label(str(f.get("mode") or part.key.split("-vs-")[0]), lang,
                                  cpu_slots=cpu),
               "k": f.get("k") or "k", "from": f.get("from", 32), "to": f.get("to", 128),
               "processes": f.get("processes", 0), "median": _gib(f.get("median_bytes"))}
     return t(f"part.{part.key}", lang, **values)
+
+
+def memory_word(cpu: bool, lang: str) -> str:
+    """The glossary's name for a process's memory: resident (host) memory on CPU slots,
+    device memory (显存) on GPUs only."""
+    return text("glossary.memory.host" if cpu else "glossary.memory.device", lang)
 
 
 def format_interval(part: Part) -> str:
@@ -115,6 +123,10 @@ def _measured(part: Part, lang: str) -> str:
     if part.reason is not None:
         error = (part.facts.get("error") or "").splitlines()[0:1]
         facts = {k: v for k, v in part.facts.items() if k != "error"}
+        for k in MODE_FACTS:  # a mode a reason names, by the glossary's name
+            if isinstance(facts.get(k), str):
+                facts[k] = mode_label(facts[k], lang, cpu_slots=str(facts.get("device",
+                                                                            "")).startswith("cpu"))
         line += f"{colon}{t(f'reason.{part.reason}', lang, **facts, error=error[0] if error else '?')}"
     elif part.verdict not in (HOLDS, DOES_NOT_HOLD):
         line += f"{colon}{t('straddles', lang)}"
@@ -176,7 +188,8 @@ def _why_batch(part: Part, lang: str, cpu: bool) -> list[str]:
 
 def _why_memory(inputs: FaqInputs, lang: str) -> list[str]:
     procs = memory.measured_processes(inputs)
-    split = [p for p in procs if p.context_bytes is not None and p.allocated_bytes is not None]
+    split = [p for p in sorted(procs, key=lambda p: not p.fresh)
+             if p.context_bytes is not None and p.allocated_bytes is not None]
     if split:
         p = split[0]
         return [t("why.memory.gpu", lang, total=_gib(p.total_bytes), reserved=_gib(p.reserved_bytes),
@@ -232,20 +245,19 @@ def format_memory(inputs: FaqInputs, lang: str) -> list[str]:
     cpu = inputs.cpu_slots
     headers = [t(f"mem.col.{k}", lang)
                for k in ("process", "clients", "batch", "total", "tensors", "cache", "context", "source")]
-    rows = [[f"{mode_label(p.mode, lang, cpu_slots=cpu)} · {device_label(p.device, lang)}",
+    parent = f"{'' if lang == 'zh' else ' '}{t('mem.parent.mark', lang)}"
+    rows = [[f"{mode_label(p.mode, lang, cpu_slots=cpu)} · {device_label(p.device, lang)}"
+             f"{'' if p.fresh else parent}",
              str(p.clients or "—"), str(p.batch_size or "—"), _gib(p.total_bytes),
              _gib(p.allocated_bytes), _gib(p.cache_bytes), _gib(p.context_bytes),
              t(f"mem.source.{p.source}", lang)] for p in procs]
     out = [f"**{t('mem.processes', lang)}**", "", tables.render(rows, headers, "github"), ""]
+    if any(not p.fresh for p in procs):
+        out += [t("mem.parent", lang, memory=memory_word(cpu, lang)), ""]
     per = memory.per_client_bytes(procs)
     out += [t("mem.per_client", lang, per=_gib(per)) if per else t("mem.per_client.none", lang), ""]
-    serial = {p.batch_size: p for p in procs if p.mode == "serial" and p.batch_size}
-    if len(serial) >= 2:
-        items = [t("mem.per_batch.item", lang, batch=b, total=_gib(p.total_bytes),
-                   tensors=_gib(p.allocated_bytes)) for b, p in sorted(serial.items())]
-        sep = "; " if lang == "en" else "；"
-        out += [t("mem.per_batch", lang, items=sep.join(items)), ""]
-    workers = [p for p in procs if p.mode != "serial"] or procs
+    out += [_per_batch_line(procs, lang), ""]
+    workers = [p for p in procs if p.fresh]
     fits = memory.fits(inputs, memory.median_total(workers))
     if not fits:
         return [*out, t("mem.fits.none", lang), ""]
@@ -259,6 +271,20 @@ def format_memory(inputs: FaqInputs, lang: str) -> list[str]:
               smallest=f"{fits[0].fill_first:g}"), ""]
     out[-2:] = faq_clients.num_gpus_advice(inputs, lang, out[-2:-1])  # measured, if swept
     return out
+
+
+def _per_batch_line(procs: Sequence[memory.ProcessMemory], lang: str) -> str:
+    """Memory per batch size from fresh processes only; where only the parent's rows differ
+    in batch size, that they are not such a figure."""
+    fresh = memory.per_batch(procs)
+    if len(fresh) < 2:
+        parent = {p.batch_size for p in procs if not p.fresh and p.batch_size}
+        return t("mem.per_batch.parent" if len(parent) >= 2 else "mem.per_batch.none", lang)
+    sep = "; " if lang == "en" else "；"
+    items = [t("mem.per_batch.item", lang, batch=b, total=_gib(memory.median_total(ps)),
+               tensors=_gib(memory.median([p.allocated_bytes for p in ps])), processes=len(ps))
+             for b, ps in fresh.items()]
+    return t("mem.per_batch", lang, items=sep.join(items))
 
 
 # --- the performance table ----------------------------------------------------------------

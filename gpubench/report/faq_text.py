@@ -1,6 +1,7 @@
 """The FAQ pages' phrases: ``faq.<key>`` in ``gpubench/report/catalogue.toml`` (en and zh).
 
-Terms as Chinese FL users write them: 串行, 多线程, 多进程, 显存, 加速比, batch size.
+Terms from the catalogue's glossary (:mod:`gpubench.report.i18n`): 串行, 多线程,
+多进程（单设备）, 显存 on GPUs and 常驻内存 on CPU slots, 工作进程, 批大小, 加速比.
 """
 
 from __future__ import annotations

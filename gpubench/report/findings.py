@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from gpubench.report.i18n import catalogue, check_lang, has, text
+from gpubench.report.i18n import catalogue, check_lang, has, mode_label, text
+
+# Facts that name a mode: shown by the glossary's name for it (mode_label), not the CLI's.
+MODE_FACTS = ("mode", "during")
 
 
 class FindingLike(Protocol):
@@ -67,6 +70,9 @@ def _values(prefix: str, facts: Mapping[str, Any], lang: str) -> dict[str, Any]:
             out[name] = text("word.on" if value else "word.off", lang)
         elif value is None and _is_clause(prefix, name):
             out[name] = ""
+        elif name in MODE_FACTS and isinstance(value, str) and lang != "en":
+            cpu = any(isinstance(v, str) and v.startswith("cpu:") for v in facts.values())
+            out[name] = mode_label(value, lang, cpu_slots=cpu)
         else:
             out[name] = value
     return out

@@ -1,9 +1,11 @@
 """The phrase catalogue (``catalogue.toml``, every English and Chinese string) and its lookups.
 
 The catalogue is data: a phrase is a TOML table with ``en`` and ``zh``, keyed by its dotted
-name. The Chinese wording follows the user's own FAQ pages (配置, 速度, 显存（每个GPU）,
-单GPU 串行 …). Placeholders are ``str.format`` fields; ``{n:mib}`` shows bytes as MiB and a
-missing value (``None``) shows as ``?``.
+name. The Chinese wording follows the user's own FAQ pages (配置, 速度, 显存（每个GPU）) and
+one glossary: the ``mode.*`` names, ``glossary.memory.*`` (显存 on GPUs only, 常驻内存 for a
+process's memory on CPU slots), 工作进程 for a worker and 批大小 for the batch size.
+Placeholders are ``str.format`` fields; ``{n:mib}`` shows bytes as MiB and a missing value
+(``None``) shows as ``?``.
 """
 
 from __future__ import annotations
@@ -100,10 +102,12 @@ def text(key: str, lang: str, **values: object) -> str:
 def mode_label(
     name: str, lang: str, *, cpu_slots: bool = False, devices: int | None = None
 ) -> str:
-    """A mode's display name: the user's Chinese names in zh, the mode name itself in en.
+    """A mode's display name: the glossary's Chinese name in zh (``mode.<name>`` in the
+    catalogue: 串行, 多线程, 多进程（单设备）, 多 GPU（每设备一个进程） …), the mode name itself
+    in en. Every zh page and finding names a mode through this function.
 
-    On a run with CPU slots only, the names say so (单CPU 槽 串行) rather than "GPU";
-    multi-gpu on a single device is not called parallel (单GPU 独立进程 / "multi-gpu (1 device)").
+    On a run with CPU slots only, the names say so (多 CPU 槽) rather than "GPU"; multi-gpu on
+    a single device says it had one ("multi-gpu (1 device)").
     """
     if "@" in name:  # a counterfactual row: "threaded@torch-threads=1"
         base, setting = name.split("@", 1)

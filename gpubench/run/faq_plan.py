@@ -3,9 +3,15 @@
 1. **comparison** — serial, threaded, multiprocess (2 workers) and multi-gpu on every device,
    interleaved round by round (drift on a shared machine hits every mode alike), at batch
    128: beliefs 1-3, the performance table, the utilisation plot;
-2. **memory run** — serial and multiprocess, *not* interleaved (each mode's processes are then
-   the only ones alive while it is sampled), with as many rounds as give the monitor at least
-   ``memory_samples`` samples per mode at the comparison's measured round time: belief 5;
+2. **memory run** — serial, multiprocess and multi-gpu, *not* interleaved (each mode's
+   processes are then the only ones alive while it is sampled), with as many rounds as give
+   the monitor at least ``memory_samples`` samples per mode at the comparison's measured
+   round time: belief 5. Its figures come from the pool modes' workers, processes started
+   fresh for this run: serial trains in the parent, which has already run the comparison's
+   modes and keeps what they left. Multi-gpu's workers (one per device) join multiprocess's
+   two so that belief 5 is judged over at least three fresh processes, the fewest that give
+   an interval worth a verdict (``gpubench.faq.verdicts.MIN_PROCESSES``); serial stays as
+   the reference the result checks compare against;
 3. **batch sweep** — serial at batch 32 and 128 (``gpubench.run.sweep``), each point followed by
    ``accuracy_rounds`` progressing FedAvg rounds scored on a held-out set: belief 4 and what
    the bigger batch does to the model.
@@ -33,7 +39,7 @@ from gpubench.results import Results, write_results
 from gpubench.sweep_summary import SweepSummary
 
 COMPARISON_MODES = ("serial", "threaded", "multiprocess", "multi-gpu")
-MEMORY_MODES = ("serial", "multiprocess")
+MEMORY_MODES = ("serial", "multiprocess", "multi-gpu")
 RESULTS_DIR = "results"
 
 # The arithmetic's inputs (module docstring): seconds, on one core of the 2-core machine.
@@ -82,7 +88,8 @@ def estimate_seconds(plan: FaqPlan, devices: int = 2, per_sample_s: float = PER_
     step = serial * (1 + 1 + 1.04 + 1 / max(devices, 1))  # the four modes, interleaved
     compare = (plan.warmup + plan.compare_rounds) * step + 2 * (POOL_START_S + POOL_FIRST_ROUND_S)
     mem_rounds = plan.memory_rounds(serial)
-    memory = (plan.warmup + mem_rounds) * serial * 2.04 + POOL_START_S + POOL_FIRST_ROUND_S
+    mem_step = serial * (1 + 1.04 + 1 / max(devices, 1))  # serial, multiprocess, multi-gpu
+    memory = (plan.warmup + mem_rounds) * mem_step + 2 * (POOL_START_S + POOL_FIRST_ROUND_S)
     both = serial * (1 + BATCH_32_COST)
     sweep = (plan.warmup + plan.batch_rounds) * both
     accuracy = plan.accuracy_rounds * both
