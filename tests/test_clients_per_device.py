@@ -209,7 +209,12 @@ def test_a_value_that_cannot_fit_is_refused_before_its_workers_start(tmp_path, m
     from gpubench.cli import main
     from gpubench.modes.multiprocess import MultiGpuMode
     from gpubench.run import memplan
+    from gpubench.run import prepare as preparing
     from gpubench.run.prepare import prepare
+
+    # The plan counts this process's resident memory; held still, so that the estimates made
+    # here and the sweep's own are made alike (it grows as other tests run in this process).
+    monkeypatch.setattr(preparing, "process_rss", lambda: 600 << 20)
 
     def config(k: int) -> RunConfig:
         train = TrainConfig(batch_size=32, samples=SampleSizes(64, 64))
