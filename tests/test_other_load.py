@@ -50,6 +50,8 @@ class FakeProc:
         self.names: dict[int, str] = {}
         self.start: dict[int, int] = {}
         self.pinned: dict[int, set[int]] = {}  # pid -> its allowed cores (else all)
+        self.reaped: dict[int, float] = {}  # pid -> its reaped children's cpu seconds
+        self.ppid: dict[int, int] = {}
 
     def affinity(self, pid: int) -> set[int]:
         return self.pinned.get(pid, {0, 1})
@@ -65,7 +67,8 @@ class FakeProc:
         ts = self.threads[pid]
         total = sum(c for c, _ in ts.values()) + self.ended_s.get(pid, 0.0)
         last = next(iter(ts.values()))[1] if ts else 0
-        return ProcStat(self.names.get(pid, "p"), total, last, self.start.get(pid, 0))
+        return ProcStat(self.names.get(pid, "p"), total, last, self.start.get(pid, 0),
+                        self.reaped.get(pid, 0.0), self.ppid.get(pid, 0))
 
     def tids(self, pid: int) -> list[int]:
         return list(self.threads.get(pid, {}))
@@ -101,7 +104,35 @@ def test_a_worker_pinned_to_one_slot_counts_there_whole() -> None:
     assert other.own_cpu_s() == {"cpu:0": 0.0, "cpu:1": pytest.approx(0.75)}
 
 
-def test_a_process_started_since_the_last_read_counts_from_its_start() -> None:
+def test_children_that_came_and_went_between_reads_count_through_their_parent() -> None:
+    fake, now = FakeProc(), [1000.0]
+    fake.threads[20] = {20: (2.0, 1)}  # a worker pinned to slot 1
+    fake.pinned[20] = {1}
+    fake.threads[30] = {30: (1.0, 1)}  # a loader worker of it, seen alive
+    fake.pinned[30], fake.ppid[30] = {1}, 20
+    own = {20, 30}
+    other = load(fake, own, now)
+    other.own_cpu_s()
+    fake.threads[30] = {30: (1.5, 1)}  # it ran 0.5 s more
+    assert other.own_cpu_s()["cpu:1"] == pytest.approx(0.5)
+    # It ended and was reaped (its 1.5 s, seen), and two unseen ones came and went (0.7 s):
+    del fake.threads[30]
+    own.discard(30)
+    other.own._at = None  # the tree is listed again
+    fake.reaped[20] = 1.5 + 0.7
+    assert other.own_cpu_s() == {"cpu:0": 0.0, "cpu:1": pytest.approx(0.7)}
+    # An unpinned parent's unseen children: spread over the slots its threads used.
+    fake.threads[10] = {10: (1.0, 0), 11: (1.0, 1)}
+    own.add(10)
+    other.own._at = None
+    other.own_cpu_s()
+    fake.threads[10] = {10: (1.3, 0), 11: (1.1, 1)}
+    fake.reaped[10] = 0.4
+    got = other.own_cpu_s()
+    assert got["cpu:0"] == pytest.approx(0.3 + 0.3) and got["cpu:1"] == pytest.approx(0.1 + 0.1)
+
+
+def test_a_process_started_during_the_run_counts_from_its_start_when_found_late() -> None:
     fake, now = FakeProc(), [1000.0]
     fake.threads[10] = {10: (1.0, 0)}
     own = {10}
@@ -116,6 +147,15 @@ def test_a_process_started_since_the_last_read_counts_from_its_start() -> None:
     own |= {30, 31}
     other.own._at = None  # the tree is listed again
     assert other.own_cpu_s()["cpu:0"] == pytest.approx(0.4)
+    # one that started two reads ago and was listed only now: all of its time, not from now
+    now[0] += 1.0
+    other.own_cpu_s()
+    now[0] += 1.0
+    fake.threads[32] = {32: (0.9, 0)}
+    fake.start[32] = int(1001.5 * TCK)
+    own.add(32)
+    other.own._at = None
+    assert other.own_cpu_s()["cpu:0"] == pytest.approx(0.9)
 
 
 def test_other_load_is_busy_time_less_own_time_signed_per_window() -> None:

@@ -2,7 +2,10 @@
 
 "Own" is the run's whole process tree: this process, every descendant (workers, their
 DataLoader workers, the Ray or Flower processes the run started) and any pid a mode named as
-its own (:meth:`OwnProcesses.add`). Everything else that keeps a slot's cores busy is
+its own (:meth:`OwnProcesses.add`). The tree is listed at most once a second: a process that
+started during the run and is listed late counts from its start; one that ended before it
+was listed counts through its parent (below); one not listed yet is never named as another
+program's when its parent is own. Everything else that keeps a slot's cores busy is
 *other* load, so that a busy neighbour shows as such instead of passing for a slow mode.
 
 How it is read (Linux, from ``/proc``):
@@ -15,6 +18,12 @@ How it is read (Linux, from ``/proc``):
   workers and for the parent's training threads; an unpinned helper thread is put where it
   last ran. CPU time of threads that ended between two reads (the process's total grew more
   than its live threads) goes to the slot its process last ran on.
+- children too short-lived for the tree's listing (a DataLoader's workers of one client, made
+  and gone within a second): their CPU time reaches their parent when it reaps them
+  (``/proc/<pid>/stat``: cutime + cstime). What an own process's reaped children used since
+  the previous read, less the last-read totals of own children seen there that ended, is own
+  time: on the parent's slot when it is pinned to one, else spread over the slots its threads
+  used in the window (the slot it last ran on when none).
 - a slot's other load: its busy share (``/proc/stat``, per core) over the same window, less the
   own CPU time on its cores. One window's value is signed (the counters tick in 10 ms steps and
   are read a few milliseconds apart); the means over a round or a mode are clamped at 0.
@@ -35,7 +44,7 @@ from dataclasses import dataclass
 
 import psutil
 
-TREE_REFRESH_S = 1.0  # the process tree is listed again at most this often (a process found
+TREE_REFRESH_S = 0.25  # the process tree is listed again at most this often (a process found
 # later counts from its start, see OtherLoad.own_cpu_s)
 SCAN_EVERY_S = 1.0  # other processes are named at most this often
 NAME_ABOVE_PCT = 5.0  # a slot's other load above which its processes are named
@@ -52,18 +61,23 @@ class ProcStat:
     cpu_s: float  # utime + stime
     core: int  # the core it last ran on
     start_ticks: int  # when it started, clock ticks after boot
+    children_s: float = 0.0  # cutime + cstime: its children's, once it reaped them
+    ppid: int = 0
 
 
 def parse_stat(text: str) -> ProcStat:
     """Parse a ``stat`` line; the command name may hold spaces and parentheses."""
     open_, close = text.index("("), text.rindex(")")
     rest = text[close + 2 :].split()
-    # rest[0] is field 3 (state): utime 14, stime 15, starttime 22, processor 39.
+    # rest[0] is field 3 (state): ppid 4, utime 14, stime 15, cutime 16, cstime 17,
+    # starttime 22, processor 39.
     return ProcStat(
         name=text[open_ + 1 : close],
         cpu_s=(int(rest[11]) + int(rest[12])) / _CLK_TCK,
         core=int(rest[36]),
         start_ticks=int(rest[19]),
+        children_s=(int(rest[13]) + int(rest[14])) / _CLK_TCK,
+        ppid=int(rest[1]),
     )
 
 
@@ -155,46 +169,85 @@ class OtherLoad:
         self._clock = clock
         self._thread_cpu: dict[tuple[int, int], float] = {}
         self._proc_cpu: dict[int, float] = {}
+        self._children_cpu: dict[int, float] = {}  # per own pid, its reaped children's time
+        self._last: dict[int, ProcStat] = {}  # per own pid, its previous read
         self._others: dict[int, float] | None = None
         self._recent: dict[str, float] = {}  # per slot, other load smoothed over windows
-        self._boot = psutil.boot_time()
+        self._boot = boot_time()
         self._wall = wall
         self._read_at: float | None = None  # wall-clock time of the previous own read
+        self._first_at: float | None = None  # ... and of the first: the run's own start
         self._scan_at: float | None = None
         self._linux = os.path.isdir("/proc/self/task")
 
     def own_cpu_s(self) -> dict[str, float]:
         """Own CPU seconds per slot since the previous call. A process seen for the first
-        time counts from its start if it started after the previous call (a loader worker
-        started inside a round), else from now."""
+        time counts from its start if it started after the first call (a loader worker
+        started inside a round, listed only at the tree's next listing), else from now;
+        children that came and went between two listings count through their parent (see
+        the module docstring)."""
         out = dict.fromkeys(self._cores, 0.0)
-        read_at, self._read_at = self._read_at, self._wall()
+        self._read_at = now = self._wall()
+        first = self._first_at is None
+        read_at = now if self._first_at is None else self._first_at
+        self._first_at = read_at
         alive_threads: dict[tuple[int, int], float] = {}
-        alive_procs: dict[int, float] = {}
-        for pid in self.own.pids():
-            proc = self._stat(f"/proc/{pid}/stat")
-            if proc is None:
-                continue
+        alive = {pid: p for pid in self.own.pids()
+                 if (p := self._stat(f"/proc/{pid}/stat")) is not None}
+        # per parent, the last-read totals of its own children that have ended since
+        ended: dict[int, float] = {}
+        for c, p in self._last.items():
+            if c not in alive:
+                ended[p.ppid] = ended.get(p.ppid, 0.0) + p.cpu_s + p.children_s
+        for pid, proc in alive.items():
             known = pid in self._proc_cpu
-            new = not known and read_at is not None and self._started(proc) > read_at
-            alive_procs[pid] = proc.cpu_s
+            new = not known and not first and self._started(proc) > read_at
             slot = self._pinned_slot(pid)
+            per_slot = dict.fromkeys(self._cores, 0.0)
             if slot is not None:  # a process pinned to one slot: its own total will do
                 if known or new:
-                    out[slot] += max(0.0, proc.cpu_s - self._proc_cpu.get(pid, 0.0))
-                continue
-            threads_s = 0.0
-            for tid in self._threads(pid):
-                t = self._stat(f"/proc/{pid}/task/{tid}/stat")
-                if t is None:
-                    continue
-                alive_threads[(pid, tid)] = t.cpu_s
-                before = self._thread_cpu.get((pid, tid), 0.0 if known or new else t.cpu_s)
-                threads_s += self._put(out, t.core, t.cpu_s - before)
-            if known:  # threads that ended since the previous read
-                self._put(out, proc.core, proc.cpu_s - self._proc_cpu[pid] - threads_s)
-        self._thread_cpu, self._proc_cpu = alive_threads, alive_procs
+                    per_slot[slot] += max(0.0, proc.cpu_s - self._proc_cpu.get(pid, 0.0))
+            else:
+                threads_s = 0.0
+                for tid in self._threads(pid):
+                    t = self._stat(f"/proc/{pid}/task/{tid}/stat")
+                    if t is None:
+                        continue
+                    alive_threads[(pid, tid)] = t.cpu_s
+                    before = self._thread_cpu.get((pid, tid), 0.0 if known or new else t.cpu_s)
+                    threads_s += self._put(per_slot, t.core, t.cpu_s - before)
+                if known:  # threads that ended since the previous read
+                    self._put(per_slot, proc.core, proc.cpu_s - self._proc_cpu[pid] - threads_s)
+            if known or new:
+                self._reaped(per_slot, slot, proc, pid, ended.get(pid, 0.0))
+            for d, v in per_slot.items():
+                out[d] += v
+        self._forget(alive)
+        self._thread_cpu = alive_threads
         return out
+
+    def _reaped(self, per_slot: dict[str, float], slot: str | None, proc: ProcStat,
+                pid: int, seen_s: float) -> None:
+        """Add to ``per_slot`` the time of ``pid``'s children that ended unseen: what its
+        reaped children used since the previous read, less ``seen_s``, the last-read totals
+        of its own children that have ended (their time was counted while they ran)."""
+        unseen = proc.children_s - self._children_cpu.get(pid, 0.0) - seen_s
+        if unseen <= 0:
+            return
+        if slot is not None:
+            per_slot[slot] += unseen
+            return
+        used = sum(per_slot.values())
+        if used <= 0:
+            self._put(per_slot, proc.core, unseen)
+            return
+        for d, v in list(per_slot.items()):
+            per_slot[d] += unseen * v / used
+
+    def _forget(self, alive: Mapping[int, ProcStat]) -> None:
+        self._proc_cpu = {pid: p.cpu_s for pid, p in alive.items()}
+        self._children_cpu = {pid: p.children_s for pid, p in alive.items()}
+        self._last = dict(alive)
 
     def _pinned_slot(self, pid: int) -> str | None:
         """The slot whose cores hold all of ``pid``'s allowed cores (a worker pinned to its
@@ -254,7 +307,7 @@ class OtherLoad:
             if pid in own:
                 continue
             proc = self._stat(f"/proc/{pid}/stat")
-            if proc is None:
+            if proc is None or proc.ppid in own:  # a child of ours not listed yet
                 continue
             cpu[pid] = proc.cpu_s
             slot = self._slot_of.get(proc.core)
@@ -272,6 +325,17 @@ class OtherLoad:
                 for s, pid, name in rows[:TOP_PROCESSES]
             ]
         return out
+
+
+def boot_time() -> float:
+    """When the machine booted, wall-clock, to the kernel's 10 ms (``/proc/uptime``): a
+    process's start (in clock ticks after boot) is compared with the run's first read, and
+    ``psutil.boot_time`` is whole seconds, too coarse for a worker started a moment later."""
+    try:
+        with open("/proc/uptime", encoding="ascii") as f:
+            return time.time() - float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return psutil.boot_time()
 
 
 def _affinity(pid: int) -> Iterable[int]:
