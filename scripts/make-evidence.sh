@@ -5,7 +5,8 @@
 #
 # 1. measures: the own-client runs (scripts/make-own-client-report.sh), the clients-per-device
 #    sweeps (scripts/clients-per-device.sh), the CPU-slot comparison, the vectorized MLP and
-#    the CPU-slot FAQ's plan (scripts/make-reports.sh --measure);
+#    the CPU-slot FAQ's plan (scripts/make-reports.sh --measure), and flower beside multi-gpu
+#    and ray with every process's PSS (scripts/measure_memory.py);
 # 2. refuses, with exit status 1 and before writing any page, when a measured mode of any of
 #    those results files ran beside more than 10% other programs' load on one of its devices
 #    (scripts/quiet_check.py names the file, the mode and the device; `git checkout reports
@@ -23,6 +24,9 @@ started=$(date +%s)
 bash scripts/make-own-client-report.sh --measure
 bash scripts/clients-per-device.sh
 bash scripts/make-reports.sh --measure
+# Flower beside the pools and Ray: cold start, round and every process's PSS, in one run.
+"$python" scripts/measure_memory.py --clients 10 --batch-size 128 --devices cpu:2 \
+  --modes serial,multi-gpu,ray,flower --out reports/cpu-slots/flower-peer.json
 if ! "$python" scripts/quiet_check.py reports/cpu-slots reports/cpu-own-client \
     docs/faq/cpu-slots/results; then
   echo "make-evidence: refused: a run was disturbed by other programs (above); no page was" \

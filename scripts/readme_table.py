@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from gpubench.faq.inputs import load_inputs  # noqa: E402
 from gpubench.output import write_atomic  # noqa: E402
 from gpubench.report import measured_blocks as mb  # noqa: E402
+from gpubench.report.measures import format_bytes  # noqa: E402
 from gpubench.results import Results, read_results  # noqa: E402
 
 # The hand-written documents; the FAQ pages and reports beside them are written by gpubench.
@@ -131,8 +132,43 @@ def beliefs() -> str:
     return "\n".join(lines)
 
 
+# Flower as a peer of the pools: one scripts/measure_memory.py run (its PSS in ``extra``).
+PEER = ("2 CPU slots, cnn, 10 clients, batch 128", "reports/cpu-slots/flower-peer.json")
+PEER_MODES = ("serial", "multi-gpu", "ray", "flower")
+
+
+def _pss(results: Results, name: str) -> str:
+    mode = results.mode(name)
+    extra = mode.extra if mode is not None else {}
+    peak, procs = extra.get("pss_peak_bytes"), extra.get("pss_processes")
+    if not isinstance(peak, int):
+        return "—"
+    return f"{format_bytes(peak)} ({procs} processes)" if isinstance(procs, int) else \
+        format_bytes(peak)
+
+
+def peer_table() -> str:
+    label, path = PEER
+    if not (ROOT / path).is_file():
+        return (f"- Verdict, {label}: not measured (`{path}` is not there; "
+                "`bash scripts/make-evidence.sh` makes it)")
+    results = read_results(ROOT / path)
+    lines = ["| mode | speed vs serial | median round | cold start | peak PSS of its processes |",
+             "|---|---|---|---|---|"]
+    for name in PEER_MODES:
+        m = results.mode(name)
+        if m is None:
+            continue
+        round_s = f"{m.median_round_s:.3g} s" if m.median_round_s else "—"
+        cold = f"{m.cold_start_s:.3g} s" if m.cold_start_s is not None else "—"
+        lines.append(f"| {name} | {cell(results, name)} | {round_s} | {cold} | "
+                     f"{_pss(results, name)} |")
+    return (f"{label} (`{path}`):\n\n" + "\n".join(lines) + "\n\n"
+            + _verdicts([(label, results)], PEER_MODES[1:]))
+
+
 RENDERERS: dict[str, Callable[[], str]] = {"modes": table, "own-client": own_table,
-                                           "beliefs": beliefs}
+                                           "beliefs": beliefs, "peer": peer_table}
 
 
 def main(argv: list[str] | None = None) -> int:
