@@ -312,3 +312,17 @@ def test_a_real_busy_program_on_slot_1_is_measured_and_named() -> None:
     assert loads and sum(loads) / len(loads) > 60
     named = [p for r in readings for p in r["cpu:1"].other_processes]
     assert hog in {p[0] for p in named}
+
+
+def test_a_process_pinned_for_a_while_is_not_counted_twice_when_unpinned() -> None:
+    fake, now = FakeProc(), [1000.0]
+    fake.threads[10] = {10: (5.0, 0), 11: (3.0, 1)}  # the parent
+    other = load(fake, {10}, now)
+    other.own_cpu_s()
+    fake.pinned[10] = {0}  # its main thread pinned to slot 0 while it trains there
+    fake.threads[10] = {10: (5.5, 0), 11: (3.0, 1)}
+    assert other.own_cpu_s() == {"cpu:0": pytest.approx(0.5), "cpu:1": 0.0}
+    del fake.pinned[10]  # back: its threads are read one by one, with no baseline of theirs
+    fake.threads[10] = {10: (5.6, 0), 11: (3.1, 1)}
+    got = other.own_cpu_s()
+    assert sum(got.values()) == pytest.approx(0.2)  # the process's own 0.2 s, not 8.7 s

@@ -10,14 +10,16 @@ program's when its parent is own. Everything else that keeps a slot's cores busy
 
 How it is read (Linux, from ``/proc``):
 
-- own CPU time per slot: a process pinned to one slot's cores (a worker) counts its CPU time
-  since the previous read (``/proc/<pid>/stat``: utime + stime) on that slot; for any other own
-  process (the parent, whose training threads are pinned one by one), each thread's CPU time
-  (``/proc/<pid>/task/<tid>/stat``) is put on the slot of the core the thread last ran on
-  (field 39). A pinned thread runs on its slot's cores only, so this is exact for
-  workers and for the parent's training threads; an unpinned helper thread is put where it
-  last ran. CPU time of threads that ended between two reads (the process's total grew more
-  than its live threads) goes to the slot its process last ran on.
+- own CPU time per slot: how much is always the process's own total since the previous read
+  (``/proc/<pid>/stat``: utime + stime, every thread once, also those that ended). A process
+  pinned to one slot's cores (a worker) counts it on that slot; for any other own process
+  (the parent, whose training threads are pinned one by one) it is shared out by its threads'
+  CPU time since the previous read (``/proc/<pid>/task/<tid>/stat``), each on the slot of the
+  core the thread last ran on (field 39), the rest on the slot the process last ran on. A
+  pinned thread runs on its slot's cores only, so this is exact for workers and for the
+  parent's training threads; an unpinned helper thread is put where it last ran. (Summing the
+  threads instead counted a thread's whole life again after the parent's main thread had been
+  pinned for a while: one window then read -100%, the next +95%.)
 - children too short-lived for the tree's listing (a DataLoader's workers of one client, made
   and gone within a second): their CPU time reaches their parent when it reaps them
   (``/proc/<pid>/stat``: cutime + cstime). What an own process's reaped children used since
@@ -208,16 +210,23 @@ class OtherLoad:
                 if known or new:
                     per_slot[slot] += max(0.0, proc.cpu_s - self._proc_cpu.get(pid, 0.0))
             else:
-                threads_s = 0.0
+                # How much: the process's own total, which counts every thread once (also
+                # those that ended); where: its threads' shares since the previous read, each
+                # on the slot of the core it last ran on (a thread without one, e.g. read while
+                # the process was pinned, weighs its whole time), the rest where it last ran.
+                weights = dict.fromkeys(self._cores, 0.0)
                 for tid in self._threads(pid):
                     t = self._stat(f"/proc/{pid}/task/{tid}/stat")
                     if t is None:
                         continue
                     alive_threads[(pid, tid)] = t.cpu_s
-                    before = self._thread_cpu.get((pid, tid), 0.0 if known or new else t.cpu_s)
-                    threads_s += self._put(per_slot, t.core, t.cpu_s - before)
-                if known:  # threads that ended since the previous read
-                    self._put(per_slot, proc.core, proc.cpu_s - self._proc_cpu[pid] - threads_s)
+                    self._put(weights, t.core, t.cpu_s - self._thread_cpu.get((pid, tid), 0.0))
+                if known or new:
+                    amount = max(0.0, proc.cpu_s - self._proc_cpu.get(pid, 0.0))
+                    placed = sum(weights.values())
+                    for d, v in weights.items():
+                        per_slot[d] += v * min(1.0, amount / placed) if placed > 0 else 0.0
+                    self._put(per_slot, proc.core, amount - min(amount, placed))
             if known or new:
                 self._reaped(per_slot, slot, proc, pid, ended.get(pid, 0.0))
             for d, v in per_slot.items():
