@@ -7,7 +7,8 @@ Takes the same arguments as ``gpubench compare``. While each mode runs (cold sta
 close), a thread sums the PSS (proportional set size: shared pages split between the
 processes that map them, so the sum does not count a shared library twice) of every process
 below this one: worker processes, a local Ray's head, raylet and actors, Flower's driver.
-This process itself (the harness, shared by every mode) is reported apart. Per mode the peak
+This process itself (the harness, shared by every mode) is reported apart. The modes run one
+after another (``--sequential``), so that each sum holds that mode's processes only. Per mode the peak
 sum goes into the results file under ``extra`` (``pss_peak_bytes``, ``pss_processes``,
 ``parent_pss_peak_bytes``) and a table of round time, cold start and peak PSS is printed.
 """
@@ -84,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="results JSON with the PSS figures in extra")
     p.add_argument("--pss-interval", type=float, default=0.25, help="seconds between samples")
     args, run_options = p.parse_known_args(argv)  # the rest are compare's options
-    config = run_config(run_options)
+    # One mode at a time: interleaved, every mode's workers are alive at once and a mode's
+    # sum would hold the others' processes too.
+    config = replace(run_config(run_options), interleave=False)
     watcher = PssWatcher(args.pss_interval)
     watcher.thread.start()
     try:

@@ -132,8 +132,14 @@ def beliefs() -> str:
     return "\n".join(lines)
 
 
-# Flower as a peer of the pools: one scripts/measure_memory.py run (its PSS in ``extra``).
-PEER = ("2 CPU slots, cnn, 10 clients, batch 128", "reports/cpu-slots/flower-peer.json")
+# Flower as a peer of the pools: scripts/measure_memory.py runs (their PSS in ``extra``), the
+# flwr run engine and, measured once with the commit before it, run_simulation.
+PEERS = (
+    ("flower through `flwr run`; 2 CPU slots, cnn, 10 clients, batch 128",
+     "reports/cpu-slots/flower-peer.json"),
+    ("flower through `run_simulation` (the engine before, commit c57ae40); the same run",
+     "reports/cpu-slots/flower-peer-run_simulation.json"),
+)
 PEER_MODES = ("serial", "multi-gpu", "ray", "flower")
 
 
@@ -143,12 +149,12 @@ def _pss(results: Results, name: str) -> str:
     peak, procs = extra.get("pss_peak_bytes"), extra.get("pss_processes")
     if not isinstance(peak, int):
         return "—"
-    return f"{format_bytes(peak)} ({procs} processes)" if isinstance(procs, int) else \
-        format_bytes(peak)
+    if not isinstance(procs, int):
+        return format_bytes(peak)
+    return f"{format_bytes(peak)} ({procs} process{'' if procs == 1 else 'es'})"
 
 
-def peer_table() -> str:
-    label, path = PEER
+def _peer(label: str, path: str) -> str:
     if not (ROOT / path).is_file():
         return (f"- Verdict, {label}: not measured (`{path}` is not there; "
                 "`bash scripts/make-evidence.sh` makes it)")
@@ -165,6 +171,10 @@ def peer_table() -> str:
                      f"{_pss(results, name)} |")
     return (f"{label} (`{path}`):\n\n" + "\n".join(lines) + "\n\n"
             + _verdicts([(label, results)], PEER_MODES[1:]))
+
+
+def peer_table() -> str:
+    return "\n\n".join(_peer(label, path) for label, path in PEERS)
 
 
 RENDERERS: dict[str, Callable[[], str]] = {"modes": table, "own-client": own_table,

@@ -215,12 +215,12 @@ def test_a_version_2_summary_is_upgraded_to_one_metric_and_still_renders(tmp_pat
     assert load_sweep_summary(json.loads(upgraded.to_json())) == upgraded
 
 
-def test_the_committed_flower_like_sweep_names_ray_far_below_and_recommends_none_from_it():
+def test_a_flower_like_sweep_of_version_2_names_ray_far_below_and_recommends_none_from_it():
     from pathlib import Path
 
-    path = (Path(__file__).resolve().parents[1] / "docs" / "faq" / "cpu-slots" / "results"
-            / "clients" / "flower-like" / "summary.json")
-    summary = load_sweep_summary(path)  # written before version 3
+    # once committed under docs/faq/cpu-slots/results/clients/flower-like/, before version 3
+    path = Path(__file__).resolve().parent / "fixtures" / "clients-flower-like-summary-v2.json"
+    summary = load_sweep_summary(path)
     assert summary.per_device is not None and "ray" in summary.per_device.far_below
     assert "ray" not in summary.per_device.knees
     section = "\n".join(format_clients_section(FaqInputs(clients_sweeps=(summary,)), "en"))

@@ -168,7 +168,9 @@ def test_one_wide_whisker_does_not_stretch_the_axis(lang: str) -> None:
     (ax,) = fig.axes
     drawn = [b for b in bars if b.value is not None]
     wide = [b for b in drawn if b.mode == "multiprocess"]
-    assert wide and wide[0].high is not None and wide[0].high > 50  # the committed file's
+    # the committed file's: a whisker many times the tallest bar
+    assert wide and wide[0].high is not None
+    assert wide[0].high > 5 * max(b.value or 0 for b in drawn)
     top = ax.get_ylim()[1]
     assert top <= AXIS_CAP * max(max(b.value or 0 for b in drawn), max(b.ideal for b in bars))
     clipped = {line.get_gid() for line in ax.get_lines() if line.get_gid()}
