@@ -2,7 +2,7 @@
 
 "Own" is the run's whole process tree: this process, every descendant (workers, their
 DataLoader workers, the Ray or Flower processes the run started) and any pid a mode named as
-its own (:meth:`OwnProcesses.add`). The tree is listed at most once a second: a process that
+its own (:meth:`OwnProcesses.add`). The tree is listed every ``TREE_REFRESH_S``: a process that
 started during the run and is listed late counts from its start; one that ended before it
 was listed counts through its parent (below); one not listed yet is never named as another
 program's when its parent is own. Everything else that keeps a slot's cores busy is
@@ -170,15 +170,12 @@ class OtherLoad:
         self._threads = threads
         self._clock = clock
         self._thread_cpu: dict[tuple[int, int], float] = {}
-        self._proc_cpu: dict[int, float] = {}
-        self._children_cpu: dict[int, float] = {}  # per own pid, its reaped children's time
         self._last: dict[int, ProcStat] = {}  # per own pid, its previous read
         self._others: dict[int, float] | None = None
         self._recent: dict[str, float] = {}  # per slot, other load smoothed over windows
         self._boot = boot_time()
         self._wall = wall
-        self._read_at: float | None = None  # wall-clock time of the previous own read
-        self._first_at: float | None = None  # ... and of the first: the run's own start
+        self._first_at: float | None = None  # wall-clock time of the first own read
         self._scan_at: float | None = None
         self._linux = os.path.isdir("/proc/self/task")
 
@@ -189,10 +186,8 @@ class OtherLoad:
         children that came and went between two listings count through their parent (see
         the module docstring)."""
         out = dict.fromkeys(self._cores, 0.0)
-        self._read_at = now = self._wall()
         first = self._first_at is None
-        read_at = now if self._first_at is None else self._first_at
-        self._first_at = read_at
+        read_at = self._first_at = self._wall() if self._first_at is None else self._first_at
         alive_threads: dict[tuple[int, int], float] = {}
         alive = {pid: p for pid in self.own.pids()
                  if (p := self._stat(f"/proc/{pid}/stat")) is not None}
@@ -202,13 +197,15 @@ class OtherLoad:
             if c not in alive:
                 ended[p.ppid] = ended.get(p.ppid, 0.0) + p.cpu_s + p.children_s
         for pid, proc in alive.items():
-            known = pid in self._proc_cpu
+            last = self._last.get(pid)
+            known = last is not None
             new = not known and not first and self._started(proc) > read_at
+            counted = known or new
+            amount = max(0.0, proc.cpu_s - (last.cpu_s if last else 0.0)) if counted else 0.0
             slot = self._pinned_slot(pid)
             per_slot = dict.fromkeys(self._cores, 0.0)
             if slot is not None:  # a process pinned to one slot: its own total will do
-                if known or new:
-                    per_slot[slot] += max(0.0, proc.cpu_s - self._proc_cpu.get(pid, 0.0))
+                per_slot[slot] += amount
             else:
                 # How much: the process's own total, which counts every thread once (also
                 # those that ended); where: its threads' shares since the previous read, each
@@ -221,26 +218,26 @@ class OtherLoad:
                         continue
                     alive_threads[(pid, tid)] = t.cpu_s
                     self._put(weights, t.core, t.cpu_s - self._thread_cpu.get((pid, tid), 0.0))
-                if known or new:
-                    amount = max(0.0, proc.cpu_s - self._proc_cpu.get(pid, 0.0))
+                if counted:
                     placed = sum(weights.values())
                     for d, v in weights.items():
                         per_slot[d] += v * min(1.0, amount / placed) if placed > 0 else 0.0
                     self._put(per_slot, proc.core, amount - min(amount, placed))
-            if known or new:
-                self._reaped(per_slot, slot, proc, pid, ended.get(pid, 0.0))
+            if counted:
+                before = last.children_s if last else 0.0
+                self._reaped(per_slot, slot, proc, before + ended.get(pid, 0.0))
             for d, v in per_slot.items():
                 out[d] += v
-        self._forget(alive)
+        self._last = alive
         self._thread_cpu = alive_threads
         return out
 
     def _reaped(self, per_slot: dict[str, float], slot: str | None, proc: ProcStat,
-                pid: int, seen_s: float) -> None:
-        """Add to ``per_slot`` the time of ``pid``'s children that ended unseen: what its
-        reaped children used since the previous read, less ``seen_s``, the last-read totals
-        of its own children that have ended (their time was counted while they ran)."""
-        unseen = proc.children_s - self._children_cpu.get(pid, 0.0) - seen_s
+                counted_s: float) -> None:
+        """Add to ``per_slot`` the time of the process's children that ended unseen: its
+        reaped children's total less ``counted_s`` (that total at the previous read, plus the
+        last-read totals of its own children that have ended: counted while they ran)."""
+        unseen = proc.children_s - counted_s
         if unseen <= 0:
             return
         if slot is not None:
@@ -252,11 +249,6 @@ class OtherLoad:
             return
         for d, v in list(per_slot.items()):
             per_slot[d] += unseen * v / used
-
-    def _forget(self, alive: Mapping[int, ProcStat]) -> None:
-        self._proc_cpu = {pid: p.cpu_s for pid, p in alive.items()}
-        self._children_cpu = {pid: p.children_s for pid, p in alive.items()}
-        self._last = dict(alive)
 
     def _pinned_slot(self, pid: int) -> str | None:
         """The slot whose cores hold all of ``pid``'s allowed cores (a worker pinned to its
