@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import tempfile
 import time
 import traceback
@@ -362,10 +363,12 @@ class _Harness:
         recorded (``profiled_round_error``) without failing the mode."""
         if run.mode is None or run.profiled is not None:
             return
-        if self.profile_root is None:
-            self.profile_root = tempfile.mkdtemp(prefix=TEMP_PREFIX)
-        if not run.mode.profile_next_round(f"{self.profile_root}/{run.name}"):
+        root = self.profile_root or tempfile.mkdtemp(prefix=TEMP_PREFIX)
+        if not run.mode.profile_next_round(f"{root}/{run.name}"):
+            if self.profile_root is None:  # nothing will be written there
+                os.rmdir(root)
             return
+        self.profile_root = root
         fingerprints = torch.full(
             (self.prep.plan.clients, FINGERPRINT_SIZE), math.nan, dtype=torch.float64
         )
